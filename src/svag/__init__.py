@@ -1,0 +1,23 @@
+"""svag: simulate the SDE of SGD (and Adam/RMSprop) with SVAG, and test the linear scaling rule.
+
+Li, Malladi & Arora, "On the Validity of Modeling SGD with SDEs", NeurIPS 2021 (P1);
+Malladi, Lyu, Panigrahi & Arora, "On the SDEs and Scaling Rules for Adaptive Gradient
+Algorithms", NeurIPS 2022 (P2).
+"""
+
+from . import schedules
+from .amplify import amplified_loss, coefficients
+from .optim import SVAG
+from .step import StepOutput, train_step
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SVAG",
+    "StepOutput",
+    "__version__",
+    "amplified_loss",
+    "coefficients",
+    "schedules",
+    "train_step",
+]

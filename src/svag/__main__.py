@@ -1,0 +1,7 @@
+"""``python -m svag`` runs the command-line tool (so ``torchrun -m svag train ...`` works)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,63 @@
+"""The ``svag`` command line: ``svag COMMAND --help`` for each command.
+
+Each command lives in ``svag/commands/<name>.py`` with ``add_arguments(parser)`` and
+``run(args) -> int``; this module only dispatches. Errors a user can cause (bad values,
+missing files, a diverged run) print one line and exit with status 2; set ``SVAG_DEBUG=1``
+for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# command name -> (module under svag.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "verify": ("verify", "weak error of SVAG vs the exact SDE on problems with closed forms"),
+}
+
+
+class CommandError(Exception):
+    """An error caused by the user's input: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="svag",
+        description=(
+            "Simulate the SDE of SGD with SVAG and test the linear scaling rule (Li, Malladi & Arora 2021)."
+        ),
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"svag {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        mod = importlib.import_module(f"svag.commands.{module}")
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=(mod.__doc__ or help_text).strip(),
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (CommandError, ValueError, FileNotFoundError, NotADirectoryError, KeyboardInterrupt) as err:
+        if os.environ.get("SVAG_DEBUG"):
+            raise
+        message = "interrupted" if isinstance(err, KeyboardInterrupt) else str(err).splitlines()[0]
+        print(f"svag {args.command}: error: {message}", file=sys.stderr)
+        return 2

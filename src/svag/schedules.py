@@ -1,0 +1,198 @@
+"""Learning-rate schedules on continuous SDE time ``t`` (not on steps).
+
+An SVAG run with amplification ``l`` takes ``l`` times more steps than the SGD run it
+simulates, each covering ``lr/l`` of continuous time (P1 §4: "LR = η/l; LR milestones ×2l"
+in epochs of the SVAG loader). Defining the schedule on ``t`` gives every ``l`` the same
+``lr(t)``, so SGD and SVAG curves decay at the same point of the x-axis.
+
+Because time advances by ``lr(t)/l`` per step, a schedule must stay **strictly positive**:
+at ``lr = 0`` time would stop. Cosine, triangle and warm-up therefore take a positive floor
+(``final_lr``, ``start_lr``) and refuse 0.
+
+Each schedule is a small frozen dataclass: call it with ``t`` to get the LR, and
+``dataclasses.asdict`` / :func:`schedule_from_dict` round-trip it through ``config.json``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field, fields
+
+__all__ = [
+    "Constant",
+    "Cosine",
+    "MultiStep",
+    "Schedule",
+    "Triangle",
+    "Warmup",
+    "schedule_from_dict",
+    "schedule_to_dict",
+]
+
+
+def _positive(value: float, name: str) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0 (time stops at lr = 0), got {value!r}")
+
+
+class Schedule:
+    """Base: ``schedule(t) -> lr`` for continuous time ``t >= 0``."""
+
+    kind = "schedule"
+
+    def __call__(self, t: float) -> float:
+        raise NotImplementedError
+
+    @property
+    def base_lr(self) -> float:
+        """The reference LR η that the schedule scales (used for time-per-epoch conversions)."""
+        return self.lr  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Constant(Schedule):
+    """``lr(t) = lr``."""
+
+    lr: float
+    kind = "constant"
+
+    def __post_init__(self) -> None:
+        _positive(self.lr, "lr")
+
+    def __call__(self, t: float) -> float:
+        return self.lr
+
+
+@dataclass(frozen=True)
+class MultiStep(Schedule):
+    """``lr(t) = lr · gamma^{#{m in milestones : m <= t}}`` (P1's ×0.1 decays)."""
+
+    lr: float
+    milestones: tuple[float, ...] = ()
+    gamma: float = 0.1
+    kind = "multistep"
+
+    def __post_init__(self) -> None:
+        _positive(self.lr, "lr")
+        _positive(self.gamma, "gamma")
+        ms = tuple(float(m) for m in self.milestones)
+        if any(not math.isfinite(m) or m <= 0 for m in ms) or list(ms) != sorted(ms):
+            raise ValueError(f"milestones must be increasing positive times, got {self.milestones!r}")
+        object.__setattr__(self, "milestones", ms)
+
+    def __call__(self, t: float) -> float:
+        return self.lr * self.gamma ** bisect.bisect_right(self.milestones, t)
+
+
+@dataclass(frozen=True)
+class Cosine(Schedule):
+    """``lr(t) = final + (lr − final)(1 + cos(π·min(t, horizon)/horizon))/2``.
+
+    ``final_lr = 0`` (the default) means ``1e-3·lr``: the floor keeps time advancing.
+    """
+
+    lr: float
+    horizon: float
+    final_lr: float = field(default=0.0)
+    kind = "cosine"
+
+    def __post_init__(self) -> None:
+        _positive(self.lr, "lr")
+        _positive(self.horizon, "horizon")
+        final = self.final_lr if self.final_lr else 1e-3 * self.lr
+        _positive(final, "final_lr")
+        object.__setattr__(self, "final_lr", float(final))
+
+    def __call__(self, t: float) -> float:
+        frac = min(max(t, 0.0), self.horizon) / self.horizon
+        return self.final_lr + (self.lr - self.final_lr) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+@dataclass(frozen=True)
+class Triangle(Schedule):
+    """Linear ramp ``start_lr → lr`` on ``[0, peak_time]``, then ``lr → final_lr`` until ``horizon``.
+
+    ``start_lr = 0`` / ``final_lr = 0`` (the defaults) mean ``1e-2·lr``: time stops at lr = 0.
+    """
+
+    lr: float
+    peak_time: float
+    horizon: float
+    start_lr: float = 0.0
+    final_lr: float = 0.0
+    kind = "triangle"
+
+    def __post_init__(self) -> None:
+        _positive(self.lr, "lr")
+        _positive(self.horizon, "horizon")
+        if not 0 < self.peak_time < self.horizon:
+            raise ValueError(f"peak_time must be in (0, horizon={self.horizon}), got {self.peak_time!r}")
+        for name in ("start_lr", "final_lr"):
+            value = getattr(self, name) or 1e-2 * self.lr
+            _positive(value, name)
+            object.__setattr__(self, name, float(value))
+
+    def __call__(self, t: float) -> float:
+        if t <= self.peak_time:
+            return self.start_lr + (self.lr - self.start_lr) * max(t, 0.0) / self.peak_time
+        frac = min(t - self.peak_time, self.horizon - self.peak_time) / (self.horizon - self.peak_time)
+        return self.lr + (self.final_lr - self.lr) * frac
+
+
+@dataclass(frozen=True)
+class Warmup(Schedule):
+    """Linear warm-up from ``start_factor·inner(0)`` to ``inner(t)`` over ``[0, warmup_time]``."""
+
+    inner: Schedule
+    warmup_time: float
+    start_factor: float = 0.1
+    kind = "warmup"
+
+    def __post_init__(self) -> None:
+        _positive(self.warmup_time, "warmup_time")
+        if not 0 < self.start_factor <= 1:
+            raise ValueError(
+                f"start_factor must be in (0, 1] (time stops at lr = 0), got {self.start_factor!r}"
+            )
+
+    @property
+    def base_lr(self) -> float:
+        return self.inner.base_lr
+
+    def __call__(self, t: float) -> float:
+        if t >= self.warmup_time:
+            return self.inner(t)
+        frac = max(t, 0.0) / self.warmup_time
+        return self.inner(t) * (self.start_factor + (1.0 - self.start_factor) * frac)
+
+
+_KINDS: dict[str, type[Schedule]] = {cls.kind: cls for cls in (Constant, MultiStep, Cosine, Triangle, Warmup)}
+
+
+def schedule_to_dict(schedule: Schedule) -> dict:
+    """JSON-ready dict with a ``kind`` key; inverse of :func:`schedule_from_dict`."""
+    out = {"kind": schedule.kind}
+    for f in fields(schedule):  # type: ignore[arg-type]
+        value = getattr(schedule, f.name)
+        out[f.name] = schedule_to_dict(value) if isinstance(value, Schedule) else value
+    if isinstance(out.get("milestones"), tuple):
+        out["milestones"] = list(out["milestones"])
+    return out
+
+
+def schedule_from_dict(data: dict) -> Schedule:
+    """Build a schedule from ``{"kind": ..., **fields}`` (as written to ``config.json``)."""
+    data = dict(data)
+    kind = data.pop("kind", None)
+    if kind not in _KINDS:
+        raise ValueError(f"unknown schedule kind {kind!r}; valid: {', '.join(sorted(_KINDS))}")
+    if "inner" in data:
+        data["inner"] = schedule_from_dict(data["inner"])
+    if "milestones" in data:
+        data["milestones"] = tuple(data["milestones"])
+    valid = {f.name for f in fields(_KINDS[kind])}  # type: ignore[arg-type]
+    unknown = set(data) - valid
+    if unknown:
+        raise ValueError(f"unknown field(s) {sorted(unknown)} for schedule {kind!r}; valid: {sorted(valid)}")
+    return _KINDS[kind](**data)

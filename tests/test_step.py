@@ -1,0 +1,117 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import svag
+
+
+def _bn_model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+
+
+def _batches(seed, n=8):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)) for _ in range(2)]
+
+
+def _loss_fn(model):
+    return lambda b: nn.functional.cross_entropy(model(b[0]), b[1])
+
+
+@pytest.mark.parametrize("l", [1.0, 2.0, 4.0, 16.0, 3.7])
+def test_fused_equals_two_backward_reference(l):
+    """One backward of a1·loss1 + a2·loss2 equals a1·g1 + a2·g2 from two backwards (float64)."""
+    a, b = _bn_model(), _bn_model()
+    opt_a = svag.SVAG(a.parameters(), lr=0.3, l=l, weight_decay=5e-4)
+    opt_b = svag.SVAG(b.parameters(), lr=0.3, l=l, weight_decay=5e-4)
+    for k in range(10):
+        b1, b2 = _batches(k)
+        svag.train_step(opt_a, _loss_fn(a), b1, b2)
+        svag.train_step(opt_b, _loss_fn(b), b1, b2, reference=True)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=1e-12)
+    for (na, ba), (_, bb) in zip(a.named_buffers(), b.named_buffers()):
+        torch.testing.assert_close(ba, bb, rtol=0, atol=1e-12, msg=na)
+
+
+def test_l1_does_not_touch_second_batch_and_equals_sgd():
+    a, b = _bn_model(), _bn_model()
+    opt_a = svag.SVAG(a.parameters(), lr=0.3)
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.3)
+
+    class Poison:
+        def __getitem__(self, i):
+            raise AssertionError("second batch touched at l = 1")
+
+    for k in range(5):
+        b1, _ = _batches(k)
+        out = svag.train_step(opt_a, _loss_fn(a), b1, Poison())
+        assert out.loss2 is None
+        opt_b.zero_grad()
+        _loss_fn(b)(b1).backward()
+        opt_b.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_batchnorm_uses_each_batch_statistics_and_updates_running_stats_twice():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm1d(3, momentum=0.5)
+    model = nn.Sequential(bn)
+    seen = []
+    bn.register_forward_hook(
+        lambda mod, inp, out: seen.append((inp[0].detach().clone(), out.detach().clone()))
+    )
+    w = nn.Parameter(torch.ones(3))
+    opt = svag.SVAG([w, *model.parameters()], lr=0.1, l=4)
+    x1 = torch.randn(10, 3) * 2 + 1
+    x2 = torch.randn(10, 3) * 0.5 - 3
+    svag.train_step(opt, lambda x: (model(x) * w).pow(2).mean(), x1, x2)
+    assert len(seen) == 2  # two separate forward passes
+    for x, out in seen:
+        normalized = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + bn.eps)
+        torch.testing.assert_close(out, normalized, rtol=0, atol=1e-12)  # own batch statistics
+    assert bn.num_batches_tracked.item() == 2
+    expected_mean = 0.5 * (0.5 * x1.mean(0)) + 0.5 * x2.mean(0)
+    torch.testing.assert_close(bn.running_mean, expected_mean, rtol=0, atol=1e-12)
+
+
+def test_return_grads_gives_independent_batch_gradients():
+    model = _bn_model()
+    opt = svag.SVAG(model.parameters(), lr=0.0, l=2)
+    b1, b2 = _batches(0)
+    ref = copy.deepcopy(model)
+    out = svag.train_step(opt, _loss_fn(model), b1, b2, return_grads=True)
+    g1, g2 = out.grads
+    for batch, grads in ((b1, g1), (b2, g2)):
+        ref.zero_grad()
+        _loss_fn(ref)(batch).backward()
+        for p, g in zip(ref.parameters(), grads):
+            torch.testing.assert_close(p.grad, g, rtol=0, atol=1e-13)
+
+
+def test_groups_with_different_l_combine_per_group():
+    """Different amplification per group: each group gets coefficients(l_group)."""
+    torch.manual_seed(0)
+    w1, w2 = nn.Parameter(torch.randn(3)), nn.Parameter(torch.randn(3))
+    opt = svag.SVAG([{"params": [w1], "l": 2.0}, {"params": [w2], "l": 8.0}], lr=0.0)
+    x1, x2 = torch.randn(3), torch.randn(3)
+
+    def loss(x):
+        return (w1 * x).sum() + (w2 * x).pow(2).sum()
+
+    svag.train_step(opt, loss, x1, x2)
+    a1, a2 = svag.coefficients(2.0)
+    torch.testing.assert_close(w1.grad, a1 * x1 + a2 * x2, rtol=0, atol=1e-14)
+    a1, a2 = svag.coefficients(8.0)
+    torch.testing.assert_close(w2.grad, a1 * 2 * w2 * x1**2 + a2 * 2 * w2 * x2**2, rtol=0, atol=1e-14)
+
+
+def test_missing_second_batch_raises():
+    model = _bn_model()
+    opt = svag.SVAG(model.parameters(), lr=0.1, l=2)
+    with pytest.raises(ValueError, match="needs batch2 when l > 1"):
+        svag.train_step(opt, _loss_fn(model), _batches(0)[0])
