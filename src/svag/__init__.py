@@ -5,8 +5,9 @@ Malladi, Lyu, Panigrahi & Arora, "On the SDEs and Scaling Rules for Adaptive Gra
 Algorithms", NeurIPS 2022 (P2).
 """
 
-from . import schedules
+from . import lsr, models, noise, per_sample, schedules
 from .amplify import amplified_loss, coefficients
+from .noise import NoiseAccumulator, NoiseResult, measure_noise
 from .optim import SVAG
 from .step import StepOutput, train_step
 
@@ -14,10 +15,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SVAG",
+    "NoiseAccumulator",
+    "NoiseResult",
     "StepOutput",
     "__version__",
     "amplified_loss",
     "coefficients",
+    "lsr",
+    "measure_noise",
+    "models",
+    "noise",
+    "per_sample",
     "schedules",
     "train_step",
 ]

@@ -15,6 +15,10 @@ import sys
 
 # command name -> (module under svag.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "the main job: SGD vs SVAG on MNIST-1D, 3 seeds, figure and table"),
+    "train": ("train", "one SGD or SVAG run into an output folder"),
+    "compare": ("compare", "SGD and SVAG for several l and seeds into one folder of runs"),
+    "plot": ("plot", "figure and summary table from a folder of runs"),
     "verify": ("verify", "weak error of SVAG vs the exact SDE on problems with closed forms"),
 }
 
@@ -26,9 +30,7 @@ class CommandError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="svag",
-        description=(
-            "Simulate the SDE of SGD with SVAG and test the linear scaling rule (Li, Malladi & Arora 2021)."
-        ),
+        description=("Simulate the SDE of SGD with SVAG and test the linear scaling rule (Li, Malladi & Arora 2021)."),
     )
     from . import __version__
 

@@ -152,9 +152,7 @@ class Warmup(Schedule):
     def __post_init__(self) -> None:
         _positive(self.warmup_time, "warmup_time")
         if not 0 < self.start_factor <= 1:
-            raise ValueError(
-                f"start_factor must be in (0, 1] (time stops at lr = 0), got {self.start_factor!r}"
-            )
+            raise ValueError(f"start_factor must be in (0, 1] (time stops at lr = 0), got {self.start_factor!r}")
 
     @property
     def base_lr(self) -> float:

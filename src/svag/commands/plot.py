@@ -1,0 +1,37 @@
+"""Read a folder of runs (from `svag compare`) and draw the paper-style figure: each metric vs
+effective steps for each l, mean ± std band over seeds. Also writes the summary table
+(summary.md, summary.csv). Reads results only; never trains."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..experiments.compare import write_summary
+from ..plotting import plot_compare
+from ..summary import load_runs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs_dir", help="folder of runs written by `svag compare`")
+    parser.add_argument("--out", default=None, help="figure path (default: RUNS_DIR/compare.png)")
+    parser.add_argument(
+        "--metrics",
+        default="train_loss,test_loss,test_acc,weight_norm_sq",
+        help="comma-separated metrics to plot",
+    )
+    parser.add_argument("--x", default="effective_step", choices=("effective_step", "sde_time", "epoch"), help="x axis")
+
+
+def run(args: argparse.Namespace) -> int:
+    runs = load_runs(args.runs_dir)
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    known = set(runs[0].records[0])
+    bad = [m for m in metrics if m not in known]
+    if bad:
+        raise ValueError(f"unknown metric(s) {bad}; valid: {', '.join(sorted(known))}")
+    fig = plot_compare(runs, args.out or Path(args.runs_dir) / "compare.png", metrics=metrics, x=args.x)
+    md, csv = write_summary(args.runs_dir)
+    print(f"figure: {fig}\ntable: {md} and {csv}")
+    print(md.read_text(), end="")
+    return 0

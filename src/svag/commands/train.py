@@ -1,0 +1,28 @@
+"""Train one SGD (l = 1) or SVAG run into an output folder: metrics.jsonl, config.json,
+env.json, checkpoint.pt and status.json. A progress bar shows continuous time, loss and ETA.
+Kill it any time and continue with --resume: the metrics are bit-identical."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import runner
+from ..config import add_config_arguments, config_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="output folder of the run")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    result = runner.run(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    last = result.records[-1]
+    print(
+        f"{result.status}: {args.out}/metrics.jsonl ({len(result.records)} records); final sde_time "
+        f"{last['sde_time']:.4g}, test_acc {last['test_acc']:.4f}, test_loss {last['test_loss']:.4f}"
+    )
+    return 0

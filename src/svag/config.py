@@ -1,0 +1,180 @@
+"""The run configuration: one dataclass, every field with a default, a unit and a help line.
+
+The CLI builds its flags from these fields (:func:`add_config_arguments`), the runner saves
+the resolved config as ``config.json``, and :func:`RunConfig.from_dict` reads it back.
+
+Units: ``epochs``, ``eval_every``, ``checkpoint_every``, ``milestones`` and ``warmup`` are in
+**SGD-equivalent epochs** (one epoch = n/B steps of the SGD run being simulated = continuous
+time ``(n/B)·lr`` at constant LR); the runner converts them to continuous SDE time once and
+drives everything (schedule, evaluation grid, stopping) on that time, so every ``l`` is
+evaluated at the same times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = ["NOISE_MODES", "OPTIMIZERS", "SCHEDULES", "RunConfig", "add_config_arguments", "config_from_args"]
+
+SCHEDULES = ("constant", "multistep", "cosine", "triangle")
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+NOISE_MODES = ("pairs", "off")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class RunConfig:
+    """One SGD (``l = 1``) or SVAG run."""
+
+    # data and model
+    data: str = _f("mnist1d", "data set: mnist1d, fashion-mnist, cifar10, cifar100, teacher-student")
+    data_root: str | None = _f(None, "folder holding the data set files (default: the packaged location)")
+    n_train: int | None = _f(None, "training samples to use (default: all / the data set's default)")
+    n_test: int | None = _f(None, "test samples to use (default: all / the data set's default)")
+    data_seed: int = _f(0, "seed of the data set itself (subsets, synthetic data); the same for every run")
+    model: str = _f("mlp", "model: mlp, cnn, preresnet32, vgg16, vgg19, resnet32")
+    norm: str = _f("none", "normalization: bn, gn (8 groups) or none")
+    scale_invariant: bool = _f(False, "P1's scale-invariant form (no affine norm, frozen last layer)")
+    width: float = _f(1.0, "width multiplier of the model")
+    # the run being simulated
+    optimizer: str = _f("sgd", "optimizer being simulated: sgd, adam or rmsprop")
+    lr: float = _f(0.1, "learning rate η of the simulated run (SVAG steps with η/l)")
+    momentum: float = _f(0.0, "sgd: heavy-ball β; l = 1 runs SGDM, l > 1 simulates SGD at η/(1-β)")
+    betas: tuple[float, ...] = _f((0.9, 0.999), "adam: (β1, β2); rmsprop: β2 alone")
+    eps: float = _f(1e-8, "adam/rmsprop: ε of the simulated run")
+    batch_size: int = _f(32, "batch size B (SVAG draws two batches of B per step)")
+    weight_decay: float = _f(0.0, "L2 weight decay λ (not amplified)")
+    l: float = _f(1.0, "SVAG amplification l >= 1 (l = 1 is plain SGD)")
+    schedule: str = _f("constant", "LR schedule on continuous time: constant, multistep, cosine, triangle")
+    milestones: tuple[float, ...] = _f((), "multistep: decay points in SGD-equivalent epochs")
+    gamma: float = _f(0.1, "multistep: LR factor at each milestone")
+    warmup: float = _f(0.0, "linear warm-up length in SGD-equivalent epochs (0: none)")
+    epochs: float = _f(10.0, "run length in SGD-equivalent epochs")
+    sampling: str = _f("disjoint", "two batches per step: disjoint (one shuffled pass) or replacement")
+    # gradient signal G and noise N (P1 §4)
+    noise: str = _f("pairs", "G/N logging: pairs (SVAG's two batches; SGD: extra batch) or off")
+    noise_fraction: float = _f(0.05, "SGD runs: fraction of steps that draw an extra batch for G/N")
+    noise_every: float = _f(0.0, "interval of P1's m-batch G/N measurement, SGD-equivalent epochs (0: off)")
+    noise_batches: int = _f(0, "m of the m-batch measurement (0: P1's max(200, 12800 // B))")
+    # bookkeeping
+    seed: int = _f(0, "seed of the model init, the sampler and the augmentation")
+    eval_every: float = _f(1.0, "evaluation interval in SGD-equivalent epochs of continuous time")
+    eval_train_samples: int = _f(4096, "training samples used for train_loss/acc at each evaluation")
+    checkpoint_every: float = _f(5.0, "checkpoint interval in SGD-equivalent epochs (0: only at the end)")
+    device: str = _f("auto", "device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    dtype: str = _f("float32", "parameter dtype: float32 or float64")
+
+    def validate(self) -> RunConfig:
+        """Raise ``ValueError`` naming the first bad field and what is valid; return self."""
+        from .amplify import check_l
+
+        def positive(name: str, integer: bool = False, allow_zero: bool = False) -> None:
+            v = getattr(self, name)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            ok = ok and (v >= 0 if allow_zero else v > 0) and (not integer or float(v).is_integer())
+            if not ok:
+                kind = "an integer" if integer else "a finite number"
+                raise ValueError(f"{name} must be {kind} {'>= 0' if allow_zero else '> 0'}, got {v!r}")
+
+        check_l(self.l)
+        for name in ("lr", "epochs", "eval_every", "width"):
+            positive(name)
+        positive("batch_size", integer=True)
+        positive("eval_train_samples", integer=True)
+        for name in ("weight_decay", "checkpoint_every", "warmup"):
+            positive(name, allow_zero=True)
+        for name in ("n_train", "n_test"):
+            if getattr(self, name) is not None:
+                positive(name, integer=True)
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.schedule == "multistep" and not self.milestones:
+            raise ValueError("schedule multistep needs --milestones (SGD-equivalent epochs), got none")
+        if any(not (0 < m < self.epochs) for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"milestones must increase within (0, epochs={self.epochs}), got {self.milestones}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not (0 <= self.momentum < 1):
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(f"momentum applies to --optimizer sgd only, got optimizer {self.optimizer!r}")
+        want = 2 if self.optimizer == "adam" else 1
+        if self.optimizer != "sgd" and (len(self.betas) not in (want, 2) or not all(0 <= b < 1 for b in self.betas)):
+            raise ValueError(f"betas must be {want} number(s) in [0, 1) for {self.optimizer}, got {self.betas}")
+        positive("eps", allow_zero=True)
+        if self.noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {', '.join(NOISE_MODES)}, got {self.noise!r}")
+        if not (0 <= self.noise_fraction <= 1):
+            raise ValueError(f"noise_fraction must be in [0, 1], got {self.noise_fraction!r}")
+        positive("noise_every", allow_zero=True)
+        positive("noise_batches", integer=True, allow_zero=True)
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}; valid: {sorted(names)}")
+        data = dict(data)
+        for key in ("milestones", "betas"):
+            if key in data:
+                data[key] = tuple(float(m) for m in data[key])
+        return cls(**data)
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _float_tuple(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--flag`` per :class:`RunConfig` field, with its default and help text."""
+    group = parser.add_argument_group("run configuration")
+    for f in fields(RunConfig):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type)
+        if "bool" in kind:
+            group.add_argument(flag, type=_parse_bool, default=default, metavar="BOOL", help=f.metadata["help"])
+        elif "tuple" in kind:
+            group.add_argument(flag, type=_float_tuple, default=default, metavar="E1,E2", help=f.metadata["help"])
+        else:
+            conv = {"int": int, "float": float}.get(kind.split(" |")[0].strip(), str)
+            group.add_argument(flag, type=conv, default=default, help=f.metadata["help"])
+
+
+def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:
+    """Build a validated :class:`RunConfig` from parsed CLI arguments."""
+    values = {f.name: getattr(args, f.name) for f in fields(RunConfig) if hasattr(args, f.name)}
+    values.update(override)
+    return RunConfig(**values).validate()

@@ -1,0 +1,1 @@
+"""Experiments: each ``run(...)`` writes records on disk; plots and tables read them."""

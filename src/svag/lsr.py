@@ -1,0 +1,253 @@
+"""When does the linear scaling rule fail? P1's necessary condition ``G/N ≤ τ`` and its tables.
+
+Source: P1 (Li, Malladi & Arora 2021, arXiv 2102.12470), the necessary
+condition for the LSR (summarized in the project's PAPER.md §4). For a scale-invariant net with
+weight decay at the equilibrium of the constant-LR phase, SGD and its SDE can only be C-close if
+``G/N ≤ τ := C² − 1`` (necessary, not sufficient). Along the LSR family ``(κB, κη)`` the ratio
+grows linearly, ``G/N(κ) = κ·G/N(1)`` (slope 1 in log–log), so from one baseline run the rule is
+predicted to fail beyond ``B* = B0·τ·N0/G0``. P1's figure uses ``τ = 2``.
+
+``G/N`` here is always measured at each run's own batch size (see :mod:`svag.noise`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "LogLogFit",
+    "MaxBatchPrediction",
+    "envelope_batch",
+    "error_rise_batch",
+    "fit_loglog_slope",
+    "predict_max_batch",
+    "predict_max_batch_with_se",
+    "verdicts",
+]
+
+
+def _check_batch(b: Any, name: str = "batch_size") -> int:
+    if isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {b!r}")
+    return int(b)
+
+
+def _check_tau(tau: Any) -> float:
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not math.isfinite(tau) or tau <= 0:
+        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+    return float(tau)
+
+
+def _check_finite(x: Any, name: str, positive: bool = False) -> float:
+    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(x):
+        raise ValueError(f"{name} must be a finite number, got {x!r}")
+    if positive and x <= 0:
+        raise ValueError(f"{name} must be > 0, got {x!r}")
+    return float(x)
+
+
+def _check_runs(batch_sizes: Sequence[Any], *columns: tuple[str, Sequence[Any]]) -> list[int]:
+    bs = [_check_batch(b, "batch_sizes entries") for b in batch_sizes]
+    if not bs:
+        raise ValueError("batch_sizes must not be empty")
+    if len(set(bs)) != len(bs):
+        raise ValueError(f"batch_sizes must be distinct, got {list(batch_sizes)!r}")
+    for name, col in columns:
+        if len(col) != len(bs):
+            raise ValueError(f"{name} must have one entry per batch size ({len(bs)}), got {len(col)}")
+    return bs
+
+
+def predict_max_batch(batch_size: int, G: float, N: float, tau: float = 2.0) -> float:
+    r"""The batch size beyond which the LSR is predicted to fail, from one baseline run.
+
+    .. math::  B^* = B_0 \cdot τ \cdot \frac{N_0}{G_0}
+
+    where ``G0/N0`` is the equilibrium ratio of the baseline run at its own batch size ``B0``
+    (P1: the slope-1 line ``G/N(κ) = κ·G0/N0`` crosses ``τ`` at ``κ = τN0/G0``). A ratio of
+    ``G/N`` may be passed as ``G`` with ``N = 1``. ``G <= 0`` (no measurable signal) gives
+    ``inf``: the line never reaches ``τ``.
+    """
+    B0 = _check_batch(batch_size)
+    tau = _check_tau(tau)
+    G = _check_finite(G, "G")
+    N = _check_finite(N, "N", positive=True)
+    if G <= 0:
+        return math.inf
+    return B0 * tau * N / G
+
+
+@dataclass(frozen=True)
+class MaxBatchPrediction:
+    """``B*`` and its standard error (delta method)."""
+
+    B_star: float
+    B_star_se: float
+
+
+def predict_max_batch_with_se(
+    batch_size: int,
+    G: float,
+    N: float,
+    tau: float = 2.0,
+    *,
+    G_se: float | None = None,
+    N_se: float | None = None,
+    cov_GN: float = 0.0,
+    ratio_se: float | None = None,
+) -> MaxBatchPrediction:
+    r""":func:`predict_max_batch` with a delta-method standard error.
+
+    .. math::  \Big(\frac{se(B^*)}{B^*}\Big)^2 = \Big(\frac{se(G)}{G}\Big)^2 + \Big(\frac{se(N)}{N}\Big)^2
+               - \frac{2\,cov(G, N)}{GN} \quad\text{or}\quad \frac{se(G/N)}{G/N}
+
+    Give either ``G_se`` and ``N_se`` (with their covariance ``cov_GN``, 0 for independent
+    estimates) or ``ratio_se``. First order in the relative errors: when ``se(G)/G`` is not
+    small the distribution of ``B*`` is skewed and this SE understates the upper tail.
+    """
+    B_star = predict_max_batch(batch_size, G, N, tau)
+    if ratio_se is not None:
+        if G_se is not None or N_se is not None:
+            raise ValueError("give either ratio_se or G_se and N_se, not both")
+        rel2 = (_check_finite(ratio_se, "ratio_se") / (G / N)) ** 2 if G > 0 else math.nan
+    elif G_se is not None and N_se is not None:
+        gs, ns = _check_finite(G_se, "G_se"), _check_finite(N_se, "N_se")
+        c = _check_finite(cov_GN, "cov_GN")
+        rel2 = (gs / G) ** 2 + (ns / N) ** 2 - 2 * c / (G * N) if G > 0 else math.nan
+    else:
+        raise ValueError("predict_max_batch_with_se needs ratio_se, or both G_se and N_se")
+    if not math.isfinite(B_star):
+        return MaxBatchPrediction(B_star, math.nan)
+    return MaxBatchPrediction(B_star, B_star * math.sqrt(max(rel2, 0.0)))
+
+
+@dataclass(frozen=True)
+class LogLogFit:
+    """Least-squares line ``log(G/N) = intercept + slope·log B`` (natural logs)."""
+
+    slope: float
+    slope_se: float
+    intercept: float
+    n: int
+
+
+def fit_loglog_slope(batch_sizes: Sequence[int], ratios: Sequence[float]) -> LogLogFit:
+    r"""Ordinary least squares slope of ``log(G/N)`` against ``log B``, with its standard error.
+
+    .. math::  \hat s = \frac{\sum (u_i - \bar u)(v_i - \bar v)}{\sum (u_i - \bar u)^2},\quad
+               se(\hat s) = \sqrt{\frac{RSS/(n-2)}{\sum (u_i - \bar u)^2}}
+
+    with ``u = log B``, ``v = log(G/N)``. The LSR with a valid SDE approximation predicts slope 1
+    (P1); a slope well above 1 at large ``B`` flags the failure. ``slope_se`` is ``nan`` for
+    two runs.
+    """
+    bs = _check_runs(batch_sizes, ("ratios", ratios))
+    if len(bs) < 2:
+        raise ValueError(f"fit_loglog_slope needs at least 2 runs, got {len(bs)}")
+    u = [math.log(b) for b in bs]
+    v = [math.log(_check_finite(r, "ratios entries", positive=True)) for r in ratios]
+    n = len(u)
+    ub, vb = sum(u) / n, sum(v) / n
+    sxx = sum((x - ub) ** 2 for x in u)
+    slope = sum((x - ub) * (y - vb) for x, y in zip(u, v)) / sxx
+    intercept = vb - slope * ub
+    if n < 3:
+        return LogLogFit(slope, math.nan, intercept, n)
+    rss = sum((y - intercept - slope * x) ** 2 for x, y in zip(u, v))
+    return LogLogFit(slope, math.sqrt(rss / (n - 2) / sxx), intercept, n)
+
+
+def envelope_batch(
+    batch_sizes: Sequence[int], ratios: Sequence[float], tau: float = 2.0, *, among: str = "holding"
+) -> float:
+    r"""``B*`` from the pessimistic slope-1 line over several runs (P1's figure, red dashes).
+
+    .. math::  B^* = τ \,/\, \max_i \frac{(G/N)_i}{B_i}
+
+    the line ``G/N = c·B`` through the run with the largest ``(G/N)/B`` crosses ``τ``.
+    ``among="holding"`` (default) takes the maximum over the runs where the condition still
+    holds (``G/N ≤ τ``): past ``τ`` the SDE approximation has failed and the ratio leaves the
+    slope-1 regime (on P1's PreResNet-32 BN row this gives ≈1340, the paper's value; falls back
+    to all runs if none holds). ``among="all"`` uses every run.
+    """
+    tau = _check_tau(tau)
+    bs = _check_runs(batch_sizes, ("ratios", ratios))
+    if among not in ("holding", "all"):
+        raise ValueError(f"among must be 'holding' or 'all', got {among!r}")
+    rs = [_check_finite(r, "ratios entries") for r in ratios]
+    runs = list(zip(bs, rs))
+    if among == "holding" and any(r <= tau for _, r in runs):
+        runs = [(b, r) for b, r in runs if r <= tau]
+    c = max(r / b for b, r in runs)
+    return math.inf if c <= 0 else tau / c
+
+
+def _baseline(bs: list[int], baseline_batch: int | None) -> int:
+    if baseline_batch is None:
+        return bs.index(min(bs))
+    if baseline_batch not in bs:
+        raise ValueError(f"baseline_batch must be one of the batch sizes {bs}, got {baseline_batch!r}")
+    return bs.index(baseline_batch)
+
+
+def error_rise_batch(
+    batch_sizes: Sequence[int],
+    test_errors: Sequence[float],
+    *,
+    rise: float = 0.2,
+    baseline_batch: int | None = None,
+) -> int | None:
+    """The smallest batch size whose test error is ``≥ (1 + rise)`` × the baseline's, or ``None``.
+
+    The baseline is the run at ``baseline_batch`` (default: the smallest batch size). P1's
+    figure shades the region of a ≥ 20% relative rise (``rise = 0.2``).
+    """
+    bs = _check_runs(batch_sizes, ("test_errors", test_errors))
+    errs = [_check_finite(e, "test_errors entries") for e in test_errors]
+    rise = _check_finite(rise, "rise", positive=True)
+    base = errs[_baseline(bs, baseline_batch)]
+    risen = [b for b, e in zip(bs, errs) if e >= (1 + rise) * base]
+    return min(risen) if risen else None
+
+
+def verdicts(
+    batch_sizes: Sequence[int],
+    lrs: Sequence[float],
+    ratios: Sequence[float],
+    test_errors: Sequence[float],
+    *,
+    tau: float = 2.0,
+    rise: float = 0.2,
+    baseline_batch: int | None = None,
+) -> list[dict[str, Any]]:
+    """One row per run, sorted by batch size: the condition and the observed error rise.
+
+    Keys: ``batch_size``, ``lr``, ``ratio`` (G/N at that B), ``test_error``,
+    ``condition_holds`` (``G/N ≤ τ``), ``relative_error_rise`` (vs the baseline run),
+    ``error_rose`` (``≥ rise``, default 20%). P1: the LSR fails where the error rose; the
+    condition predicts it where it stops holding.
+    """
+    tau = _check_tau(tau)
+    bs = _check_runs(batch_sizes, ("lrs", lrs), ("ratios", ratios), ("test_errors", test_errors))
+    rise = _check_finite(rise, "rise", positive=True)
+    errs = [_check_finite(e, "test_errors entries") for e in test_errors]
+    base = errs[_baseline(bs, baseline_batch)]
+    rows = []
+    for b, lr, r, e in sorted(zip(bs, lrs, ratios, errs)):
+        rel = (e - base) / base if base > 0 else math.nan
+        rows.append(
+            {
+                "batch_size": b,
+                "lr": _check_finite(lr, "lrs entries", positive=True),
+                "ratio": _check_finite(r, "ratios entries"),
+                "test_error": e,
+                "condition_holds": bool(r <= tau),
+                "relative_error_rise": rel,
+                "error_rose": bool(e >= (1 + rise) * base),
+            }
+        )
+    return rows

@@ -1,0 +1,355 @@
+"""Signal/noise estimators: unbiasedness, streaming jackknife, and measure_noise on a closed form.
+
+Statistical tests (seeds fixed in each test):
+* estimator unbiasedness: R = 3000 (fast) / 200000 (slow) replications of m synthetic gradients
+  with known mean and covariance (skewed, non-Gaussian); tolerance 4 Monte Carlo SEs.
+* measure_noise vs the exact linear-regression values: a single measurement within 4 jackknife
+  SEs; the pipeline's mean over R = 200 (fast) / 4000 (slow) measurements within 4 MC SEs; the
+  jackknife SE within 25% (fast) / 10% (slow) of the empirical SD.
+Equivalence tests (streaming vs brute force, per_sample vs closed form) use 1e-10.
+"""
+
+import copy
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import svag
+from svag.noise import (
+    MinibatchStream,
+    NoiseAccumulator,
+    NoiseResult,
+    default_num_batches,
+    from_minibatch_grads,
+    from_pair,
+    measure_noise,
+)
+
+MU = torch.tensor([0.6, -0.3, 0.2, 0.0], dtype=torch.float64)
+A = torch.tensor(
+    [[1.0, 0.0, 0.0, 0.0], [0.5, 0.8, 0.0, 0.0], [0.0, -0.4, 0.6, 0.0], [0.2, 0.1, 0.3, 1.2]],
+    dtype=torch.float64,
+)
+G_TRUE = float(MU @ MU)
+N_TRUE = float(torch.trace(A @ A.T))  # covariance of one synthetic minibatch gradient
+
+
+def _synthetic(R, m, seed):
+    """R×m gradients μ + A z, z with i.i.d. standardized Exp(1) entries (skewed): mean μ, cov AAᵀ."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.empty(R, m, 4).exponential_(1.0, generator=g) - 1.0
+    return MU + z @ A.T
+
+
+def _check_unbiased(estimates, truth, z=4.0):
+    x = np.asarray(estimates)
+    se = x.std(ddof=1) / math.sqrt(x.size)
+    assert abs(x.mean() - truth) < z * se, (x.mean(), truth, se)
+
+
+def _unbiasedness(R, seed):
+    grads = _synthetic(R, 5, seed)
+    est = np.array([from_minibatch_grads(grads[r]) for r in range(R)])
+    _check_unbiased(est[:, 0], G_TRUE)
+    _check_unbiased(est[:, 1], N_TRUE)
+    pair = np.array([from_pair(grads[r, 0], grads[r, 1]) for r in range(R)])
+    _check_unbiased(pair[:, 0], G_TRUE)
+    _check_unbiased(pair[:, 1], N_TRUE)
+
+
+def test_estimators_unbiased():
+    _unbiasedness(R=3000, seed=1234)
+
+
+@pytest.mark.slow
+def test_estimators_unbiased_heavy():
+    _unbiasedness(R=200_000, seed=4321)
+
+
+def test_ratio_of_estimates_is_biased():
+    """The docstring's warning: E[Ĝ/N̂] > G/N (Gaussian gradients, m = 3, R = 3000, > 6 MC SEs)."""
+    g = torch.Generator().manual_seed(7)
+    grads = MU + torch.randn(3000, 3, 4, generator=g) @ A.T
+    ratios = np.array([np.divide(*from_minibatch_grads(grads[r])) for r in range(3000)])
+    se = ratios.std(ddof=1) / math.sqrt(ratios.size)
+    assert ratios.mean() - G_TRUE / N_TRUE > 6 * se
+
+
+def test_disjoint_batches_bias_stated_in_measure_noise_docstring():
+    """P1's code uses disjoint batches of one permutation: E Ĝ = G − Tr Σ_1/(n−1) and
+    E N̂ = N_B · n/(n−B). Exact, by enumerating all 720 permutations of n = 6 points, B = 2."""
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(6, 3)) + 1.0
+    est = []
+    for perm in itertools.permutations(range(6)):
+        batches = g[list(perm)].reshape(3, 2, 3).mean(1)
+        est.append(from_minibatch_grads(torch.from_numpy(batches)))
+    mu = g.mean(0)
+    tr1 = ((g - mu) ** 2).sum(1).mean()
+    G_mean, N_mean = np.mean(est, axis=0)
+    assert G_mean == pytest.approx(mu @ mu - tr1 / 5, rel=1e-12)
+    assert N_mean == pytest.approx(tr1 / 2 * 4 / 5 * 6 / 4, rel=1e-12)
+
+
+def test_minibatch_formula_matches_sample_covariance():
+    grads = torch.randn(9, 6) + 2.0
+    G, N = from_minibatch_grads(grads)
+    g = grads.numpy()
+    N_ref = float(np.trace(np.cov(g.T)))  # Bessel-corrected (divisor m − 1)
+    assert N == pytest.approx(N_ref, rel=1e-12)
+    assert G == pytest.approx(float(g.mean(0) @ g.mean(0)) - N_ref / 9, rel=1e-12)
+    assert from_pair(grads[0], grads[1]) == pytest.approx(from_minibatch_grads(grads[:2]), rel=1e-12)
+
+
+def test_from_pair_accepts_train_step_grads():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2))
+    model[2].bias.requires_grad_(False)
+    opt = svag.SVAG(model.parameters(), lr=0.1, l=4)
+    g = torch.Generator().manual_seed(2)
+    batches = [(torch.randn(8, 4, generator=g), torch.randint(0, 2, (8,), generator=g)) for _ in range(2)]
+    out = svag.train_step(
+        opt, lambda b: nn.functional.cross_entropy(model(b[0]), b[1]), *batches, return_grads=True
+    )
+    g1, g2 = out.grads
+    flat1, flat2 = (torch.cat([t.reshape(-1) for t in gs]) for gs in (g1, g2))
+    G, N = from_pair(g1, g2)
+    assert G == pytest.approx(float(flat1 @ flat2), rel=1e-12)
+    assert N == pytest.approx(float((flat1 - flat2).pow(2).sum()) / 2, rel=1e-12)
+    # a parameter without gradient (None) counts as zero
+    assert from_pair([None, flat1], [flat2[:3], flat2]) == pytest.approx(
+        (G, N + 0.5 * float(flat2[:3] @ flat2[:3]))
+    )
+
+
+def _brute_jackknife(grads, K):
+    m = grads.shape[0]
+    groups = [list(range(b, m, K)) for b in range(min(K, m))]
+    thetas = []
+    for idx in groups:
+        keep = [j for j in range(m) if j not in idx]
+        G, N = from_minibatch_grads(grads[keep])
+        thetas.append((G, N, G / N))
+    t = np.array(thetas)
+    k = len(groups)
+    return np.sqrt((k - 1) / k * ((t - t.mean(0)) ** 2).sum(0))
+
+
+@pytest.mark.parametrize(("m", "K"), [(7, 20), (23, 5), (40, 20)])
+def test_stream_equals_brute_force_jackknife(m, K):
+    grads = torch.randn(m, 6) * 0.7 + torch.linspace(-1.0, 1.0, 6)
+    stream = MinibatchStream(K)
+    for j in range(m):
+        stream.add([grads[j, :2], grads[j, 2:].reshape(2, 2)])
+    res = stream.result(batch_size=32)
+    G, N = from_minibatch_grads(grads)
+    assert (res.G, res.N, res.ratio) == pytest.approx((G, N, G / N), rel=1e-10)
+    assert (res.G_se, res.N_se, res.ratio_se) == pytest.approx(tuple(_brute_jackknife(grads, K)), rel=1e-8)
+    assert (res.m, res.batch_size) == (m, 32)
+
+
+def test_accumulator_matches_direct_formulas():
+    rng = np.random.default_rng(5)
+    Gs, Ns = rng.normal(1.0, 0.5, 50), rng.normal(4.0, 1.0, 50)
+    acc = NoiseAccumulator(batch_size=16)
+    for G, N in zip(Gs, Ns):
+        acc.add(G, N)
+    res = acc.result()
+    k = 50
+    cov = np.cov(Gs, Ns) / k
+    R = Gs.mean() / Ns.mean()
+    ratio_se = math.sqrt(cov[0, 0] - 2 * R * cov[0, 1] + R**2 * cov[1, 1]) / Ns.mean()
+    assert (res.G, res.N, res.ratio) == pytest.approx((Gs.mean(), Ns.mean(), R), rel=1e-12)
+    expected = (math.sqrt(cov[0, 0]), math.sqrt(cov[1, 1]), ratio_se)
+    assert (res.G_se, res.N_se, res.ratio_se) == pytest.approx(expected, rel=1e-10)
+    assert (res.m, res.batch_size) == (50, 16)
+    acc.reset()
+    acc.add_pair(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 2.0]))
+    one = acc.result()
+    assert (one.G, one.N, one.m) == (4.0, 0.5, 1) and math.isnan(one.ratio_se)
+
+
+def test_accumulator_delta_method_se_is_calibrated():
+    """R = 600 intervals of k = 100 pair estimates (seed 11): SD of G/N vs mean ratio_se within 15%."""
+    grads = _synthetic(600 * 100, 2, seed=11)
+    a, b = grads[:, 0], grads[:, 1]
+    G = (a * b).sum(1).reshape(600, 100)
+    N = ((a - b) ** 2).sum(1).reshape(600, 100) / 2
+    ratios, ses = [], []
+    for r in range(600):
+        acc = NoiseAccumulator()
+        for k in range(100):
+            acc.add(G[r, k], N[r, k])
+        res = acc.result()
+        ratios.append(res.ratio)
+        ses.append(res.ratio_se)
+    assert np.mean(ses) == pytest.approx(np.std(ratios, ddof=1), rel=0.15)
+
+
+# ---- measure_noise on least squares: per-sample gradients 2·r_i·(x_i, 1) in closed form ----
+
+N_DATA, P = 48, 3
+
+
+def _regression(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(N_DATA, P, generator=g)
+    y = X @ torch.tensor([1.0, -2.0, 0.5]) + 0.3 + 0.5 * torch.randn(N_DATA, generator=g)
+    model = nn.Linear(P, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.2, -1.0, 1.5]]))
+        model.bias.fill_(-0.4)
+    return model, X, y[:, None]
+
+
+def mse(out, target):
+    return ((out - target) ** 2).mean()
+
+
+def _exact(model, X, y, B, replacement, with_bias=True):
+    """Closed form in numpy: G = ‖mean g_i‖², N = Tr Σ_1 / B · [(n − B)/(n − 1)]."""
+    w, b = model.weight.detach().numpy()[0], float(model.bias.detach())
+    Xn, yn = X.numpy(), y.numpy()[:, 0]
+    r = Xn @ w + b - yn
+    g = 2 * r[:, None] * (np.hstack([Xn, np.ones((N_DATA, 1))]) if with_bias else Xn)
+    mu = g.mean(0)
+    tr1 = ((g - mu) ** 2).sum(1).mean()
+    N = tr1 / B * (1.0 if replacement else (N_DATA - B) / (N_DATA - 1))
+    return float(mu @ mu), float(N)
+
+
+@pytest.mark.parametrize("replacement", [False, True])
+@pytest.mark.parametrize("B", [1, 8])
+def test_measure_noise_matches_closed_form(B, replacement):
+    model, X, y = _regression()
+    G, N = _exact(model, X, y, B, replacement)
+    exact = measure_noise(model, mse, (X, y), B, method="per_sample", replacement=replacement, chunk_size=10)
+    assert (exact.G, exact.N) == pytest.approx((G, N), rel=1e-10)
+    assert (exact.G_se, exact.N_se, exact.m) == (0.0, 0.0, N_DATA)
+    gen = torch.Generator().manual_seed(100 + B)
+    est = measure_noise(model, mse, (X, y), B, m=400, generator=gen, replacement=replacement)
+    assert est.m == 400 and est.batch_size == B
+    assert abs(est.G - G) < 4 * est.G_se
+    assert abs(est.N - N) < 4 * est.N_se
+    assert abs(est.ratio - G / N) < 4 * est.ratio_se
+
+
+def test_measure_noise_excludes_frozen_parameters_and_reads_datasets():
+    model, X, y = _regression()
+    model.bias.requires_grad_(False)
+    G, N = _exact(model, X, y, 4, False, with_bias=False)
+    data = torch.utils.data.TensorDataset(X, y)
+    res = measure_noise(model, mse, data, 4, method="per_sample")
+    assert (res.G, res.N) == pytest.approx((G, N), rel=1e-10)
+    a = measure_noise(model, mse, data, 4, m=30, generator=torch.Generator().manual_seed(3))
+    b = measure_noise(model, mse, (X, y), 4, m=30, generator=torch.Generator().manual_seed(3))
+    assert (a.G, a.N, a.G_se) == pytest.approx((b.G, b.N, b.G_se), rel=1e-12)
+
+
+def _pipeline(R, m, seed):
+    model, X, y = _regression()
+    G, N = _exact(model, X, y, 4, False)
+    gen = torch.Generator().manual_seed(seed)
+    res = [measure_noise(model, mse, (X, y), 4, m=m, generator=gen) for _ in range(R)]
+    Gs, Ns = np.array([r.G for r in res]), np.array([r.N for r in res])
+    _check_unbiased(Gs, G)
+    _check_unbiased(Ns, N)
+    return Gs, Ns, np.array([r.G_se for r in res]), np.array([r.N_se for r in res])
+
+
+def test_measure_noise_unbiased_and_jackknife_calibrated():
+    Gs, Ns, G_se, N_se = _pipeline(R=200, m=20, seed=8)
+    assert G_se.mean() == pytest.approx(Gs.std(ddof=1), rel=0.25)
+    assert N_se.mean() == pytest.approx(Ns.std(ddof=1), rel=0.25)
+
+
+@pytest.mark.slow
+def test_measure_noise_unbiased_and_jackknife_calibrated_heavy():
+    Gs, Ns, G_se, N_se = _pipeline(R=4000, m=40, seed=9)
+    assert np.sqrt((G_se**2).mean()) == pytest.approx(Gs.std(ddof=1), rel=0.10)
+    assert np.sqrt((N_se**2).mean()) == pytest.approx(Ns.std(ddof=1), rel=0.10)
+
+
+def _bn_net():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.0), nn.Linear(8, 1))
+    net.train()
+    net(torch.randn(16, 3))  # non-trivial running statistics
+    return net
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "mixed"])
+def test_measure_noise_leaves_model_untouched(mode):
+    net = _bn_net()
+    net.train(mode != "eval")
+    if mode == "mixed":
+        net[3].eval()
+    net[0].weight.grad = torch.ones_like(net[0].weight)
+    before = copy.deepcopy(net.state_dict())
+    modes = [mod.training for mod in net.modules()]
+    _, X, y = _regression()
+    res = measure_noise(net, mse, (X, y), 8, m=10, generator=torch.Generator().manual_seed(0))
+    assert isinstance(res, NoiseResult) and res.N > 0
+    after = net.state_dict()
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    assert [mod.training for mod in net.modules()] == modes
+    assert torch.equal(net[0].weight.grad, torch.ones_like(net[0].weight))
+    assert net[4].weight.grad is None
+    with pytest.raises(ValueError, match=r"not defined for BatchNorm.*method='minibatch'"):
+        measure_noise(net, mse, (X, y), 8, method="per_sample")
+    assert [mod.training for mod in net.modules()] == modes
+
+
+def test_measure_noise_under_no_grad_and_default_m():
+    model, X, y = _regression()
+    with torch.no_grad():
+        res = measure_noise(model, mse, (X, y), 16, generator=torch.Generator().manual_seed(1))
+    assert res.m == default_num_batches(16) == 800
+    assert default_num_batches(128) == 200 and default_num_batches(32) == 400
+
+
+def test_bad_inputs_raise():
+    model, X, y = _regression()
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        measure_noise(model, mse, (X, y), 0)
+    with pytest.raises(ValueError, match="m must be an integer >= 2, got 1"):
+        measure_noise(model, mse, (X, y), 4, m=1)
+    with pytest.raises(ValueError, match="method must be 'minibatch' or 'per_sample', got 'exact'"):
+        measure_noise(model, mse, (X, y), 4, method="exact")
+    with pytest.raises(ValueError, match="batch_size must be <= n = 48"):
+        measure_noise(model, mse, (X, y), 49)
+    with pytest.raises(ValueError, match="inputs and targets differ in length: 48 and 47"):
+        measure_noise(model, mse, (X, y[:-1]), 4)
+    with pytest.raises(ValueError, match="m is only used by method='minibatch'"):
+        measure_noise(model, mse, (X, y), 4, m=10, method="per_sample")
+    X_nan = X.clone()
+    X_nan[:, 0] = float("nan")
+    with pytest.raises(ValueError, match="minibatch gradient 0 is not finite"):
+        measure_noise(model, mse, (X_nan, y), 4, m=3)
+    with pytest.raises(ValueError, match=r"from_minibatch_grads needs m >= 2 gradients, got m=1"):
+        from_minibatch_grads(torch.randn(1, 3))
+    with pytest.raises(ValueError, match=r"grads must be an \(m, d\) tensor, got \(3,\)"):
+        from_minibatch_grads(torch.randn(3))
+    with pytest.raises(ValueError, match="grads must be finite"):
+        from_minibatch_grads(torch.tensor([[1.0, float("inf")], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"g1 and g2 must have the same shape, got \(3,\) and \(4,\)"):
+        from_pair(torch.randn(3), torch.randn(4))
+    with pytest.raises(ValueError, match=r"g1\[0\] and g2\[0\] differ in shape"):
+        from_pair([torch.randn(3)], [torch.randn(2, 2)])
+    with pytest.raises(ValueError, match="same length, got 1 and 2"):
+        from_pair([torch.randn(3)], [torch.randn(3), torch.randn(1)])
+    with pytest.raises(ValueError, match="g1 and g2 must be finite"):
+        from_pair(torch.tensor([float("nan")]), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="n_groups must be an integer >= 2, got 1"):
+        MinibatchStream(1)
+    with pytest.raises(ValueError, match="G and N must be finite"):
+        NoiseAccumulator().add(float("nan"), 1.0)
+    with pytest.raises(ValueError, match="at least 1 estimate"):
+        NoiseAccumulator().result()
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        NoiseAccumulator(batch_size=0)

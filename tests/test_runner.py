@@ -1,0 +1,131 @@
+"""The runner: records, the shared continuous-time grid, divergence, exact resume."""
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+
+from svag import runner
+from svag.config import RunConfig
+from svag.records import read_json, read_jsonl
+
+FIELDS = {
+    "sde_time", "step", "effective_step", "epoch", "lr", "train_loss", "train_acc", "test_loss",
+    "test_acc", "weight_norm_sq", "grad_norm_sq", "wall_time",
+}  # fmt: skip
+
+FAST = RunConfig(
+    data="teacher-student", n_train=256, n_test=128, model="mlp", lr=0.2, batch_size=16, epochs=2.0,
+    eval_every=0.5, checkpoint_every=0.5, device="cpu",
+)  # fmt: skip
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+
+
+def test_writes_records_config_env(tmp_path):
+    res = runner.run(replace(FAST, l=2.0), tmp_path / "r", progress=False)
+    assert res.status == "completed"
+    rows = read_jsonl(tmp_path / "r" / "metrics.jsonl")
+    assert FIELDS <= set(rows[0])
+    cfg = read_json(tmp_path / "r" / "config.json")
+    assert cfg["config"]["l"] == 2.0 and cfg["derived"]["end_time"] == pytest.approx(2 * 16 * 0.2)
+    assert {"torch", "device", "seed"} <= set(read_json(tmp_path / "r" / "env.json"))
+    assert read_json(tmp_path / "r" / "status.json")["status"] == "completed"
+    assert rows[-1]["effective_step"] == rows[-1]["step"] / 2
+    assert rows[-1]["epoch"] == pytest.approx(2.0)
+
+
+def test_same_time_grid_for_every_l(tmp_path):
+    times = {}
+    for l in (1.0, 3.0, 8.0):
+        rows = runner.run(replace(FAST, l=l), tmp_path / f"l{l}", progress=False).records
+        times[l] = [r["sde_time"] for r in rows]
+    grid = [j * 0.5 * 16 * 0.2 for j in range(5)]
+    for l, ts in times.items():
+        assert ts == pytest.approx(grid, rel=1e-9, abs=1e-12), l
+
+
+def test_multistep_schedule_reaches_milestones_in_time(tmp_path):
+    cfg = replace(FAST, schedule="multistep", milestones=(1.0,), gamma=0.1, l=2.0)
+    rows = runner.run(cfg, tmp_path / "r", progress=False).records
+    derived = read_json(tmp_path / "r" / "config.json")["derived"]
+    t1 = 1.0 * 16 * 0.2
+    assert derived["schedule"]["milestones"] == [pytest.approx(t1)]
+    assert derived["end_time"] == pytest.approx(t1 + 0.1 * t1)
+    assert rows[-1]["lr"] == pytest.approx(0.02)
+    assert rows[-1]["epoch"] == pytest.approx(2.0)
+
+
+def test_divergence_stops_with_message_and_keeps_files(tmp_path):
+    cfg = replace(FAST, lr=1e6, epochs=2.0)
+    with pytest.raises(runner.RunDiverged, match=r"training loss became (nan|inf) at step \d+"):
+        runner.run(cfg, tmp_path / "r", progress=False)
+    status = read_json(tmp_path / "r" / "status.json")
+    assert status["status"] == "diverged"
+    assert read_jsonl(tmp_path / "r" / "metrics.jsonl")  # the t = 0 record is kept
+
+
+def test_refuses_non_empty_folder_and_mismatched_resume(tmp_path):
+    runner.run(FAST, tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="is not empty; pass --resume"):
+        runner.run(FAST, tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match=r"config differs in \['lr'\]"):
+        runner.run(replace(FAST, lr=0.3), tmp_path / "r", resume=True, progress=False)
+
+
+def _train_cmd(out, cfg):
+    return [
+        sys.executable, "-m", "svag", "train", "--out", str(out), "--no-progress",
+        "--data", cfg.data, "--n-train", str(cfg.n_train), "--n-test", str(cfg.n_test), "--model", cfg.model,
+        "--lr", str(cfg.lr), "--batch-size", str(cfg.batch_size), "--epochs", str(cfg.epochs),
+        "--eval-every", str(cfg.eval_every), "--checkpoint-every", str(cfg.checkpoint_every),
+        "--l", str(cfg.l), "--device", "cpu", "--weight-decay", str(cfg.weight_decay),
+    ]  # fmt: skip
+
+
+def _kill_and_resume(tmp_path, kills: int, seed: int):
+    """SIGKILL a real `svag train` process at random times, resume until done; compare."""
+    cfg = replace(FAST, l=4.0, epochs=6.0, n_train=512, eval_every=0.25, checkpoint_every=0.25, weight_decay=1e-3)
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(ref, cfg), check=True, capture_output=True)
+    run_dir = tmp_path / "killed"
+    rng = random.Random(seed)
+    killed = 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for attempt in range(kills + 20):
+        cmd = _train_cmd(run_dir, cfg) + (["--resume"] if attempt else [])
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        if killed < kills:
+            time.sleep(rng.uniform(1.5, 4.0))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                killed += 1
+        _, err = proc.communicate()
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, err.decode()
+    assert killed >= 1, "the run finished before any kill: make it longer"
+    a = _strip(read_jsonl(ref / "metrics.jsonl"))
+    b = _strip(read_jsonl(run_dir / "metrics.jsonl"))
+    assert a == b
+    assert all(math.isfinite(r["test_loss"]) for r in a)
+
+
+def test_sigkill_and_resume_bit_identical_fast(tmp_path):
+    """Fast twin: one SIGKILL at a random point (seed 0)."""
+    _kill_and_resume(tmp_path, kills=1, seed=0)
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_bit_identical_many_kills(tmp_path):
+    """Heavy: four SIGKILLs at random points (seed 1)."""
+    _kill_and_resume(tmp_path, kills=4, seed=1)
