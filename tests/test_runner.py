@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 import random
 import signal
 import subprocess
@@ -92,20 +91,35 @@ def _train_cmd(out, cfg):
     ]  # fmt: skip
 
 
+def _records(path) -> int:
+    try:
+        return path.read_text().count("\n")
+    except FileNotFoundError:
+        return 0
+
+
 def _kill_and_resume(tmp_path, kills: int, seed: int):
-    """SIGKILL a real `svag train` process at random times, resume until done; compare."""
-    cfg = replace(FAST, l=4.0, epochs=6.0, n_train=512, eval_every=0.25, checkpoint_every=0.25, weight_decay=1e-3)
+    """SIGKILL a real `svag train` process at random points, resume until done; compare.
+
+    Each kill lands after a random number of evaluation records (drawn with ``seed``), plus a
+    random delay of up to 50 ms, so it hits training, evaluation or checkpoint writing."""
+    cfg = replace(FAST, l=4.0, epochs=12.0, n_train=512, eval_every=0.25, checkpoint_every=0.5, weight_decay=1e-3)
     ref = tmp_path / "ref"
     subprocess.run(_train_cmd(ref, cfg), check=True, capture_output=True)
+    total = _records(ref / "metrics.jsonl")
     run_dir = tmp_path / "killed"
     rng = random.Random(seed)
+    targets = sorted(rng.sample(range(2, total - 2), kills))
     killed = 0
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    for attempt in range(kills + 20):
+    for attempt in range(kills + 5):
         cmd = _train_cmd(run_dir, cfg) + (["--resume"] if attempt else [])
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if killed < kills:
-            time.sleep(rng.uniform(1.5, 4.0))
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and _records(run_dir / "metrics.jsonl") < targets[killed]:
+                assert time.monotonic() < deadline, "the run made no progress"
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0, 0.05))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 killed += 1
@@ -113,10 +127,10 @@ def _kill_and_resume(tmp_path, kills: int, seed: int):
         if proc.returncode == 0:
             break
         assert proc.returncode == -signal.SIGKILL, err.decode()
-    assert killed >= 1, "the run finished before any kill: make it longer"
+    assert killed == kills, f"only {killed} of {kills} kills landed before the run ended"
     a = _strip(read_jsonl(ref / "metrics.jsonl"))
     b = _strip(read_jsonl(run_dir / "metrics.jsonl"))
-    assert a == b
+    assert len(a) == total and a == b
     assert all(math.isfinite(r["test_loss"]) for r in a)
 
 

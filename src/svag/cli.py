@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "one SGD or SVAG run into an output folder"),
     "compare": ("compare", "SGD and SVAG for several l and seeds into one folder of runs"),
     "plot": ("plot", "figure and summary table from a folder of runs"),
+    "lsr": ("lsr", "predict where the linear scaling rule fails from one baseline run (G/N test)"),
     "verify": ("verify", "weak error of SVAG vs the exact SDE on problems with closed forms"),
 }
 
@@ -27,16 +28,22 @@ class CommandError(Exception):
     """An error caused by the user's input: printed as one line, exit status 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (all are listed in ``svag --help``)."""
     parser = argparse.ArgumentParser(
         prog="svag",
-        description=("Simulate the SDE of SGD with SVAG and test the linear scaling rule (Li, Malladi & Arora 2021)."),
+        description=(
+            "Simulate the SDE of SGD with SVAG and test the linear scaling rule (Li, Malladi & Arora 2021)."
+        ),
     )
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"svag {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
+        if name != command:
+            sub.add_parser(name, help=help_text)
+            continue
         mod = importlib.import_module(f"svag.commands.{module}")
         p = sub.add_parser(
             name,
@@ -50,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

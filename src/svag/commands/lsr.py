@@ -1,0 +1,65 @@
+"""The linear-scaling-rule test (P1 §4): from one baseline run (η0, B0) with a constant-LR phase,
+average G and N over the equilibrium window (default: the last sixth of the first constant-LR
+phase), print the predicted largest batch size B* = B0·τ·N0/G0 with its uncertainty; with
+--verify B1,B2,... run the linear-scaling sweep (η = κη0, same epochs) and draw P1's figure
+(G/N vs B, errors vs B) and a verdict table (verdicts.md, verdicts.csv)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import add_config_arguments, config_from_args
+from ..experiments.lsr_sweep import lsr_table, run_sweep, write_lsr_outputs
+from ..plotting import plot_lsr
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs/lsr", help="folder for the baseline, the sweep and the outputs")
+    parser.add_argument("--baseline", default=None, help="read an existing baseline run folder instead of training")
+    parser.add_argument("--verify", type=_ints, default=[], help="batch sizes of the LSR sweep, e.g. 64,128,256")
+    parser.add_argument("--tau", type=float, default=2.0, help="threshold τ = C² − 1 of the condition G/N ≤ τ")
+    parser.add_argument("--window", type=float, default=1 / 6, help="equilibrium window: last fraction of phase 1")
+    parser.add_argument("--resume", action="store_true", help="reuse/continue runs already in --out")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_config_arguments(parser)
+    parser.set_defaults(
+        model="mlp", norm="bn", scale_invariant=True, lr=0.2, batch_size=32, weight_decay=5e-4, epochs=30.0,
+        schedule="multistep", milestones=(24.0,), eval_every=0.5, noise_fraction=0.1,
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.tau <= 0:
+        raise ValueError(f"--tau must be > 0, got {args.tau}")
+    out = Path(args.out)
+    if args.baseline:
+        dirs = [Path(args.baseline)]
+        if not (dirs[0] / "metrics.jsonl").is_file():
+            raise FileNotFoundError(f"--baseline {dirs[0]} holds no metrics.jsonl of a run")
+        if args.verify:
+            raise ValueError("--verify needs the baseline config: run without --baseline to train it")
+    else:
+        base = config_from_args(args)
+        if base.noise != "pairs":
+            raise ValueError(f"svag lsr needs --noise pairs to measure G/N, got {base.noise!r}")
+        dirs = run_sweep(base, args.verify, out, resume=args.resume, progress=not args.no_progress)
+    result = lsr_table(dirs, tau=args.tau, fraction=args.window)
+    out.mkdir(parents=True, exist_ok=True)
+    js, md, csv = write_lsr_outputs(result, out)
+    print(md.read_text(), end="")
+    if result.get("verdicts"):
+        fig = plot_lsr(result, out / "lsr.png")
+        print(f"figure: {fig}")
+    print(f"table: {md} and {csv}; all numbers: {js}")
+    return 0
