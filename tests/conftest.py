@@ -18,3 +18,12 @@ def _float64_and_seed():
     torch.manual_seed(0)
     yield
     torch.set_default_dtype(old)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _svag_cache(tmp_path_factory):
+    """Data-set caches go to a temporary folder, never the user's ~/.cache/svag."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SVAG_CACHE", str(tmp_path_factory.mktemp("svag-cache")))
+    yield
+    mp.undo()

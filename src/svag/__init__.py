@@ -5,7 +5,7 @@ Malladi, Lyu, Panigrahi & Arora, "On the SDEs and Scaling Rules for Adaptive Gra
 Algorithms", NeurIPS 2022 (P2).
 """
 
-from . import lsr, models, noise, per_sample, schedules
+from . import data, lsr, models, noise, per_sample, schedules
 from .amplify import amplified_loss, coefficients
 from .noise import NoiseAccumulator, NoiseResult, measure_noise
 from .optim import SVAG
@@ -21,6 +21,7 @@ __all__ = [
     "__version__",
     "amplified_loss",
     "coefficients",
+    "data",
     "lsr",
     "measure_noise",
     "models",
