@@ -40,6 +40,8 @@ def test_cli_flags_have_defaults_and_help_and_parse():
     add_config_arguments(parser)
     for action in parser._actions[1:]:
         assert action.help and action.default is not None or action.dest in {"data_root", "n_train", "n_test"}
-    args = parser.parse_args(["--l", "4", "--milestones", "2,5", "--schedule", "multistep", "--scale-invariant", "true"])
+    args = parser.parse_args(
+        ["--l", "4", "--milestones", "2,5", "--schedule", "multistep", "--scale-invariant", "true"]
+    )
     cfg = config_from_args(args)
     assert cfg.l == 4.0 and cfg.milestones == (2.0, 5.0) and cfg.scale_invariant is True

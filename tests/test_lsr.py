@@ -30,9 +30,7 @@ def test_predict_max_batch_on_paper_numbers():
     assert predict_max_batch(128, 0.078, 1.0, tau=2.0) == pytest.approx(128 * 2 / 0.078, rel=1e-14)
     # only the ratio matters, and B* is linear in τ
     assert predict_max_batch(128, 0.39, 5.0) == pytest.approx(predict_max_batch(128, 0.078, 1.0), rel=1e-14)
-    assert predict_max_batch(128, 0.078, 1.0, tau=4.0) == pytest.approx(
-        2 * predict_max_batch(128, 0.078, 1.0)
-    )
+    assert predict_max_batch(128, 0.078, 1.0, tau=4.0) == pytest.approx(2 * predict_max_batch(128, 0.078, 1.0))
     assert isinstance(predict_max_batch(128, 0.078, 1.0), float)
     assert predict_max_batch(128, -0.01, 1.0) == math.inf
 
@@ -131,9 +129,7 @@ def test_bad_inputs_raise():
         fit_loglog_slope([64], [0.1])
     with pytest.raises(ValueError, match="batch_sizes must not be empty"):
         envelope_batch([], [])
-    with pytest.raises(
-        ValueError, match=r"baseline_batch must be one of the batch sizes \[64, 128\], got 32"
-    ):
+    with pytest.raises(ValueError, match=r"baseline_batch must be one of the batch sizes \[64, 128\], got 32"):
         error_rise_batch([64, 128], [0.1, 0.2], baseline_batch=32)
     with pytest.raises(ValueError, match=r"test_errors must have one entry per batch size \(2\), got 1"):
         verdicts([64, 128], [0.1, 0.2], [0.1, 0.2], [0.1])

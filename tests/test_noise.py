@@ -112,18 +112,14 @@ def test_from_pair_accepts_train_step_grads():
     opt = svag.SVAG(model.parameters(), lr=0.1, l=4)
     g = torch.Generator().manual_seed(2)
     batches = [(torch.randn(8, 4, generator=g), torch.randint(0, 2, (8,), generator=g)) for _ in range(2)]
-    out = svag.train_step(
-        opt, lambda b: nn.functional.cross_entropy(model(b[0]), b[1]), *batches, return_grads=True
-    )
+    out = svag.train_step(opt, lambda b: nn.functional.cross_entropy(model(b[0]), b[1]), *batches, return_grads=True)
     g1, g2 = out.grads
     flat1, flat2 = (torch.cat([t.reshape(-1) for t in gs]) for gs in (g1, g2))
     G, N = from_pair(g1, g2)
     assert G == pytest.approx(float(flat1 @ flat2), rel=1e-12)
     assert N == pytest.approx(float((flat1 - flat2).pow(2).sum()) / 2, rel=1e-12)
     # a parameter without gradient (None) counts as zero
-    assert from_pair([None, flat1], [flat2[:3], flat2]) == pytest.approx(
-        (G, N + 0.5 * float(flat2[:3] @ flat2[:3]))
-    )
+    assert from_pair([None, flat1], [flat2[:3], flat2]) == pytest.approx((G, N + 0.5 * float(flat2[:3] @ flat2[:3])))
 
 
 def _brute_jackknife(grads, K):

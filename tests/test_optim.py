@@ -41,9 +41,7 @@ def test_step_rule_with_weight_decay_not_amplified():
     opt = svag.SVAG([p], lr=0.5, l=4, weight_decay=0.1)
     p.grad = torch.tensor([0.3, 0.7])
     opt.step()
-    expected = torch.tensor([1.0, -2.0]) - (0.5 / 4) * (
-        torch.tensor([0.3, 0.7]) + 0.1 * torch.tensor([1.0, -2.0])
-    )
+    expected = torch.tensor([1.0, -2.0]) - (0.5 / 4) * (torch.tensor([0.3, 0.7]) + 0.1 * torch.tensor([1.0, -2.0]))
     torch.testing.assert_close(p.detach(), expected, rtol=0, atol=1e-15)
 
 

@@ -121,9 +121,7 @@ def test_per_sample_noise_equals_loop_reference():
     x, y = _data(n=13)
     chunks = [(x[i : i + 4], y[i : i + 4]) for i in range(0, 13, 4)]
     G, N, n = per_sample_noise(model, ce, chunks, 4, finite_population=True)
-    G_ref, N_ref = noise_from_per_sample_grads(
-        loop_per_sample_grads(model, ce, x, y), 4, finite_population=True
-    )
+    G_ref, N_ref = noise_from_per_sample_grads(loop_per_sample_grads(model, ce, x, y), 4, finite_population=True)
     assert n == 13
     assert G == pytest.approx(G_ref, rel=1e-10)
     assert N == pytest.approx(N_ref, rel=1e-10)

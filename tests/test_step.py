@@ -62,9 +62,7 @@ def test_batchnorm_uses_each_batch_statistics_and_updates_running_stats_twice():
     bn = nn.BatchNorm1d(3, momentum=0.5)
     model = nn.Sequential(bn)
     seen = []
-    bn.register_forward_hook(
-        lambda mod, inp, out: seen.append((inp[0].detach().clone(), out.detach().clone()))
-    )
+    bn.register_forward_hook(lambda mod, inp, out: seen.append((inp[0].detach().clone(), out.detach().clone())))
     w = nn.Parameter(torch.ones(3))
     opt = svag.SVAG([w, *model.parameters()], lr=0.1, l=4)
     x1 = torch.randn(10, 3) * 2 + 1

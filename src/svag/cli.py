@@ -32,9 +32,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module is imported (all are listed in ``svag --help``)."""
     parser = argparse.ArgumentParser(
         prog="svag",
-        description=(
-            "Simulate the SDE of SGD with SVAG and test the linear scaling rule (Li, Malladi & Arora 2021)."
-        ),
+        description=("Simulate the SDE of SGD with SVAG and test the linear scaling rule (Li, Malladi & Arora 2021)."),
     )
     from . import __version__
 
@@ -58,6 +56,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # progress lines reach logs and pipes at once
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)

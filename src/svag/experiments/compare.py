@@ -12,6 +12,11 @@ from ..records import write_csv, write_text
 from ..runner import run
 from ..summary import load_runs, markdown_table, summary_rows
 
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
 __all__ = ["run_compare", "run_dir_name", "write_summary"]
 
 TABLE_METRICS = ("test_acc", "test_loss", "train_loss", "weight_norm_sq")
@@ -29,12 +34,13 @@ def run_compare(
     *,
     resume: bool = False,
     progress: bool = True,
-    log=print,
+    log=None,
 ) -> dict[str, str]:
     """Run ``base`` at every ``l`` in ``ls`` and every seed; returns ``{run_dir: status}``.
 
     A run that fails (diverges, bad data) is reported and the others still run.
     """
+    log = log or _log
     out = Path(out_dir)
     statuses: dict[str, str] = {}
     jobs = [(l, s) for l in ls for s in seeds]

@@ -29,6 +29,11 @@ from ..lsr import (
 from ..records import read_json, read_jsonl, write_csv, write_json, write_text
 from ..runner import run
 
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
 __all__ = ["equilibrium_window", "lsr_table", "run_sweep", "window_ratio"]
 
 
@@ -47,7 +52,8 @@ def equilibrium_window(run_dir: str | os.PathLike, fraction: float = 1 / 6) -> t
 
 def window_ratio(run_dir: str | os.PathLike, window: tuple[float, float]) -> dict:
     """Average ``G`` and ``N`` over the records inside ``window`` (numerator and denominator
-    apart, weighted by ``noise_count``); standard errors combine the records' SEs as independent."""
+    apart, weighted by ``noise_count``); the SEs pool every per-step estimate in the window as
+    independent draws, and the ratio's SE neglects the covariance of ``G`` and ``N``."""
     rows = [
         r
         for r in read_jsonl(Path(run_dir) / "metrics.jsonl")
@@ -60,18 +66,22 @@ def window_ratio(run_dir: str | os.PathLike, window: tuple[float, float]) -> dic
         )
     c = [float(r["noise_count"]) for r in rows]
     total = sum(c)
-    G = sum(ci * r["G"] for ci, r in zip(c, rows)) / total
-    N = sum(ci * r["N"] for ci, r in zip(c, rows)) / total
 
-    def se(key: str) -> float:
-        vals = [r.get(key) for r in rows]
-        if any(v is None or (isinstance(v, float) and math.isnan(v)) or isinstance(v, str) for v in vals):
-            return math.nan
-        return math.sqrt(sum((ci / total) ** 2 * v * v for ci, v in zip(c, vals)))
+    def pooled(key: str) -> tuple[float, float]:
+        """Mean and SE of all per-step estimates in the window, pooled from the records'
+        means, counts and SEs: SS = Σ (c_i − 1)·c_i·se_i² + Σ c_i (x_i − x̄)²."""
+        mean = sum(ci * r[key] for ci, r in zip(c, rows)) / total
+        ss = 0.0
+        for ci, r in zip(c, rows):
+            se = r.get(f"{key}_se")
+            if ci > 1 and isinstance(se, (int, float)) and math.isfinite(se):
+                ss += (ci - 1) * ci * se * se
+            ss += ci * (r[key] - mean) ** 2
+        return mean, math.sqrt(ss / (total - 1) / total) if total > 1 else math.nan
 
-    G_se, N_se = se("G_se"), se("N_se")
+    (G, G_se), (N, N_se) = pooled("G"), pooled("N")
     ratio = G / N
-    ratio_se = ratio * math.sqrt((G_se / G) ** 2 + (N_se / N) ** 2) if G > 0 else math.nan
+    ratio_se = abs(ratio) * math.sqrt((G_se / G) ** 2 + (N_se / N) ** 2) if G != 0 else math.nan
     return {"G": G, "N": N, "G_se": G_se, "N_se": N_se, "ratio": ratio, "ratio_se": ratio_se, "records": len(rows)}
 
 
@@ -84,10 +94,11 @@ def _final_errors(run_dir: Path) -> tuple[float, float, str]:
 
 
 def run_sweep(
-    base: RunConfig, batch_sizes: list[int], out_dir: str | os.PathLike, *, resume: bool, progress: bool, log=print
+    base: RunConfig, batch_sizes: list[int], out_dir: str | os.PathLike, *, resume: bool, progress: bool, log=None
 ) -> list[Path]:
     """Run the LSR family ``(κB0, κη0)`` for each batch size in ``batch_sizes``; the baseline
     is ``base`` itself (B0 = base.batch_size). Returns the run folders (baseline first)."""
+    log = log or _log
     out = Path(out_dir)
     dirs = []
     sizes = [base.batch_size] + [b for b in batch_sizes if b != base.batch_size]

@@ -1,0 +1,278 @@
+r"""The exact-answer verification of SVAG (P1, Thm 4.3): weak error vs ``l`` on problems with closed forms.
+
+Two checks, both pure data out (plots live in :mod:`svag.commands.verify` and only read this data):
+
+* **OU with skewed noise** (:func:`svag.problems.skewed_quadratic`): the exact weak errors
+  ``‖E x_k − E X_T‖`` and ``|E‖x_k‖² − E‖X_T‖²|`` at ``k = l·T/η`` fall like ``1/l`` (fitted log–log
+  slope ≈ −1), and the exact standardized skewness of ``uᵀx_k`` (nonzero for SGD's skewed noise,
+  zero for the SDE) vanishes like ``1/l``. Monte-Carlo runs of the real :class:`svag.SVAG`
+  optimizer driven by :func:`svag.train_step` match the exact finite-``l`` moments (z-scores).
+* **Regression with state-dependent noise** (:func:`svag.problems.noisy_regression`): Monte-Carlo
+  SVAG approaches a fine-step Euler–Maruyama simulation of the SDE with the exact ``Σ(x)`` on
+  ``E L`` and ``E‖x‖²`` at ``T``; exact moments of both (the moments close) give the exact distances.
+
+Monte-Carlo: ``R`` independent chains are one ``(R, d)`` parameter; the loss is the sum over rows of
+each row's mean minibatch loss, so row ``r``'s gradient is its own minibatch gradient and SVAG's
+update ``x ← x − (η/l)(g + λx)`` acts row by row: exactly ``R`` independent SVAG runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .optim import SVAG
+from .problems import (
+    Moments,
+    NoisyRegression,
+    SkewedQuadratic,
+    noisy_regression,
+    ou_moments,
+    regression_sde_moments,
+    regression_svag_moments,
+    skewed_quadratic,
+    svag_moments,
+)
+from .step import train_step
+
+__all__ = [
+    "VerifyConfig",
+    "fit_slope",
+    "l_ladder",
+    "mc_check",
+    "ou_rows",
+    "regression_rows",
+    "run_verification",
+    "simulate_em",
+    "simulate_svag",
+]
+
+
+@dataclass
+class VerifyConfig:
+    """Settings of ``svag verify``."""
+
+    l_max: int = 32  # largest amplification; the ladder is l = 1, 2, 4, ..., l_max
+    replicas: int = 10000  # independent SVAG chains per l (and Euler–Maruyama chains) for the Monte-Carlo columns
+    seed: int = 0  # seed of every Monte-Carlo stream (one stream per problem and l)
+    em_substeps: int = 32  # Euler–Maruyama steps per SGD step: Δt = η / em_substeps
+
+    def validate(self) -> VerifyConfig:
+        for name in ("l_max", "replicas", "em_substeps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "l_max" else 1):
+                valid = "an integer >= 2 (a slope needs two l)" if name == "l_max" else "an integer >= 1"
+                raise ValueError(f"{name} must be {valid}, got {value!r}")
+        if self.replicas < 10:
+            raise ValueError(f"replicas must be >= 10 for a standard error, got {self.replicas}")
+        return self
+
+
+def l_ladder(l_max: int) -> list[int]:
+    """``[1, 2, 4, ..., 2^j]`` with ``2^j ≤ l_max``."""
+    return [2**j for j in range(int(math.log2(l_max)) + 1)]
+
+
+def fit_slope(ls: list[float], errors: list[float]) -> float:
+    """Least-squares slope of ``log(error)`` against ``log(l)`` (−1 for an order-1 weak error in 1/l)."""
+    err = np.abs(np.asarray(errors, dtype=np.float64))
+    if len(ls) < 2 or not np.all(err > 0):
+        return float("nan")
+    return float(np.polyfit(np.log(np.asarray(ls, dtype=np.float64)), np.log(err), 1)[0])
+
+
+def _generator(seed: int, *keys: int) -> torch.Generator:
+    """An independent torch stream for (seed, keys), via numpy's SeedSequence hashing."""
+    state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def simulate_svag(
+    problem: SkewedQuadratic | NoisyRegression, l: float, replicas: int, seed: int, *, key: int = 0
+) -> np.ndarray:
+    """``replicas`` independent runs of :class:`svag.SVAG` + :func:`svag.train_step` (float64) for
+    ``k = l·T/η`` steps from ``x0``; two fresh minibatches of ``B`` indices drawn with replacement per
+    step and replica. Returns the final iterates, ``(replicas, d)``."""
+    gen = _generator(seed, key, round(l * 1000))
+    x = torch.nn.Parameter(torch.tensor(problem.x0, dtype=torch.float64).repeat(replicas, 1))
+    opt = SVAG([x], lr=problem.lr, l=l, weight_decay=problem.weight_decay)
+    shape = (replicas, problem.batch_size)
+    n = problem.n_samples
+    for _ in range(problem.steps(l)):
+        batch1 = torch.randint(n, shape, generator=gen)
+        batch2 = torch.randint(n, shape, generator=gen) if l > 1 else None
+        train_step(opt, lambda idx: problem.minibatch_loss(x, idx), batch1, batch2)
+    return x.detach().numpy().copy()
+
+
+def simulate_em(problem: NoisyRegression, substeps: int, replicas: int, seed: int) -> np.ndarray:
+    r"""Euler–Maruyama for the regression SDE with the exact ``Σ(x)``, step ``Δt = η/substeps``:
+
+    .. math::  X ← X − Δt(∇L(X) + λX) + \sqrt{ηΔt}\;Σ(X)^{1/2}z,\qquad z \sim N(0, I_d)
+
+    with ``Σ(X)^{1/2}`` the Cholesky factor of ``Σ(X) = Σ_1(X)/B`` built from all ``n`` per-sample
+    gradients (positive definite when they span ``R^d``; the default data cannot be interpolated).
+    Its first two moments equal SVAG's at ``l = substeps`` exactly (same ``h`` and ``h²lΣ = hηΣ``),
+    i.e. :func:`svag.problems.regression_svag_moments` ``(problem, substeps)``."""
+    gen = _generator(seed, 99, substeps)
+    f = torch.tensor(problem.features, dtype=torch.float64)
+    y = torch.tensor(problem.targets, dtype=torch.float64)
+    n, d = f.shape
+    outer = (f[:, :, None] * f[:, None, :]).reshape(n, d * d)  # a_i a_iᵀ, flattened
+    dt = problem.lr / substeps
+    x = torch.tensor(problem.x0, dtype=torch.float64).repeat(replicas, 1)
+    for _ in range(problem.steps(substeps)):
+        r = x @ f.T - y  # residuals r_i(x), (R, n)
+        grad = r @ f / n  # ∇L(x) per replica
+        second = ((r**2) @ outer / n).reshape(-1, d, d)  # (1/n)Σ_i g_i g_iᵀ
+        cov = (second - grad[:, :, None] * grad[:, None, :]) / problem.batch_size
+        chol, info = torch.linalg.cholesky_ex(cov)
+        if bool(info.any()):
+            raise ValueError("Σ(x) is singular at some replica: the per-sample gradients do not span R^d")
+        z = torch.randn((x.shape[0], d, 1), generator=gen, dtype=torch.float64)
+        x = x - dt * (grad + problem.weight_decay * x) + math.sqrt(problem.lr * dt) * (chol @ z).squeeze(-1)
+    return x.numpy()
+
+
+def _mean_se(values: np.ndarray) -> tuple[float, float]:
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def mc_check(samples: np.ndarray, exact: Moments, direction: np.ndarray | None = None) -> dict:
+    """z-scores of Monte-Carlo moments against exact ones: each component of the mean (exact SE
+    ``√(C_ii/R)``), each covariance entry and ``E‖x‖²`` (SE from the sample), and the third central
+    moment along ``direction`` if given. Returns the z-scores, the largest ``|z|``, and the sample
+    skewness along ``direction`` with its normal-theory SE ``√(6/R)``."""
+    R = samples.shape[0]
+    z_mean = (samples.mean(0) - exact.mean) / np.sqrt(np.diag(exact.cov) / R)
+    y = samples - samples.mean(0)
+    iu = np.triu_indices(samples.shape[1])
+    prods = y[:, iu[0]] * y[:, iu[1]]
+    z_cov = (prods.mean(0) * R / (R - 1) - exact.cov[iu]) / (prods.std(0, ddof=1) / math.sqrt(R))
+    sq, sq_se = _mean_se((samples**2).sum(1))
+    zs = {"mean": z_mean.tolist(), "cov": z_cov.tolist(), "sq_norm": (sq - exact.mean_sq_norm) / sq_se}
+    out: dict = {}
+    if direction is not None:
+        proj = y @ np.asarray(direction, dtype=np.float64)
+        cubes = proj**3
+        target = float(np.einsum("abc,a,b,c->", exact.third, direction, direction, direction))
+        zs["third"] = (cubes.mean() - target) / (cubes.std(ddof=1) / math.sqrt(R))
+        out["skewness"] = float(cubes.mean() / (proj**2).mean() ** 1.5)
+        out["skewness_se"] = math.sqrt(6.0 / R)
+    flat = [abs(v) for v in (*zs["mean"], *zs["cov"], zs["sq_norm"], zs.get("third", 0.0))]
+    return {"z": zs, "max_abs_z": max(flat), **out}
+
+
+def ou_rows(problem: SkewedQuadratic, ls: list[int], replicas: int, seed: int, direction: np.ndarray) -> list[dict]:
+    """Per ``l``: exact weak errors vs the OU SDE, exact skewness, and the MC check of :class:`svag.SVAG`."""
+    sde = ou_moments(problem, problem.horizon)
+    rows = []
+    for l in ls:
+        ex = svag_moments(problem, l)
+        mc = mc_check(simulate_svag(problem, l, replicas, seed, key=1), ex, direction)
+        rows.append(
+            {
+                "l": l,
+                "steps": problem.steps(l),
+                "mean_err": float(np.linalg.norm(ex.mean - sde.mean)),
+                "sq_norm_err": abs(ex.mean_sq_norm - sde.mean_sq_norm),
+                "skewness": ex.skewness(direction),
+                "skewness_mc": mc["skewness"],
+                "skewness_mc_se": mc["skewness_se"],
+                "mc_max_abs_z": mc["max_abs_z"],
+            }
+        )
+    return rows
+
+
+def _loss_and_sq(problem: NoisyRegression, samples: np.ndarray) -> tuple[float, float, float, float]:
+    losses = 0.5 * ((samples @ problem.features.T - problem.targets) ** 2).mean(1)
+    return (*_mean_se(losses), *_mean_se((samples**2).sum(1)))
+
+
+def regression_rows(
+    problem: NoisyRegression, ls: list[int], replicas: int, seed: int, em_substeps: int
+) -> tuple[list[dict], dict]:
+    """Per ``l``: exact distances of SVAG to the SDE on ``E L`` and ``E‖x‖²`` (``*_err``), Monte-Carlo
+    distances of real SVAG runs to the Euler–Maruyama reference (``*_mc_dist`` ± combined SE ``*_mc_se``),
+    the exact value of that distance (``*_em_gap``: SVAG at ``l`` vs EM's exact moments), and the max
+    |z| of the SVAG run against its exact finite-``l`` moments. Also returns the reference's summary."""
+    sde = regression_sde_moments(problem)
+    em = simulate_em(problem, em_substeps, replicas, seed)
+    em_loss, em_loss_se, em_sq, em_sq_se = _loss_and_sq(problem, em)
+    em_exact = regression_svag_moments(problem, em_substeps)  # EM's exact first two moments
+    reference = {
+        "substeps": em_substeps,
+        "loss": em_loss,
+        "loss_se": em_loss_se,
+        "sq_norm": em_sq,
+        "sq_norm_se": em_sq_se,
+        "sde_loss": problem.expected_loss(sde),
+        "sde_sq_norm": sde.mean_sq_norm,
+        "exact_loss_bias": problem.expected_loss(em_exact) - problem.expected_loss(sde),
+        "exact_sq_norm_bias": em_exact.mean_sq_norm - sde.mean_sq_norm,
+        "mc_max_abs_z": mc_check(em, em_exact)["max_abs_z"],
+    }
+    rows = []
+    for l in ls:
+        ex = regression_svag_moments(problem, l)
+        samples = simulate_svag(problem, l, replicas, seed, key=2)
+        loss, loss_se, sq, sq_se = _loss_and_sq(problem, samples)
+        rows.append(
+            {
+                "l": l,
+                "steps": problem.steps(l),
+                "loss_err": abs(problem.expected_loss(ex) - reference["sde_loss"]),
+                "sq_norm_err": abs(ex.mean_sq_norm - sde.mean_sq_norm),
+                "loss_em_gap": abs(problem.expected_loss(ex) - problem.expected_loss(em_exact)),
+                "sq_norm_em_gap": abs(ex.mean_sq_norm - em_exact.mean_sq_norm),
+                "loss_mc_dist": abs(loss - em_loss),
+                "loss_mc_se": math.hypot(loss_se, em_loss_se),
+                "sq_norm_mc_dist": abs(sq - em_sq),
+                "sq_norm_mc_se": math.hypot(sq_se, em_sq_se),
+                "mc_max_abs_z": mc_check(samples, ex)["max_abs_z"],
+            }
+        )
+    return rows, reference
+
+
+def run_verification(config: VerifyConfig | None = None) -> dict:
+    """Everything ``svag verify`` reports, as JSON-ready data: settings, per-``l`` rows, fitted slopes."""
+    cfg = (config or VerifyConfig()).validate()
+    ls = l_ladder(cfg.l_max)
+    ou, reg = skewed_quadratic(), noisy_regression()
+    direction = np.array([1.0, 0.0])  # the skewed noise coordinate
+    ou_table = ou_rows(ou, ls, cfg.replicas, cfg.seed, direction)
+    reg_table, reference = regression_rows(reg, ls, cfg.replicas, cfg.seed, cfg.em_substeps)
+    col = lambda rows, key: [r[key] for r in rows]  # noqa: E731
+    slopes = {
+        "ou_mean_err": fit_slope(ls, col(ou_table, "mean_err")),
+        "ou_sq_norm_err": fit_slope(ls, col(ou_table, "sq_norm_err")),
+        "ou_skewness": fit_slope(ls, col(ou_table, "skewness")),
+        "regression_loss_err": fit_slope(ls, col(reg_table, "loss_err")),
+        "regression_sq_norm_err": fit_slope(ls, col(reg_table, "sq_norm_err")),
+    }
+    return {
+        "config": asdict(cfg),
+        "ls": ls,
+        "ou": {"problem": _describe(ou), "direction": direction.tolist(), "rows": ou_table},
+        "regression": {"problem": _describe(reg), "reference": reference, "rows": reg_table},
+        "slopes": slopes,
+    }
+
+
+def _describe(problem: SkewedQuadratic | NoisyRegression) -> dict:
+    return {
+        "kind": type(problem).__name__,
+        "dim": problem.dim,
+        "n_samples": problem.n_samples,
+        "batch_size": problem.batch_size,
+        "weight_decay": problem.weight_decay,
+        "lr": problem.lr,
+        "horizon": problem.horizon,
+        "sgd_steps": problem.steps(1),
+        "sampling": "with replacement",
+    }

@@ -1,0 +1,80 @@
+"""The command line end to end on tiny problems: files written, one-line errors with status 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from svag.cli import main
+from svag.records import read_json, read_jsonl
+
+TINY = ["--data", "teacher-student", "--n-train", "256", "--n-test", "128", "--batch-size", "16",
+        "--device", "cpu", "--no-progress"]  # fmt: skip
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("train", "compare", "plot", "lsr", "verify", "demo"):
+        assert name in out
+
+
+def test_every_train_flag_has_a_default_and_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--l L" in out and "(default: 1.0)" in out and "--resume" in out
+
+
+def test_train_writes_the_documented_fields(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "r"), "--l", "2", "--epochs", "1", "--seed", "0", *TINY]) == 0
+    row = read_jsonl(tmp_path / "r" / "metrics.jsonl")[-1]
+    for key in ("sde_time", "step", "effective_step", "epoch", "lr", "train_loss", "train_acc", "test_loss",
+                "test_acc", "weight_norm_sq", "grad_norm_sq", "wall_time", "G", "N", "gn_ratio"):  # fmt: skip
+        assert key in row
+    assert row["noise_count"] > 0 and row["N"] > 0
+    assert "completed" in capsys.readouterr().out
+
+
+def test_compare_then_plot(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", "--out", str(out), "--ls", "1,2", "--seeds", "2", "--epochs", "1", "--eval-every", "0.5",
+                 *TINY])  # fmt: skip
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["l1_seed0", "l1_seed1", "l2_seed0", "l2_seed1"]
+    assert (out / "summary.md").read_text().count("\n") == 4  # header, rule, two rows of l
+    assert main(["plot", str(out)]) == 0
+    assert (out / "compare.png").stat().st_size > 10_000
+    assert "figure:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--out", "X", "--l", "0.5"], "l must be a finite real number >= 1, got 0.5"),
+        (["train", "--out", "X", "--data", "imagenet"], "imagenet"),
+        (["plot", "/nonexistent/runs"], "no such folder: /nonexistent/runs"),
+        (["train", "--out", "X", "--lr", "-1"], "lr must be a finite number > 0, got -1.0"),
+        (["compare", "--out", "X", "--seeds", "0"], "--seeds must be >= 1, got 0"),
+    ],
+)
+def test_bad_input_one_line_exit_2(tmp_path, argv, message):
+    argv = [a.replace("X", str(tmp_path / "x")) for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "svag", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_lsr_baseline_and_sweep(tmp_path, capsys):
+    out = tmp_path / "lsr"
+    code = main(["lsr", "--out", str(out), "--verify", "32,64", "--epochs", "3", "--milestones", "2",
+                 "--eval-every", "0.25", "--model", "mlp", "--norm", "bn", "--lr", "0.1", "--noise-fraction", "1", *TINY])  # fmt: skip
+    assert code == 0
+    result = read_json(out / "lsr.json")
+    assert result["B_star"] > 0 and result["baseline"]["batch_size"] == 16
+    assert [r["batch_size"] for r in result["verdicts"]] == [16, 32, 64]
+    assert (out / "lsr.png").is_file() and (out / "verdicts.csv").is_file()
+    assert "Predicted B*" in capsys.readouterr().out
