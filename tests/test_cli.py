@@ -71,7 +71,8 @@ def test_bad_input_one_line_exit_2(tmp_path, argv, message):
 def test_lsr_baseline_and_sweep(tmp_path, capsys):
     out = tmp_path / "lsr"
     code = main(["lsr", "--out", str(out), "--verify", "32,64", "--epochs", "3", "--milestones", "2",
-                 "--eval-every", "0.25", "--model", "mlp", "--norm", "bn", "--lr", "0.1", "--noise-fraction", "1", *TINY])  # fmt: skip
+                 "--eval-every", "0.25", "--model", "mlp", "--norm", "bn", "--lr", "0.1", "--noise-fraction", "1",
+                 *TINY])  # fmt: skip
     assert code == 0
     result = read_json(out / "lsr.json")
     assert result["B_star"] > 0 and result["baseline"]["batch_size"] == 16

@@ -1,6 +1,5 @@
 """The runner: records, the shared continuous-time grid, divergence, exact resume."""
 
-import json
 import math
 import random
 import signal
