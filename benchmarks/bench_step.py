@@ -1,7 +1,8 @@
 """SVAG training step vs plain PyTorch steps, measured side by side in one run.
 
 Prints, for an MLP and a small BatchNorm CNN on MNIST-1D-shaped data (CPU):
-  - one SVAG step at l > 1  /  two plain forward+backward+SGD steps  (target <= 1.05)
+  - one SVAG step at l > 1  /  two plain forward+backward+SGD steps  (target <= 1.05),
+    for the default mode ("accumulate") and for "fused" (one backward of the amplified loss)
   - one SVAG step at l = 1  /  one plain SGD step                    (target <= 1.05)
 Timings are interleaved (A, B, A, B, ...) in rounds and the ratio of medians is reported,
 so load on a shared machine affects both sides alike.
@@ -58,15 +59,16 @@ def measure(make, batch: int, rounds: int, steps: int) -> dict[str, float]:
         F.cross_entropy(plain(b[0]), b[1]).backward()
         sgd.step()
 
-    models = {l: make() for l in (1.0, 4.0)}
-    opts = {l: svag.SVAG(m.parameters(), lr=1e-3, l=l) for l, m in models.items()}
-    loss_fns = {l: (lambda b, m=m: F.cross_entropy(m(b[0]), b[1])) for l, m in models.items()}
+    models = {key: make() for key in ("l1", "l4", "l4f")}
+    opts = {k: svag.SVAG(m.parameters(), lr=1e-3, l=1.0 if k == "l1" else 4.0) for k, m in models.items()}
+    loss_fns = {k: (lambda b, m=m: F.cross_entropy(m(b[0]), b[1])) for k, m in models.items()}
 
     cases = {
         "plain_1": lambda: plain_step(b1),
         "plain_2": lambda: (plain_step(b1), plain_step(b3)),
-        "svag_l1": lambda: svag.train_step(opts[1.0], loss_fns[1.0], b1, b2),
-        "svag_l4": lambda: svag.train_step(opts[4.0], loss_fns[4.0], b1, b2),
+        "svag_l1": lambda: svag.train_step(opts["l1"], loss_fns["l1"], b1, b2),
+        "svag_l4": lambda: svag.train_step(opts["l4"], loss_fns["l4"], b1, b2),
+        "svag_l4f": lambda: svag.train_step(opts["l4f"], loss_fns["l4f"], b1, b2, mode="fused"),
     }
     for fn in cases.values():  # warm-up
         _timed(fn, 5)
@@ -77,6 +79,7 @@ def measure(make, batch: int, rounds: int, steps: int) -> dict[str, float]:
     med = {k: statistics.median(v) for k, v in samples.items()}
     return {
         "svag_l4 / 2 plain": med["svag_l4"] / med["plain_2"],
+        "fused / 2 plain": med["svag_l4f"] / med["plain_2"],
         "svag_l1 / 1 plain": med["svag_l1"] / med["plain_1"],
         "plain step ms": 1e3 * med["plain_1"],
     }
@@ -89,10 +92,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}")
-    print(f"{'model':10s} {'SVAG(l=4)/2 SGD':>16s} {'SVAG(l=1)/SGD':>14s} {'SGD step ms':>12s}")
+    print(f"{'model':10s} {'SVAG(l=4)/2 SGD':>16s} {'fused/2 SGD':>12s} {'SVAG(l=1)/SGD':>14s} {'SGD step ms':>12s}")
     for name, make in (("mlp", mlp), ("bn-cnn", bn_cnn)):
         r = measure(make, args.batch_size, args.rounds, args.steps)
-        print(f"{name:10s} {r['svag_l4 / 2 plain']:16.3f} {r['svag_l1 / 1 plain']:14.3f} {r['plain step ms']:12.3f}")
+        print(
+            f"{name:10s} {r['svag_l4 / 2 plain']:16.3f} {r['fused / 2 plain']:12.3f} {r['svag_l1 / 1 plain']:14.3f} "
+            f"{r['plain step ms']:12.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -21,16 +21,18 @@ def _loss_fn(model):
     return lambda b: nn.functional.cross_entropy(model(b[0]), b[1])
 
 
+@pytest.mark.parametrize("mode", ["fused", "accumulate"])
 @pytest.mark.parametrize("l", [1.0, 2.0, 4.0, 16.0, 3.7])
-def test_fused_equals_two_backward_reference(l):
-    """One backward of a1·loss1 + a2·loss2 equals a1·g1 + a2·g2 from two backwards (float64)."""
+def test_fast_paths_equal_two_backward_reference(l, mode):
+    """One backward of a1·loss1 + a2·loss2 (fused), or a1·loss1 and a2·loss2 backpropagated into
+    the same .grad (accumulate), equals a1·g1 + a2·g2 from two explicit gradients (float64)."""
     a, b = _bn_model(), _bn_model()
     opt_a = svag.SVAG(a.parameters(), lr=0.3, l=l, weight_decay=5e-4)
     opt_b = svag.SVAG(b.parameters(), lr=0.3, l=l, weight_decay=5e-4)
     for k in range(10):
         b1, b2 = _batches(k)
-        svag.train_step(opt_a, _loss_fn(a), b1, b2)
-        svag.train_step(opt_b, _loss_fn(b), b1, b2, reference=True)
+        svag.train_step(opt_a, _loss_fn(a), b1, b2, mode=mode)
+        svag.train_step(opt_b, _loss_fn(b), b1, b2, mode="reference")
     for pa, pb in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pa, pb, rtol=0, atol=1e-12)
     for (na, ba), (_, bb) in zip(a.named_buffers(), b.named_buffers()):
@@ -113,3 +115,10 @@ def test_missing_second_batch_raises():
     opt = svag.SVAG(model.parameters(), lr=0.1, l=2)
     with pytest.raises(ValueError, match="needs batch2 when l > 1"):
         svag.train_step(opt, _loss_fn(model), _batches(0)[0])
+
+
+def test_bad_mode():
+    model = _bn_model()
+    opt = svag.SVAG(model.parameters(), lr=0.1, l=2)
+    with pytest.raises(ValueError, match="mode must be one of accumulate, fused, reference, got 'x'"):
+        svag.train_step(opt, _loss_fn(model), *_batches(0), mode="x")

@@ -5,7 +5,7 @@ Malladi, Lyu, Panigrahi & Arora, "On the SDEs and Scaling Rules for Adaptive Gra
 Algorithms", NeurIPS 2022 (P2).
 """
 
-from . import data, lsr, models, noise, per_sample, schedules
+from . import data, lsr, models, noise, per_sample, problems, schedules, verify
 from .amplify import amplified_loss, coefficients
 from .noise import NoiseAccumulator, NoiseResult, measure_noise
 from .optim import SVAG
@@ -27,6 +27,8 @@ __all__ = [
     "models",
     "noise",
     "per_sample",
+    "problems",
     "schedules",
     "train_step",
+    "verify",
 ]

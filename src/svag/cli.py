@@ -51,6 +51,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         )
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
+        parser.set_defaults(_command_parser=p)
     return parser
 
 
@@ -61,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
+    if getattr(args, "preset", None):  # a preset replaces the defaults; explicit flags still win
+        from .config import PRESETS
+
+        args._command_parser.set_defaults(**PRESETS[args.preset])
+        args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

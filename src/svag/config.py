@@ -17,7 +17,7 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["NOISE_MODES", "OPTIMIZERS", "SCHEDULES", "RunConfig", "add_config_arguments", "config_from_args"]
+__all__ = ["NOISE_MODES", "OPTIMIZERS", "PRESETS", "SCHEDULES", "RunConfig", "add_config_arguments", "config_from_args"]
 
 SCHEDULES = ("constant", "multistep", "cosine", "triangle")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -139,6 +139,22 @@ class RunConfig:
         return cls(**data)
 
 
+_CIFAR_RECIPE = dict(
+    data="cifar10", lr=0.8, batch_size=128, weight_decay=5e-4, epochs=160.0, schedule="multistep",
+    milestones=(80.0, 120.0), gamma=0.1, scale_invariant=True, eval_every=2.0, checkpoint_every=2.0,
+    eval_train_samples=10000,
+)  # fmt: skip
+PRESETS: dict[str, dict[str, Any]] = {
+    # P1's CIFAR-10 recipes (PAPER.md §3): plain SGD, η = 0.8 at B = 128, wd 5e-4, 160 epochs, ×0.1 at 80/120;
+    # scale-invariant nets. Need the CIFAR-10 python files (--data-root) and, in practice, a GPU.
+    "cifar10-preresnet32-bn": dict(_CIFAR_RECIPE, model="preresnet32", norm="bn"),
+    "cifar10-preresnet32-gn": dict(_CIFAR_RECIPE, model="preresnet32", norm="gn"),
+    "cifar10-vgg16": dict(_CIFAR_RECIPE, model="vgg16", norm="bn"),
+    "cifar10-vgg19": dict(_CIFAR_RECIPE, model="vgg19", norm="gn"),
+    "cifar10-resnet32": dict(_CIFAR_RECIPE, model="resnet32", norm="bn", scale_invariant=False),
+}
+
+
 def _parse_bool(text: str) -> bool:
     low = text.lower()
     if low in ("1", "true", "yes", "on"):
@@ -158,6 +174,12 @@ def _float_tuple(text: str) -> tuple[float, ...]:
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """Add one ``--flag`` per :class:`RunConfig` field, with its default and help text."""
     group = parser.add_argument_group("run configuration")
+    group.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="start from one of P1's CIFAR-10 recipes; flags given explicitly override it",
+    )
     for f in fields(RunConfig):
         if f.name in skip:
             continue
