@@ -71,6 +71,7 @@ class RunConfig:
     checkpoint_every: float = _f(5.0, "checkpoint interval in SGD-equivalent epochs (0: only at the end)")
     device: str = _f("auto", "device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     dtype: str = _f("float32", "parameter dtype: float32 or float64")
+    sync_bn: bool = _f(False, "multi-process runs: SyncBatchNorm for single-process equivalence (GPU only)")
 
     def validate(self) -> RunConfig:
         """Raise ``ValueError`` naming the first bad field and what is valid; return self."""
@@ -155,6 +156,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# torchrun's own option parser takes `--l` for an abbreviation of its options: under torchrun
+# write `--amplification`.
+ALIASES = {"l": ("--amplification",)}
+
+
 def _parse_bool(text: str) -> bool:
     low = text.lower()
     if low in ("1", "true", "yes", "on"):
@@ -184,15 +190,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         if f.name in skip:
             continue
         default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-"), *ALIASES.get(f.name, ())]
         kind = str(f.type)
         if "bool" in kind:
-            group.add_argument(flag, type=_parse_bool, default=default, metavar="BOOL", help=f.metadata["help"])
+            group.add_argument(*flags, type=_parse_bool, default=default, metavar="BOOL", help=f.metadata["help"])
         elif "tuple" in kind:
-            group.add_argument(flag, type=_float_tuple, default=default, metavar="E1,E2", help=f.metadata["help"])
+            group.add_argument(*flags, type=_float_tuple, default=default, metavar="E1,E2", help=f.metadata["help"])
         else:
             conv = {"int": int, "float": float}.get(kind.split(" |")[0].strip(), str)
-            group.add_argument(flag, type=conv, default=default, help=f.metadata["help"])
+            group.add_argument(*flags, type=conv, default=default, help=f.metadata["help"])
 
 
 def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from . import schedules as S
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import RunConfig
+from .distributed import Dist, setup
 from .engine import EnsembleEngine, SingleEngine, evaluate, grad_norm_sq
 from .noise import NoiseAccumulator, default_num_batches, measure_noise
 from .optim import SVAG
@@ -143,7 +144,7 @@ def make_schedule(cfg: RunConfig, time_per_epoch: float, power: int = 1) -> tupl
     return sched, end
 
 
-def _environment(cfg: RunConfig, device: torch.device, seed: int, replicas: int) -> dict[str, Any]:
+def _environment(cfg: RunConfig, device: torch.device, seed: int, replicas: int, processes: int) -> dict[str, Any]:
     from . import __version__
 
     return {
@@ -157,6 +158,7 @@ def _environment(cfg: RunConfig, device: torch.device, seed: int, replicas: int)
         "threads": torch.get_num_threads(),
         "seed": seed,
         "trained_with_replicas": replicas,
+        "processes": processes,
     }
 
 
@@ -169,7 +171,8 @@ class _Replica:
         self.seed, self.out = seed, out
         self.sampler = PairSampler(n, cfg.batch_size, pairs=cfg.l > 1, mode=cfg.sampling, seed=seed)
         self.aug_gen = torch.Generator().manual_seed(seed + 1)
-        self.noise_gen = torch.Generator().manual_seed(seed + 2)  # extra batches and m-batch draws
+        self.noise_gen = torch.Generator().manual_seed(seed + 2)  # SGD's extra batches for G/N
+        self.m_gen = torch.Generator().manual_seed(seed + 3)  # draws of the m-batch measurement
         self.acc = NoiseAccumulator(cfg.batch_size)
         self.n_records = 0
         self.diverged = False
@@ -179,6 +182,7 @@ class _Replica:
             "sampler": self.sampler.state_dict(),
             "aug_gen": self.aug_gen.get_state(),
             "noise_gen": self.noise_gen.get_state(),
+            "m_gen": self.m_gen.get_state(),
             "acc": dict(self.acc.__dict__),
             "n_records": self.n_records,
         }
@@ -187,6 +191,7 @@ class _Replica:
         self.sampler.load_state_dict(state["sampler"])
         self.aug_gen.set_state(state["aug_gen"])
         self.noise_gen.set_state(state["noise_gen"])
+        self.m_gen.set_state(state["m_gen"])
         self.acc.__dict__.update(state["acc"])
         self.n_records = state["n_records"]
 
@@ -194,12 +199,21 @@ class _Replica:
 class _Loop:
     """State of one group of replicas; :meth:`save` / :meth:`load` make it resumable."""
 
-    def __init__(self, cfg: RunConfig, seeds: list[int], outs: list[Path], progress: bool, backend: str) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        seeds: list[int],
+        outs: list[Path],
+        progress: bool,
+        backend: str,
+        dist: Dist,
+        device: torch.device,
+    ) -> None:
         from .data import load_dataset
         from .models import build_model
 
-        self.cfg, self.progress = cfg, progress
-        self.device = resolve_device(cfg.device)
+        self.cfg, self.dist, self.device = cfg, dist, device
+        self.progress = progress and dist.main
         dtype = getattr(torch, cfg.dtype)
         ds = load_dataset(cfg.data, root=cfg.data_root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.data_seed)
         self.ds = ds
@@ -220,6 +234,12 @@ class _Loop:
                     width=cfg.width,
                 ).to(self.device, dtype)
             )
+        if cfg.sync_bn and dist.world > 1:
+            if self.device.type != "cuda":
+                raise ValueError(
+                    "--sync-bn needs GPUs (PyTorch's SyncBatchNorm runs on cuda only); on CPU use --norm gn"
+                )
+            models = [torch.nn.SyncBatchNorm.convert_sync_batchnorm(m) for m in models]
         if len(models) == 1:
             self.engine: SingleEngine = SingleEngine(models[0])
         else:
@@ -228,6 +248,7 @@ class _Loop:
             self.engine = EnsembleEngine(Ensemble(models, backend=backend))
         self.replicas = [_Replica(cfg, s, o, len(self.x)) for s, o in zip(seeds, outs)]
         self.opt = build_optimizer(cfg, self.engine.params)
+        dist.attach(self.opt)  # multi-process: average gradients over processes before each update
         self.clock = Clock.of(cfg)
         self.time_per_epoch = len(self.x) / cfg.batch_size * self.clock.original_step_time(cfg.lr)
         self.schedule, self.end_time = make_schedule(cfg, self.time_per_epoch, self.clock.power)
@@ -293,7 +314,9 @@ class _Loop:
         self.opt.load_state_dict(merged)
 
     def save(self) -> None:
-        """One checkpoint per replica folder, in the single-run format."""
+        """One checkpoint per replica folder, in the single-run format (rank 0 only)."""
+        if not self.dist.main:
+            return
         common = {
             "rng": rng_state(),
             "step": self.step,
@@ -324,6 +347,8 @@ class _Loop:
 
     def record(self, lr: float) -> None:
         cfg, engine = self.cfg, self.engine
+        if not self.dist.main:
+            return
         was_training = engine.training
         engine.train(False)
         train_loss, train_acc = evaluate(engine, self.ex, self.ey)
@@ -381,12 +406,12 @@ class _Loop:
             return F.cross_entropy(out, y)
 
         r = self.replicas[0]
-        return [measure_noise(model, loss_fn, (self.x, self.y), cfg.batch_size, m=m, generator=r.noise_gen)]
+        return [measure_noise(model, loss_fn, (self.x, self.y), cfg.batch_size, m=m, generator=r.m_gen)]
 
     def batch(self, r: _Replica, idx: torch.Tensor | None):
         if idx is None:
             return None
-        idx = idx.to(self.device)
+        idx = self.dist.shard(idx).to(self.device)
         xb = self.x[idx]
         if self.ds.augment is not None:
             xb = self.ds.augment(xb, r.aug_gen)
@@ -435,10 +460,17 @@ class _Loop:
                 if noise and out.grads is not None:
                     g1, g2 = out.grads
                     g2 = extra if g2 is None else g2
+                    self.dist.mean_(g1)  # shard gradients -> global batch gradients
+                    self.dist.mean_(g2)
                     for k, r in enumerate(self.replicas):
                         if not r.diverged:
                             r.acc.add_pair(engine.replica_grads(g1, k), engine.replica_grads(g2, k))
-                losses = [out.loss1.item()] if engine.K == 1 else engine.last_losses.tolist()
+                if self.dist.world > 1:
+                    loss1 = out.loss1.detach().clone().reshape(1)
+                    self.dist.mean_([loss1])
+                    losses = [loss1.item()]
+                else:
+                    losses = [out.loss1.item()] if engine.K == 1 else engine.last_losses.tolist()
                 self._check_finite(losses, lr, start)
                 t = self.t
                 if bar is not None:
@@ -470,7 +502,8 @@ class _Loop:
                 f"training loss became {loss} at step {self.step} (sde_time {self.t:.6g}, lr {lr:g}, "
                 f"l {self.cfg.l:g}, seed {r.seed}); results so far are kept in {r.out}"
             )
-            _write_status(r.out, "diverged", step=self.step, sde_time=self.t, message=message)
+            if self.dist.main:
+                _write_status(r.out, "diverged", step=self.step, sde_time=self.t, message=message)
             if len(self.replicas) == 1:
                 raise RunDiverged(message)
 
@@ -535,14 +568,27 @@ def run_replicas(
     if len(outs) != len(seeds) or not seeds:
         raise ValueError(f"need one out_dir per seed, got {len(seeds)} seeds and {len(outs)} folders")
     cfgs = [replace(cfg, seed=int(s)) for s in seeds]
-    resumable = [_prepare(c, o, resume) for c, o in zip(cfgs, outs)]
+    dist, device = setup(resolve_device(cfg.device), cfg.batch_size)
+    if dist.world > 1 and len(seeds) > 1:
+        raise ValueError(f"multi-process runs train one seed at a time, got {len(seeds)} seeds")
+    if dist.main:
+        resumable = [_prepare(c, o, resume) for c, o in zip(cfgs, outs)]
+    else:  # read-only: rank 0 checks and writes the folders
+        resumable = [resume and (o / "checkpoint.pt").is_file() for o in outs]
     statuses = [read_json(o / "status.json").get("status") if (o / "status.json").is_file() else None for o in outs]
+    if dist.world > 1:
+        import torch.distributed
+
+        torch.distributed.barrier()  # every rank has decided before rank 0 writes anything
     if all(resumable) and all(s == "completed" for s in statuses):
         return [RunResult(o, "completed", read_jsonl(o / "metrics.jsonl")) for o in outs]
-    loop = _Loop(cfg, [int(s) for s in seeds], outs, progress, backend)
+    loop = _Loop(cfg, [int(s) for s in seeds], outs, progress, backend, dist, device)
     if all(resumable):
         loop.load([load_checkpoint(o / "checkpoint.pt", map_location=loop.device) for o in outs])
-        for r in loop.replicas:
+        for r, status in zip(loop.replicas, statuses):
+            r.diverged = status == "diverged"
+            if not dist.main:
+                continue
             rows = read_jsonl(r.out / "metrics.jsonl")[: r.n_records] if (r.out / "metrics.jsonl").exists() else []
             if len(rows) != r.n_records:
                 raise ValueError(
@@ -550,27 +596,33 @@ def run_replicas(
                     f"the checkpoint expects {r.n_records}"
                 )
             write_jsonl(r.out / "metrics.jsonl", rows)
-            r.diverged = statuses[loop.replicas.index(r)] == "diverged"
-    else:
+    elif dist.main:
         for c, r in zip(cfgs, loop.replicas):
             (r.out / "metrics.jsonl").unlink(missing_ok=True)
             (r.out / "checkpoint.pt").unlink(missing_ok=True)
             write_json(r.out / "config.json", {"config": c.to_dict(), "derived": loop.derived()})
-            write_json(r.out / "env.json", _environment(c, loop.device, r.seed, len(seeds)))
+            write_json(r.out / "env.json", _environment(c, loop.device, r.seed, len(seeds), dist.world))
+    status_writer = _write_status if dist.main else (lambda *a, **k: None)
     for r in loop.live():
-        _write_status(r.out, "running", step=loop.step)
+        status_writer(r.out, "running", step=loop.step)
     try:
         loop.train()
     except KeyboardInterrupt:
         loop.save()
         for r in loop.live():
-            _write_status(r.out, "interrupted", step=loop.step, sde_time=loop.t)
+            status_writer(r.out, "interrupted", step=loop.step, sde_time=loop.t)
         raise
     results = []
     for r in loop.replicas:
         if not r.diverged:
-            _write_status(r.out, "completed", step=loop.step, sde_time=loop.t, wall_time=loop.elapsed)
-        results.append(RunResult(r.out, "diverged" if r.diverged else "completed", read_jsonl(r.out / "metrics.jsonl")))
+            status_writer(r.out, "completed", step=loop.step, sde_time=loop.t, wall_time=loop.elapsed)
+        rows = read_jsonl(r.out / "metrics.jsonl") if dist.main else []
+        results.append(RunResult(r.out, "diverged" if r.diverged else "completed", rows))
+    if dist.world > 1:
+        import torch.distributed
+
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return results
 
 

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     result = runner.run(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    if not result.records:  # a non-zero rank of a multi-process run: rank 0 reports
+        return 0
     last = result.records[-1]
     print(
         f"{result.status}: {args.out}/metrics.jsonl ({len(result.records)} records); final sde_time "

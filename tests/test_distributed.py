@@ -1,0 +1,88 @@
+"""Multi-process data parallelism (torch.distributed, gloo on CPU) equals the single-process run.
+
+Each test launches real processes with torchrun; the data, model and seed are fixed, so the
+comparison is deterministic (tolerances are rounding-level, not statistical)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from svag.distributed import Dist
+
+ARGS = ["--data", "teacher-student", "--n-train", "320", "--n-test", "128", "--model", "mlp", "--norm", "gn",
+        "--batch-size", "32", "--lr", "0.2", "--weight-decay", "1e-3", "--device", "cpu", "--no-progress"]  # fmt: skip
+
+
+def _rows(path):
+    return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+def _single(out, extra):
+    subprocess.run([sys.executable, "-m", "svag", "train", "--out", str(out), *ARGS, *extra], check=True,
+                   capture_output=True)  # fmt: skip
+
+
+def _torchrun(out, extra, resume=False, check=True):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "svag",
+           "train", "--out", str(out), *ARGS, *extra, *(["--resume"] if resume else [])]  # fmt: skip
+    return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+
+def _max_diff(a, b):
+    assert len(a) == len(b)
+    return max(
+        abs(x[k] - y[k]) / max(1.0, abs(x[k]))
+        for x, y in zip(a, b)
+        for k in x
+        if k != "wall_time" and isinstance(x[k], float)
+    )
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [("float32", 1e-6), ("float64", 1e-12)])
+def test_two_processes_equal_one_over_20_steps(tmp_path, dtype, tol):
+    """GroupNorm MLP, SVAG l = 2: 20 steps (2 SGD-equivalent epochs of 5 steps... at B = 32, n = 320:
+    10 effective steps per epoch, l = 2 -> 20 SVAG steps per epoch), every metric within ``tol``."""
+    extra = ["--epochs", "1", "--eval-every", "0.25", "--amplification", "2", "--dtype", dtype]
+    _single(tmp_path / "one", extra)
+    _torchrun(tmp_path / "two", extra)
+    a, b = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    assert a[-1]["step"] == 20
+    assert _max_diff(a, b) <= tol
+
+
+def test_resume_under_two_processes(tmp_path):
+    """A single-process run killed mid-way, resumed with two processes, equals the uninterrupted run."""
+    extra = ["--epochs", "4", "--eval-every", "0.25", "--checkpoint-every", "0.5", "--amplification", "2",
+             "--dtype", "float64"]  # fmt: skip
+    _single(tmp_path / "ref", extra)
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "svag", "train", "--out", str(out), *ARGS, *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").exists() or (out / "metrics.jsonl").read_text().count("\n") < 6:
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _torchrun(out, extra, resume=True)
+    assert _max_diff(_rows(tmp_path / "ref"), _rows(out)) <= 1e-12
+
+
+def test_sync_bn_needs_gpu_and_batch_must_divide(tmp_path):
+    bn = _torchrun(tmp_path / "bn", ["--epochs", "1", "--norm", "bn", "--sync-bn", "true"], check=False)
+    assert bn.returncode != 0 and "--sync-bn needs GPUs" in bn.stderr
+    odd = _torchrun(tmp_path / "odd", ["--epochs", "1", "--batch-size", "33"], check=False)
+    assert odd.returncode != 0 and "batch_size must be divisible by the number of processes 2, got 33" in odd.stderr
+
+
+def test_shard_slices_global_batch():
+    import torch
+
+    idx = torch.arange(8)
+    parts = [Dist(rank=r, world=2).shard(idx) for r in range(2)]
+    assert torch.equal(torch.cat(parts), idx)
+    assert Dist().shard(idx) is idx
