@@ -79,3 +79,33 @@ def test_lsr_baseline_and_sweep(tmp_path, capsys):
     assert [r["batch_size"] for r in result["verdicts"]] == [16, 32, 64]
     assert (out / "lsr.png").is_file() and (out / "verdicts.csv").is_file()
     assert "Predicted B*" in capsys.readouterr().out
+
+
+def test_parallel_jobs_report_a_failed_run_and_finish_the_others(tmp_path):
+    from svag.config import RunConfig
+    from svag.experiments.parallel import Job, run_jobs
+
+    good = RunConfig(data="teacher-student", n_train=128, n_test=64, batch_size=16, epochs=1.0, device="cpu")
+    bad = RunConfig(data="fashion-mnist", data_root=str(tmp_path / "missing"), epochs=1.0, device="cpu")
+    jobs = [
+        Job(good, [0], [tmp_path / "a"], ["a"]),
+        Job(bad, [0], [tmp_path / "b"], ["b"]),
+        Job(good, [1], [tmp_path / "c"], ["c"]),
+    ]
+    statuses = run_jobs(jobs, 2, progress=False, log=lambda m: None)
+    assert statuses["a"] == statuses["c"] == "completed"
+    assert statuses["b"].startswith("failed: ") and "fashion-mnist" in statuses["b"]
+    assert (tmp_path / "c" / "metrics.jsonl").is_file()
+
+
+def test_compare_with_jobs_matches_sequential(tmp_path):
+    args = ["--ls", "1,2", "--seeds", "1", "--epochs", "1", "--ensemble", "off", *TINY]
+    assert main(["compare", "--out", str(tmp_path / "seq"), *args]) == 0
+    assert main(["compare", "--out", str(tmp_path / "par"), "--jobs", "2", *args]) == 0
+    for name in ("l1_seed0", "l2_seed0"):
+        a = read_jsonl(tmp_path / "seq" / name / "metrics.jsonl")
+        b = read_jsonl(tmp_path / "par" / name / "metrics.jsonl")
+        assert len(a) == len(b)
+        for x, y in zip(a, b):  # workers use 1 thread each: float sums may round differently
+            for key in ("sde_time", "step", "train_loss", "test_acc", "weight_norm_sq", "grad_norm_sq"):
+                assert y[key] == pytest.approx(x[key], rel=1e-4, abs=1e-6), key

@@ -222,6 +222,8 @@ class _Loop:
         n_eval = min(cfg.eval_train_samples, len(self.x))
         self.ex, self.ey = self.x[:n_eval], self.y[:n_eval]
         models = []
+        default_dtype = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)  # init drawn in the run's dtype, whatever the caller's default
         for seed in seeds:
             torch.manual_seed(seed)  # a replica's init depends on its seed alone
             models.append(
@@ -234,6 +236,7 @@ class _Loop:
                     width=cfg.width,
                 ).to(self.device, dtype)
             )
+        torch.set_default_dtype(default_dtype)
         if cfg.sync_bn and dist.world > 1:
             if self.device.type != "cuda":
                 raise ValueError(

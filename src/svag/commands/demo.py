@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="folder for the runs, figure and table")
     parser.add_argument("--epochs", type=float, default=DEMO.epochs, help="SGD-equivalent epochs per run")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per l")
+    parser.add_argument("--jobs", type=int, default=1, help="independent jobs run in parallel worker processes")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
@@ -45,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     statuses = run_compare(
-        cfg, [1.0, 2.0, 4.0, 8.0], list(range(args.seeds)), out, resume=True, progress=not args.no_progress
-    )
+        cfg, [1.0, 2.0, 4.0, 8.0], list(range(args.seeds)), out, resume=True, progress=not args.no_progress,
+        jobs=args.jobs,
+    )  # fmt: skip
     runs = load_runs(out)
     fig = plot_compare(runs, out / "compare.png")
     md, csv = write_summary(out)

@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", type=_ints, default=[], help="batch sizes of the LSR sweep, e.g. 64,128,256")
     parser.add_argument("--tau", type=float, default=2.0, help="threshold τ = C² − 1 of the condition G/N ≤ τ")
     parser.add_argument("--window", type=float, default=1 / 6, help="equilibrium window: last fraction of phase 1")
+    parser.add_argument("--jobs", type=int, default=1, help="runs of the sweep in parallel worker processes")
     parser.add_argument("--resume", action="store_true", help="reuse/continue runs already in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     add_config_arguments(parser)
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         base = config_from_args(args)
         if base.noise != "pairs":
             raise ValueError(f"svag lsr needs --noise pairs to measure G/N, got {base.noise!r}")
-        dirs = run_sweep(base, args.verify, out, resume=args.resume, progress=not args.no_progress)
+        dirs = run_sweep(base, args.verify, out, resume=args.resume, progress=not args.no_progress, jobs=args.jobs)
     result = lsr_table(dirs, tau=args.tau, fraction=args.window)
     out.mkdir(parents=True, exist_ok=True)
     js, md, csv = write_lsr_outputs(result, out)

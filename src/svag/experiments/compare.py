@@ -3,27 +3,42 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 from ..config import RunConfig
 from ..records import write_csv, write_text
-from ..runner import run
 from ..summary import load_runs, markdown_table, summary_rows
+from .parallel import Job, run_jobs
 
-
-def _log(message: str) -> None:
-    print(message, flush=True)
-
-
-__all__ = ["run_compare", "run_dir_name", "write_summary"]
+__all__ = ["ENSEMBLE_MODES", "run_compare", "run_dir_name", "use_ensemble", "write_summary"]
 
 TABLE_METRICS = ("test_acc", "test_loss", "train_loss", "weight_norm_sq")
+ENSEMBLE_MODES = ("auto", "on", "off")
 
 
 def run_dir_name(l: float, seed: int) -> str:
     return f"l{l:g}_seed{seed}"
+
+
+def use_ensemble(cfg: RunConfig, n_seeds: int, mode: str) -> bool:
+    """Whether to train the seeds of one ``l`` together (stacked parameters, one process).
+
+    ``auto``: when there are several seeds and :func:`svag.ensemble.is_faster` says the stacked
+    model beats running the seeds one after the other on this model (from
+    ``benchmarks/bench_ensemble.py``).
+    """
+    if mode not in ENSEMBLE_MODES:
+        raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {mode!r}")
+    if mode == "off" or n_seeds < 2:
+        return False
+    if mode == "on":
+        return True
+    try:
+        from ..ensemble import is_faster
+    except ImportError:
+        return False
+    return bool(is_faster(cfg.model, cfg.norm, n_seeds))
 
 
 def run_compare(
@@ -34,27 +49,33 @@ def run_compare(
     *,
     resume: bool = False,
     progress: bool = True,
+    jobs: int = 1,
+    ensemble: str = "auto",
     log=None,
 ) -> dict[str, str]:
     """Run ``base`` at every ``l`` in ``ls`` and every seed; returns ``{run_dir: status}``.
 
-    A run that fails (diverges, bad data) is reported and the others still run.
+    Each ``(l, seed)`` writes ``out_dir/l{l}_seed{seed}/``. The seeds of one ``l`` are trained
+    together as an ensemble when :func:`use_ensemble` says so; ``jobs > 1`` runs independent
+    jobs in worker processes. A run that fails (diverges, bad data) is reported and the others
+    still run.
     """
-    log = log or _log
+    log = log or (lambda m: print(m, flush=True))
     out = Path(out_dir)
-    statuses: dict[str, str] = {}
-    jobs = [(l, s) for l in ls for s in seeds]
-    for i, (l, seed) in enumerate(jobs, 1):
-        cfg = replace(base, l=float(l), seed=int(seed)).validate()
-        name = run_dir_name(l, seed)
-        log(f"[{i}/{len(jobs)}] {name}: {'SGD' if l == 1 else f'SVAG l={l:g}'}, seed {seed}")
-        try:
-            result = run(cfg, out / name, resume=resume, progress=progress)
-            statuses[name] = result.status
-        except ValueError as err:
-            statuses[name] = f"failed: {str(err).splitlines()[0]}"
-            print(f"  {name} failed: {err}", file=sys.stderr)
-    return statuses
+    together = use_ensemble(base, len(seeds), ensemble)
+    if together:
+        log(f"training the {len(seeds)} seeds of each l together as one stacked ensemble (--ensemble off to disable)")
+    work: list[Job] = []
+    for l in ls:
+        cfg = replace(base, l=float(l)).validate()
+        names = [run_dir_name(l, s) for s in seeds]
+        groups = [list(zip(seeds, names))] if together else [[(s, n)] for s, n in zip(seeds, names)]
+        for group in groups:
+            work.append(
+                Job(replace(cfg, seed=int(group[0][0])), [int(s) for s, _ in group], [out / n for _, n in group],
+                    [n for _, n in group])
+            )  # fmt: skip
+    return run_jobs(work, jobs, resume=resume, progress=progress, log=log)
 
 
 def write_summary(runs_dir: str | os.PathLike, metrics: tuple[str, ...] = TABLE_METRICS) -> tuple[Path, Path]:

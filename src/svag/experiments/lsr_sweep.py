@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,12 +26,7 @@ from ..lsr import (
     verdicts,
 )
 from ..records import read_json, read_jsonl, write_csv, write_json, write_text
-from ..runner import run
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)
-
+from .parallel import Job, run_jobs
 
 __all__ = ["equilibrium_window", "lsr_table", "run_sweep", "window_ratio"]
 
@@ -94,25 +88,26 @@ def _final_errors(run_dir: Path) -> tuple[float, float, str]:
 
 
 def run_sweep(
-    base: RunConfig, batch_sizes: list[int], out_dir: str | os.PathLike, *, resume: bool, progress: bool, log=None
+    base: RunConfig,
+    batch_sizes: list[int],
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool,
+    progress: bool,
+    jobs: int = 1,
+    log=None,
 ) -> list[Path]:
     """Run the LSR family ``(κB0, κη0)`` for each batch size in ``batch_sizes``; the baseline
     is ``base`` itself (B0 = base.batch_size). Returns the run folders (baseline first)."""
-    log = log or _log
     out = Path(out_dir)
-    dirs = []
     sizes = [base.batch_size] + [b for b in batch_sizes if b != base.batch_size]
-    for i, B in enumerate(sizes, 1):
+    work = []
+    for B in sizes:
         kappa = B / base.batch_size
         cfg = replace(base, batch_size=int(B), lr=base.lr * kappa).validate()
-        folder = out / f"B{B}"
-        log(f"[{i}/{len(sizes)}] B={B}, lr={cfg.lr:g} (κ={kappa:g})")
-        try:
-            run(cfg, folder, resume=resume, progress=progress)
-        except ValueError as err:
-            print(f"  B={B} failed: {str(err).splitlines()[0]}", file=sys.stderr)
-        dirs.append(folder)
-    return dirs
+        work.append(Job(cfg, [cfg.seed], [out / f"B{B}"], [f"B{B} (lr {cfg.lr:g}, κ={kappa:g})"]))
+    run_jobs(work, jobs, resume=resume, progress=progress, log=log)
+    return [job.folders[0] for job in work]
 
 
 def lsr_table(run_dirs: list[Path], *, tau: float, fraction: float, rise: float = 0.2) -> dict:
