@@ -109,3 +109,22 @@ def test_compare_with_jobs_matches_sequential(tmp_path):
         for x, y in zip(a, b):  # workers use 1 thread each: float sums may round differently
             for key in ("sde_time", "step", "train_loss", "test_acc", "weight_norm_sq", "grad_norm_sq"):
                 assert y[key] == pytest.approx(x[key], rel=1e-4, abs=1e-6), key
+
+
+def test_preset_sets_the_paper_recipe_and_flags_override(tmp_path):
+    from svag.cli import build_parser
+    from svag.config import PRESETS
+
+    parser = build_parser("train")
+    argv = ["train", "--out", "x", "--preset", "cifar10-preresnet32-gn", "--epochs", "2"]
+    args = parser.parse_args(argv)
+    args._command_parser.set_defaults(**PRESETS[args.preset])
+    args = parser.parse_args(argv)
+    assert (args.model, args.norm, args.lr, args.batch_size, args.weight_decay) == ("preresnet32", "gn", 0.8, 128, 5e-4)
+    assert args.milestones == (80.0, 120.0) and args.scale_invariant and args.epochs == 2.0
+    proc = subprocess.run(
+        [sys.executable, "-m", "svag", "train", "--out", str(tmp_path / "r"), "--preset", "cifar10-vgg16",
+         "--data-root", str(tmp_path / "nothing")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "cifar10" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
