@@ -38,8 +38,9 @@ def test_unknown_field_in_dict():
 def test_cli_flags_have_defaults_and_help_and_parse():
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
+    optional = {"data_root", "n_train", "n_test", "preset"}
     for action in parser._actions[1:]:
-        assert (action.help and action.default is not None) or action.dest in {"data_root", "n_train", "n_test"}
+        assert (action.help and action.default is not None) or action.dest in optional
     args = parser.parse_args(
         ["--l", "4", "--milestones", "2,5", "--schedule", "multistep", "--scale-invariant", "true"]
     )

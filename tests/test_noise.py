@@ -349,3 +349,21 @@ def test_bad_inputs_raise():
         NoiseAccumulator().result()
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         NoiseAccumulator(batch_size=0)
+
+
+def test_pair_estimates_equals_from_pair_row_by_row():
+    """The batched estimator (runner, ensembles) against the per-run reference, float64."""
+    from svag.noise import pair_estimates
+
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(4, 5, 3), (4, 7), (4, 2, 2, 2)]
+    g1 = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+    g2 = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+    g2[1] = None  # an unused parameter counts as zero
+    G, N = pair_estimates(g1, g2)
+    assert G.shape == N.shape == (4,)
+    for k in range(4):
+        ref = from_pair([t[k] for t in g1], [None if t is None else t[k] for t in g2])
+        assert (float(G[k]), float(N[k])) == pytest.approx(ref, rel=1e-12, abs=1e-12)
+    with pytest.raises(ValueError, match="same length"):
+        pair_estimates(g1, g2[:2])

@@ -53,8 +53,9 @@ class SingleEngine:
     def training(self) -> bool:
         return self.model.training
 
-    def replica_grads(self, grads: list[torch.Tensor | None], k: int) -> list[torch.Tensor | None]:
-        return grads
+    def stacked_grads(self, grads: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+        """The gradients with a leading replica axis of size K."""
+        return [None if g is None else g.unsqueeze(0) for g in grads]
 
     def weight_norm_sq(self) -> list[float]:
         return [float(sum((p.detach().double() ** 2).sum() for p in self.params))]
@@ -106,18 +107,19 @@ class EnsembleEngine(SingleEngine):
     def training(self) -> bool:
         return getattr(self.ens, "training", True)
 
-    def replica_grads(self, grads, k):
-        return [None if g is None else g[k] for g in grads]
+    def stacked_grads(self, grads):
+        return grads
 
     def weight_norm_sq(self) -> list[float]:
         total = sum((p.detach().double() ** 2).flatten(1).sum(1) for p in self.params)
         return [float(v) for v in total]
 
-    def buffers(self):
-        return self.ens.state_dict()
+    def buffers(self) -> list[torch.Tensor]:
+        return [b.clone() for b in self.ens.buffers()]
 
-    def restore_buffers(self, saved) -> None:
-        self.ens.load_state_dict(saved)
+    def restore_buffers(self, saved: list[torch.Tensor]) -> None:
+        for b, s in zip(self.ens.buffers(), saved):
+            b.copy_(s)
 
     def replica_state(self, k: int) -> dict[str, Any]:
         return self.ens.replica_state_dict(k)

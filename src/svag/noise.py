@@ -34,6 +34,7 @@ __all__ = [
     "from_minibatch_grads",
     "from_pair",
     "measure_noise",
+    "pair_estimates",
 ]
 
 GradLike = torch.Tensor | Sequence[torch.Tensor | None]
@@ -146,6 +147,38 @@ def from_pair(g1: GradLike, g2: GradLike) -> tuple[float, float]:
         raise ValueError("g1 and g2 must be finite, got a non-finite entry (nan or inf)")
     diff = a - b
     return float(a @ b), float(diff @ diff) / 2.0
+
+
+def pair_estimates(g1: list[torch.Tensor | None], g2: list[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":func:`from_pair` for K runs at once: row ``k`` of every tensor belongs to run ``k``.
+
+    .. math::  \hat G_k = ⟨g_{1,k}, g_{2,k}⟩,\qquad \hat N_k = ‖g_{1,k} - g_{2,k}‖^2 / 2
+
+    Args:
+        g1, g2: per-parameter lists of ``(K, ...)`` tensors (``None`` counts as zero), e.g. the
+            gradients of a stacked ensemble; a single run's gradients with ``t.unsqueeze(0)``.
+
+    Returns:
+        ``(G, N)``: float64 tensors of shape ``(K,)`` (products in the gradients' dtype, sums in
+        float64). No finiteness check: a diverged run's
+        entries are nan/inf and the caller decides (:func:`from_pair` raises).
+    """
+    if len(g1) != len(g2):
+        raise ValueError(f"g1 and g2 must have the same length, got {len(g1)} and {len(g2)}")
+    G = N = None
+    for a, b in zip(g1, g2):
+        if a is None and b is None:
+            continue
+        a = torch.zeros_like(b) if a is None else a
+        b = torch.zeros_like(a) if b is None else b
+        a, b = a.detach().flatten(1), b.detach().flatten(1)
+        d = a - b
+        ab, dd = (a * b).sum(1, dtype=torch.float64), (d * d).sum(1, dtype=torch.float64)  # float64 sums
+        G = ab if G is None else G + ab
+        N = dd if N is None else N + dd
+    if G is None:
+        raise ValueError("pair_estimates needs at least one gradient, got only None")
+    return G, N / 2.0
 
 
 class NoiseAccumulator:

@@ -41,7 +41,7 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .config import RunConfig
 from .distributed import Dist, setup
 from .engine import EnsembleEngine, SingleEngine, evaluate, grad_norm_sq
-from .noise import NoiseAccumulator, default_num_batches, measure_noise
+from .noise import NoiseAccumulator, default_num_batches, measure_noise, pair_estimates
 from .optim import SVAG
 from .records import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from .step import train_step
@@ -248,7 +248,7 @@ class _Loop:
         else:
             from .ensemble import Ensemble
 
-            self.engine = EnsembleEngine(Ensemble(models, backend=backend))
+            self.engine = EnsembleEngine(Ensemble(models, input_shape=ds.input_shape, backend=backend))
         self.replicas = [_Replica(cfg, s, o, len(self.x)) for s, o in zip(seeds, outs)]
         self.opt = build_optimizer(cfg, self.engine.params)
         dist.attach(self.opt)  # multi-process: average gradients over processes before each update
@@ -465,9 +465,10 @@ class _Loop:
                     g2 = extra if g2 is None else g2
                     self.dist.mean_(g1)  # shard gradients -> global batch gradients
                     self.dist.mean_(g2)
-                    for k, r in enumerate(self.replicas):
-                        if not r.diverged:
-                            r.acc.add_pair(engine.replica_grads(g1, k), engine.replica_grads(g2, k))
+                    G, N = pair_estimates(engine.stacked_grads(g1), engine.stacked_grads(g2))
+                    for r, G_k, N_k in zip(self.replicas, G.tolist(), N.tolist()):
+                        if not r.diverged and math.isfinite(G_k) and math.isfinite(N_k):
+                            r.acc.add(G_k, N_k)  # a non-finite pair: the loss check marks the divergence
                 if self.dist.world > 1:
                     loss1 = out.loss1.detach().clone().reshape(1)
                     self.dist.mean_([loss1])

@@ -1,0 +1,330 @@
+"""SVAG for Adam and RMSprop: thin ``torch.optim`` classes over functional cores.
+
+Source: P2 (Malladi et al. 2022, arXiv 2205.10287) and its official code. To simulate the SDE
+of an Adam/RMSprop run with LR η, betas β_i and ε, SVAG with parameter ``l`` (P2's ℓ) runs the
+same algorithm with the **transformed** hyperparameters (:func:`transformed_hyperparameters`)
+
+    η → η/ℓ,    1 − β_i → (1 − β_i)/ℓ²,    ε → ε·ℓ,
+
+on the two-batch gradient ``g = a1 ∇L_γ1 + a2 ∇L_γ2`` with ``(a1, a2) = coefficients(ℓ²)``,
+whose covariance is ``ℓ²·Σ`` (noise scale σ → ℓσ). This leaves P2's SDE constants unchanged:
+``σ0 = σ·η``, ``ε0 = ε·η`` and ``c_i = (1 − β_i)/η²`` (:func:`svag.scaling.sde_constants`).
+
+Continuous time (P2): one step of the simulated run covers ``η²``, so after ``k`` SVAG steps
+at constant LR the SDE time is ``t = k·(η/ℓ)²``: ``ℓ²`` SVAG steps per original step. Note
+the unit differs from SGD's (``t = k·η``, P1). Bias corrections count SVAG steps:
+``β_i'^k ≈ exp(−c_i t)``, the bias-correction factor of P2's Adam SDE.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from .amplify import check_l
+from .optim import SVAGOptimizer
+
+__all__ = ["SVAGAdam", "SVAGRMSprop", "svag_adam", "svag_beta", "svag_rmsprop", "transformed_hyperparameters"]
+
+
+def check_beta(beta: Any, name: str = "beta") -> float:
+    """Return ``beta`` as a float, or raise ``ValueError`` unless it is a real in [0, 1)."""
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not (0.0 <= float(beta) < 1.0):
+        raise ValueError(f"{name} must be a real number in [0, 1), got {beta!r}")
+    return float(beta)
+
+
+def check_eps(eps: Any, name: str = "eps") -> float:
+    """Return ``eps`` as a float, or raise ``ValueError`` unless it is a finite real ``>= 0``."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {eps!r}")
+    return float(eps)
+
+
+def svag_beta(beta: float, l: float) -> float:
+    r"""SVAG's averaging parameter: :math:`1 - \beta' = (1 - \beta)/\ell^2` (P2, SVAG for adaptive methods).
+
+    ``β = 0`` (no averaging: RMSprop written as Adam with β1 = 0, as in P2's code) has no time
+    constant to rescale and stays 0. ``l = 1`` returns ``beta`` itself, bit for bit.
+    """
+    beta, l = check_beta(beta), check_l(l)
+    if beta == 0.0 or l == 1.0:
+        return beta
+    return 1.0 - (1.0 - beta) / (l * l)
+
+
+def transformed_hyperparameters(
+    lr: float, betas: float | Sequence[float], eps: float, l: float
+) -> dict[str, float | tuple[float, ...]]:
+    r"""The hyperparameters SVAG runs with, for the run (η, β, ε) being simulated (P2).
+
+    .. math::  \eta' = \eta/\ell, \quad 1 - \beta_i' = (1 - \beta_i)/\ell^2, \quad \epsilon' = \epsilon\,\ell
+
+    Args:
+        lr: the LR η of the simulated run.
+        betas: ``(β1, β2)`` of Adam, or the single β of RMSprop (returned in the same shape).
+        eps: ε of the simulated run.
+        l: P2's ℓ ``>= 1``; the gradient must have covariance ``ℓ²Σ`` (``coefficients(l**2)``).
+
+    Returns:
+        ``{"lr": η/ℓ, "betas": β' (same shape as ``betas``), "eps": ε·ℓ}``; ``l = 1`` returns
+        the inputs unchanged (as floats).
+    """
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr < 0:
+        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+    l = check_l(l)
+    if isinstance(betas, numbers.Real):
+        new_betas: float | tuple[float, ...] = svag_beta(betas, l)
+    else:
+        new_betas = tuple(svag_beta(b, l) for b in betas)
+    return {"lr": float(lr) / l, "betas": new_betas, "eps": check_eps(eps) * l}
+
+
+def _init_state(state: dict[str, Any], param: torch.Tensor, keys: tuple[str, ...]) -> None:
+    if not state:
+        state["step"] = 0
+        for key in keys:
+            state[key] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+
+def svag_adam(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    l: float,
+) -> None:
+    r"""Functional core of :class:`SVAGAdam`: one Adam step with the transformed hyperparameters.
+
+    With ``(η', β1', β2', ε') = transformed_hyperparameters(lr, (beta1, beta2), eps, l)``, ``g``
+    the amplified gradient and ``k`` the SVAG step count (this step included), in place:
+
+    .. math::  d = g + \lambda x, \quad m \leftarrow \beta_1' m + (1-\beta_1') d, \quad
+               v \leftarrow \beta_2' v + (1-\beta_2') d^2, \quad
+               x \leftarrow x - \frac{\eta'}{1-\beta_1'^k}\,\frac{m}{\sqrt{v/(1-\beta_2'^k)} + \epsilon'}
+
+    The operations (and so the rounding) are those of ``torch.optim.Adam``'s single-tensor path,
+    so ``l = 1`` equals ``torch.optim.Adam(params, lr, (beta1, beta2), eps, weight_decay)`` bit for bit.
+    """
+    hp = transformed_hyperparameters(lr, (beta1, beta2), eps, l)
+    lr_, (b1, b2), eps_ = hp["lr"], hp["betas"], hp["eps"]
+    for param, grad, exp_avg, exp_avg_sq, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
+        if weight_decay != 0:
+            grad = grad.add(param, alpha=weight_decay)
+        exp_avg.lerp_(grad, 1 - b1)
+        exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        bias_correction1 = 1 - b1**step
+        bias_correction2 = 1 - b2**step
+        step_size = lr_ / bias_correction1
+        denom = (exp_avg_sq.sqrt() / bias_correction2**0.5).add_(eps_)
+        param.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+def svag_rmsprop(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta: float,
+    eps: float,
+    weight_decay: float,
+    l: float,
+    bias_correction: bool = True,
+) -> None:
+    r"""Functional core of :class:`SVAGRMSprop` (transformed hyperparameters as in :func:`svag_adam`):
+
+    .. math::  d = g + \lambda x, \quad v \leftarrow \beta' v + (1-\beta') d^2, \quad
+               x \leftarrow x - \eta'\,\frac{d}{\sqrt{v/(1-\beta'^k)} + \epsilon'}
+
+    (without the factor ``1/(1 − β'^k)`` when ``bias_correction=False``). The operations are those
+    of ``torch.optim.Adam(betas=(0, β))`` (resp. ``torch.optim.RMSprop(alpha=β)``), single-tensor path.
+    """
+    hp = transformed_hyperparameters(lr, beta, eps, l)
+    lr_, b, eps_ = hp["lr"], hp["betas"], hp["eps"]
+    for param, grad, exp_avg_sq, step in zip(params, grads, exp_avg_sqs, steps):
+        if weight_decay != 0:
+            grad = grad.add(param, alpha=weight_decay)
+        exp_avg_sq.mul_(b).addcmul_(grad, grad, value=1 - b)
+        if bias_correction:
+            denom = (exp_avg_sq.sqrt() / (1 - b**step) ** 0.5).add_(eps_)
+        else:
+            denom = exp_avg_sq.sqrt().add_(eps_)
+        param.addcdiv_(grad, denom, value=-lr_)
+
+
+class _AdaptiveSVAG(SVAGOptimizer):
+    """Shared contract of the adaptive SVAG optimizers (P2): variance ``l²Σ``, time ``(lr/l)²`` per step."""
+
+    _state_keys: tuple[str, ...] = ()
+
+    def variance_factor(self, group: dict[str, Any]) -> float:
+        """P2's SVAG amplifies the covariance by ``ℓ²``, so :func:`svag.train_step` uses ``coefficients(l**2)``."""
+        return group["l"] ** 2
+
+    def time_increment(self, group: dict[str, Any]) -> float:
+        """One SVAG step covers ``(lr/l)²`` of continuous time (P2: ``t = k·η²``, ``ℓ²`` steps per original step)."""
+        return (group["lr"] / group["l"]) ** 2
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        group["eps"] = check_eps(group["eps"])
+        for p in group["params"]:
+            if torch.is_complex(p):
+                raise ValueError(f"{type(self).__name__} takes real parameters only, got one of dtype {p.dtype}")
+
+    def _states(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> tuple[list[dict[str, Any]], list[int]]:
+        states, steps = [], []
+        for p, g in zip(params, grads):
+            if g.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            state = self.state[p]
+            _init_state(state, p, self._state_keys)
+            state["step"] = int(state["step"]) + 1  # the SVAG step count k of the bias corrections
+            states.append(state)
+            steps.append(state["step"])
+        return states, steps
+
+
+class SVAGAdam(_AdaptiveSVAG):
+    r"""SVAG for Adam (P2): simulates the SDE of Adam with LR ``lr``, ``betas`` and ``eps``.
+
+    Each step is Adam (coupled L2 decay, as ``torch.optim.Adam``) with the transformed
+    hyperparameters ``lr/l``, ``1 − (1 − β_i)/l²``, ``eps·l`` (:func:`transformed_hyperparameters`),
+    applied to ``p.grad``, which must hold the amplified gradient with covariance ``l²·Σ``:
+    :func:`svag.train_step` builds it with ``coefficients(l**2)`` because :meth:`variance_factor`
+    returns ``l**2``.
+
+    Args:
+        params: parameters or param groups, as for any ``torch.optim`` optimizer.
+        lr: the LR η **of the Adam run being simulated** (not η/l).
+        betas: ``(β1, β2)`` of the simulated run, each in [0, 1). ``β1 = 0`` stays 0 for every ``l``.
+        eps: ε of the simulated run (ε outside the square root, as in ``torch.optim.Adam``).
+        weight_decay: coupled L2 coefficient λ, **not amplified and not rescaled**. Derivation:
+            the simulated run follows the minibatch gradient of ``L + (λ/2)‖x‖²``, i.e.
+            ``∇L_γ + λx``: mean ``∇L + λx``, covariance Σ (λx is deterministic). SVAG needs mean
+            ``∇L + λx`` and covariance ``l²Σ``; since ``a1 + a2 = 1``,
+            ``a1(∇L_γ1 + λx) + a2(∇L_γ2 + λx) = g + λx``: λx is added once, after the amplification,
+            with the same λ, and then goes through the moments and the LR ``lr/l`` like the gradient.
+            In the SDE λ only changes the loss, so no SDE constant involves it (P2 §5: coupled L2
+            decay is also unchanged by the square-root rule).
+        l: P2's ℓ, a real ``>= 1`` (papers: 1, 2, 4, 8); may differ per param group. ``l = 1`` is
+            Adam, bit for bit equal to ``torch.optim.Adam(params, lr, betas, eps, weight_decay)``
+            (its single-tensor path, the default on CPU).
+
+    Continuous time: :attr:`sde_time` advances by ``(lr/l)²`` per step (first group): P2 measures
+    time as ``t = k·η²`` for the simulated run, so ``l²`` SVAG steps, each covering ``(η/l)²``,
+    make up one step of the simulated run. Bias corrections count SVAG steps. Cost per unit of
+    time: ``2l²`` times the simulated run (two batches per step). State per parameter: ``step``,
+    ``exp_avg``, ``exp_avg_sq``.
+    """
+
+    _state_keys = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        l: float = 1.0,
+    ) -> None:
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "l": l}
+        super().__init__(params, defaults)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        betas = group["betas"]
+        if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2) of reals in [0, 1), got {betas!r}")
+        group["betas"] = (check_beta(betas[0], "betas[0]"), check_beta(betas[1], "betas[1]"))
+
+    def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
+        states, steps = self._states(params, grads)
+        beta1, beta2 = group["betas"]
+        svag_adam(
+            params,
+            grads,
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            steps,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            l=group["l"],
+        )
+
+
+class SVAGRMSprop(_AdaptiveSVAG):
+    r"""SVAG for RMSprop (P2): simulates the SDE of RMSprop with LR ``lr``, ``beta`` and ``eps``.
+
+    **Which RMSprop.** By default the RMSprop of P2's official code, which is Adam with β1 = 0
+    (``torch.optim.Adam(lr, betas=(0, beta), eps)``): no momentum, the bias-corrected second
+    moment ``v/(1 − β^k)``, and ε outside the root, ``x ← x − η·d/(√(v/(1 − β^k)) + ε)``. Only β
+    (P2's β2) is transformed, to ``1 − (1 − β)/l²``; β1 stays 0 (the official code does the same:
+    RMSprop's SDE has no momentum variable to keep invariant). ``l = 1`` equals
+    ``torch.optim.Adam(params, lr, (0, beta), eps, weight_decay)`` bit for bit.
+
+    ``bias_correction=False`` gives ``torch.optim.RMSprop(params, lr, alpha=beta, eps,
+    weight_decay)`` (no centering, no momentum) instead, equal to it bit for bit at ``l = 1``. Its
+    SDE (derived) is P2's RMSprop SDE with the second-moment variable started at ``u(0) = 0``
+    (as ``v_0 = 0``), where the default's bias correction divides ``u`` by ``1 − exp(−c t)``,
+    ``c = (1 − β)/η²``. The SVAG transformation is the same for both, since it does not involve
+    the bias correction; the two differ only early in training (``t ≲ 1/c``).
+
+    Args, weight decay (coupled, not amplified), ``l``, continuous time (``(lr/l)²`` per step) and
+    cost: as for :class:`SVAGAdam`. State per parameter: ``step``, ``exp_avg_sq``.
+    """
+
+    _state_keys = ("exp_avg_sq",)
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        beta: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        l: float = 1.0,
+        *,
+        bias_correction: bool = True,
+    ) -> None:
+        defaults = {"lr": lr, "beta": beta, "eps": eps, "weight_decay": weight_decay, "l": l}
+        defaults["bias_correction"] = bias_correction
+        super().__init__(params, defaults)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        group["beta"] = check_beta(group["beta"], "beta")
+        if not isinstance(group["bias_correction"], bool):
+            raise ValueError(f"bias_correction must be True or False, got {group['bias_correction']!r}")
+
+    def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
+        states, steps = self._states(params, grads)
+        svag_rmsprop(
+            params,
+            grads,
+            [s["exp_avg_sq"] for s in states],
+            steps,
+            lr=group["lr"],
+            beta=group["beta"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            l=group["l"],
+            bias_correction=group["bias_correction"],
+        )

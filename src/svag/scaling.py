@@ -1,0 +1,201 @@
+"""Scaling rules: how to change the hyperparameters with the batch size so the SDE is unchanged.
+
+- :func:`linear_rule` (SGD; P1 §1, Goyal et al. 2017): ``B → κB``, ``η → κη``. It keeps the
+  noise term ``ηΣ ∝ η/B`` (Σ ≈ Σ_1/B is the covariance of the mean minibatch gradient).
+- :func:`sqrt_rule` (Adam/RMSprop; P2 §5): ``B → κB``, ``η → √κ·η``, ``1 − β_i → κ(1 − β_i)``,
+  ``ε → ε/√κ``. It keeps P2's SDE constants ``σ0 = σ·η`` (σ ∝ 1/√B), ``ε0 = ε·η`` and
+  ``c_i = (1 − β_i)/η²``.
+
+Both keep the number of epochs: the continuous time per sample (``η/B`` for SGD, ``η²/B`` for
+the adaptive methods) is invariant too. :func:`sde_constants` returns the invariants.
+
+A hyperparameter record is a plain dict (or a dataclass, e.g. :class:`svag.config.RunConfig`)
+with ``batch_size`` and ``lr``, and for the adaptive methods ``betas`` (a tuple/list of 1 or 2
+betas) or ``beta``, and ``eps``. The rules are pure: they return a new record of the same kind;
+keys they do not scale (``weight_decay``, ``epochs``, ...) are copied unchanged. Coupled L2 weight
+decay is indeed unchanged by both rules; decoupled (AdamW) decay λ_W would need ``λ_W → √κ·λ_W``
+(derived, not applied here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["linear_rule", "sde_constants", "sqrt_rule"]
+
+INTEGER_TOL = 1e-9  # κ·B may be off an integer by this relative amount (float rounding of κ)
+
+
+def _fields(hp: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(hp) and not isinstance(hp, type):
+        return {f.name: getattr(hp, f.name) for f in dataclasses.fields(hp)}
+    if isinstance(hp, dict):
+        return hp
+    raise TypeError(f"hp must be a dict or a dataclass instance, got {type(hp).__name__}")
+
+
+def _rebuild(hp: Any, changes: dict[str, Any]) -> Any:
+    if isinstance(hp, dict):
+        return {**hp, **changes}
+    return dataclasses.replace(hp, **changes)
+
+
+def _real(value: Any, name: str, *, positive: bool = False) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= 0 if positive else value < 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+    return float(value)
+
+
+def _require(values: dict[str, Any], key: str, rule: str) -> Any:
+    if key not in values:
+        raise ValueError(f"{rule} needs the key {key!r} in the hyperparameters, got keys {sorted(values)}")
+    return values[key]
+
+
+def _batch_size(values: dict[str, Any], rule: str) -> int:
+    b = _require(values, "batch_size", rule)
+    if isinstance(b, bool) or not isinstance(b, numbers.Real) or not float(b).is_integer() or b < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {b!r}")
+    return int(b)
+
+
+def _scaled_batch_size(batch_size: int, kappa: float) -> int:
+    """``κ·B``, which must be (within float rounding) an integer ``>= 1``."""
+    new = batch_size * kappa
+    rounded = round(new)
+    if abs(new - rounded) > INTEGER_TOL * max(1.0, abs(new)) or rounded < 1:
+        raise ValueError(
+            f"the scaled batch size kappa·batch_size must be an integer >= 1, got {kappa!r}·{batch_size} = {new!r}"
+        )
+    return int(rounded)
+
+
+def _betas_key(values: dict[str, Any], rule: str) -> str:
+    keys = [k for k in ("betas", "beta") if k in values]
+    if len(keys) != 1:
+        raise ValueError(f"{rule} needs exactly one of the keys 'betas' or 'beta' (adaptive methods), got {keys}")
+    return keys[0]
+
+
+def _check_beta(beta: Any, name: str) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not (0.0 <= beta < 1.0):
+        raise ValueError(f"{name} must be a real number in [0, 1), got {beta!r}")
+    return float(beta)
+
+
+def _scaled_beta(beta: Any, kappa: float, name: str) -> float:
+    r"""Square-root rule for one β: :math:`1 - \beta' = \kappa(1 - \beta)`; β = 0 (no averaging) stays 0."""
+    beta = _check_beta(beta, name)
+    if beta == 0.0:
+        return beta
+    one_minus = kappa * (1.0 - beta)
+    if one_minus >= 1.0:
+        raise ValueError(
+            f"sqrt_rule: kappa·(1 - {name}) = {kappa!r}·(1 - {beta!r}) = {one_minus!r} must be < 1 "
+            f"(the scaled {name} would leave (0, 1)); use kappa < {1.0 / (1.0 - beta)!r}"
+        )
+    return 1.0 - one_minus
+
+
+def linear_rule(hp: Any, kappa: float) -> Any:
+    r"""Linear scaling rule for SGD (P1 §1): :math:`B \to \kappa B,\ \eta \to \kappa\eta`.
+
+    Keeps ``ηΣ ∝ η/B``, so the SDE (and the continuous time per epoch) is unchanged.
+
+    Args:
+        hp: dict or dataclass with ``batch_size`` and ``lr``; other keys are copied unchanged.
+        kappa: the factor κ > 0; ``κ·batch_size`` must be an integer.
+
+    Returns:
+        A new record of the same kind with ``batch_size = κB`` (an int) and ``lr = κη``.
+    """
+    kappa = _real(kappa, "kappa", positive=True)
+    values = _fields(hp)
+    b = _batch_size(values, "linear_rule")
+    lr = _real(_require(values, "lr", "linear_rule"), "lr")
+    return _rebuild(hp, {"batch_size": _scaled_batch_size(b, kappa), "lr": lr * kappa})
+
+
+def sqrt_rule(hp: Any, kappa: float) -> Any:
+    r"""Square-root scaling rule for Adam/RMSprop (P2 §5).
+
+    .. math::  B \to \kappa B, \quad \eta \to \sqrt{\kappa}\,\eta, \quad
+               1 - \beta_i \to \kappa (1 - \beta_i), \quad \epsilon \to \epsilon/\sqrt{\kappa}
+
+    Keeps P2's SDE constants ``σ0 = ση`` (σ ∝ 1/√B), ``ε0 = εη``, ``c_i = (1 − β_i)/η²`` and the
+    time per epoch (``t = k·η²``). A β of exactly 0 (no averaging, e.g. RMSprop written as Adam
+    with β1 = 0) has no time constant and stays 0.
+
+    Args:
+        hp: dict or dataclass with ``batch_size``, ``lr``, ``eps`` and either ``betas`` (tuple or
+            list, returned as the same type) or ``beta``; other keys are copied unchanged.
+        kappa: the factor κ > 0; ``κ·batch_size`` must be an integer and ``κ(1 − β) < 1``.
+
+    Returns:
+        A new record of the same kind with the scaled values.
+    """
+    kappa = _real(kappa, "kappa", positive=True)
+    values = _fields(hp)
+    b = _batch_size(values, "sqrt_rule")
+    lr = _real(_require(values, "lr", "sqrt_rule"), "lr")
+    eps = _real(_require(values, "eps", "sqrt_rule"), "eps")
+    key = _betas_key(values, "sqrt_rule")
+    root = math.sqrt(kappa)
+    changes: dict[str, Any] = {"batch_size": _scaled_batch_size(b, kappa), "lr": lr * root, "eps": eps / root}
+    if key == "beta":
+        changes["beta"] = _scaled_beta(values["beta"], kappa, "beta")
+    else:
+        betas = values["betas"]
+        if isinstance(betas, (str, bytes)) or not isinstance(betas, (tuple, list)) or len(betas) not in (1, 2):
+            raise ValueError(f"betas must be a tuple or list of 1 or 2 reals in [0, 1), got {betas!r}")
+        changes["betas"] = type(betas)(_scaled_beta(x, kappa, f"betas[{i}]") for i, x in enumerate(betas))
+    return _rebuild(hp, changes)
+
+
+def sde_constants(hp: Any, rule: str | Callable[[Any, float], Any]) -> dict[str, Any]:
+    r"""The quantities a scaling rule keeps invariant, so runs on one SDE share them.
+
+    - ``"linear"`` (SGD, P1): ``{"lr_over_batch_size": η/B}``, since ``ηΣ ∝ η/B``; it is also
+      the continuous time per training sample (``t = k·η``, ``n/B`` steps per epoch).
+    - ``"sqrt"`` (Adam/RMSprop, P2): ``"lr_over_sqrt_batch_size"``: η/√B (∝ σ0 = σ·η);
+      ``"eps_times_lr"``: ε0 = ε·η; ``"c"``: ``(1 − β)/η²`` for each β, in the shape of ``betas``
+      (tuple) or ``beta`` (float), ``inf`` for β = 0 (no averaging: no time constant);
+      ``"time_per_sample"``: η²/B (``t = k·η²``).
+
+    Args:
+        hp: the hyperparameter record (as for :func:`linear_rule` / :func:`sqrt_rule`); ``lr > 0``.
+        rule: ``"linear"`` or ``"sqrt"``, or the function :func:`linear_rule` or :func:`sqrt_rule`.
+    """
+    if rule is linear_rule or (isinstance(rule, str) and rule == "linear"):
+        which = "linear"
+    elif rule is sqrt_rule or (isinstance(rule, str) and rule == "sqrt"):
+        which = "sqrt"
+    else:
+        raise ValueError(f"rule must be 'linear', 'sqrt', linear_rule or sqrt_rule, got {rule!r}")
+    values = _fields(hp)
+    b = _batch_size(values, "sde_constants")
+    lr = _real(_require(values, "lr", "sde_constants"), "lr", positive=True)
+    if which == "linear":
+        return {"lr_over_batch_size": lr / b}
+    eps = _real(_require(values, "eps", "sde_constants"), "eps")
+    key = _betas_key(values, "sde_constants")
+
+    def c(beta: Any, name: str) -> float:
+        beta = _check_beta(beta, name)
+        return math.inf if beta == 0.0 else (1.0 - beta) / lr**2
+
+    if key == "beta":
+        cs: float | tuple[float, ...] = c(values["beta"], "beta")
+    else:
+        cs = tuple(c(x, f"betas[{i}]") for i, x in enumerate(values["betas"]))
+    return {
+        "lr_over_sqrt_batch_size": lr / math.sqrt(b),
+        "eps_times_lr": eps * lr,
+        "c": cs,
+        "time_per_sample": lr**2 / b,
+    }

@@ -1,0 +1,409 @@
+"""SVAGAdam / SVAGRMSprop: P2's SVAG for adaptive methods, under torch.optim's optimizer contract."""
+
+import copy
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+import svag
+from svag.adaptive import SVAGAdam, SVAGRMSprop, svag_adam, svag_beta, transformed_hyperparameters
+
+OPTIMIZERS = {
+    "adam": lambda params, **kw: SVAGAdam(params, **kw),
+    "rmsprop": lambda params, **kw: SVAGRMSprop(params, **kw),
+}
+
+
+def _model(seed=0, dtype=torch.float64):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).to(dtype)
+
+
+def _loss(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(16, 5, generator=g, dtype=next(model.parameters()).dtype)
+    y = torch.randint(0, 3, (16,), generator=g)
+    return nn.functional.cross_entropy(model(x), y)
+
+
+def _run(pairs, steps, start=0):
+    """Feed every (model, optimizer) pair the same minibatch losses for ``steps`` steps."""
+    for k in range(start, start + steps):
+        for m, o in pairs:
+            o.zero_grad()
+            _loss(m, k).backward()
+            o.step()
+
+
+def _assert_params_equal(a, b):
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+# -- l = 1 is the optimizer being simulated, bit for bit -----------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("wd", [0.0, 1e-2])
+@pytest.mark.parametrize("foreach", [False, None])  # None: torch's default (single-tensor on CPU)
+def test_adam_l1_bit_identical_to_torch_adam(dtype, wd, foreach):
+    a, b = _model(dtype=dtype), _model(dtype=dtype)
+    opt_a = SVAGAdam(a.parameters(), lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=wd, l=1)
+    opt_b = torch.optim.Adam(b.parameters(), lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=wd, foreach=foreach)
+    _run([(a, opt_a), (b, opt_b)], 25)
+    _assert_params_equal(a, b)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(opt_a.state[pa]["exp_avg"], opt_b.state[pb]["exp_avg"])
+        assert torch.equal(opt_a.state[pa]["exp_avg_sq"], opt_b.state[pb]["exp_avg_sq"])
+        assert opt_a.state[pa]["step"] == int(opt_b.state[pb]["step"]) == 25
+
+
+def test_adam_default_hyperparameters_equal_torch_default_adam():
+    a, b = _model(), _model()
+    _run([(a, SVAGAdam(a.parameters(), lr=1e-3)), (b, torch.optim.Adam(b.parameters(), lr=1e-3))], 10)
+    _assert_params_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("wd", [0.0, 1e-2])
+def test_rmsprop_l1_bit_identical_to_adam_with_beta1_zero(dtype, wd):
+    """P2's code runs RMSprop as ``torch.optim.Adam(betas=(0, β))``."""
+    a, b = _model(dtype=dtype), _model(dtype=dtype)
+    opt_a = SVAGRMSprop(a.parameters(), lr=0.01, beta=0.9, eps=1e-6, weight_decay=wd)
+    opt_b = torch.optim.Adam(b.parameters(), lr=0.01, betas=(0.0, 0.9), eps=1e-6, weight_decay=wd, foreach=False)
+    _run([(a, opt_a), (b, opt_b)], 25)
+    _assert_params_equal(a, b)
+
+
+@pytest.mark.parametrize("wd", [0.0, 1e-2])
+def test_rmsprop_without_bias_correction_l1_bit_identical_to_torch_rmsprop(wd):
+    a, b = _model(), _model()
+    opt_a = SVAGRMSprop(a.parameters(), lr=0.01, beta=0.9, eps=1e-6, weight_decay=wd, bias_correction=False)
+    opt_b = torch.optim.RMSprop(b.parameters(), lr=0.01, alpha=0.9, eps=1e-6, weight_decay=wd, foreach=False)
+    _run([(a, opt_a), (b, opt_b)], 25)
+    _assert_params_equal(a, b)
+
+
+@pytest.mark.parametrize("l", [2.0, 4.0, 8.0, 2.5])
+def test_adam_l_equals_torch_adam_with_transformed_hyperparameters(l):
+    """Given the same (amplified) gradients, SVAGAdam(l) is the official code's construction:
+    ``torch.optim.Adam(lr/l, 1 - (1 - β)/l², eps·l)``, bit for bit."""
+    a, b = _model(), _model()
+    opt_a = SVAGAdam(a.parameters(), lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-3, l=l)
+    betas = (1 - (1 - 0.9) / l**2, 1 - (1 - 0.999) / l**2)
+    opt_b = torch.optim.Adam(b.parameters(), lr=0.01 / l, betas=betas, eps=1e-8 * l, weight_decay=1e-3, foreach=False)
+    _run([(a, opt_a), (b, opt_b)], 10)
+    _assert_params_equal(a, b)
+
+
+# -- a slow, obviously correct reference ---------------------------------------------------------
+
+
+def _reference_adam(x0, grads, lr, beta1, beta2, eps, wd):
+    """Adam (RMSprop when beta1 = 0) on a list of Python floats, one coordinate at a time."""
+    x, m, v = list(x0), [0.0] * len(x0), [0.0] * len(x0)
+    for k, g in enumerate(grads, start=1):
+        for i in range(len(x)):
+            d = g[i] + wd * x[i]
+            m[i] = beta1 * m[i] + (1 - beta1) * d
+            v[i] = beta2 * v[i] + (1 - beta2) * d * d
+            m_hat = m[i] / (1 - beta1**k)
+            v_hat = v[i] / (1 - beta2**k)
+            x[i] -= lr * m_hat / (math.sqrt(v_hat) + eps)
+    return x
+
+
+def _feed(opt, p, grads):
+    for g in grads:
+        p.grad = torch.tensor(g)
+        opt.step()
+
+
+# float64, 8 steps of fixed gradients: agreement to 1e-12 (rounding only)
+GRADS = [[0.3, -1.2, 0.05], [0.1, -0.9, -0.2], [-0.4, 0.7, 0.01], [0.2, 0.2, 0.2]] * 2
+X0 = [1.0, -2.0, 0.5]
+
+
+@pytest.mark.parametrize("l", [1.0, 3.0])
+def test_rmsprop_matches_slow_reference(l):
+    p = nn.Parameter(torch.tensor(X0))
+    _feed(SVAGRMSprop([p], lr=0.05, beta=0.9, eps=1e-3, weight_decay=0.1, l=l), p, GRADS)
+    # the SVAG transformation written out: lr/l, 1 - (1 - β)/l², eps·l; β1 = 0 stays 0
+    expected = _reference_adam(X0, GRADS, 0.05 / l, 0.0, 1 - 0.1 / l**2, 1e-3 * l, 0.1)
+    torch.testing.assert_close(p.detach(), torch.tensor(expected), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("l", [1.0, 3.0])
+def test_adam_matches_slow_reference(l):
+    p = nn.Parameter(torch.tensor(X0))
+    _feed(SVAGAdam([p], lr=0.05, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.1, l=l), p, GRADS)
+    expected = _reference_adam(X0, GRADS, 0.05 / l, 1 - 0.2 / l**2, 1 - 0.1 / l**2, 1e-3 * l, 0.1)
+    torch.testing.assert_close(p.detach(), torch.tensor(expected), rtol=0, atol=1e-12)
+
+
+def test_functional_core_matches_class():
+    a = nn.Parameter(torch.tensor(X0))
+    b = torch.tensor(X0)
+    _feed(SVAGAdam([a], lr=0.05, l=2.0, weight_decay=0.1), a, GRADS[:3])
+    m, v = torch.zeros(3), torch.zeros(3)
+    for k, g in enumerate(GRADS[:3], start=1):
+        svag_adam(
+            [b], [torch.tensor(g)], [m], [v], [k], lr=0.05, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1, l=2
+        )
+    assert torch.equal(a.detach(), b)
+
+
+def test_weight_decay_not_amplified_first_step():
+    """Step 1 of Adam is ``x − η'·d/(|d| + ε')`` with ``d = g + λx``: λ enters as is, ε' = ε·l."""
+    p = nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = SVAGAdam([p], lr=0.5, l=4, weight_decay=0.1, eps=1e-3)
+    p.grad = torch.tensor([0.3, 0.7])
+    opt.step()
+    d = torch.tensor([0.3 + 0.1 * 1.0, 0.7 + 0.1 * -2.0])
+    expected = torch.tensor([1.0, -2.0]) - 0.125 * d / (d.abs() + 4e-3)
+    torch.testing.assert_close(p.detach(), expected, rtol=0, atol=1e-15)
+
+
+# -- the transformed hyperparameters (P2's table) ------------------------------------------------
+
+
+# lr = 1e-3, betas = (0.9, 0.999), eps = 1e-8 under η/ℓ, 1 − (1 − β)/ℓ², ε·ℓ, worked by hand
+TABLE = {
+    2: (5e-4, (0.975, 0.99975), 2e-8),
+    4: (2.5e-4, (0.99375, 0.9999375), 4e-8),
+    8: (1.25e-4, (0.9984375, 0.999984375), 8e-8),
+}
+
+
+@pytest.mark.parametrize("l", sorted(TABLE))
+def test_transformed_hyperparameters_table(l):
+    lr, betas, eps = TABLE[l]
+    hp = transformed_hyperparameters(1e-3, (0.9, 0.999), 1e-8, l)
+    assert hp["lr"] == pytest.approx(lr, rel=1e-14)
+    assert hp["betas"] == pytest.approx(betas, rel=1e-14)
+    assert hp["eps"] == pytest.approx(eps, rel=1e-14)
+    # RMSprop's single β keeps its shape: 1 − 0.001/ℓ²
+    assert transformed_hyperparameters(1e-3, 0.999, 1e-8, l)["betas"] == pytest.approx(betas[1], rel=1e-14)
+
+
+def test_transformed_hyperparameters_l1_is_exact_and_zero_beta_stays_zero():
+    # 1 - (1 - 0.3) = 0.30000000000000004 in floats: l = 1 must not round-trip through it
+    assert transformed_hyperparameters(0.1, (0.3, 0.999), 1e-8, 1) == {"lr": 0.1, "betas": (0.3, 0.999), "eps": 1e-8}
+    assert transformed_hyperparameters(0.1, (0.0, 0.99), 1e-8, 4)["betas"][0] == 0.0
+
+
+@given(
+    beta=st.floats(min_value=0.0, max_value=0.999999, exclude_max=False),
+    l=st.floats(min_value=1.0, max_value=64.0),
+    lr=st.floats(min_value=1e-6, max_value=1.0),
+    eps=st.floats(min_value=0.0, max_value=1.0),
+)
+def test_transformation_keeps_p2_sde_constants(beta, l, lr, eps):
+    """c = (1 − β)/η² and ε0 = ε·η are the same for the run and its SVAG (η' = η/ℓ).
+
+    β' is stored as a float near 1 (as torch.optim.Adam stores it), so 1 − β' carries an absolute
+    rounding error of up to ~1 ulp of 1 (2.2e-16): that is the tolerance on (1 − β')·ℓ².
+    """
+    hp = transformed_hyperparameters(lr, beta, eps, l)
+    assert 0.0 <= hp["betas"] < 1.0
+    assert hp["lr"] == pytest.approx(lr / l, rel=1e-15)
+    assert hp["eps"] * hp["lr"] == pytest.approx(eps * lr, rel=1e-12, abs=0)
+    if beta > 0:
+        assert (1 - hp["betas"]) * l**2 == pytest.approx(1 - beta, rel=1e-12, abs=2.3e-16 * l**2)
+
+
+def test_svag_beta_validates():
+    with pytest.raises(ValueError, match=r"beta must be a real number in \[0, 1\), got 1.0"):
+        svag_beta(1.0, 2)
+    with pytest.raises(ValueError, match=r"l must be .*>= 1, got 0.5"):
+        svag_beta(0.9, 0.5)
+
+
+# -- continuous time and the training step -------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_sde_time_advances_by_lr_over_l_squared_and_survives_state_dict(make):
+    model = _model()
+    opt = make(model.parameters(), lr=0.2, l=4)
+    for _ in range(3):
+        opt.step()
+    assert opt.sde_time == pytest.approx(3 * (0.2 / 4) ** 2, rel=1e-15)
+    opt2 = make(_model().parameters(), lr=0.2, l=4)
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.sde_time == opt.sde_time
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+@pytest.mark.parametrize("mode", ["accumulate", "fused", "reference"])
+def test_train_step_uses_coefficients_of_l_squared(make, mode):
+    """With lr = 0 the step leaves x alone and p.grad keeps the gradient train_step built."""
+    l = 2.0
+    model = _model()
+    opt = make(model.parameters(), lr=0.0, l=l)
+    assert opt.variance_factor(opt.param_groups[0]) == l**2
+    b1, b2 = torch.randn(8, 5), torch.randn(8, 5)
+
+    def loss_fn(x):
+        return model(x).pow(2).mean()
+
+    params = list(model.parameters())
+    g1 = torch.autograd.grad(loss_fn(b1), params)
+    g2 = torch.autograd.grad(loss_fn(b2), params)
+    before = [p.detach().clone() for p in params]
+    svag.train_step(opt, loss_fn, b1, b2, mode=mode)
+    a1, a2 = svag.coefficients(l**2)
+    assert (a1, a2) != pytest.approx(svag.coefficients(l))
+    for p, x, u, w in zip(params, before, g1, g2):
+        torch.testing.assert_close(p.grad, a1 * u + a2 * w, rtol=0, atol=1e-12)
+        assert torch.equal(p, x)
+
+
+def test_train_step_l1_is_plain_adam():
+    a, b = _model(), _model()
+    opt_a = SVAGAdam(a.parameters(), lr=0.01)
+    opt_b = torch.optim.Adam(b.parameters(), lr=0.01)
+    for k in range(5):
+        x = torch.randn(8, 5, generator=torch.Generator().manual_seed(k))
+        svag.train_step(opt_a, lambda x: a(x).pow(2).mean(), x, None)
+        svag.train_step(opt_b, lambda x: b(x).pow(2).mean(), x, None)
+    _assert_params_equal(a, b)
+
+
+# -- torch.optim's optimizer contract ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_goes_downhill(make):
+    model = _model()
+    opt = make(model.parameters(), lr=0.05, l=2)
+    first = _loss(model, 0).item()
+    for _ in range(50):
+        opt.zero_grad()
+        _loss(model, 0).backward()
+        opt.step()
+    assert _loss(model, 0).item() < 0.9 * first
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_no_grad_no_change(make):
+    model = _model()
+    before = copy.deepcopy(model.state_dict())
+    opt = make(model.parameters(), lr=0.5, l=2, weight_decay=0.1)
+    opt.step()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    assert len(opt.state) == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "kwargs"),
+    [
+        (OPTIMIZERS["adam"], {"betas": (0.8, 0.99), "eps": 1e-6}),
+        (OPTIMIZERS["rmsprop"], {"beta": 0.99, "eps": 1e-6}),
+        (OPTIMIZERS["rmsprop"], {"beta": 0.99, "eps": 1e-6, "bias_correction": False}),
+    ],
+)
+def test_state_dict_round_trip_in_lockstep(make, kwargs):
+    a = _model()
+    opt_a = make(a.parameters(), lr=0.01, l=3, weight_decay=1e-3, **kwargs)
+    _run([(a, opt_a)], 5)
+    b = copy.deepcopy(a)
+    opt_b = make(b.parameters(), lr=99.0, l=7)
+    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
+    assert opt_b.param_groups[0]["lr"] == 0.01 and opt_b.param_groups[0]["l"] == 3
+    keys = {"step", "exp_avg", "exp_avg_sq"} if isinstance(opt_a, SVAGAdam) else {"step", "exp_avg_sq"}
+    assert all(set(s) == keys for s in opt_b.state.values())
+    _run([(a, opt_a), (b, opt_b)], 5, start=5)
+    _assert_params_equal(a, b)
+    assert opt_a.sde_time == opt_b.sde_time
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_param_groups_behave_as_separate_optimizers(make):
+    a, b = _model(), _model()
+    la, lb = list(a.children()), list(b.children())
+    opt_a = make(
+        [{"params": la[0].parameters(), "l": 2.0}, {"params": la[2].parameters(), "lr": 0.05, "l": 8.0}],
+        lr=0.02,
+        weight_decay=0.01,
+    )
+    opt_b1 = make(lb[0].parameters(), lr=0.02, l=2.0, weight_decay=0.01)
+    opt_b2 = make(lb[2].parameters(), lr=0.05, l=8.0, weight_decay=0.01)
+    for k in range(5):
+        for o in (opt_a, opt_b1, opt_b2):
+            o.zero_grad()
+        _loss(a, k).backward()
+        _loss(b, k).backward()
+        for o in (opt_a, opt_b1, opt_b2):
+            o.step()
+    _assert_params_equal(a, b)
+    assert opt_a.sde_time == pytest.approx(5 * (0.02 / 2) ** 2)
+    assert opt_a.variance_factor(opt_a.param_groups[1]) == 64.0
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_deterministic_for_a_seed(make):
+    def run():
+        model = _model(3)
+        opt = make(model.parameters(), lr=0.01, l=2)
+        g = torch.Generator().manual_seed(7)
+        for _ in range(10):
+            x1, x2 = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+            svag.train_step(opt, lambda x: model(x).pow(2).mean(), x1, x2)
+        return torch.cat([p.flatten() for p in model.parameters()])
+
+    assert torch.equal(run(), run())
+
+
+BAD_COMMON = [
+    ({"lr": -0.1}, r"lr must be a finite number >= 0, got -0.1"),
+    ({"lr": float("nan")}, r"lr must be .*got nan"),
+    ({"lr": 0.1, "l": 0.5}, r"l must be .*>= 1, got 0.5"),
+    ({"lr": 0.1, "weight_decay": -1.0}, r"weight_decay must be .*got -1.0"),
+    ({"lr": 0.1, "eps": -1e-8}, r"eps must be a finite number >= 0, got -1e-08"),
+    ({"lr": 0.1, "eps": float("inf")}, r"eps must be .*got inf"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        *BAD_COMMON,
+        ({"lr": 0.1, "betas": (1.0, 0.999)}, r"betas\[0\] must be a real number in \[0, 1\), got 1.0"),
+        ({"lr": 0.1, "betas": (0.9, -0.1)}, r"betas\[1\] must be .*\[0, 1\), got -0.1"),
+        ({"lr": 0.1, "betas": (0.9,)}, r"betas must be a pair .*got \(0.9,\)"),
+    ],
+)
+def test_adam_bad_hyperparameters_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SVAGAdam(_model().parameters(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        *BAD_COMMON,
+        ({"lr": 0.1, "beta": 1.0}, r"beta must be a real number in \[0, 1\), got 1.0"),
+        ({"lr": 0.1, "beta": -0.5}, r"beta must be .*got -0.5"),
+        ({"lr": 0.1, "bias_correction": 1}, r"bias_correction must be True or False, got 1"),
+    ],
+)
+def test_rmsprop_bad_hyperparameters_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SVAGRMSprop(_model().parameters(), **kwargs)
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_add_param_group_validates(make):
+    opt = make(_model().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="l must be"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "l": 0.0})
+    with pytest.raises(ValueError, match="eps must be"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "eps": -1.0})
+    with pytest.raises(ValueError, match="real parameters only"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, dtype=torch.complex128))]})
