@@ -15,6 +15,10 @@ done
 # large learning rate: eta = 3.2 (8x), everything else as above (BN)
 "${SVAG[@]}" compare --out "$OUT/mnist1d-cnn-bn-lr3.2" --data mnist1d --model cnn --norm bn \
   --scale-invariant true --width 2 --lr 3.2 --batch-size 32 --epochs 10 --eval-every 0.5 "${common[@]}"
+# large batch and large LR: the linear-scaling image of the first setting's baseline (B0 = 32,
+# eta0 = 0.1) at kappa = 16: B = 512, eta = 1.6, 30 epochs (about 230 SGD steps), BN
+"${SVAG[@]}" compare --out "$OUT/mnist1d-cnn-bn-B512-lr1.6" --data mnist1d --model cnn --norm bn \
+  --scale-invariant true --width 2 --lr 1.6 --batch-size 512 --epochs 30 --eval-every 1 "${common[@]}"
 # Fashion-MNIST (5000 train / 2000 test images), same CNN at width 1, eta = 0.4, B = 64, 3 epochs
 for norm in bn gn; do
   "${SVAG[@]}" compare --out "$OUT/fashion-cnn-$norm" --data fashion-mnist --n-train 5000 --n-test 2000 \

@@ -80,6 +80,30 @@ def test_refuses_non_empty_folder_and_mismatched_resume(tmp_path):
         runner.run(replace(FAST, lr=0.3), tmp_path / "r", resume=True, progress=False)
 
 
+def test_resume_accepts_a_folder_written_before_a_field_existed(tmp_path):
+    """A config field added later (here: sync_bn) is read as its default in older folders."""
+    import json
+
+    runner.run(FAST, tmp_path / "r", progress=False)
+    path = tmp_path / "r" / "config.json"
+    data = json.loads(path.read_text())
+    del data["config"]["sync_bn"]
+    path.write_text(json.dumps(data))
+    assert runner.run(FAST, tmp_path / "r", resume=True, progress=False).status == "completed"
+    with pytest.raises(ValueError, match=r"config differs in \['sync_bn'\]"):
+        runner.run(replace(FAST, sync_bn=True), tmp_path / "r", resume=True, progress=False)
+
+
+def test_milestone_reached_up_to_rounding_switches_the_lr(tmp_path):
+    """8 steps of 0.1 sum to 0.7999999999999999 < 0.8 in floats: the milestone still applies."""
+    cfg = replace(FAST, lr=0.1, batch_size=16, epochs=1.0, schedule="multistep", milestones=(0.5,), gamma=0.1,
+                  eval_every=0.25, checkpoint_every=1.0)  # fmt: skip
+    rows = runner.run(cfg, tmp_path / "r", progress=False).records
+    assert rows[-1]["epoch"] == pytest.approx(1.0)
+    assert rows[-1]["sde_time"] == pytest.approx(0.8 + 8 * 0.01)
+    assert rows[0]["lr"] == pytest.approx(0.1) and rows[-1]["lr"] == pytest.approx(0.01)
+
+
 def _train_cmd(out, cfg):
     return [
         sys.executable, "-m", "svag", "train", "--out", str(out), "--no-progress",

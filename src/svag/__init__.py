@@ -5,7 +5,8 @@ Malladi, Lyu, Panigrahi & Arora, "On the SDEs and Scaling Rules for Adaptive Gra
 Algorithms", NeurIPS 2022 (P2).
 """
 
-from . import data, lsr, models, noise, per_sample, problems, schedules, verify
+from . import data, lsr, models, noise, per_sample, problems, scaling, schedules, studies, verify
+from .adaptive import SVAGAdam, SVAGRMSprop
 from .amplify import amplified_loss, coefficients
 from .noise import NoiseAccumulator, NoiseResult, measure_noise
 from .optim import SVAG
@@ -17,6 +18,8 @@ __all__ = [
     "SVAG",
     "NoiseAccumulator",
     "NoiseResult",
+    "SVAGAdam",
+    "SVAGRMSprop",
     "StepOutput",
     "__version__",
     "amplified_loss",
@@ -28,7 +31,9 @@ __all__ = [
     "noise",
     "per_sample",
     "problems",
+    "scaling",
     "schedules",
+    "studies",
     "train_step",
     "verify",
 ]

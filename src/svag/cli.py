@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "the main job: SGD vs SVAG on MNIST-1D, 3 seeds, figure and table"),
     "train": ("train", "one SGD or SVAG run into an output folder"),
     "compare": ("compare", "SGD and SVAG for several l and seeds into one folder of runs"),
+    "scale": ("scale", "a batch-size sweep under the linear (SGD) or square-root (Adam) scaling rule"),
     "plot": ("plot", "figure and summary table from a folder of runs"),
     "lsr": ("lsr", "predict where the linear scaling rule fails from one baseline run (G/N test)"),
     "verify": ("verify", "weak error of SVAG vs the exact SDE on problems with closed forms"),

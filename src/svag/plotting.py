@@ -10,10 +10,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 
 from .summary import Run, aggregate
 
-__all__ = ["plot_compare", "plot_lsr"]
+__all__ = ["plot_compare", "plot_lsr", "plot_scale"]
 
 LABELS = {
     "test_acc": "test accuracy",
@@ -35,22 +36,23 @@ def plot_compare(
     ``l`` (SGD is ``l = 1``), mean over seeds with a ±1 std band."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
     cmap = plt.get_cmap("viridis")
+    cfg = runs[0].config
+    base, svag_name, hyper = _optimizer_names(cfg)
     for ax, metric in zip(axes[0], metrics):
         curves = aggregate(runs, metric)
         for i, c in enumerate(curves):
             color = "black" if c.l == 1 else cmap(i / max(1, len(curves) - 1) * 0.85)
             xs = getattr(c, x)
-            label = "SGD" if c.l == 1 else f"SVAG l={c.l:g}"
+            label = base if c.l == 1 else f"{svag_name} l={c.l:g}"
             ax.plot(xs, c.mean, color=color, lw=1.6 if c.l == 1 else 1.2, label=f"{label} (n={c.n_seeds})")
             ax.fill_between(xs, c.mean - c.std, c.mean + c.std, color=color, alpha=0.15, lw=0)
         ax.set_xlabel("effective steps" if x == "effective_step" else x.replace("_", " "))
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    cfg = runs[0].config
     fig.suptitle(
-        f"{cfg['data']} / {cfg['model']} (norm={cfg['norm']}), η={cfg['lr']:g}, B={cfg['batch_size']}, "
-        f"λ={cfg['weight_decay']:g}: SGD vs SVAG, mean ± std over seeds",
+        f"{cfg['data']} / {cfg['model']} (norm={cfg['norm']}), {hyper}, B={cfg['batch_size']}, "
+        f"λ={cfg['weight_decay']:g}: {base} vs {svag_name}, mean ± std over seeds",
         fontsize=10,
     )
     fig.tight_layout()
@@ -59,6 +61,93 @@ def plot_compare(
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def plot_scale(curves: dict, path: str | os.PathLike, *, base: dict, rule: str) -> Path:
+    """A batch-size sweep under a scaling rule: one panel per metric, one line per batch size B
+    (mean over seeds, ±1 std band), colored on a log scale of B.
+
+    ``curves`` is :func:`svag.experiments.scale.scale_curves`'s ``{metric: [ScaleCurve]}``; the
+    x-axis is each curve's ``x``, the base run's continuous time at the same epoch, which is each
+    run's own SDE time when the rule preserves the SDE. ``base`` is the base run's config dict.
+    """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, LogNorm
+
+    metrics = list(curves)
+    sizes = sorted({c.batch_size for cs in curves.values() for c in cs})
+    b0 = base["batch_size"]
+    cmap = ListedColormap(plt.get_cmap("viridis")(np.linspace(0.0, 0.9, 256)))  # no pale yellow end
+    lo, hi = (min(sizes), max(sizes)) if sizes else (b0, b0)
+    norm = LogNorm(vmin=lo, vmax=hi if hi > lo else lo * 2)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), squeeze=False, layout="constrained")
+    for ax, metric in zip(axes[0], metrics):
+        for c in curves[metric]:
+            color = cmap(norm(c.batch_size))
+            is_base = c.batch_size == b0
+            label = f"B={c.batch_size} (κ={c.kappa:g}{', base' if is_base else ''}, n={c.n_seeds})"
+            ax.plot(c.x, c.mean, color=color, lw=2.0 if is_base else 1.2, ls="--" if is_base else "-", label=label)
+            ax.fill_between(c.x, c.mean - c.std, c.mean + c.std, color=color, alpha=0.15, lw=0)
+        ax.set_xlabel("$t_0$: base run's time at the same epoch", loc="left")
+        ax.set_ylabel(LABELS.get(metric, metric))
+        ax.grid(alpha=0.3)
+    if sizes:
+        axes[0][0].legend(fontsize=7)
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes[0].tolist(), label="batch size B", pad=0.01)
+    bar.set_ticks(sizes, labels=[str(b) for b in sizes])
+    bar.minorticks_off()
+    fig.supxlabel(_base_time_label(base), fontsize=9)
+    what = {"linear": "η·κ", "sqrt": "η·√κ, 1−β → κ(1−β), ε/√κ"}.get(rule, rule)
+    fig.suptitle(
+        f"{base['data']} / {base['model']} (norm={base['norm']}), {base['optimizer']}: {rule} rule ({what}) "
+        f"from B0={b0}, η0={base['lr']:g}, same epochs; mean ± std over seeds",
+        fontsize=10,
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save_atomic(fig, path)
+    plt.close(fig)
+    return path
+
+
+def _base_time_label(base: dict) -> str:
+    """The figure's x note: t0 = the base run's continuous time at the same epoch, with its clock."""
+    if base.get("optimizer") in ("adam", "rmsprop"):
+        clock = "η0² per step (Adam/RMSprop clock)"
+    elif base.get("momentum"):
+        clock = "η0/(1−β) per step (SGD clock at the SGDM LR)"
+    else:
+        clock = "η0 per step (SGD clock)"
+    return (
+        f"x: $t_0(e)$ = the base run's continuous time at epoch e, {clock}: e·τ0 at constant LR, "
+        "τ0 = time per epoch of B0. When the rule holds, this is each run's own SDE time."
+    )
+
+
+def _save_atomic(fig, path: Path) -> None:
+    """Save a figure atomically, like :mod:`svag.records`: a temporary file in the same folder, then replace."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=130, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _optimizer_names(cfg: dict) -> tuple[str, str, str]:
+    """(name of the l = 1 run, name of the SVAG runs, hyperparameters) for a run config."""
+    opt = cfg.get("optimizer", "sgd")
+    if opt in ("adam", "rmsprop"):
+        name = "Adam" if opt == "adam" else "RMSprop"
+        return name, f"SVAG-{name}", f"η={cfg['lr']:g}, β={tuple(cfg.get('betas', ()))}"
+    if cfg.get("momentum"):
+        beta = cfg["momentum"]
+        return f"SGDM β={beta:g}", "SVAG of SGD at η/(1-β)", f"η={cfg['lr']:g}"
+    return "SGD", "SVAG", f"η={cfg['lr']:g}"
 
 
 def plot_lsr(result: dict, path: str | os.PathLike) -> Path:

@@ -414,7 +414,10 @@ class _Loop:
     def batch(self, r: _Replica, idx: torch.Tensor | None):
         if idx is None:
             return None
-        idx = self.dist.shard(idx).to(self.device)
+        if self.dist.world > 1:
+            idx = self.dist.shard(idx)
+        if idx.device != self.x.device:
+            idx = idx.to(self.x.device)
         xb = self.x[idx]
         if self.ds.augment is not None:
             xb = self.ds.augment(xb, r.aug_gen)
@@ -446,7 +449,7 @@ class _Loop:
             self.next_eval = 1
         try:
             while self.t < stop and self.live():
-                lr = self.schedule(self.t)
+                lr = self.schedule(self.t * (1 + TIME_RTOL))  # a milestone reached up to rounding counts
                 for group in opt.param_groups:
                     group["lr"] = lr * self.clock.lr_factor if isinstance(opt, SVAG) else lr
                 pairs = [r.sampler.next() for r in self.replicas]
@@ -456,13 +459,13 @@ class _Loop:
                 if noise and b2 is None and self.noise_period and self.step % self.noise_period == 0:
                     extra = self._extra_grads()
                 engine.last_losses = None
-                out = train_step(opt, engine.loss, b1, b2, return_grads=noise and (b2 is not None or extra is not None))
+                out = train_step(opt, engine.loss, b1, b2, return_grads=noise and b2 is not None)
                 if not hasattr(opt, "sde_time"):
                     self.own_time += self.clock.original_step_time(lr)
                 self.step += 1
-                if noise and out.grads is not None:
-                    g1, g2 = out.grads
-                    g2 = extra if g2 is None else g2
+                if noise and (out.grads is not None or extra is not None):
+                    # SGD: the step's own gradient stays in p.grad (the update does not touch it)
+                    g1, g2 = out.grads if out.grads is not None else ([p.grad for p in engine.params], extra)
                     self.dist.mean_(g1)  # shard gradients -> global batch gradients
                     self.dist.mean_(g2)
                     G, N = pair_estimates(engine.stacked_grads(g1), engine.stacked_grads(g2))
@@ -539,6 +542,9 @@ def _prepare(cfg: RunConfig, out: Path, resume: bool) -> bool:
     if resume and (out / "config.json").is_file():
         saved = read_json(out / "config.json").get("config", {})
         mine = cfg.to_dict()
+        defaults = RunConfig().to_dict()
+        # a field added after the run was written means that run used the field's default
+        saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
         if saved != mine:
             diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
             raise ValueError(f"cannot resume {out}: config differs in {diff}; resume with the saved config")

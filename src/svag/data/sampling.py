@@ -99,7 +99,7 @@ class PairSampler:
             first = torch.randint(0, self.n, (B,), generator=self._gen)
             second = torch.randint(0, self.n, (B,), generator=self._gen) if self.pairs else None
         else:
-            chunk = self._perm[self._pos : self._pos + self.per_step].clone()
+            chunk = self._perm[self._pos : self._pos + self.per_step]  # a view: _perm is replaced, never mutated
             first, second = (chunk[:B], chunk[B:]) if self.pairs else (chunk, None)
             self._pos += self.per_step
             if self._pos + self.per_step > self.n:  # the next step does not fit: the pass is over

@@ -1,0 +1,114 @@
+"""G/N logging during SGD runs: overhead and statistical efficiency of each mode, in one run.
+
+The run is the LSR baseline of EXPERIMENTS.md at benchmark length: MNIST-1D, scale-invariant
+BatchNorm CNN (width 2), SGD η = 0.1, B = 32, weight decay 5e-4, constant LR, ``--epochs``
+epochs; the equilibrium window is the last sixth of the run (``svag lsr``'s default). Modes:
+
+  - ``off``: no G/N at all (the reference time);
+  - ``pairs f``: an extra independent batch at a fraction f of the steps, one ``(Ĝ, N̂)`` pair
+    estimate per such step (``--noise pairs --noise-fraction f``; f = 0.05 is the default);
+  - ``m-batch``: P1's estimator over m = max(200, 12800 // B) = 400 batches once per epoch
+    (``--noise-every 1 --noise-fraction 0``).
+
+For each mode it prints the training time relative to ``off`` (evaluation excluded on every
+side: the same evaluations run in each mode; the m-batch measurements, made at evaluation
+time, are counted), the equilibrium-window G/N with its standard error
+(pairs: pooled over the window's per-step estimates; m-batch: the jackknife SE of the last
+measurement in the window, averaged if there are several), the spread of the window G/N over
+the rounds' seeds (``SD seeds``: the error a user actually sees, trajectory fluctuations
+included, comparable across modes), and the efficiency ``SD · √(extra seconds)``: the error that
+mode would reach with one second of extra compute (error ∝ 1/√compute). Lower is better.
+Modes run interleaved over ``--rounds`` rounds; medians are reported.
+
+    python benchmarks/bench_noise.py [--epochs 6] [--rounds 3] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from svag import runner
+from svag.config import RunConfig
+from svag.experiments.lsr_sweep import equilibrium_window, window_ratio
+from svag.records import read_jsonl
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_runner import stopwatch
+
+MODES = {
+    "off": {"noise": "off"},
+    "pairs 0.02": {"noise": "pairs", "noise_fraction": 0.02},
+    "pairs 0.05": {"noise": "pairs", "noise_fraction": 0.05},
+    "pairs 0.2": {"noise": "pairs", "noise_fraction": 0.2},
+    "pairs 1.0": {"noise": "pairs", "noise_fraction": 1.0},
+    "m-batch 1/epoch": {"noise": "pairs", "noise_fraction": 0.0, "noise_every": 1.0},
+}
+
+
+def base_config(epochs: float) -> RunConfig:
+    return RunConfig(
+        data="mnist1d", model="cnn", norm="bn", scale_invariant=True, width=2.0, lr=0.1, batch_size=32,
+        weight_decay=5e-4, epochs=epochs, eval_every=0.5, checkpoint_every=0, device="cpu",
+    )  # fmt: skip
+
+
+def one(cfg: RunConfig) -> tuple[float, dict]:
+    """Training seconds (evaluations and checkpoints excluded) and the window's G/N of one run."""
+    with tempfile.TemporaryDirectory() as tmp, stopwatch(runner._Loop, ("train", "record", "save", "_measure_m")) as t:
+        out = Path(tmp) / "run"
+        runner.run(cfg, out, progress=False)
+        seconds = t["train"] - t["record"] - t["save"] + t["_measure_m"]  # m-batch runs inside record
+        window = equilibrium_window(out)
+        if cfg.noise == "off":
+            return seconds, {}
+        if cfg.noise_every:
+            rows = [r for r in read_jsonl(out / "metrics.jsonl") if window[0] < r["sde_time"] and "gn_ratio_m" in r]
+            ses = [r["gn_ratio_m_se"] for r in rows]
+            return seconds, {"ratio": statistics.mean(r["gn_ratio_m"] for r in rows), "se": statistics.mean(ses)}
+        w = window_ratio(out, window)
+        return seconds, {"ratio": w["ratio"], "se": w["ratio_se"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=float, default=6.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = base_config(args.epochs)
+    times: dict[str, list[float]] = {m: [] for m in MODES}
+    stats: dict[str, list[dict]] = {m: [] for m in MODES}
+    for r in range(args.rounds):
+        for mode, change in MODES.items():
+            seconds, st = one(replace(base, seed=r, **change))
+            times[mode].append(seconds)
+            stats[mode].append(st)
+    t_off = statistics.median(times["off"])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MNIST-1D SI-CNN-BN, B=32, "
+          f"{args.epochs:g} epochs, {args.rounds} rounds (seeds 0..{args.rounds - 1})")  # fmt: skip
+    print(f"{'mode':22s} {'time/off':>9s} {'G/N mean':>9s} {'SE (own)':>9s} {'SD seeds':>9s} {'SD·√extra_s':>12s}")
+    for mode in MODES:
+        t = statistics.median(times[mode])
+        if mode == "off":
+            print(f"{mode:22s} {t / t_off:9.3f} {'-':>9s} {'-':>9s} {'-':>9s} {'-':>12s}   ({t:.1f} s)")
+            continue
+        ratios = [s["ratio"] for s in stats[mode]]
+        se = statistics.median(s["se"] for s in stats[mode])
+        sd = statistics.stdev(ratios) if len(ratios) > 1 else math.nan
+        extra = max(t - t_off, 1e-9)
+        mean = statistics.mean(ratios)
+        print(f"{mode:22s} {t / t_off:9.3f} {mean:9.4f} {se:9.4f} {sd:9.4f} {sd * math.sqrt(extra):12.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""A batch-size sweep under a scaling rule from one base config: B0 = --batch-size, and for each B
+in --batch-sizes the run at κ = B/B0 with the rule's hyperparameters (linear, P1: η·κ; sqrt, P2:
+η·√κ, 1−β → κ(1−β), ε/√κ), the same number of epochs, --seeds seeds each, into
+OUT/B{B}_seed{s}/. Writes OUT/scale.json (rule, base and per-B configs), OUT/scale.png (each metric
+against the base run's continuous time at the same epoch, which is each run's own SDE time when
+the rule holds) and OUT/scale_summary.md/.csv (final values per B and their difference from B0)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import add_config_arguments, config_from_args
+from ..experiments.compare import ENSEMBLE_MODES
+from ..experiments.scale import (
+    RULES,
+    TABLE_METRICS,
+    auto_rule,
+    run_scale,
+    scale_curves,
+    scaled_configs,
+    write_scale_summary,
+)
+from ..plotting import plot_scale
+from ..records import read_json
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"batch sizes must be integers >= 1, got {text!r}")
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="folder that will hold one sub-folder per run and the outputs")
+    parser.add_argument(
+        "--rule",
+        choices=("auto", *RULES),
+        default="auto",
+        help="scaling rule: linear (SGD, η·κ), sqrt (Adam/RMSprop, η·√κ, 1−β → κ(1−β), ε/√κ); "
+        "auto: sqrt for adam/rmsprop, linear for sgd",
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        type=_ints,
+        required=True,
+        help="batch sizes B of the sweep, e.g. 32,128,512; κ = B/B0 with B0 = --batch-size (always run too)",
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds per batch size (seeds 0..N-1)")
+    parser.add_argument("--jobs", type=int, default=1, help="independent jobs run in parallel worker processes")
+    parser.add_argument(
+        "--ensemble",
+        choices=ENSEMBLE_MODES,
+        default="auto",
+        help="train the seeds of each B together with stacked parameters (auto: where measured faster)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue unfinished runs in --out, keep completed ones")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_config_arguments(parser, skip=("l", "seed"))
+
+
+def choose_rule(requested: str, optimizer: str) -> tuple[str, str]:
+    """``(rule, why)``: ``auto`` picks the rule that preserves ``optimizer``'s SDE; an explicit
+    rule is kept, with a note when it is not that rule."""
+    right, why = auto_rule(optimizer)
+    if requested == "auto":
+        return right, f"auto: {why}"
+    if requested == right:
+        return requested, f"as given; {why}"
+    return requested, f"as given; note: {why}, so the curves are expected to separate"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    base = config_from_args(args, l=1.0, seed=0)
+    rule, why = choose_rule(args.rule, base.optimizer)
+    out = Path(args.out)
+    sizes = [b for b, _, _ in scaled_configs(base, rule, args.batch_sizes)]  # a bad B fails here, before any output
+    print(f"rule: {rule} ({why})")
+    print(
+        f"comparing {base.optimizer} at B = {', '.join(map(str, sizes))} (κ = B/{base.batch_size}) under the {rule} "
+        f"rule from η0 = {base.lr:g}, {base.epochs:g} epochs, {args.seeds} seed(s) each; runs in "
+        f"{out}/B{{B}}_seed{{s}}/, outputs {out}/scale.json, scale.png, scale_summary.md/.csv"
+    )
+    statuses = run_scale(
+        base,
+        rule,
+        args.batch_sizes,
+        list(range(args.seeds)),
+        out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        jobs=args.jobs,
+        ensemble=args.ensemble,
+    )
+    md, csv = write_scale_summary(out)
+    spec = read_json(out / "scale.json")
+    fig = plot_scale(scale_curves(out, TABLE_METRICS), out / "scale.png", base=spec["base"], rule=rule)
+    print(md.read_text(), end="")
+    print(f"figure: {fig}; table: {md} and {csv}; configs: {out / 'scale.json'}")
+    failed = {k: v for k, v in statuses.items() if v != "completed"}
+    for name, status in failed.items():
+        print(f"  {name}: {status}")
+    return 1 if failed else 0
