@@ -447,20 +447,29 @@ class _Loop:
         if self.next_eval == 0 and self.step == 0:
             self.record(self.schedule(0.0))
             self.next_eval = 1
+        factor = self.clock.lr_factor if isinstance(opt, SVAG) else 1.0
+        own_clock = not hasattr(opt, "sde_time")
+        last_lr = None
         try:
             while self.t < stop and self.live():
                 lr = self.schedule(self.t * (1 + TIME_RTOL))  # a milestone reached up to rounding counts
-                for group in opt.param_groups:
-                    group["lr"] = lr * self.clock.lr_factor if isinstance(opt, SVAG) else lr
+                if lr != last_lr:
+                    for group in opt.param_groups:
+                        group["lr"] = lr * factor
+                    last_lr = lr
                 pairs = [r.sampler.next() for r in self.replicas]
                 b1 = engine.stack([self.batch(r, p[0]) for r, p in zip(self.replicas, pairs)])
-                b2 = engine.stack([self.batch(r, p[1]) for r, p in zip(self.replicas, pairs)])
+                b2 = (
+                    None
+                    if pairs[0][1] is None
+                    else engine.stack([self.batch(r, p[1]) for r, p in zip(self.replicas, pairs)])
+                )
                 extra = None
                 if noise and b2 is None and self.noise_period and self.step % self.noise_period == 0:
                     extra = self._extra_grads()
                 engine.last_losses = None
                 out = train_step(opt, engine.loss, b1, b2, return_grads=noise and b2 is not None)
-                if not hasattr(opt, "sde_time"):
+                if own_clock:
                     self.own_time += self.clock.original_step_time(lr)
                 self.step += 1
                 if noise and (out.grads is not None or extra is not None):

@@ -1,0 +1,91 @@
+"""Scaling rules: invariance of the SDE constants (property tests), round trips, clear errors."""
+
+import math
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from svag.config import RunConfig
+from svag.scaling import linear_rule, sde_constants, sqrt_rule
+
+POW2 = st.integers(min_value=-3, max_value=4).map(lambda k: 2.0**k)  # κ = 1/8 ... 16
+BATCH = st.sampled_from([8, 16, 32, 64, 128])
+LR = st.floats(min_value=1e-5, max_value=1.0)
+BETA = st.floats(min_value=0.9, max_value=0.999)  # κ(1 − β) < 1 for κ ≤ 10
+EPS = st.floats(min_value=1e-10, max_value=1e-3)
+
+
+def _close(a, b):
+    if isinstance(a, tuple):
+        return all(_close(x, y) for x, y in zip(a, b))
+    return a == b or math.isclose(a, b, rel_tol=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(B=BATCH, lr=LR, kappa=POW2)
+def test_linear_rule_keeps_lr_over_batch(B, lr, kappa):
+    hp = {"batch_size": B * 8, "lr": lr, "weight_decay": 5e-4}
+    new = linear_rule(hp, kappa)
+    assert new["batch_size"] == round(B * 8 * kappa) and new["weight_decay"] == 5e-4
+    assert _close(sde_constants(new, "linear")["lr_over_batch_size"], sde_constants(hp, "linear")["lr_over_batch_size"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(B=BATCH, lr=LR, b1=BETA, b2=BETA, eps=EPS, kappa=st.sampled_from([0.25, 0.5, 1.0, 2.0, 4.0, 8.0]))
+def test_sqrt_rule_keeps_p2_constants(B, lr, b1, b2, eps, kappa):
+    hp = {"batch_size": B * 8, "lr": lr, "betas": (b1, b2), "eps": eps}
+    new = sqrt_rule(hp, kappa)
+    before, after = sde_constants(hp, sqrt_rule), sde_constants(new, sqrt_rule)
+    assert before.keys() == after.keys()
+    for key in before:
+        assert _close(after[key], before[key]), key
+    assert new["lr"] == pytest.approx(lr * math.sqrt(kappa), rel=1e-12)
+    assert new["eps"] == pytest.approx(eps / math.sqrt(kappa), rel=1e-12)
+    assert 1 - new["betas"][0] == pytest.approx(kappa * (1 - b1), rel=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(B=BATCH, lr=LR, beta=BETA, eps=EPS, kappa=POW2.filter(lambda k: k <= 8))
+def test_round_trip_kappa_then_inverse(B, lr, beta, eps, kappa):
+    lin = {"batch_size": B * 8, "lr": lr}
+    back = linear_rule(linear_rule(lin, kappa), 1 / kappa)
+    assert back["batch_size"] == lin["batch_size"] and back["lr"] == pytest.approx(lr, rel=1e-12)
+    ada = {"batch_size": B * 8, "lr": lr, "beta": beta, "eps": eps}
+    back = sqrt_rule(sqrt_rule(ada, kappa), 1 / kappa)
+    assert back["batch_size"] == ada["batch_size"]
+    for key in ("lr", "beta", "eps"):
+        assert back[key] == pytest.approx(ada[key], rel=1e-9, abs=1e-12), key
+
+
+def test_same_shape_out_as_in_and_dataclasses():
+    assert isinstance(sqrt_rule({"batch_size": 32, "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8}, 2)["betas"], list)
+    cfg = RunConfig(optimizer="adam", lr=1e-3, batch_size=32, betas=(0.9, 0.999), eps=1e-8)
+    new = sqrt_rule(cfg, 4)
+    assert isinstance(new, RunConfig) and new.batch_size == 128 and new.lr == pytest.approx(2e-3)
+    assert new.betas == pytest.approx((0.6, 0.996)) and new.eps == pytest.approx(5e-9)
+    assert linear_rule(cfg, 4) == replace(cfg, batch_size=128, lr=4e-3)
+    assert sqrt_rule({"batch_size": 32, "lr": 1.0, "betas": (0.0, 0.99), "eps": 0.0}, 4)["betas"][0] == 0.0
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: sqrt_rule({"batch_size": 32, "lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}, 16),
+         r"kappa·\(1 - betas\[0\]\) = 16.0·\(1 - 0.9\) = .* must be < 1 .* use kappa < 10"),
+        (lambda: linear_rule({"batch_size": 32, "lr": 0.1}, 0.3), r"must be an integer >= 1, got 0.3·32"),
+        (lambda: linear_rule({"batch_size": 32, "lr": 0.1}, 0), r"kappa must be a finite number > 0, got 0"),
+        (lambda: linear_rule({"batch_size": 32, "lr": 0.1}, math.nan), r"kappa must be a finite number > 0"),
+        (lambda: linear_rule({"lr": 0.1}, 2), r"linear_rule needs the key 'batch_size'"),
+        (lambda: linear_rule({"batch_size": 2.5, "lr": 0.1}, 2), r"batch_size must be an integer >= 1, got 2.5"),
+        (lambda: sqrt_rule({"batch_size": 32, "lr": 1e-3, "eps": 1e-8}, 2), r"exactly one of the keys 'betas' or"),
+        (lambda: sqrt_rule({"batch_size": 32, "lr": 1e-3, "beta": 1.0, "eps": 1e-8}, 2), r"beta must be a real"),
+        (lambda: sqrt_rule({"batch_size": 32, "lr": -1.0, "beta": 0.9, "eps": 1e-8}, 2), r"lr must be a finite number"),
+        (lambda: linear_rule([32, 0.1], 2), r"hp must be a dict or a dataclass instance, got list"),
+        (lambda: sde_constants({"batch_size": 32, "lr": 0.1}, "cubic"), r"rule must be 'linear', 'sqrt'"),
+    ],
+)  # fmt: skip
+def test_bad_input_raises_clear_errors(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
