@@ -6,7 +6,7 @@ epochs; the equilibrium window is the last sixth of the run (``svag lsr``'s defa
 
   - ``off``: no G/N at all (the reference time);
   - ``pairs f``: an extra independent batch at a fraction f of the steps, one ``(Ĝ, N̂)`` pair
-    estimate per such step (``--noise pairs --noise-fraction f``; f = 0.05 is the default);
+    estimate per such step (``--noise pairs --noise-fraction f``; f = 0.02 is the default);
   - ``m-batch``: P1's estimator over m = max(200, 12800 // B) = 400 batches once per epoch
     (``--noise-every 1 --noise-fraction 0``).
 

@@ -2,7 +2,7 @@
 
 Prints, for the MNIST-1D MLP and the small CNN with BatchNorm (CPU by default):
   - runner, noise off            / plain loop   (target <= 1.05)
-  - runner, noise pairs (f=0.05) / plain loop   (the default G/N logging)
+  - runner, noise pairs (f=0.02) / plain loop   (the default G/N logging)
 as time per training step, ratio of medians over interleaved rounds (runner, runner, plain, ...),
 so load on a shared machine affects every side alike.
 
@@ -85,7 +85,7 @@ def config(model: str, norm: str, noise: str, epochs: float, device: str) -> Run
         norm=norm,
         l=1,
         noise=noise,
-        noise_fraction=0.05,
+        noise_fraction=0.02,
         epochs=epochs,
         eval_every=epochs,
         checkpoint_every=0,

@@ -61,7 +61,7 @@ class RunConfig:
     sampling: str = _f("disjoint", "two batches per step: disjoint (one shuffled pass) or replacement")
     # gradient signal G and noise N (P1 §4)
     noise: str = _f("pairs", "G/N logging: pairs (SVAG's two batches; SGD: extra batch) or off")
-    noise_fraction: float = _f(0.05, "SGD runs: fraction of steps that draw an extra batch for G/N")
+    noise_fraction: float = _f(0.02, "SGD runs: fraction of steps that draw an extra batch for G/N (≤ 5%% cost)")
     noise_every: float = _f(0.0, "interval of P1's m-batch G/N measurement, SGD-equivalent epochs (0: off)")
     noise_batches: int = _f(0, "m of the m-batch measurement (0: P1's max(200, 12800 // B))")
     # bookkeeping
