@@ -128,3 +128,16 @@ def test_preset_sets_the_paper_recipe_and_flags_override(tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 2 and "cifar10" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_threads_option_sets_torch_threads(tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "train", "--out", str(tmp_path / "r"), "--epochs", "0.25", *TINY]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert main(["--threads", "-1", "train", "--out", str(tmp_path / "s"), *TINY]) == 2
+    assert "--threads must be >= 0, got -1" in capsys.readouterr().err
