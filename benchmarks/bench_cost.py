@@ -17,22 +17,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
+from bench_step import _timed  # seconds per call of fn, over `steps` calls (this folder is on sys.path)
 from svag import SVAG, train_step
 from svag.models import build_model
 
 MODELS = {"mlp": ((40,), "none", 1.0), "cnn-bn": ((1, 40), "bn", 1.0), "resnet32-bn": ((1, 40), "bn", 0.5)}
-
-
-def _timed(fn, steps: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - t0) / steps
 
 
 def measure(name: str, batch: int, rounds: int, steps: int) -> tuple[float, float]:

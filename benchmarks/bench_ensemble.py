@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from bench_step import _timed  # seconds per call of fn, over `steps` calls (this folder is on sys.path)
 from svag import SVAG, train_step
 from svag.config import RunConfig
 from svag.engine import EnsembleEngine, SingleEngine
@@ -43,13 +44,6 @@ WIDTH = {"mlp": 1.0, "cnn": 1.0, "resnet32": 0.5}
 def _make(name: str, seed: int):
     torch.manual_seed(seed)
     return build_model(name, input_shape=SHAPES[name], num_classes=10, norm=NORM[name], width=WIDTH[name])
-
-
-def _timed(fn, steps: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - t0) / steps
 
 
 def measure(name: str, K: int, batch: int, rounds: int, steps: int) -> tuple[float, float]:

@@ -73,23 +73,22 @@ class SingleEngine:
     def load_replica_states(self, states: list[dict[str, Any]]) -> None:
         self.model.load_state_dict(states[0])
 
-    def modules(self):
-        return self.model.modules()
-
 
 class EnsembleEngine(SingleEngine):
-    """K replicas with stacked parameters: batches ``(x, y)`` with ``x`` of shape ``(K, B, ...)``."""
+    """K replicas with stacked parameters: batches ``(x, y)`` with ``x`` of shape ``(K, B, ...)``.
+
+    ``self.model`` is the :class:`svag.ensemble.Ensemble`; train mode and the buffer snapshot
+    for SGD's extra noise batch work as for one model.
+    """
 
     def __init__(self, ensemble) -> None:
-        self.ens = ensemble
+        super().__init__(ensemble)
         self.K = ensemble.K
-        self.params = list(ensemble.params)
-        self.last_losses = None
 
     def loss(self, batch) -> torch.Tensor:
-        out = self.ens.loss(batch)
+        out = self.model.loss(batch)
         if self.last_losses is None:  # the first batch's losses are the run's training loss
-            self.last_losses = self.ens.last_losses
+            self.last_losses = self.model.last_losses
         return out
 
     def stack(self, batches: list):
@@ -98,14 +97,7 @@ class EnsembleEngine(SingleEngine):
         return torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ens.logits(x)
-
-    def train(self, mode: bool = True) -> None:
-        self.ens.train(mode)
-
-    @property
-    def training(self) -> bool:
-        return getattr(self.ens, "training", True)
+        return self.model.logits(x)
 
     def stacked_grads(self, grads):
         return grads
@@ -114,21 +106,11 @@ class EnsembleEngine(SingleEngine):
         total = sum((p.detach().double() ** 2).flatten(1).sum(1) for p in self.params)
         return [float(v) for v in total]
 
-    def buffers(self) -> list[torch.Tensor]:
-        return [b.clone() for b in self.ens.buffers()]
-
-    def restore_buffers(self, saved: list[torch.Tensor]) -> None:
-        for b, s in zip(self.ens.buffers(), saved):
-            b.copy_(s)
-
     def replica_state(self, k: int) -> dict[str, Any]:
-        return self.ens.replica_state_dict(k)
+        return self.model.replica_state_dict(k)
 
     def load_replica_states(self, states: list[dict[str, Any]]) -> None:
-        self.ens.load_replica_state_dicts(states)
-
-    def modules(self):
-        return iter(())
+        self.model.load_replica_state_dicts(states)
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ import numpy as np
 
 from .summary import Run, aggregate
 
-__all__ = ["plot_compare", "plot_lsr", "plot_scale"]
+__all__ = ["plot_compare", "plot_lsr", "plot_scale", "save_figure"]
 
 LABELS = {
     "test_acc": "test accuracy",
@@ -56,11 +56,7 @@ def plot_compare(
         fontsize=10,
     )
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_scale(curves: dict, path: str | os.PathLike, *, base: dict, rule: str) -> Path:
@@ -103,11 +99,7 @@ def plot_scale(curves: dict, path: str | os.PathLike, *, base: dict, rule: str) 
         f"from B0={b0}, η0={base['lr']:g}, same epochs; mean ± std over seeds",
         fontsize=10,
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _save_atomic(fig, path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _base_time_label(base: dict) -> str:
@@ -124,18 +116,23 @@ def _base_time_label(base: dict) -> str:
     )
 
 
-def _save_atomic(fig, path: Path) -> None:
-    """Save a figure atomically, like :mod:`svag.records`: a temporary file in the same folder, then replace."""
+def save_figure(fig, path: str | os.PathLike, dpi: int = 130) -> Path:
+    """Save ``fig`` to ``path`` atomically, like :mod:`svag.records` (a temporary file in the same
+    folder, then replace; the folder is created), close it and return the path."""
     import tempfile
 
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=130, bbox_inches="tight")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
         os.replace(tmp, path)
     finally:
+        plt.close(fig)
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return path
 
 
 def _optimizer_names(cfg: dict) -> tuple[str, str, str]:
@@ -198,8 +195,4 @@ def plot_lsr(result: dict, path: str | os.PathLike) -> Path:
     base = result["baseline"]
     fig.suptitle(f"LSR test: baseline B0={base['batch_size']}, η0={base['lr']:g}", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -20,15 +20,20 @@ def _floats(text: str) -> list[float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder that will hold one sub-folder per run")
     parser.add_argument("--ls", type=_floats, default=[1.0, 2.0, 4.0, 8.0], help="values of l (1 = SGD)")
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds per l (seeds 0..N-1)")
+    add_sweep_arguments(parser, "l")
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser, per: str) -> None:
+    """The flags of a sweep over ``per`` (l, batch size) with several seeds, then the run flags."""
+    parser.add_argument("--seeds", type=int, default=3, help=f"number of seeds per {per} (seeds 0..N-1)")
     parser.add_argument("--jobs", type=int, default=1, help="independent jobs run in parallel worker processes")
     parser.add_argument(
         "--ensemble",
         choices=ENSEMBLE_MODES,
         default="auto",
-        help="train the seeds of each l together with stacked parameters (auto: where measured faster)",
+        help=f"train the seeds of each {per} together with stacked parameters (auto: where measured faster)",
     )
-    parser.add_argument("--resume", action="store_true", help="continue unfinished runs in --out")
+    parser.add_argument("--resume", action="store_true", help="continue unfinished runs in --out, keep completed ones")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     add_config_arguments(parser, skip=("l", "seed"))
 

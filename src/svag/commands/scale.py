@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import add_config_arguments, config_from_args
-from ..experiments.compare import ENSEMBLE_MODES
+from ..config import config_from_args
 from ..experiments.scale import (
     RULES,
     TABLE_METRICS,
@@ -23,6 +22,7 @@ from ..experiments.scale import (
 )
 from ..plotting import plot_scale
 from ..records import read_json
+from .compare import add_sweep_arguments
 
 
 def _ints(text: str) -> list[int]:
@@ -50,17 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="batch sizes B of the sweep, e.g. 32,128,512; κ = B/B0 with B0 = --batch-size (always run too)",
     )
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds per batch size (seeds 0..N-1)")
-    parser.add_argument("--jobs", type=int, default=1, help="independent jobs run in parallel worker processes")
-    parser.add_argument(
-        "--ensemble",
-        choices=ENSEMBLE_MODES,
-        default="auto",
-        help="train the seeds of each B together with stacked parameters (auto: where measured faster)",
-    )
-    parser.add_argument("--resume", action="store_true", help="continue unfinished runs in --out, keep completed ones")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    add_config_arguments(parser, skip=("l", "seed"))
+    add_sweep_arguments(parser, "batch size")
 
 
 def choose_rule(requested: str, optimizer: str) -> tuple[str, str]:

@@ -142,10 +142,7 @@ def format_tables(data: dict) -> str:
 
 def plot_verification(data: dict, path: str | Path) -> Path:
     """The log-log figure of ``svag verify``, drawn from the result data only (never recomputes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import plt, save_figure  # plotting selects the Agg backend first
 
     ls = data["ls"]
     ou, reg, slopes = data["ou"]["rows"], data["regression"]["rows"], data["slopes"]
@@ -185,11 +182,7 @@ def plot_verification(data: dict, path: str | Path) -> Path:
     cfg = data["config"]
     fig.suptitle(f"SVAG vs its SDE (P1 Thm 4.3): weak error O(1/l); MC {cfg['replicas']} replicas", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def _mc_points(ax, ls, values, ses, label, color="C3") -> None:

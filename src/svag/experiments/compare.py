@@ -11,7 +11,7 @@ from ..records import write_csv, write_text
 from ..summary import load_runs, markdown_table, summary_rows
 from .parallel import Job, run_jobs
 
-__all__ = ["ENSEMBLE_MODES", "run_compare", "run_dir_name", "use_ensemble", "write_summary"]
+__all__ = ["ENSEMBLE_MODES", "run_compare", "run_dir_name", "seed_jobs", "use_ensemble", "write_summary"]
 
 TABLE_METRICS = ("test_acc", "test_loss", "train_loss", "weight_norm_sq")
 ENSEMBLE_MODES = ("auto", "on", "off")
@@ -68,14 +68,19 @@ def run_compare(
     work: list[Job] = []
     for l in ls:
         cfg = replace(base, l=float(l)).validate()
-        names = [run_dir_name(l, s) for s in seeds]
-        groups = [list(zip(seeds, names))] if together else [[(s, n)] for s, n in zip(seeds, names)]
-        for group in groups:
-            work.append(
-                Job(replace(cfg, seed=int(group[0][0])), [int(s) for s, _ in group], [out / n for _, n in group],
-                    [n for _, n in group])
-            )  # fmt: skip
+        work += seed_jobs(cfg, seeds, out, [run_dir_name(l, s) for s in seeds], together)
     return run_jobs(work, jobs, resume=resume, progress=progress, log=log)
+
+
+def seed_jobs(cfg: RunConfig, seeds: list[int], out: Path, names: list[str], together: bool) -> list[Job]:
+    """The jobs that train ``cfg`` for every seed into ``out/names[i]``: one ensemble job for all
+    seeds when ``together``, else one job per seed."""
+    groups = [list(zip(seeds, names))] if together else [[(s, n)] for s, n in zip(seeds, names)]
+    return [
+        Job(replace(cfg, seed=int(group[0][0])), [int(s) for s, _ in group], [out / n for _, n in group],
+            [n for _, n in group])
+        for group in groups
+    ]  # fmt: skip
 
 
 def write_summary(runs_dir: str | os.PathLike, metrics: tuple[str, ...] = TABLE_METRICS) -> tuple[Path, Path]:

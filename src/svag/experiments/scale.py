@@ -31,8 +31,8 @@ from ..config import RunConfig
 from ..records import read_json, read_jsonl, write_csv, write_json, write_text
 from ..scaling import linear_rule, sde_constants, sqrt_rule
 from ..summary import Run
-from .compare import use_ensemble
-from .parallel import Job, run_jobs
+from .compare import seed_jobs, use_ensemble
+from .parallel import run_jobs
 
 __all__ = [
     "RULES",
@@ -159,15 +159,9 @@ def run_scale(
             what = f"rule {old.get('rule')!r}" if old.get("rule") != rule else f"a base config differing in {diff}"
             raise ValueError(f"cannot resume {out}: its scale.json has {what}; use the same flags or another --out")
     write_json(out / "scale.json", spec)
-    work: list[Job] = []
+    work = []
     for b, _, cfg in plan:
-        names = [run_dir_name(b, s) for s in seeds]
-        groups = [list(zip(seeds, names))] if together else [[(s, n)] for s, n in zip(seeds, names)]
-        for group in groups:
-            work.append(
-                Job(replace(cfg, seed=int(group[0][0])), [int(s) for s, _ in group], [out / n for _, n in group],
-                    [n for _, n in group])
-            )  # fmt: skip
+        work += seed_jobs(cfg, seeds, out, [run_dir_name(b, s) for s in seeds], together)
     return run_jobs(work, jobs, resume=resume, progress=progress, log=log)
 
 
