@@ -8,7 +8,9 @@ epochs; the equilibrium window is the last sixth of the run (``svag lsr``'s defa
   - ``pairs f``: an extra independent batch at a fraction f of the steps, one ``(Ĝ, N̂)`` pair
     estimate per such step (``--noise pairs --noise-fraction f``; f = 0.02 is the default);
   - ``m-batch``: P1's estimator over m = max(200, 12800 // B) = 400 batches once per epoch
-    (``--noise-every 1 --noise-fraction 0``).
+    (``--noise-every 1 --noise-fraction 0``);
+  - ``… window``: the same, only inside the equilibrium window (``--noise-window START,END``,
+    what ``svag lsr`` does by default): pairs at every step there, or m-batch at its two ends.
 
 For each mode it prints the training time relative to ``off`` (evaluation excluded on every
 side: the same evaluations run in each mode; the m-batch measurements, made at evaluation
@@ -16,8 +18,9 @@ time, are counted), the equilibrium-window G/N with its standard error
 (pairs: pooled over the window's per-step estimates; m-batch: the jackknife SE of the last
 measurement in the window, averaged if there are several), the spread of the window G/N over
 the rounds' seeds (``SD seeds``: the error a user actually sees, trajectory fluctuations
-included, comparable across modes), and the efficiency ``SD · √(extra seconds)``: the error that
-mode would reach with one second of extra compute (error ∝ 1/√compute). Lower is better.
+included, comparable across modes), and the efficiencies ``SD · √(extra seconds)`` and
+``SE · √(extra seconds)``: the error that mode would reach with one second of extra compute
+(error ∝ 1/√compute). Lower is better.
 Modes run interleaved over ``--rounds`` rounds; medians are reported.
 
     python benchmarks/bench_noise.py [--epochs 6] [--rounds 3] [--threads 1]
@@ -37,7 +40,7 @@ import torch
 
 from svag import runner
 from svag.config import RunConfig
-from svag.experiments.lsr_sweep import equilibrium_window, window_ratio
+from svag.experiments.lsr_sweep import equilibrium_window, equilibrium_window_epochs, window_ratio
 from svag.records import read_jsonl
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -50,7 +53,16 @@ MODES = {
     "pairs 0.2": {"noise": "pairs", "noise_fraction": 0.2},
     "pairs 1.0": {"noise": "pairs", "noise_fraction": 1.0},
     "m-batch 1/epoch": {"noise": "pairs", "noise_fraction": 0.0, "noise_every": 1.0},
+    "pairs 1.0 window": {"noise": "pairs", "noise_fraction": 1.0, "noise_window": "window"},
+    "m-batch window ends": {"noise": "pairs", "noise_fraction": 0.0, "noise_every": "window", "noise_window": "window"},
 }
+
+
+def mode_config(base: RunConfig, change: dict) -> RunConfig:
+    """``"window"`` stands for the equilibrium window (epochs) and, for ``noise_every``, its length."""
+    start, end = equilibrium_window_epochs(base)
+    values = {"noise_window": (start, end), "noise_every": end - start}
+    return replace(base, **{k: values[k] if v == "window" else v for k, v in change.items()}).validate()
 
 
 def base_config(epochs: float) -> RunConfig:
@@ -70,7 +82,8 @@ def one(cfg: RunConfig) -> tuple[float, dict]:
         if cfg.noise == "off":
             return seconds, {}
         if cfg.noise_every:
-            rows = [r for r in read_jsonl(out / "metrics.jsonl") if window[0] < r["sde_time"] and "gn_ratio_m" in r]
+            lo = window[0] * (1 - 1e-9)
+            rows = [r for r in read_jsonl(out / "metrics.jsonl") if lo <= r["sde_time"] and "gn_ratio_m" in r]
             ses = [r["gn_ratio_m_se"] for r in rows]
             return seconds, {"ratio": statistics.mean(r["gn_ratio_m"] for r in rows), "se": statistics.mean(ses)}
         w = window_ratio(out, window)
@@ -90,24 +103,26 @@ def main() -> None:
     stats: dict[str, list[dict]] = {m: [] for m in MODES}
     for r in range(args.rounds):
         for mode, change in MODES.items():
-            seconds, st = one(replace(base, seed=r, **change))
+            seconds, st = one(mode_config(replace(base, seed=r), change))
             times[mode].append(seconds)
             stats[mode].append(st)
     t_off = statistics.median(times["off"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MNIST-1D SI-CNN-BN, B=32, "
           f"{args.epochs:g} epochs, {args.rounds} rounds (seeds 0..{args.rounds - 1})")  # fmt: skip
-    print(f"{'mode':22s} {'time/off':>9s} {'G/N mean':>9s} {'SE (own)':>9s} {'SD seeds':>9s} {'SD·√extra_s':>12s}")
+    print(f"{'mode':22s} {'time/off':>9s} {'G/N mean':>9s} {'SE (own)':>9s} {'SD seeds':>9s} {'SD·√extra_s':>12s} "
+          f"{'SE·√extra_s':>12s}")  # fmt: skip
     for mode in MODES:
         t = statistics.median(times[mode])
         if mode == "off":
-            print(f"{mode:22s} {t / t_off:9.3f} {'-':>9s} {'-':>9s} {'-':>9s} {'-':>12s}   ({t:.1f} s)")
+            print(f"{mode:22s} {t / t_off:9.3f} {'-':>9s} {'-':>9s} {'-':>9s} {'-':>12s} {'-':>12s}   ({t:.1f} s)")
             continue
         ratios = [s["ratio"] for s in stats[mode]]
         se = statistics.median(s["se"] for s in stats[mode])
         sd = statistics.stdev(ratios) if len(ratios) > 1 else math.nan
         extra = max(t - t_off, 1e-9)
         mean = statistics.mean(ratios)
-        print(f"{mode:22s} {t / t_off:9.3f} {mean:9.4f} {se:9.4f} {sd:9.4f} {sd * math.sqrt(extra):12.4f}")
+        root = math.sqrt(extra)
+        print(f"{mode:22s} {t / t_off:9.3f} {mean:9.4f} {se:9.4f} {sd:9.4f} {sd * root:12.4f} {se * root:12.4f}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,11 @@ def test_compare_then_plot(tmp_path, capsys):
         (["plot", "/nonexistent/runs"], "no such folder: /nonexistent/runs"),
         (["train", "--out", "X", "--lr", "-1"], "lr must be a finite number > 0, got -1.0"),
         (["compare", "--out", "X", "--seeds", "0"], "--seeds must be >= 1, got 0"),
+        (["compare", "--out", "X", "--ls", "1,two"], "expected comma-separated numbers, got '1,two'"),
+        (["lsr", "--out", "X", "--verify", "64,x"], "expected comma-separated integers, got '64,x'"),
+        (["scale", "--out", "X", "--batch-sizes", "0,32"], "batch sizes must be integers >= 1, got '0,32'"),
+        (["scale", "--out", "X", "--batch-sizes", ","], "--batch-sizes needs at least one batch size"),
+        (["train", "--out", "X", "--noise-window", "3,1"], "noise_window must be START,END epochs"),
     ],
 )
 def test_bad_input_one_line_exit_2(tmp_path, argv, message):

@@ -29,7 +29,9 @@ def _single(out, extra):
 def _torchrun(out, extra, resume=False, check=True):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "svag",
            "train", "--out", str(out), *ARGS, *extra, *(["--resume"] if resume else [])]  # fmt: skip
-    return subprocess.run(cmd, check=check, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert not check or proc.returncode == 0, f"torchrun exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    return proc
 
 
 def _max_diff(a, b):

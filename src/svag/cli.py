@@ -29,9 +29,16 @@ class CommandError(Exception):
     """An error caused by the user's input: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where to look, not the whole usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module is imported (all are listed in ``svag --help``)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="svag",
         description=("Simulate the SDE of SGD with SVAG and test the linear scaling rule (Li, Malladi & Arora 2021)."),
     )
@@ -45,7 +52,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="PyTorch intra-op CPU threads (0: PyTorch's default, one per core); use 1 on a busy machine, "
         "where threads waiting for each other can slow small models 10-40x",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
         if name != command:
             sub.add_parser(name, help=help_text)

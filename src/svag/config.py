@@ -64,6 +64,7 @@ class RunConfig:
     noise_fraction: float = _f(0.02, "SGD runs: fraction of steps that draw an extra batch for G/N (≤ 5%% cost)")
     noise_every: float = _f(0.0, "interval of P1's m-batch G/N measurement, SGD-equivalent epochs (0: off)")
     noise_batches: int = _f(0, "m of the m-batch measurement (0: P1's max(200, 12800 // B))")
+    noise_window: tuple[float, ...] = _f((), "measure G/N only from START to END SGD-equivalent epochs (default: all)")
     # bookkeeping
     seed: int = _f(0, "seed of the model init, the sampler and the augmentation")
     eval_every: float = _f(1.0, "evaluation interval in SGD-equivalent epochs of continuous time")
@@ -117,6 +118,9 @@ class RunConfig:
             raise ValueError(f"noise_fraction must be in [0, 1], got {self.noise_fraction!r}")
         positive("noise_every", allow_zero=True)
         positive("noise_batches", integer=True, allow_zero=True)
+        w = self.noise_window
+        if w and (len(w) != 2 or not all(math.isfinite(v) for v in w) or not 0 <= w[0] < w[1]):
+            raise ValueError(f"noise_window must be START,END epochs with 0 <= START < END, got {w}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         return self
@@ -125,6 +129,7 @@ class RunConfig:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
         d["betas"] = list(self.betas)
+        d["noise_window"] = list(self.noise_window)
         return d
 
     @classmethod
@@ -134,7 +139,7 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}; valid: {sorted(names)}")
         data = dict(data)
-        for key in ("milestones", "betas"):
+        for key in ("milestones", "betas", "noise_window"):
             if key in data:
                 data[key] = tuple(float(m) for m in data[key])
         return cls(**data)

@@ -20,6 +20,10 @@ mode (exact full-batch gradient of that subset for models without BatchNorm). ``
 are the means, over the steps since the previous record, of the unbiased per-step estimates
 ``⟨g1, g2⟩`` and ``‖g1 − g2‖²/2`` from two independent batch gradients: SVAG's own two
 batches, or for SGD an extra batch drawn at a fraction ``noise_fraction`` of the steps.
+With ``noise_every`` > 0, records also carry P1's m-batch measurement (``G_m``, ``N_m``, ...)
+every ``noise_every`` epochs. ``noise_window = (start, end)`` restricts both to steps that start
+in ``[start, end)`` epochs (m-batch: records in ``[start, end]``), so a run can spend its G/N
+budget where it is used, e.g. the LSR test's equilibrium window.
 """
 
 from __future__ import annotations
@@ -264,11 +268,13 @@ class _Loop:
         self.ckpt_interval = cfg.checkpoint_every * self.time_per_epoch
         self.m_interval = cfg.noise_every * self.time_per_epoch
         self.noise_period = round(1 / cfg.noise_fraction) if cfg.noise_fraction > 0 else 0
+        start, end = cfg.noise_window or (0.0, math.inf)
+        self.noise_from, self.noise_to = start * self.time_per_epoch, end * self.time_per_epoch
         self.step = 0
         self.own_time = 0.0  # continuous time of optimizers without sde_time (heavy-ball SGD)
         self.next_eval = 0
         self.next_ckpt = self.ckpt_interval if self.ckpt_interval > 0 else math.inf
-        self.next_m = 0.0 if self.m_interval > 0 else math.inf
+        self.next_m = self.noise_from if self.m_interval > 0 else math.inf
         self.elapsed = 0.0
 
     @property
@@ -359,7 +365,8 @@ class _Loop:
         grad_sq = grad_norm_sq(engine, self.ex, self.ey)
         engine.train(was_training)
         weights = engine.weight_norm_sq()
-        m_results = self._measure_m() if self.t >= self.next_m * (1 - TIME_RTOL) else None
+        measure = self.next_m * (1 - TIME_RTOL) <= self.t <= self.noise_to * (1 + TIME_RTOL)
+        m_results = self._measure_m() if measure else None
         effective = self.step / self.clock.per_original
         for k, r in enumerate(self.replicas):
             if r.diverged:
@@ -443,7 +450,8 @@ class _Loop:
         bar = _progress_bar(self.end_time, self.t, cfg, len(self.replicas), self.progress)
         stop = self.end_time * (1 - TIME_RTOL)
         start = time.perf_counter() - self.elapsed
-        noise = cfg.noise == "pairs"
+        log_noise = cfg.noise == "pairs"
+        noise_from, noise_to = self.noise_from * (1 - TIME_RTOL), self.noise_to * (1 - TIME_RTOL)
         if self.next_eval == 0 and self.step == 0:
             self.record(self.schedule(0.0))
             self.next_eval = 1
@@ -464,6 +472,7 @@ class _Loop:
                     if pairs[0][1] is None
                     else engine.stack([self.batch(r, p[1]) for r, p in zip(self.replicas, pairs)])
                 )
+                noise = log_noise and noise_from <= self.t < noise_to
                 extra = None
                 if noise and b2 is None and self.noise_period and self.step % self.noise_period == 0:
                     extra = self._extra_grads()

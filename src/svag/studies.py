@@ -32,7 +32,7 @@ import torch
 from .adaptive import SVAGAdam, SVAGRMSprop
 from .problems import Moments, SkewedQuadratic, skewed_quadratic
 from .step import train_step
-from .verify import _generator, fit_slope, mc_check
+from .verify import fit_slope, mc_check, stream
 
 __all__ = [
     "AdaptiveStudyConfig",
@@ -200,7 +200,7 @@ def simulate_sgdm(problem: SkewedQuadratic, lr: float, beta: float, replicas: in
     at β = 0 torch keeps no buffer (SGDM is then plain SGD, :func:`sgd_stationary_cov`)."""
     if not 0 < beta < 1:
         raise ValueError(f"beta must be in (0, 1) (torch keeps no momentum buffer at beta = 0), got {beta!r}")
-    gen = _generator(seed, 7, round(beta * 1000), round(lr * 1e6))
+    gen = stream(seed, 7, round(beta * 1000), round(lr * 1e6))
     x = torch.nn.Parameter(torch.tensor(problem.fixed_point, dtype=torch.float64).repeat(replicas, 1))
     opt = torch.optim.SGD([x], lr=lr, momentum=beta, weight_decay=problem.weight_decay)
     for _ in range(steps):
@@ -328,7 +328,7 @@ def simulate_adaptive(problem: SkewedQuadratic, cfg: AdaptiveStudyConfig, optimi
     ``B`` indices drawn with replacement per step and replica. Returns the final iterates ``(R, d)``."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-    gen = _generator(cfg.seed, 31 + list(OPTIMIZERS).index(optimizer), l)
+    gen = stream(cfg.seed, 31 + list(OPTIMIZERS).index(optimizer), l)
     x = torch.nn.Parameter(torch.tensor(problem.x0, dtype=torch.float64).repeat(cfg.replicas, 1))
     common = {"lr": cfg.lr, "eps": cfg.eps, "weight_decay": problem.weight_decay, "l": l}
     if optimizer == "adam":

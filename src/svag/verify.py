@@ -48,6 +48,7 @@ __all__ = [
     "run_verification",
     "simulate_em",
     "simulate_svag",
+    "stream",
 ]
 
 
@@ -84,7 +85,7 @@ def fit_slope(ls: list[float], errors: list[float]) -> float:
     return float(np.polyfit(np.log(np.asarray(ls, dtype=np.float64)), np.log(err), 1)[0])
 
 
-def _generator(seed: int, *keys: int) -> torch.Generator:
+def stream(seed: int, *keys: int) -> torch.Generator:
     """An independent torch stream for (seed, keys), via numpy's SeedSequence hashing."""
     state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
@@ -96,7 +97,7 @@ def simulate_svag(
     """``replicas`` independent runs of :class:`svag.SVAG` + :func:`svag.train_step` (float64) for
     ``k = l·T/η`` steps from ``x0``; two fresh minibatches of ``B`` indices drawn with replacement per
     step and replica. Returns the final iterates, ``(replicas, d)``."""
-    gen = _generator(seed, key, round(l * 1000))
+    gen = stream(seed, key, round(l * 1000))
     x = torch.nn.Parameter(torch.tensor(problem.x0, dtype=torch.float64).repeat(replicas, 1))
     opt = SVAG([x], lr=problem.lr, l=l, weight_decay=problem.weight_decay)
     shape = (replicas, problem.batch_size)
@@ -117,7 +118,7 @@ def simulate_em(problem: NoisyRegression, substeps: int, replicas: int, seed: in
     gradients (positive definite when they span ``R^d``; the default data cannot be interpolated).
     Its first two moments equal SVAG's at ``l = substeps`` exactly (same ``h`` and ``h²lΣ = hηΣ``),
     i.e. :func:`svag.problems.regression_svag_moments` ``(problem, substeps)``."""
-    gen = _generator(seed, 99, substeps)
+    gen = stream(seed, 99, substeps)
     f = torch.tensor(problem.features, dtype=torch.float64)
     y = torch.tensor(problem.targets, dtype=torch.float64)
     n, d = f.shape

@@ -8,18 +8,12 @@ import argparse
 
 from ..config import add_config_arguments, config_from_args
 from ..experiments.compare import ENSEMBLE_MODES, run_compare, write_summary
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+from . import floats
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder that will hold one sub-folder per run")
-    parser.add_argument("--ls", type=_floats, default=[1.0, 2.0, 4.0, 8.0], help="values of l (1 = SGD)")
+    parser.add_argument("--ls", type=floats, default=[1.0, 2.0, 4.0, 8.0], help="values of l (1 = SGD)")
     add_sweep_arguments(parser, "l")
 
 

@@ -7,27 +7,19 @@ phase), print the predicted largest batch size B* = B0·τ·N0/G0 with its uncer
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import add_config_arguments, config_from_args
-from ..experiments.lsr_sweep import lsr_table, run_sweep, write_lsr_outputs
+from ..experiments.lsr_sweep import equilibrium_window_epochs, lsr_table, run_sweep, write_lsr_outputs
 from ..plotting import plot_lsr
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
-    return values
+from . import batch_sizes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/lsr", help="folder for the baseline, the sweep and the outputs")
     parser.add_argument("--baseline", default=None, help="read an existing baseline run folder instead of training")
-    parser.add_argument("--verify", type=_ints, default=[], help="batch sizes of the LSR sweep, e.g. 64,128,256")
+    parser.add_argument("--verify", type=batch_sizes, default=[], help="batch sizes of the LSR sweep, e.g. 64,128,256")
     parser.add_argument("--tau", type=float, default=2.0, help="threshold τ = C² − 1 of the condition G/N ≤ τ")
     parser.add_argument("--window", type=float, default=1 / 6, help="equilibrium window: last fraction of phase 1")
     parser.add_argument("--jobs", type=int, default=1, help="runs of the sweep in parallel worker processes")
@@ -36,8 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.set_defaults(
         model="mlp", norm="bn", scale_invariant=True, lr=0.2, batch_size=32, weight_decay=5e-4, epochs=30.0,
-        schedule="multistep", milestones=(24.0,), eval_every=0.5, noise_fraction=0.1,
+        schedule="multistep", milestones=(24.0,), eval_every=0.5, noise_fraction=1.0,
     )  # fmt: skip
+    parser.epilog = (
+        "G/N is measured only inside the equilibrium window (--noise-window defaults to it), "
+        "with an extra batch at every SGD step there (--noise-fraction 1)."
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--verify needs the baseline config: run without --baseline to train it")
     else:
         base = config_from_args(args)
+        if not base.noise_window:  # spend the G/N budget where the test reads it
+            base = replace(base, noise_window=equilibrium_window_epochs(base, args.window)).validate()
         if base.noise != "pairs":
             raise ValueError(f"svag lsr needs --noise pairs to measure G/N, got {base.noise!r}")
         dirs = run_sweep(base, args.verify, out, resume=args.resume, progress=not args.no_progress, jobs=args.jobs)

@@ -22,17 +22,8 @@ from ..experiments.scale import (
 )
 from ..plotting import plot_scale
 from ..records import read_json
+from . import batch_sizes
 from .compare import add_sweep_arguments
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"batch sizes must be integers >= 1, got {text!r}")
-    return values
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-sizes",
-        type=_ints,
+        type=batch_sizes,
         required=True,
         help="batch sizes B of the sweep, e.g. 32,128,512; κ = B/B0 with B0 = --batch-size (always run too)",
     )
@@ -67,6 +58,8 @@ def choose_rule(requested: str, optimizer: str) -> tuple[str, str]:
 def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if not args.batch_sizes:
+        raise ValueError("--batch-sizes needs at least one batch size, e.g. 32,128,512; got none")
     base = config_from_args(args, l=1.0, seed=0)
     rule, why = choose_rule(args.rule, base.optimizer)
     out = Path(args.out)

@@ -28,7 +28,16 @@ from ..lsr import (
 from ..records import read_json, read_jsonl, write_csv, write_json, write_text
 from .parallel import Job, run_jobs
 
-__all__ = ["equilibrium_window", "lsr_table", "run_sweep", "window_ratio"]
+__all__ = ["equilibrium_window", "equilibrium_window_epochs", "lsr_table", "run_sweep", "window_ratio"]
+
+
+def equilibrium_window_epochs(cfg: RunConfig, fraction: float = 1 / 6) -> tuple[float, float]:
+    """:func:`equilibrium_window` of a run not yet trained, in SGD-equivalent epochs (the unit of
+    ``cfg.noise_window``): the last ``fraction`` of the epochs before the first milestone."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"window fraction must be in (0, 1], got {fraction!r}")
+    end = cfg.milestones[0] if cfg.schedule == "multistep" and cfg.milestones else cfg.epochs
+    return end * (1 - fraction), end
 
 
 def equilibrium_window(run_dir: str | os.PathLike, fraction: float = 1 / 6) -> tuple[float, float]:

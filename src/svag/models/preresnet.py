@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .norm import adaptive_avg_pool, classifier, conv, make_norm, scaled, spatial_dims
+from .resnet import residual_stages
 
 __all__ = ["PreActBlock", "PreResNet"]
 
@@ -81,14 +82,8 @@ class PreResNet(nn.Module):
             conv(dims, input_shape[0], c[0], 3, bias=norm == "none"),
             _post_norm(norm, c[0], dims, scale_invariant),
         )
-        stages: list[nn.Module] = []
-        c_in = c[0]
-        for stage, c_out in enumerate(c):
-            for b in range(blocks):
-                stride = 2 if stage > 0 and b == 0 else 1
-                stages.append(PreActBlock(dims, c_in, c_out, stride, norm, scale_invariant))
-                c_in = c_out
-        self.blocks = nn.Sequential(*stages)
+        self.blocks = residual_stages(PreActBlock, dims, c, blocks, norm, scale_invariant)
+        c_in = c[-1]
         self.final = nn.Sequential(
             make_norm(norm, c_in, dims, scale_invariant),
             nn.ReLU(),

@@ -57,6 +57,20 @@ class BasicBlock(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
+def residual_stages(
+    block: type[nn.Module], dims: int, widths: Sequence[int], blocks: int, norm: str, scale_invariant: bool
+) -> nn.Sequential:
+    """``blocks`` residual blocks per width, the first of every stage after the first with stride 2
+    (He et al. 2016, §4.2: 6n+2 layers for n = ``blocks``)."""
+    layers: list[nn.Module] = []
+    c_in = widths[0]
+    for stage, c_out in enumerate(widths):
+        for b in range(blocks):
+            layers.append(block(dims, c_in, c_out, 2 if stage > 0 and b == 0 else 1, norm, scale_invariant))
+            c_in = c_out
+    return nn.Sequential(*layers)
+
+
 class ResNet(nn.Module):
     """ResNet-(6n+2) for (C, L) signals or (C, H, W) images; ``blocks=5`` is ResNet-32."""
 
@@ -79,14 +93,8 @@ class ResNet(nn.Module):
             make_norm(norm, c[0], dims, scale_invariant),
             nn.ReLU(),
         )
-        stages: list[nn.Module] = []
-        c_in = c[0]
-        for stage, c_out in enumerate(c):
-            for b in range(blocks):
-                stride = 2 if stage > 0 and b == 0 else 1
-                stages.append(BasicBlock(dims, c_in, c_out, stride, norm, scale_invariant))
-                c_in = c_out
-        self.blocks = nn.Sequential(*stages)
+        self.blocks = residual_stages(BasicBlock, dims, c, blocks, norm, scale_invariant)
+        c_in = c[-1]
         self.pool = nn.Sequential(adaptive_avg_pool(dims), nn.Flatten())
         self.head = classifier(c_in, num_classes, scale_invariant)
 
