@@ -81,6 +81,16 @@ def test_sync_bn_needs_gpu_and_batch_must_divide(tmp_path):
     assert odd.returncode != 0 and "batch_size must be divisible by the number of processes 2, got 33" in odd.stderr
 
 
+@pytest.mark.parametrize("joined", [True, False])
+def test_finish_worker_exits_with_the_code_and_flushed_output_only_in_a_worker(joined):
+    code = (
+        "import svag.distributed as d; d._joined = {joined}; print('written', end=''); d.finish_worker(3); "
+        "print(' returned', end='')"
+    ).format(joined=joined)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout) == ((3, "written") if joined else (0, "written returned"))
+
+
 def test_shard_slices_global_batch():
     import torch
 

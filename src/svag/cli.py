@@ -93,10 +93,13 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
     except (CommandError, ValueError, FileNotFoundError, NotADirectoryError, KeyboardInterrupt) as err:
         if os.environ.get("SVAG_DEBUG"):
             raise
         message = "interrupted" if isinstance(err, KeyboardInterrupt) else str(err).splitlines()[0]
         print(f"svag {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        code = 2
+    if "svag.distributed" in sys.modules:  # a torchrun worker ends here (see finish_worker)
+        sys.modules["svag.distributed"].finish_worker(code)
+    return code
