@@ -346,8 +346,10 @@ def test_param_groups_behave_as_separate_optimizers(make):
     assert opt_a.variance_factor(opt_a.param_groups[1]) == 64.0
 
 
-@pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+@pytest.mark.parametrize("make", [svag.SVAG, *OPTIMIZERS.values()], ids=["sgd", *OPTIMIZERS.keys()])
 def test_deterministic_for_a_seed(make):
+    """Every SVAG optimizer (this file and test_optim.py): same seed, same parameters, bitwise."""
+
     def run():
         model = _model(3)
         opt = make(model.parameters(), lr=0.01, l=2)

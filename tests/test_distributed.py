@@ -84,9 +84,9 @@ def test_sync_bn_needs_gpu_and_batch_must_divide(tmp_path):
 @pytest.mark.parametrize("joined", [True, False])
 def test_finish_worker_exits_with_the_code_and_flushed_output_only_in_a_worker(joined):
     code = (
-        "import svag.distributed as d; d._joined = {joined}; print('written', end=''); d.finish_worker(3); "
+        f"import svag.distributed as d; d._joined = {joined}; print('written', end=''); d.finish_worker(3); "
         "print(' returned', end='')"
-    ).format(joined=joined)
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (proc.returncode, proc.stdout) == ((3, "written") if joined else (0, "written returned"))
 

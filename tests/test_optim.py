@@ -124,19 +124,6 @@ def test_param_groups_behave_as_separate_optimizers():
     assert opt_a.sde_time == pytest.approx(5 * 0.2 / 2)
 
 
-def test_deterministic_for_a_seed():
-    def run():
-        model = _model(3)
-        opt = svag.SVAG(model.parameters(), lr=0.1, l=4)
-        g = torch.Generator().manual_seed(7)
-        for _ in range(10):
-            x1, x2 = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
-            svag.train_step(opt, lambda x: model(x).pow(2).mean(), x1, x2)
-        return torch.cat([p.flatten() for p in model.parameters()])
-
-    assert torch.equal(run(), run())
-
-
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
