@@ -78,3 +78,18 @@ def test_lsr_measures_in_the_equilibrium_window_by_default(tmp_path):
     rows = read_jsonl(out / "B16" / "metrics.jsonl")
     assert [round(r["epoch"], 6) for r in rows if r["noise_count"]] == [1.75, 2.0]
     assert read_json(out / "lsr.json")["baseline"]["records"] == 2
+
+
+def test_ensemble_replicas_get_the_m_batch_measurement_of_their_seed_run(tmp_path):
+    """Seeds trained together (stacked parameters) record the same P1 m-batch G/N as each seed
+    run alone: each replica is measured on a plain copy with its own generator (float64)."""
+    cfg = replace(BASE, noise_every=1.0, noise_batches=8, noise_fraction=0.5)
+    together = runner.run_replicas(cfg, [0, 1], [tmp_path / "e0", tmp_path / "e1"], progress=False)
+    for seed, res in zip((0, 1), together):
+        alone = _run(tmp_path, f"s{seed}", seed=seed, noise_every=1.0, noise_batches=8, noise_fraction=0.5)
+        measured = [r for r in res.records if "G_m" in r]
+        assert len(measured) == 3  # epochs 0, 1, 2
+        for a, b in zip(measured, [r for r in alone if "G_m" in r]):
+            for key in ("G_m", "N_m", "G_m_se", "gn_ratio_m", "G", "N"):
+                want = None if b[key] is None else pytest.approx(b[key], rel=1e-9, abs=1e-15)
+                assert a[key] == want, key

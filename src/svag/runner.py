@@ -28,6 +28,7 @@ budget where it is used, e.g. the LSR test's equilibrium window.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import platform
@@ -247,6 +248,8 @@ class _Loop:
                     "--sync-bn needs GPUs (PyTorch's SyncBatchNorm runs on cuda only); on CPU use --norm gn"
                 )
             models = [torch.nn.SyncBatchNorm.convert_sync_batchnorm(m) for m in models]
+        # m-batch measurements of an ensemble's replicas run on a copy of one plain model
+        self.scratch = copy.deepcopy(models[0]) if len(models) > 1 and cfg.noise_every > 0 else None
         if len(models) == 1:
             self.engine: SingleEngine = SingleEngine(models[0])
         else:
@@ -403,20 +406,27 @@ class _Loop:
         return dict(zip(NOISE_KEYS, (res.G, res.N, res.G_se, res.N_se, res.ratio, res.ratio_se, res.m)))
 
     def _measure_m(self):
-        """P1's m-batch measurement at the current point, per replica (single engine only)."""
+        """P1's m-batch measurement at the current point, per replica, each with its own
+        generator (an ensemble's replica is copied into a plain model first)."""
         while self.next_m <= self.t * (1 + TIME_RTOL):
             self.next_m += self.m_interval
-        if self.engine.K != 1:
-            return None
         cfg = self.cfg
         m = cfg.noise_batches or default_num_batches(cfg.batch_size)
-        model = self.engine.model
 
         def loss_fn(out, y):
             return F.cross_entropy(out, y)
 
-        r = self.replicas[0]
-        return [measure_noise(model, loss_fn, (self.x, self.y), cfg.batch_size, m=m, generator=r.m_gen)]
+        results = []
+        for k, r in enumerate(self.replicas):
+            if r.diverged:
+                results.append(None)
+                continue
+            model = self.engine.model
+            if self.engine.K > 1:
+                model = self.scratch
+                model.load_state_dict(self.engine.replica_state(k))
+            results.append(measure_noise(model, loss_fn, (self.x, self.y), cfg.batch_size, m=m, generator=r.m_gen))
+        return results
 
     def batch(self, r: _Replica, idx: torch.Tensor | None):
         if idx is None:
