@@ -23,7 +23,13 @@ included, comparable across modes), and the efficiencies ``SD · √(extra secon
 (error ∝ 1/√compute). Lower is better.
 Modes run interleaved over ``--rounds`` rounds; medians are reported.
 
-    python benchmarks/bench_noise.py [--epochs 6] [--rounds 3] [--threads 1]
+``--paired-seeds S`` adds the test that decides what the LSR test should use: S runs that carry
+**both** window estimators on one trajectory (pairs at every step of the window and m-batch at
+its two ends; logging never changes an SGD trajectory). The window average of G and N is what
+the LSR test divides, so the spread of (pairs − m-batch) over seeds, set against the two own SEs,
+shows how far the two-point m-batch value sits from that average beyond its own SE.
+
+    python benchmarks/bench_noise.py [--epochs 6] [--rounds 3] [--paired-seeds 8] [--threads 1]
 """
 
 from __future__ import annotations
@@ -90,10 +96,40 @@ def one(cfg: RunConfig) -> tuple[float, dict]:
         return seconds, {"ratio": w["ratio"], "se": w["ratio_se"]}
 
 
+def paired(base: RunConfig, seeds: int) -> None:
+    """Both window estimators on the same trajectories (see the module docstring)."""
+    change = dict(MODES["pairs 1.0 window"], noise_every="window")
+    diffs, se_pairs, se_m = [], [], []
+    print(f"\n{seeds} runs with both estimators in the window (seed, pairs ± SE, m-batch points ± SE):")
+    for seed in range(seeds):
+        cfg = mode_config(replace(base, seed=seed), change)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "run"
+            runner.run(cfg, out, progress=False)
+            p = window_ratio(out, equilibrium_window(out))
+            ms = [r for r in read_jsonl(out / "metrics.jsonl") if "gn_ratio_m" in r]
+        m = statistics.mean(r["gn_ratio_m"] for r in ms)
+        m_se = math.sqrt(sum(r["gn_ratio_m_se"] ** 2 for r in ms)) / len(ms)
+        diffs.append(p["ratio"] - m)
+        se_pairs.append(p["ratio_se"])
+        se_m.append(m_se)
+        points = ", ".join(f"{r['gn_ratio_m']:.4f}" for r in ms)
+        print(f"  {seed}: {p['ratio']:.4f} ± {p['ratio_se']:.4f}   [{points}] -> {m:.4f} ± {m_se:.4f}")
+    sd = statistics.stdev(diffs)
+    own = math.sqrt(statistics.mean(a * a + b * b for a, b in zip(se_pairs, se_m)))
+    rms_p = math.sqrt(statistics.mean(a * a for a in se_pairs))
+    rms_m = math.sqrt(statistics.mean(b * b for b in se_m))
+    m_true = math.sqrt(max(sd * sd - rms_p * rms_p, 0.0))
+    print(f"SD(pairs - m-batch) = {sd:.4f}; expected from the own SEs alone {own:.4f} (pairs {rms_p:.4f}, "
+          f"m-batch {rms_m:.4f});\nm-batch's error about the window average ≈ √(SD² − SE_pairs²) = "
+          f"{m_true:.4f}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=float, default=6.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--paired-seeds", type=int, default=0, help="runs with both window estimators (0: skip)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -106,6 +142,13 @@ def main() -> None:
             seconds, st = one(mode_config(replace(base, seed=r), change))
             times[mode].append(seconds)
             stats[mode].append(st)
+    if args.rounds:
+        report(times, stats, args)
+    if args.paired_seeds:
+        paired(base, args.paired_seeds)
+
+
+def report(times: dict[str, list[float]], stats: dict[str, list[dict]], args: argparse.Namespace) -> None:
     t_off = statistics.median(times["off"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MNIST-1D SI-CNN-BN, B=32, "
           f"{args.epochs:g} epochs, {args.rounds} rounds (seeds 0..{args.rounds - 1})")  # fmt: skip
