@@ -79,6 +79,12 @@ def test_sync_bn_needs_gpu_and_batch_must_divide(tmp_path):
     assert bn.returncode != 0 and "--sync-bn needs GPUs" in bn.stderr
     odd = _torchrun(tmp_path / "odd", ["--epochs", "1", "--batch-size", "33"], check=False)
     assert odd.returncode != 0 and "batch_size must be divisible by the number of processes 2, got 33" in odd.stderr
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("not a run")
+    full = _torchrun(tmp_path / "full", ["--epochs", "1"], check=False)
+    # every process checks the folder and says so in one line (none waits for a peer that left)
+    assert full.returncode != 0 and full.stderr.count("is not empty; pass --resume") == 2, full.stderr
+    assert "Connection closed" not in full.stderr
 
 
 @pytest.mark.parametrize("joined", [True, False])

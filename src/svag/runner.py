@@ -563,8 +563,10 @@ def _write_status(out: Path, status: str, **extra: Any) -> None:
     write_json(out / "status.json", {"status": status, **extra})
 
 
-def _prepare(cfg: RunConfig, out: Path, resume: bool) -> bool:
-    """Check ``out`` can hold the run; return whether there is a checkpoint to resume from."""
+def _prepare(cfg: RunConfig, out: Path, resume: bool, create: bool = True) -> bool:
+    """Check ``out`` can hold the run (and create it if ``create``); return whether there is a
+    checkpoint to resume from. Read-only without ``create``, so every process of a
+    multi-process run can check, and fail with the same message."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a folder")
     if resume and (out / "config.json").is_file():
@@ -580,7 +582,8 @@ def _prepare(cfg: RunConfig, out: Path, resume: bool) -> bool:
         raise ValueError(f"cannot resume {out}: it holds no config.json of a run")
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty; pass --resume to continue the run in it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
     return resume and (out / "checkpoint.pt").is_file()  # killed before its first checkpoint: start afresh
 
 
@@ -609,10 +612,8 @@ def run_replicas(
     dist, device = setup(resolve_device(cfg.device), cfg.batch_size)
     if dist.world > 1 and len(seeds) > 1:
         raise ValueError(f"multi-process runs train one seed at a time, got {len(seeds)} seeds")
-    if dist.main:
-        resumable = [_prepare(c, o, resume) for c, o in zip(cfgs, outs)]
-    else:  # read-only: rank 0 checks and writes the folders
-        resumable = [resume and (o / "checkpoint.pt").is_file() for o in outs]
+    # every process checks (a bad folder fails on all of them alike); rank 0 alone creates it
+    resumable = [_prepare(c, o, resume, create=dist.main) for c, o in zip(cfgs, outs)]
     statuses = [read_json(o / "status.json").get("status") if (o / "status.json").is_file() else None for o in outs]
     if dist.world > 1:
         import torch.distributed
