@@ -64,15 +64,17 @@ def test_noise_window_round_trips_through_the_saved_config():
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
 
 
+LSR_ARGS = ["--epochs", "3", "--milestones", "2", "--eval-every", "0.25", "--model", "mlp", "--data", "teacher-student",
+            "--n-train", "256", "--n-test", "64", "--batch-size", "16", "--device", "cpu", "--no-progress",
+            "--window", "0.25"]  # fmt: skip
+
+
 def test_lsr_measures_in_the_equilibrium_window_by_default(tmp_path):
     from svag.cli import main
     from svag.records import read_json
 
     out = tmp_path / "lsr"
-    args = ["lsr", "--out", str(out), "--epochs", "3", "--milestones", "2", "--eval-every", "0.25", "--model", "mlp",
-            "--data", "teacher-student", "--n-train", "256", "--n-test", "64", "--batch-size", "16",
-            "--device", "cpu", "--no-progress", "--window", "0.25"]  # fmt: skip
-    assert main(args) == 0
+    assert main(["lsr", "--out", str(out), *LSR_ARGS]) == 0
     cfg = read_json(out / "B16" / "config.json")["config"]
     assert cfg["noise_window"] == [1.5, 2.0] and cfg["noise_fraction"] == 1.0
     rows = read_jsonl(out / "B16" / "metrics.jsonl")
@@ -93,3 +95,11 @@ def test_ensemble_replicas_get_the_m_batch_measurement_of_their_seed_run(tmp_pat
             for key in ("G_m", "N_m", "G_m_se", "gn_ratio_m", "G", "N"):
                 want = None if b[key] is None else pytest.approx(b[key], rel=1e-9, abs=1e-15)
                 assert a[key] == want, key
+
+
+def test_lsr_with_a_noise_window_missing_the_equilibrium_window_says_so(tmp_path, capsys):
+    from svag.cli import main
+
+    assert main(["lsr", "--out", str(tmp_path / "lsr"), *LSR_ARGS, "--noise-window", "0,1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no G/N records in the window" in err[0] and "--noise-window covering it" in err[0]

@@ -65,7 +65,7 @@ def window_ratio(run_dir: str | os.PathLike, window: tuple[float, float]) -> dic
     if not rows:
         raise ValueError(
             f"{run_dir}: no G/N records in the window t ∈ ({window[0]:.4g}, {window[1]:.4g}]; "
-            "run with --noise pairs and an eval interval shorter than the window"
+            "run with --noise pairs, an eval interval shorter than the window and a --noise-window covering it"
         )
     c = [float(r["noise_count"]) for r in rows]
     total = sum(c)
