@@ -31,26 +31,28 @@ from .parallel import Job, run_jobs
 __all__ = ["equilibrium_window", "equilibrium_window_epochs", "lsr_table", "run_sweep", "window_ratio"]
 
 
+def _last_fraction(end: float, fraction: float) -> tuple[float, float]:
+    """``(end·(1 − fraction), end)``: the last ``fraction`` of ``[0, end]``."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"window fraction must be in (0, 1], got {fraction!r}")
+    return end * (1 - fraction), end
+
+
 def equilibrium_window_epochs(cfg: RunConfig, fraction: float = 1 / 6) -> tuple[float, float]:
     """:func:`equilibrium_window` of a run not yet trained, in SGD-equivalent epochs (the unit of
     ``cfg.noise_window``): the last ``fraction`` of the epochs before the first milestone."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"window fraction must be in (0, 1], got {fraction!r}")
     end = cfg.milestones[0] if cfg.schedule == "multistep" and cfg.milestones else cfg.epochs
-    return end * (1 - fraction), end
+    return _last_fraction(end, fraction)
 
 
 def equilibrium_window(run_dir: str | os.PathLike, fraction: float = 1 / 6) -> tuple[float, float]:
     """``(t_start, t_end)``: the last ``fraction`` of the first constant-LR phase, in SDE time."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"window fraction must be in (0, 1], got {fraction!r}")
     derived = read_json(Path(run_dir) / "config.json")["derived"]
     sched = derived["schedule"]
     while sched.get("kind") == "warmup":
         sched = sched["inner"]
     milestones = sched.get("milestones") or []
-    end = milestones[0] if milestones else derived["end_time"]
-    return end * (1 - fraction), end
+    return _last_fraction(milestones[0] if milestones else derived["end_time"], fraction)
 
 
 def window_ratio(run_dir: str | os.PathLike, window: tuple[float, float]) -> dict:
