@@ -416,14 +416,13 @@ class _Loop:
         def loss_fn(out, y):
             return F.cross_entropy(out, y)
 
+        model = self.engine.model if self.engine.K == 1 else self.scratch
         results = []
         for k, r in enumerate(self.replicas):
             if r.diverged:
                 results.append(None)
                 continue
-            model = self.engine.model
-            if self.engine.K > 1:
-                model = self.scratch
+            if model is self.scratch:
                 model.load_state_dict(self.engine.replica_state(k))
             results.append(measure_noise(model, loss_fn, (self.x, self.y), cfg.batch_size, m=m, generator=r.m_gen))
         return results
