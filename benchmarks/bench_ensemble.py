@@ -35,6 +35,7 @@ from svag.engine import EnsembleEngine, SingleEngine
 from svag.ensemble import Ensemble
 from svag.models import build_model
 from svag.runner import run, run_replicas
+from svag.task import CrossEntropy
 
 SHAPES = {"mlp": (40,), "cnn": (1, 40), "resnet32": (1, 40)}
 NORM = {"mlp": "none", "cnn": "bn", "resnet32": "bn"}
@@ -48,10 +49,10 @@ def _make(name: str, seed: int):
 
 def measure(name: str, K: int, batch: int, rounds: int, steps: int) -> tuple[float, float]:
     shape = SHAPES[name]
-    single = SingleEngine(_make(name, 0))
+    single = SingleEngine(_make(name, 0), CrossEntropy())
     s_opt = SVAG(single.params, lr=0.01, l=2.0)
     s_b = [(torch.randn(batch, *shape), torch.randint(0, 10, (batch,))) for _ in range(2)]
-    ens = EnsembleEngine(Ensemble([_make(name, k) for k in range(K)], input_shape=shape))
+    ens = EnsembleEngine(Ensemble([_make(name, k) for k in range(K)], input_shape=shape), CrossEntropy())
     e_opt = SVAG(ens.params, lr=0.01, l=2.0)
     e_b = [(torch.randn(K, batch, *shape), torch.randint(0, 10, (K, batch))) for _ in range(2)]
 

@@ -21,6 +21,36 @@ def test_help_lists_commands(capsys):
         assert name in out
 
 
+def _modules_after(code):
+    """The ``svag*`` and ``torch`` modules loaded by ``code`` in a fresh interpreter."""
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in sys.modules if m.split('.')[0] in ('svag', 'torch')))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.split())
+
+
+def test_import_svag_loads_no_research_module_and_no_torch():
+    loaded = _modules_after("import svag")
+    assert loaded == {"svag"}, loaded  # studies, verify, models, data, ... and torch load on first use
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["verify", "--help"]])
+def test_help_imports_no_torch(argv):
+    loaded = _modules_after(f"from svag.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
+    assert "svag.cli" in loaded and "torch" not in loaded, sorted(loaded)
+
+
+def test_public_names_load_on_first_use():
+    import svag
+
+    for name in svag.__all__:
+        assert getattr(svag, name) is not None, name
+    assert set(svag.__all__) <= set(dir(svag))
+    assert svag.SVAG.__module__ == "svag.optim" and svag.data.__name__ == "svag.data"
+    with pytest.raises(AttributeError, match="module 'svag' has no attribute 'nope'"):
+        svag.nope  # noqa: B018
+
+
 def test_every_train_flag_has_a_default_and_help(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
@@ -116,15 +146,13 @@ def test_compare_with_jobs_matches_sequential(tmp_path):
                 assert y[key] == pytest.approx(x[key], rel=1e-4, abs=1e-6), key
 
 
-def test_preset_sets_the_paper_recipe_and_flags_override(tmp_path):
-    from svag.cli import build_parser
-    from svag.config import PRESETS
+def test_preset_sets_the_paper_recipe_and_flags_override(tmp_path, monkeypatch):
+    import svag.commands.train
 
-    parser = build_parser("train")
-    argv = ["train", "--out", "x", "--preset", "cifar10-preresnet32-gn", "--epochs", "2"]
-    args = parser.parse_args(argv)
-    args._command_parser.set_defaults(**PRESETS[args.preset])
-    args = parser.parse_args(argv)
+    seen = []
+    monkeypatch.setattr(svag.commands.train, "run", lambda args: seen.append(args) or 0)  # what main would run
+    assert main(["train", "--out", "x", "--preset", "cifar10-preresnet32-gn", "--epochs", "2"]) == 0
+    (args,) = seen
     assert (args.model, args.norm, args.lr, args.batch_size, args.weight_decay) == ("preresnet32", "gn", 0.8, 128, 5e-4)
     assert args.milestones == (80.0, 120.0) and args.scale_invariant and args.epochs == 2.0
     proc = subprocess.run(

@@ -12,7 +12,6 @@ from svag.lsr import (
     MaxBatchPrediction,
     envelope_batch,
     error_rise_batch,
-    fit_loglog_slope,
     predict_max_batch,
     predict_max_batch_with_se,
     verdicts,
@@ -68,20 +67,6 @@ def test_verdicts_rows():
     }  # fmt: skip
 
 
-def test_loglog_slope_exact_and_against_polyfit():
-    B = [64, 128, 256, 512]
-    fit = fit_loglog_slope(B, [0.003 * b for b in B])
-    assert fit.slope == pytest.approx(1.0, rel=1e-12) and fit.slope_se == pytest.approx(0.0, abs=1e-7)
-    assert fit.intercept == pytest.approx(math.log(0.003), rel=1e-12) and fit.n == 4
-    fit = fit_loglog_slope(BN_B, BN_RATIO)
-    u, v = np.log(BN_B), np.log(BN_RATIO)
-    coef, cov = np.polyfit(u, v, 1, cov=True)  # cov scaled by RSS/(n − 2)
-    assert (fit.slope, fit.intercept) == pytest.approx(tuple(coef), rel=1e-12)
-    assert fit.slope_se == pytest.approx(math.sqrt(cov[0, 0]), rel=1e-10)
-    assert fit.slope > 1.0  # P1's BN row grows faster than slope 1
-    assert math.isnan(fit_loglog_slope([128, 512], [0.078, 0.36]).slope_se)
-
-
 def test_max_batch_se_delta_method():
     pred = predict_max_batch_with_se(128, 0.5, 4.0, G_se=0.01, N_se=0.05, cov_GN=0.0002)
     assert isinstance(pred, MaxBatchPrediction)
@@ -119,14 +104,8 @@ def test_bad_inputs_raise():
         envelope_batch(BN_B, BN_RATIO, tau=0)
     with pytest.raises(ValueError, match="among must be 'holding' or 'all'"):
         envelope_batch(BN_B, BN_RATIO, among="max")
-    with pytest.raises(ValueError, match="batch_sizes entries must be an integer >= 1, got 0"):
-        fit_loglog_slope([0, 128], [0.1, 0.2])
     with pytest.raises(ValueError, match="batch_sizes must be distinct"):
-        fit_loglog_slope([128, 128], [0.1, 0.2])
-    with pytest.raises(ValueError, match=r"ratios entries must be > 0, got -0\.1"):
-        fit_loglog_slope([64, 128], [-0.1, 0.2])
-    with pytest.raises(ValueError, match="at least 2 runs, got 1"):
-        fit_loglog_slope([64], [0.1])
+        envelope_batch([128, 128], [0.1, 0.2])
     with pytest.raises(ValueError, match="batch_sizes must not be empty"):
         envelope_batch([], [])
     with pytest.raises(ValueError, match=r"baseline_batch must be one of the batch sizes \[64, 128\], got 32"):

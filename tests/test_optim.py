@@ -1,17 +1,22 @@
-"""SVAG honours torch.optim's optimizer contract (cf. PyTorch's test/test_optim.py)."""
+"""SVAG honours torch.optim's optimizer contract (cf. PyTorch's test/test_optim.py) and declares its clock."""
 
 import copy
+import json
+import pickle
 
 import pytest
 import torch
 from torch import nn
 
 import svag
+from svag.adaptive import SVAGAdam, SVAGRMSprop
+from svag.clock import Clock, heavy_ball_lr
+from svag.optim import HeavyBallSGD
 
 
-def _model(seed=0):
+def _model(seed=0, dtype=torch.float32):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).to(dtype)
 
 
 def _loss(model, seed):
@@ -131,7 +136,8 @@ def test_param_groups_behave_as_separate_optimizers():
         ({"lr": float("nan")}, r"lr must be .*got nan"),
         ({"lr": 0.1, "l": 0.5}, r"l must be .*>= 1, got 0.5"),
         ({"lr": 0.1, "weight_decay": -1.0}, r"weight_decay must be .*got -1.0"),
-        ({"lr": 0.1, "momentum": 0.9}, r"does not take momentum .*0.9.*η/\(1-β\)"),
+        ({"lr": 0.1, "momentum": 0.9}, r"does not take momentum .*0.9.*heavy_ball=β.*η/\(1-β\)"),
+        ({"lr": 0.1, "heavy_ball": 1.0}, r"heavy_ball must be a real number in \[0, 1\), got 1.0"),
     ],
 )
 def test_bad_hyperparameters_raise(kwargs, match):
@@ -145,3 +151,292 @@ def test_add_param_group_validates():
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "l": 0.0})
     with pytest.raises(ValueError, match="momentum"):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "momentum": 0.5})
+
+
+# -- the clock: time is owned by the optimizer (P1 §2: t = k·η/l; P2 §5: t = k·η²) ------------------
+
+
+def test_clock_formulas():
+    clock = Clock(power=2, l=4.0, lr_factor=2.0)
+    assert clock.original_step_time(0.1) == pytest.approx((2.0 * 0.1) ** 2, rel=1e-15)
+    assert clock.step_time(0.1) == pytest.approx((2.0 * 0.1 / 4.0) ** 2, rel=1e-15)
+    assert clock.steps_per_original == clock.variance_factor == 16.0
+    assert clock.steps_to(0.1, 0.4) == 160  # l²·T/(c·lr)² = 16·0.4/0.04
+    sgd = Clock(power=1, l=3)
+    assert (sgd.original_step_time(0.2), sgd.step_time(0.3), sgd.steps_per_original) == (0.2, 0.3 / 3, 3.0)
+    assert sgd.steps_to(0.5, 5.0) == 30  # l·T/η
+    assert Clock(1).steps_to(0.5, 0.0) == 0
+
+
+@pytest.mark.parametrize(
+    ("clock", "lr", "horizon"),
+    [(Clock(1, 1.5), 0.5, 5.0), (Clock(2, 16.0), 0.1, 0.2), (Clock(1, 2.0, 1 / (1 - 0.9)), 0.01, 1.0)],
+)
+def test_clock_steps_to_times_step_time_is_the_horizon(clock, lr, horizon):
+    k = clock.steps_to(lr, horizon)
+    assert k * clock.step_time(lr) == pytest.approx(horizon, rel=1e-12)
+    assert k / clock.steps_per_original * clock.original_step_time(lr) == pytest.approx(horizon, rel=1e-12)
+
+
+def test_clock_steps_to_refuses_a_horizon_between_steps():
+    with pytest.raises(ValueError, match=r"l·T/lr must be an integer number of SVAG steps, got 6.666.* step time 0.15"):
+        Clock(1, 2.0).steps_to(0.3, 1.0)
+    with pytest.raises(ValueError, match=r"l²·T/lr² must be an integer"):
+        Clock(2).steps_to(0.1, 0.205)
+    with pytest.raises(ValueError, match=r"lr must be a finite number > 0, got 0"):
+        Clock(1).steps_to(0, 1.0)
+    with pytest.raises(ValueError, match=r"horizon must be a finite number >= 0, got -1.0"):
+        Clock(1).steps_to(0.1, -1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"power": 0}, r"power must be an integer >= 1, got 0"),
+        ({"power": 1.0}, r"power must be an integer >= 1, got 1.0"),
+        ({"power": 1, "l": 0.5}, r"l must be .*>= 1, got 0.5"),
+        ({"power": 1, "lr_factor": 0.0}, r"lr_factor must be a finite number > 0, got 0.0"),
+    ],
+)
+def test_clock_validates(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Clock(**kwargs)
+
+
+def test_clock_dict_round_trip():
+    clock = Clock(2, 3.0, 1.25)
+    d = json.loads(json.dumps(clock.to_dict()))
+    assert d == {"power": 2, "l": 3.0, "lr_factor": 1.25}
+    assert Clock.from_dict(d) == clock
+    assert Clock.from_dict({"power": 1}) == Clock(1)
+    with pytest.raises(ValueError, match="a clock needs keys power"):
+        Clock.from_dict({"power": 1, "momentum": 0.9})
+
+
+def test_heavy_ball_lr():
+    assert heavy_ball_lr(0.1, 0.0) == 0.1
+    assert heavy_ball_lr(0.1, 0.9) == pytest.approx(1.0, rel=1e-15)
+    assert heavy_ball_lr(0.1, 0.9) == 0.1 * svag.SVAG.clock_for(heavy_ball=0.9).lr_factor  # one formula
+    for bad in (1.0, -0.1, True):
+        with pytest.raises(ValueError, match=rf"momentum must be a real number in \[0, 1\), got {bad!r}"):
+            heavy_ball_lr(0.1, bad)
+
+
+ALL = {
+    "sgd": lambda params, **kw: svag.SVAG(params, **kw),
+    "sgd_heavy_ball": lambda params, **kw: svag.SVAG(params, heavy_ball=0.5, **kw),
+    "adam": lambda params, **kw: SVAGAdam(params, **kw),
+    "rmsprop": lambda params, **kw: SVAGRMSprop(params, **kw),
+    "sgdm": lambda params, l=1.0, **kw: HeavyBallSGD(params, momentum=0.5, **kw),
+}
+POWER = {"sgd": 1, "sgd_heavy_ball": 1, "adam": 2, "rmsprop": 2, "sgdm": 1}
+FACTOR = {"sgd": 1.0, "sgd_heavy_ball": 2.0, "adam": 1.0, "rmsprop": 1.0, "sgdm": 2.0}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_clock_of_each_optimizer(name):
+    l = 1.0 if name == "sgdm" else 4.0
+    opt = ALL[name](_model(dtype=torch.float64).parameters(), lr=0.2, l=l)
+    clock = opt.clock()
+    assert clock == Clock(POWER[name], l, FACTOR[name]) == opt.clock(opt.param_groups[0])
+    assert opt.time_power == POWER[name]
+    assert opt.time_increment(opt.param_groups[0]) == clock.step_time(0.2) == (FACTOR[name] * 0.2 / l) ** POWER[name]
+    assert opt.variance_factor(opt.param_groups[0]) == l ** POWER[name] == clock.variance_factor
+    hyper = {"heavy_ball": 0.5} if name == "sgd_heavy_ball" else {"momentum": 0.5} if name == "sgdm" else {}
+    assert type(opt).clock_for(l, **hyper) == clock  # without an instance
+    for _ in range(3):
+        opt.step()
+    assert opt.sde_time == pytest.approx(3 * clock.step_time(0.2), rel=1e-15)
+
+
+def test_clock_for_refuses_unknown_hyperparameters_and_momentum():
+    assert SVAGAdam.clock_for(2.0, betas=(0.9, 0.99), eps=1e-6, lr=0.1) == Clock(2, 2.0)  # ignored: no effect on time
+    with pytest.raises(TypeError, match=r"SVAGAdam.clock_for\(\) got unknown hyperparameters \['heavy_ball'\]"):
+        SVAGAdam.clock_for(2.0, heavy_ball=0.5)
+    with pytest.raises(ValueError, match="does not take momentum"):
+        svag.SVAG.clock_for(2.0, momentum=0.9)
+    with pytest.raises(ValueError, match=r"HeavyBallSGD is real SGDM \(l = 1\), got l=2"):
+        HeavyBallSGD.clock_for(2, momentum=0.9)
+
+
+def test_names_for_figures():
+    names = [(c.simulated_name, c.svag_name) for c in (svag.SVAG, SVAGAdam, SVAGRMSprop, HeavyBallSGD)]
+    assert names == [
+        ("SGD", "SVAG"),
+        ("Adam", "SVAG-Adam"),
+        ("RMSprop", "SVAG-RMSprop"),
+        ("SGDM", "SVAG of SGD at η/(1-β)"),
+    ]
+
+
+# -- heavy-ball momentum: SVAG(heavy_ball=β) and HeavyBallSGD ------------------------------------------
+
+
+@pytest.mark.parametrize("l", [1.0, 4.0])
+@pytest.mark.parametrize("wd", [0.0, 5e-4])
+def test_heavy_ball_svag_is_plain_svag_at_lr_over_one_minus_beta(l, wd):
+    """Bit for bit what the runner did before (SVAG at lr = η·(1/(1−β)), schedule included)."""
+    a, b = _model(dtype=torch.float64), _model(dtype=torch.float64)
+    opt_a = svag.SVAG(a.parameters(), lr=0.03, l=l, weight_decay=wd, heavy_ball=0.9)
+    opt_b = svag.SVAG(b.parameters(), lr=0.03 * (1.0 / (1.0 - 0.9)), l=l, weight_decay=wd)
+    assert opt_a.param_groups[0]["lr"] == 0.03  # the simulated run's η
+    for k in range(10):
+        if k == 5:  # a schedule sets group["lr"] = η(t)
+            opt_a.param_groups[0]["lr"] = 0.01
+            opt_b.param_groups[0]["lr"] = 0.01 * (1.0 / (1.0 - 0.9))
+        for m, o in ((a, opt_a), (b, opt_b)):
+            o.zero_grad()
+            _loss(m, k).backward()
+            o.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+    assert opt_a.sde_time == opt_b.sde_time
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("wd", [0.0, 5e-4])
+def test_heavy_ball_sgd_bit_identical_to_torch_sgd_with_momentum(dtype, wd):
+    a, b = _model().to(dtype), _model().to(dtype)
+    opt_a = HeavyBallSGD(a.parameters(), lr=0.05, momentum=0.9, weight_decay=wd)
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.05, momentum=0.9, weight_decay=wd)
+    for k in range(25):
+        for m, o in ((a, opt_a), (b, opt_b)):
+            o.zero_grad()
+            _loss(m, k).backward()
+            o.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+        assert torch.equal(opt_a.state[pa]["momentum_buffer"], opt_b.state[pb]["momentum_buffer"])
+    assert opt_a.sde_time == pytest.approx(25 * 0.05 / (1 - 0.9), rel=1e-13)  # η/(1−β) per step
+
+
+def test_heavy_ball_sgd_sde_time_survives_state_dict():
+    a = _model(dtype=torch.float64)
+    opt_a = HeavyBallSGD(a.parameters(), lr=0.05, momentum=0.5)
+    for k in range(3):
+        opt_a.zero_grad()
+        _loss(a, k).backward()
+        opt_a.step()
+    b = copy.deepcopy(a)
+    opt_b = HeavyBallSGD(b.parameters(), lr=1.0)
+    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
+    assert opt_b.sde_time == opt_a.sde_time and opt_b.param_groups[0]["momentum"] == 0.5
+    for k in range(3, 6):
+        for m, o in ((a, opt_a), (b, opt_b)):
+            o.zero_grad()
+            _loss(m, k).backward()
+            o.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+    assert opt_a.sde_time == opt_b.sde_time
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"lr": -0.1}, r"lr must be a finite number >= 0, got -0.1"),
+        ({"lr": 0.1, "momentum": 1.0}, r"momentum must be a real number in \[0, 1\), got 1.0"),
+        ({"lr": 0.1, "weight_decay": -1.0}, r"weight_decay must be .*got -1.0"),
+    ],
+)
+def test_heavy_ball_sgd_bad_hyperparameters_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        HeavyBallSGD(_model().parameters(), **kwargs)
+    opt = HeavyBallSGD(_model().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="not Nesterov"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "nesterov": True})
+
+
+def test_svag_loads_a_state_dict_saved_before_heavy_ball():
+    opt = svag.SVAG(_model().parameters(), lr=0.1, l=2)
+    state = opt.state_dict()
+    del state["param_groups"][0]["heavy_ball"]
+    opt2 = svag.SVAG(_model().parameters(), lr=0.5)
+    opt2.load_state_dict(state)
+    assert opt2.param_groups[0]["heavy_ball"] == 0.0 and opt2.param_groups[0]["lr"] == 0.1
+
+
+# -- the contract for every optimizer: copies, add_param_group, load_state_dict ----------------------
+
+
+def _train(pairs, start, steps):
+    for k in range(start, start + steps):
+        for m, o in pairs:
+            o.zero_grad()
+            _loss(m, k).backward()
+            o.step()
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_copied_optimizer_steps_and_keeps_sde_time(name, how):
+    model = _model(dtype=torch.float64)
+    opt = ALL[name](model.parameters(), lr=0.01)
+    _train([(model, opt)], 0, 3)
+    if how == "deepcopy":
+        model2, opt2 = copy.deepcopy((model, opt))
+    else:
+        model2, opt2 = pickle.loads(pickle.dumps((model, opt)))
+    assert opt2.sde_time == opt.sde_time > 0
+    assert all(p2 is q for p2, q in zip(opt2.param_groups[0]["params"], model2.parameters()))
+    _train([(model, opt), (model2, opt2)], 3, 4)
+    for pa, pb in zip(model.parameters(), model2.parameters()):
+        assert torch.equal(pa, pb)
+    assert opt2.sde_time == opt.sde_time
+    alone = copy.deepcopy(opt)  # an optimizer copied alone steps too
+    alone.step()
+    assert alone.sde_time > opt.sde_time
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_refused_param_group_is_not_kept(name):
+    opt = ALL[name](_model(dtype=torch.float64).parameters(), lr=0.1)
+    p = nn.Parameter(torch.ones(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"lr must be a finite number >= 0, got -1"):
+        opt.add_param_group({"params": [p], "lr": -1})
+    assert len(opt.param_groups) == 1
+    p.grad = torch.ones_like(p)
+    opt.step()
+    assert torch.equal(p, torch.ones(2, dtype=torch.float64))
+    opt.add_param_group({"params": [p]})  # the same parameter is accepted afterwards
+    assert len(opt.param_groups) == 2
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [("lr", -3, r"lr must be a finite number >= 0, got -3"), ("l", 0.5, r"l must be .*>= 1, got 0.5")],
+)
+def test_load_state_dict_validates_groups_and_leaves_the_optimizer_unchanged(name, key, value, match):
+    if name == "sgdm" and key == "l":
+        key, value, match = "momentum", 1.5, r"momentum must be a real number in \[0, 1\), got 1.5"
+    model = _model(dtype=torch.float64)
+    opt = ALL[name](model.parameters(), lr=0.01)
+    _train([(model, opt)], 0, 2)
+    state = copy.deepcopy(opt.state_dict())
+    bad = copy.deepcopy(state)
+    bad["param_groups"][0][key] = value
+    bad["sde_time"] = 123.0
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(bad)
+    assert opt.state_dict()["param_groups"] == state["param_groups"]
+    assert opt.sde_time == state["sde_time"]
+    for p in model.parameters():
+        for k, v in opt.state[p].items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(state["state"][state_index(opt, p)][k]))
+    with pytest.raises(ValueError, match=r"sde_time must be a finite number >= 0, got -1.0"):
+        opt.load_state_dict({**state, "sde_time": -1.0})
+
+
+def state_index(opt, p):
+    return [id(q) for q in opt.param_groups[0]["params"]].index(id(p))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_grad_no_change_every_optimizer(name):
+    model = _model(dtype=torch.float64)
+    before = copy.deepcopy(model.state_dict())
+    opt = ALL[name](model.parameters(), lr=0.5, weight_decay=0.1)
+    opt.step()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from svag import coefficients
+from svag import SVAG, coefficients
 from svag.problems import (
     Moments,
     NoisyRegression,
@@ -23,7 +23,7 @@ from svag.problems import (
     svag_moments,
     third_cumulant_factor,
 )
-from svag.verify import fit_slope
+from svag.stats import fit_loglog_slope
 
 LADDER = [1, 2, 4, 8, 16, 32]
 
@@ -156,7 +156,7 @@ def test_ou_weak_error_falls_like_one_over_l():
     sq_err = [abs(m.mean_sq_norm - sde.mean_sq_norm) for m in moms]
     for err in (mean_err, sq_err):
         assert all(a > b for a, b in itertools.pairwise(err))
-        assert -1.2 <= fit_slope(LADDER, err) <= -0.8
+        assert -1.2 <= fit_loglog_slope(LADDER, err).slope <= -0.8
         assert err[-2] / err[-1] == pytest.approx(2.0, rel=0.05)
 
 
@@ -165,7 +165,7 @@ def test_exact_skewness_is_nonzero_for_sgd_and_vanishes_like_one_over_l():
     skew = [abs(svag_moments(p, l).skewness([1.0, 0.0])) for l in LADDER]
     assert skew[0] > 0.5  # SGD with this skewed noise is far from Gaussian
     assert all(a > b for a, b in itertools.pairwise(skew))
-    assert -1.2 <= fit_slope(LADDER, skew) <= -0.8
+    assert -1.2 <= fit_loglog_slope(LADDER, skew).slope <= -0.8
 
 
 # -- the regression problem ---------------------------------------------------------------------
@@ -233,7 +233,7 @@ def test_regression_exact_distance_shrinks_like_one_over_l():
     for err in (loss_err, sq_err):
         assert all(a > b for a, b in itertools.pairwise(err))
         assert err[-2] / err[-1] == pytest.approx(2.0, rel=0.05)  # order 1 in 1/l at the large end
-        assert -1.3 <= fit_slope(LADDER, err) <= -0.8
+        assert -1.3 <= fit_loglog_slope(LADDER, err).slope <= -0.8
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def test_bad_arguments_raise_with_the_value_and_what_is_valid():
         skewed_quadratic(noise=np.array([[1.0, 0.0], [0.0, 1.0]]))
     with pytest.raises(ValueError, match="positive definite"):
         skewed_quadratic(curvature=-np.eye(2))
-    assert p.steps(1.5) == 15  # l·T/η = 1.5 · 5 / 0.5
+    assert p.steps(1.5) == 15 == SVAG.clock_for(1.5).steps_to(p.lr, p.horizon)  # l·T/η = 1.5 · 5 / 0.5
     with pytest.raises(ValueError, match="must be an integer number of SVAG steps"):
         p.steps(1.33)
     with pytest.raises(ValueError, match=r"l must be a finite real number >= 1, got 0\.5"):

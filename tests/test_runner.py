@@ -2,11 +2,13 @@
 
 import math
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -121,48 +123,84 @@ def _records(path) -> int:
         return 0
 
 
-def _kill_and_resume(tmp_path, kills: int, seed: int):
-    """SIGKILL a real `svag train` process at random points, resume until done; compare.
+SIGNAL_CFG = replace(FAST, l=4.0, epochs=4.0, n_train=512, eval_every=0.25, checkpoint_every=0.5, weight_decay=1e-3)
 
-    Each kill lands after a random number of evaluation records (drawn with ``seed``), plus a
-    random delay of up to 50 ms, so it hits training, evaluation or checkpoint writing."""
-    cfg = replace(FAST, l=4.0, epochs=12.0, n_train=512, eval_every=0.25, checkpoint_every=0.5, weight_decay=1e-3)
-    ref = tmp_path / "ref"
-    subprocess.run(_train_cmd(ref, cfg), check=True, capture_output=True)
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run that every signal test compares with."""
+    ref = tmp_path_factory.mktemp("signals") / "ref"
+    subprocess.run(_train_cmd(ref, SIGNAL_CFG), check=True, capture_output=True)
+    return ref
+
+
+def _signal_and_resume(tmp_path, ref, sig: int, kills: int, seed: int, cfg=SIGNAL_CFG):
+    """Send ``sig`` to a real `svag train` process at random points, resume until done; compare.
+
+    Each signal lands after a random number of evaluation records (drawn with ``seed``), plus a
+    random delay of up to 50 ms, so it hits training, evaluation or checkpoint writing. SIGKILL
+    leaves the folder at its last checkpoint; SIGINT and SIGTERM let the step finish, checkpoint,
+    mark the folder ``interrupted`` and exit with 128 + the signal number."""
     total = _records(ref / "metrics.jsonl")
-    run_dir = tmp_path / "killed"
+    run_dir = tmp_path / "stopped"
     rng = random.Random(seed)
     targets = sorted(rng.sample(range(2, total - 2), kills))
-    killed = 0
+    stopped = 0
     for attempt in range(kills + 5):
         cmd = _train_cmd(run_dir, cfg) + (["--resume"] if attempt else [])
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if killed < kills:
+        if stopped < kills:
             deadline = time.monotonic() + 120
-            while proc.poll() is None and _records(run_dir / "metrics.jsonl") < targets[killed]:
+            while proc.poll() is None and _records(run_dir / "metrics.jsonl") < targets[stopped]:
                 assert time.monotonic() < deadline, "the run made no progress"
                 time.sleep(0.005)
             time.sleep(rng.uniform(0, 0.05))
             if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                killed += 1
+                proc.send_signal(sig)
+                stopped += 1
         _, err = proc.communicate()
         if proc.returncode == 0:
             break
-        assert proc.returncode == -signal.SIGKILL, err.decode()
-    assert killed == kills, f"only {killed} of {kills} kills landed before the run ended"
+        if sig == signal.SIGKILL:
+            assert proc.returncode == -signal.SIGKILL, err.decode()
+        else:
+            assert proc.returncode == 128 + sig, err.decode()
+            assert read_json(run_dir / "status.json")["status"] == "interrupted"
+            assert "--resume" in err.decode()
+    assert stopped == kills, f"only {stopped} of {kills} signals landed before the run ended"
     a = _strip(read_jsonl(ref / "metrics.jsonl"))
     b = _strip(read_jsonl(run_dir / "metrics.jsonl"))
     assert len(a) == total and a == b
     assert all(math.isfinite(r["test_loss"]) for r in a)
 
 
-def test_sigkill_and_resume_bit_identical_fast(tmp_path):
-    """Fast twin: one SIGKILL at a random point (seed 0)."""
-    _kill_and_resume(tmp_path, kills=1, seed=0)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=lambda s: signal.Signals(s).name)
+def test_signal_and_resume_bit_identical_fast(tmp_path, reference, sig):
+    """Fast twin: one signal at a random point (seed 0)."""
+    _signal_and_resume(tmp_path, reference, sig, kills=1, seed=0)
 
 
 @pytest.mark.slow
-def test_sigkill_and_resume_bit_identical_many_kills(tmp_path):
-    """Heavy: four SIGKILLs at random points (seed 1)."""
-    _kill_and_resume(tmp_path, kills=4, seed=1)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=lambda s: signal.Signals(s).name)
+def test_signal_and_resume_bit_identical_many(tmp_path, sig):
+    """Heavy: four signals at random points (seeds 1..3) of a 12-epoch run."""
+    cfg = replace(SIGNAL_CFG, epochs=12.0)
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(ref, cfg), check=True, capture_output=True)
+    _signal_and_resume(tmp_path, ref, sig, kills=4, seed=int(sig), cfg=cfg)
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "release_0_1_0"
+
+
+def test_resumes_a_folder_written_by_release_0_1_0(tmp_path):
+    """A run that release 0.1.0 left after its first checkpoint resumes with today's code and ends
+    with exactly the records that release wrote for the uninterrupted run (all fields it wrote)."""
+    folder = tmp_path / "l2_seed0"
+    shutil.copytree(FIXTURE / "killed" / "l2_seed0", folder)
+    cfg = RunConfig.from_dict(read_json(folder / "config.json")["config"])
+    res = runner.run(cfg, folder, resume=True, progress=False)
+    want = read_jsonl(FIXTURE / "compare" / "l2_seed0" / "metrics.jsonl")
+    assert res.status == "completed" and len(res.records) == len(want)
+    for got, old in zip(res.records, want):
+        assert {k: got[k] for k in old if k != "wall_time"} == {k: v for k, v in old.items() if k != "wall_time"}

@@ -6,14 +6,27 @@ Whole file: about 15 s on 2 CPU cores.
 """
 
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from svag.cli import main
 from svag.config import RunConfig
-from svag.experiments.scale import base_time_at_epoch, scale_curves, scale_rows, scaled_configs
-from svag.records import read_json
+from svag.experiments.scale import (
+    base_run,
+    base_time_at_epoch,
+    scale_curves,
+    scale_rows,
+    scaled_configs,
+    write_scale_summary,
+)
+from svag.plotting import plot_scale
+from svag.records import read_json, write_json
+from svag.runfolder import RunFolder
+
+V1 = Path(__file__).parent / "fixtures" / "release_0_1_0"
 
 TINY = ["--data", "teacher-student", "--n-train", "256", "--n-test", "128", "--batch-size", "16", "--epochs", "1",
         "--device", "cpu", "--no-progress"]  # fmt: skip
@@ -170,3 +183,29 @@ def test_base_time_at_epoch_interpolates_then_continues_at_the_tail_rate():
     got = base_time_at_epoch(np.array([0.5, 1.5, 3.0]), e, t, tail_time_per_epoch=0.5)
     np.testing.assert_allclose(got, [0.5, 1.25, 2.0])
     assert math.isclose(base_time_at_epoch(np.array([2.0]), e, t, 0.5)[0], 1.5)
+
+
+def test_readers_on_release_0_1_0_folders(tmp_path):
+    """A sweep whose run folders were written by release 0.1.0 (schema version 1): B = 16 has a
+    completed seed and one killed after 3 records; B = 32 never started. Curves, table and figure."""
+    out = tmp_path / "v1"
+    shutil.copytree(V1 / "compare" / "l1_seed0", out / "B16_seed0")
+    shutil.copytree(V1 / "killed" / "l2_seed0", out / "B16_seed1")
+    base = RunFolder(out / "B16_seed0").run_config()
+    entry = {"kappa": 1.0, "lr": 0.1, "batch_size": 16, "betas": list(base.betas), "eps": base.eps}
+    write_json(out / "scale.json", {
+        "rule": "linear", "base_batch_size": 16, "seeds": [0, 1], "base": base.to_dict(),
+        "runs": [{**entry, "dirs": ["B16_seed0", "B16_seed1"]},
+                 {**entry, "kappa": 2.0, "lr": 0.2, "batch_size": 32, "dirs": ["B32_seed0", "B32_seed1"]}],
+    })  # fmt: skip
+    (curve,) = scale_curves(out, ("test_acc",))["test_acc"]
+    assert curve.batch_size == 16 and curve.n_seeds == 2 and len(curve.x) == 3  # truncated to the killed seed
+    np.testing.assert_allclose(curve.x, curve.sde_time, rtol=1e-12)  # the base run's own time
+    rows = {r["batch_size"]: r for r in scale_rows(out, ("test_acc",))}
+    assert (rows[16]["seeds"], rows[16]["completed"]) == (2, 1) and rows[32]["completed"] == 0
+    assert math.isnan(rows[32]["test_acc_final"])
+    md, _ = write_scale_summary(out, ("test_acc", "test_loss"))
+    assert "2 (1 completed)" in md.read_text() and "no records" in md.read_text()
+    assert base_run(out).derived["clock"] == {"power": 1, "l": 1.0, "lr_factor": 1.0}
+    fig = plot_scale(scale_curves(out, ("test_acc",)), out / "scale.png", base=base_run(out), rule="linear")
+    assert fig.stat().st_size > 10_000

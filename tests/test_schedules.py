@@ -1,8 +1,11 @@
 import math
+from dataclasses import replace
 
 import pytest
 
+from svag import runner
 from svag import schedules as S
+from svag.config import RunConfig
 
 
 def test_constant_and_multistep():
@@ -22,16 +25,20 @@ def test_cosine_triangle_warmup_shapes():
     assert w(0) == 1.0 and w(2) == 1.5 and w(4) == 2.0 and w(100) == 2.0
 
 
-def test_same_lr_of_t_for_every_l():
-    """The schedule reads continuous time only: SVAG at l and SGD see the same lr(t)."""
-    sched = S.MultiStep(0.5, milestones=(1.0,), gamma=0.1)
-    for l in (1, 2, 4, 8):
-        t, seen = 0.0, []
-        while t < 2.0:
-            lr = sched(t)
-            seen.append((t, lr))
-            t += lr / l
-        assert all(lr == pytest.approx(0.5 if t < 1.0 else 0.05) for t, lr in seen)
+def test_every_l_sees_the_same_lr_at_the_same_time(tmp_path):
+    """Through the real runner (timeline, optimizer clock, schedule): a ×0.1 decay after one epoch
+    lands at the same continuous time for SGD (l = 1) and SVAG (l = 4), so records at the same
+    times carry the same lr, and SVAG took exactly l steps per SGD step before and after it."""
+    cfg = RunConfig(data="teacher-student", n_train=128, n_test=64, model="mlp", lr=0.2, batch_size=16,
+                    epochs=2.0, eval_every=0.25, schedule="multistep", milestones=(1.0,), gamma=0.1,
+                    checkpoint_every=2.0, device="cpu")  # fmt: skip
+    sgd, svag4 = (runner.run(replace(cfg, l=l), tmp_path / f"l{l}", progress=False).records for l in (1.0, 4.0))
+    assert len(sgd) == len(svag4) == 6  # the time grid: t = 0, every quarter of epoch 1, the end
+    assert [r["lr"] for r in sgd] == [r["lr"] for r in svag4]
+    assert sorted({r["lr"] for r in sgd}) == pytest.approx([0.02, 0.2])  # the decay happened inside the run
+    for a, b in zip(sgd, svag4):
+        assert b["sde_time"] == pytest.approx(a["sde_time"], rel=1e-9, abs=1e-12)
+        assert b["step"] == 4 * a["step"]
 
 
 @pytest.mark.parametrize(

@@ -20,11 +20,11 @@ import torch
 import svag
 from svag.adaptive import SVAGAdam, SVAGRMSprop
 from svag.problems import ou_moments, skewed_quadratic
+from svag.stats import fit_loglog_slope
 from svag.studies import (
     AdaptiveStudyConfig,
     adaptive_problem,
     adaptive_rows,
-    adaptive_steps,
     continuous_lyapunov,
     discrete_lyapunov,
     momentum_rows,
@@ -37,7 +37,6 @@ from svag.studies import (
     sgdm_transition,
     simulate_sgdm,
 )
-from svag.verify import fit_slope
 
 Z_TOL = 5.0
 FAST_R, SLOW_R, FAST_SEED, SLOW_SEED = 20_000, 200_000, 0, 1
@@ -116,7 +115,7 @@ def test_ratio_to_sgd_at_effective_lr_tends_to_1_with_slope_1():
         sub = [r for r in rows if r["beta"] == beta]
         gaps = [r["ratio_minus_1"] for r in sub]
         assert all(g < 0 for g in gaps) and all(abs(a) > abs(b) for a, b in itertools.pairwise(gaps))
-        assert 0.95 <= fit_slope([r["lr"] for r in sub], gaps) <= 1.10
+        assert 0.95 <= fit_loglog_slope([r["lr"] for r in sub], np.abs(gaps)).slope <= 1.10
         last = sub[-1]
         assert abs(last["ratio"] - last["ratio_first_order"]) <= 0.02 * abs(last["ratio_minus_1"])
         assert all(0 < r["sgdm_vs_sde"] < r["sgd_vs_sde"] for r in sub)
@@ -179,10 +178,12 @@ def test_simulate_sgdm_refuses_beta_0():
 
 
 # -- adaptive SVAG ------------------------------------------------------------------------------------
-def test_adaptive_steps_is_l_squared_T_over_lr_squared():
-    assert [adaptive_steps(0.1, 0.2, l) for l in (1, 2, 4, 16)] == [20, 80, 320, 5120]
-    with pytest.raises(ValueError, match="must be an integer"):
-        adaptive_steps(0.1, 0.205, 1)
+@pytest.mark.parametrize("cls", [SVAGAdam, SVAGRMSprop])
+def test_adaptive_steps_are_l_squared_T_over_lr_squared(cls):
+    """The study asks the optimizer's clock for its steps: k = ℓ²T/η² (P2)."""
+    assert [cls.clock_for(l).steps_to(0.1, 0.2) for l in (1, 2, 4, 16)] == [20, 80, 320, 5120]
+    with pytest.raises(ValueError, match=r"l²·T/lr² must be an integer number of SVAG steps"):
+        cls.clock_for(1).steps_to(0.1, 0.205)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])

@@ -3,37 +3,46 @@
 Li, Malladi & Arora, "On the Validity of Modeling SGD with SDEs", NeurIPS 2021 (P1);
 Malladi, Lyu, Panigrahi & Arora, "On the SDEs and Scaling Rules for Adaptive Gradient
 Algorithms", NeurIPS 2022 (P2).
+
+Every public name is imported on first use (PEP 562), so ``import svag`` and ``svag --help`` do not
+load PyTorch: ``svag.SVAG`` imports :mod:`svag.optim` (and torch) the first time it is read.
 """
 
-from . import data, lsr, models, noise, per_sample, problems, scaling, schedules, studies, verify
-from .adaptive import SVAGAdam, SVAGRMSprop
-from .amplify import amplified_loss, coefficients
-from .noise import NoiseAccumulator, NoiseResult, measure_noise
-from .optim import SVAG
-from .step import StepOutput, train_step
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "SVAG",
-    "NoiseAccumulator",
-    "NoiseResult",
-    "SVAGAdam",
-    "SVAGRMSprop",
-    "StepOutput",
-    "__version__",
-    "amplified_loss",
-    "coefficients",
-    "data",
-    "lsr",
-    "measure_noise",
-    "models",
-    "noise",
-    "per_sample",
-    "problems",
-    "scaling",
-    "schedules",
-    "studies",
-    "train_step",
-    "verify",
-]
+# public name -> the module that defines it
+_NAMES = {
+    "SVAG": "optim",
+    "SVAGAdam": "adaptive",
+    "SVAGRMSprop": "adaptive",
+    "amplified_loss": "amplify",
+    "coefficients": "amplify",
+    "NoiseAccumulator": "noise",
+    "NoiseResult": "noise",
+    "measure_noise": "noise",
+    "StepOutput": "step",
+    "train_step": "step",
+}
+# public submodules, read as ``svag.<name>``
+_MODULES = ("data", "lsr", "models", "noise", "per_sample", "problems", "scaling", "schedules", "studies", "verify")
+
+__all__ = sorted(["__version__", *_NAMES, *_MODULES])
+
+
+def __getattr__(name: str) -> object:
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later reads skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

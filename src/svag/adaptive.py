@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .amplify import check_l
+from .clock import check_l
 from .optim import SVAGOptimizer
 
 __all__ = ["SVAGAdam", "SVAGRMSprop", "svag_adam", "svag_beta", "svag_rmsprop", "transformed_hyperparameters"]
@@ -48,13 +48,15 @@ def check_eps(eps: Any, name: str = "eps") -> float:
 def svag_beta(beta: float, l: float) -> float:
     r"""SVAG's averaging parameter: :math:`1 - \beta' = (1 - \beta)/\ell^2` (P2, SVAG for adaptive methods).
 
+    The averaging time constant ``1/(1 − β)``, counted in steps, grows by the number of SVAG steps per
+    step of the simulated run, ``ℓ²`` (:attr:`svag.optim.Clock.steps_per_original` of the adaptive clock).
     ``β = 0`` (no averaging: RMSprop written as Adam with β1 = 0, as in P2's code) has no time
     constant to rescale and stays 0. ``l = 1`` returns ``beta`` itself, bit for bit.
     """
     beta, l = check_beta(beta), check_l(l)
     if beta == 0.0 or l == 1.0:
         return beta
-    return 1.0 - (1.0 - beta) / (l * l)
+    return 1.0 - (1.0 - beta) / _AdaptiveSVAG.clock_for(l).steps_per_original
 
 
 def transformed_hyperparameters(
@@ -68,7 +70,7 @@ def transformed_hyperparameters(
         lr: the LR η of the simulated run.
         betas: ``(β1, β2)`` of Adam, or the single β of RMSprop (returned in the same shape).
         eps: ε of the simulated run.
-        l: P2's ℓ ``>= 1``; the gradient must have covariance ``ℓ²Σ`` (``coefficients(l**2)``).
+        l: P2's ℓ ``>= 1``; the gradient must have covariance ``ℓ²Σ`` (``coefficients(l²)``).
 
     Returns:
         ``{"lr": η/ℓ, "betas": β' (same shape as ``betas``), "eps": ε·ℓ}``; ``l = 1`` returns
@@ -166,17 +168,12 @@ def svag_rmsprop(
 
 
 class _AdaptiveSVAG(SVAGOptimizer):
-    """Shared contract of the adaptive SVAG optimizers (P2): variance ``l²Σ``, time ``(lr/l)²`` per step."""
+    """Shared contract of the adaptive SVAG optimizers (P2): their :class:`~svag.optim.Clock` has ``p = 2``, so
+    the variance factor is ``l²`` (:func:`svag.train_step` uses ``coefficients(l²)``), a step covers
+    ``(lr/l)²`` of continuous time (P2: ``t = k·η²``) and ``l²`` SVAG steps make one original step."""
 
+    time_power = 2  # P2: t = k·η²
     _state_keys: tuple[str, ...] = ()
-
-    def variance_factor(self, group: dict[str, Any]) -> float:
-        """P2's SVAG amplifies the covariance by ``ℓ²``, so :func:`svag.train_step` uses ``coefficients(l**2)``."""
-        return group["l"] ** 2
-
-    def time_increment(self, group: dict[str, Any]) -> float:
-        """One SVAG step covers ``(lr/l)²`` of continuous time (P2: ``t = k·η²``, ``ℓ²`` steps per original step)."""
-        return (group["lr"] / group["l"]) ** 2
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -204,8 +201,8 @@ class SVAGAdam(_AdaptiveSVAG):
     Each step is Adam (coupled L2 decay, as ``torch.optim.Adam``) with the transformed
     hyperparameters ``lr/l``, ``1 − (1 − β_i)/l²``, ``eps·l`` (:func:`transformed_hyperparameters`),
     applied to ``p.grad``, which must hold the amplified gradient with covariance ``l²·Σ``:
-    :func:`svag.train_step` builds it with ``coefficients(l**2)`` because :meth:`variance_factor`
-    returns ``l**2``.
+    :func:`svag.train_step` builds it with ``coefficients(l²)`` because :meth:`variance_factor`
+    returns ``l²``.
 
     Args:
         params: parameters or param groups, as for any ``torch.optim`` optimizer.
@@ -231,6 +228,8 @@ class SVAGAdam(_AdaptiveSVAG):
     ``exp_avg``, ``exp_avg_sq``.
     """
 
+    simulated_name = "Adam"
+    svag_name = "SVAG-Adam"
     _state_keys = ("exp_avg", "exp_avg_sq")
 
     def __init__(
@@ -291,6 +290,8 @@ class SVAGRMSprop(_AdaptiveSVAG):
     cost: as for :class:`SVAGAdam`. State per parameter: ``step``, ``exp_avg_sq``.
     """
 
+    simulated_name = "RMSprop"
+    svag_name = "SVAG-RMSprop"
     _state_keys = ("exp_avg_sq",)
 
     def __init__(

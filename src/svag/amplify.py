@@ -7,21 +7,12 @@ Source: Li, Malladi & Arora, "On the Validity of Modeling SGD with SDEs", NeurIP
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
+from .clock import check_l  # what a valid l is belongs to the clock
+
 __all__ = ["amplified_loss", "check_l", "coefficients"]
-
-
-def check_l(l: float, name: str = "l") -> float:
-    """Return ``l`` as a float, or raise ``ValueError`` unless it is a finite real ``>= 1``."""
-    if isinstance(l, bool) or not isinstance(l, numbers.Real):
-        raise ValueError(f"{name} must be a real number >= 1, got {l!r}")
-    value = float(l)
-    if not math.isfinite(value) or value < 1.0:
-        raise ValueError(f"{name} must be a finite real number >= 1, got {l!r}")
-    return value
 
 
 def coefficients(l: float) -> tuple[float, float]:

@@ -25,10 +25,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class CommandError(Exception):
-    """An error caused by the user's input: printed as one line, exit status 2."""
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the message and where to look, not the whole usage."""
 
@@ -94,12 +90,17 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         code = int(args._run(args) or 0)
-    except (CommandError, ValueError, FileNotFoundError, NotADirectoryError, KeyboardInterrupt) as err:
+    except (ValueError, FileNotFoundError, NotADirectoryError, KeyboardInterrupt) as err:
         if os.environ.get("SVAG_DEBUG"):
             raise
-        message = "interrupted" if isinstance(err, KeyboardInterrupt) else str(err).splitlines()[0]
-        print(f"svag {args.command}: error: {message}", file=sys.stderr)
-        code = 2
+        signum = getattr(err, "signum", None)  # svag.runner.RunInterrupted: checkpointed, resumable
+        if signum:
+            print(f"svag {args.command}: {err}; the run was checkpointed: continue it with --resume", file=sys.stderr)
+            code = 128 + signum  # the shell's convention for a process ended by a signal
+        else:
+            message = "interrupted" if isinstance(err, KeyboardInterrupt) else str(err).splitlines()[0]
+            print(f"svag {args.command}: error: {message}", file=sys.stderr)
+            code = 130 if isinstance(err, KeyboardInterrupt) else 2
     if "svag.distributed" in sys.modules:  # a torchrun worker ends here (see finish_worker)
         sys.modules["svag.distributed"].finish_worker(code)
     return code

@@ -44,6 +44,9 @@ class RunConfig:
     norm: str = _f("none", "normalization: bn, gn (8 groups) or none")
     scale_invariant: bool = _f(False, "P1's scale-invariant form (no affine norm, frozen last layer)")
     width: float = _f(1.0, "width multiplier of the model")
+    loss: str = _f(
+        "cross_entropy", "task loss: cross_entropy (metric: accuracy) or mse (squared error to one-hot labels)"
+    )
     # the run being simulated
     optimizer: str = _f("sgd", "optimizer being simulated: sgd, adam or rmsprop")
     lr: float = _f(0.1, "learning rate η of the simulated run (SVAG steps with η/l)")
@@ -66,7 +69,7 @@ class RunConfig:
     noise_batches: int = _f(0, "m of the m-batch measurement (0: P1's max(200, 12800 // B))")
     noise_window: tuple[float, ...] = _f((), "measure G/N only from START to END SGD-equivalent epochs (default: all)")
     # bookkeeping
-    seed: int = _f(0, "seed of the model init, the sampler and the augmentation")
+    seed: int = _f(0, "root of the run's seed tree: init, data order, augmentation, G/N batches (svag.seeds)")
     eval_every: float = _f(1.0, "evaluation interval in SGD-equivalent epochs of continuous time")
     eval_train_samples: int = _f(4096, "training samples used for train_loss/acc at each evaluation")
     checkpoint_every: float = _f(5.0, "checkpoint interval in SGD-equivalent epochs (0: only at the end)")
@@ -76,7 +79,7 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Raise ``ValueError`` naming the first bad field and what is valid; return self."""
-        from .amplify import check_l
+        from .clock import check_l
 
         def positive(name: str, integer: bool = False, allow_zero: bool = False) -> None:
             v = getattr(self, name)
@@ -87,6 +90,12 @@ class RunConfig:
                 raise ValueError(f"{name} must be {kind} {'>= 0' if allow_zero else '> 0'}, got {v!r}")
 
         check_l(self.l)
+        from .seeds import check_seed
+        from .task import LOSSES
+
+        check_seed(self.seed)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         for name in ("lr", "epochs", "eval_every", "width"):
             positive(name)
         positive("batch_size", integer=True)

@@ -1,10 +1,11 @@
-"""The model side of a run: one model, or K seed replicas trained in lockstep.
+"""The model side of a run: one model, or K seed replicas trained in lockstep, and its task.
 
 The runner talks to an engine only: it hands it batches, asks for losses, metrics and
 checkpoint state per replica. :class:`SingleEngine` wraps one ``nn.Module`` (``K = 1``, the
 plain path with no stacking overhead); :class:`EnsembleEngine` wraps :class:`svag.ensemble.Ensemble`
-(stacked parameters). Each replica's state can be exported in the single-run format, so
-run folders look the same whichever engine trained them.
+(stacked parameters). Both take the run's :class:`svag.task.Task`, the one owner of the loss
+and the metrics. Each replica's state can be exported in the single-run format, so run folders
+look the same whichever engine trained them.
 """
 
 from __future__ import annotations
@@ -12,19 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["EnsembleEngine", "SingleEngine"]
+from .task import Task
 
-
-def _sum_ce(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-replica summed cross-entropy and number correct; logits (K, n, C), y (n,) or (K, n)."""
-    K = logits.shape[0]
-    yy = y.expand(K, -1) if y.dim() == 1 else y
-    loss = F.cross_entropy(logits.flatten(0, 1), yy.reshape(-1), reduction="none").view(K, -1).sum(1)
-    correct = (logits.argmax(-1) == yy).sum(1)
-    return loss, correct
+__all__ = ["EnsembleEngine", "SingleEngine", "evaluate", "grad_norm_sq"]
 
 
 class SingleEngine:
@@ -32,18 +25,29 @@ class SingleEngine:
 
     K = 1
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
+    def __init__(self, model: nn.Module, task: Task) -> None:
+        self.model, self.task = model, task
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.last_losses: torch.Tensor | None = None
 
     def loss(self, batch) -> torch.Tensor:
-        return F.cross_entropy(self.model(batch[0]), batch[1])
+        """The task's mean loss on ``batch = (x, y)``."""
+        return self.task.loss(self.model(batch[0]), batch[1])
+
+    def per_replica_sums(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per-replica sums over ``(x, y)`` of the loss, ``(K,)``, and of each metric, ``{m: (K,)}``."""
+        out = self.outputs(x)
+        K = out.shape[0]
+        flat_out, flat_y = out.flatten(0, 1), y.expand(K, *y.shape).reshape(-1, *y.shape[1:])
+        loss = self.task.per_sample_loss(flat_out, flat_y).view(K, -1).sum(1)
+        metrics = {m: v.view(K, -1).sum(1) for m, v in self.task.per_sample_metrics(flat_out, flat_y).items()}
+        return loss, metrics
 
     def stack(self, batches: list):
         return batches[0]
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs ``(K, n, ...)`` for inputs ``(n, *sample)`` shared by all replicas."""
         return self.model(x).unsqueeze(0)
 
     def train(self, mode: bool = True) -> None:
@@ -81,22 +85,30 @@ class EnsembleEngine(SingleEngine):
     for SGD's extra noise batch work as for one model.
     """
 
-    def __init__(self, ensemble) -> None:
-        super().__init__(ensemble)
+    def __init__(self, ensemble, task: Task) -> None:
+        super().__init__(ensemble, task)
         self.K = ensemble.K
 
     def loss(self, batch) -> torch.Tensor:
-        out = self.model.loss(batch)
-        if self.last_losses is None:  # the first batch's losses are the run's training loss
-            self.last_losses = self.model.last_losses
-        return out
+        """Sum over replicas of each replica's mean loss; ``batch = (x (K,B,...), y (K,B,...))``.
+
+        Replica k's parameters enter only its own term, so the gradient of the sum is, slice by
+        slice, each replica's own gradient. The first call after ``last_losses = None`` keeps the
+        per-replica losses (the run's training loss is batch 1's).
+        """
+        x, y = batch
+        out = self.model(x)
+        per = self.task.per_sample_loss(out.flatten(0, 1), y.reshape(-1, *y.shape[2:])).view(self.K, -1).mean(1)
+        if self.last_losses is None:
+            self.last_losses = per.detach()
+        return per.sum()
 
     def stack(self, batches: list):
         if batches[0] is None:
             return None
         return torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def outputs(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.logits(x)
 
     def stacked_grads(self, grads):
@@ -114,23 +126,24 @@ class EnsembleEngine(SingleEngine):
 
 
 @torch.no_grad()
-def evaluate(engine, x: torch.Tensor, y: torch.Tensor, chunk: int = 2048) -> tuple[list[float], list[float]]:
-    """Per-replica mean loss and accuracy of ``engine`` on ``(x, y)`` in its current mode."""
+def evaluate(engine, x: torch.Tensor, y: torch.Tensor, chunk: int = 2048) -> tuple[list[float], dict[str, list[float]]]:
+    """Per-replica mean loss and mean of each task metric on ``(x, y)``, in the engine's current mode."""
     loss = torch.zeros(engine.K, dtype=torch.float64, device=x.device)
-    correct = torch.zeros(engine.K, dtype=torch.long, device=x.device)
+    sums = {m: torch.zeros(engine.K, dtype=torch.float64, device=x.device) for m in engine.task.metrics}
     for i in range(0, len(x), chunk):
-        l_i, c_i = _sum_ce(engine.logits(x[i : i + chunk]), y[i : i + chunk])
+        l_i, m_i = engine.per_replica_sums(x[i : i + chunk], y[i : i + chunk])
         loss += l_i.double()
-        correct += c_i
+        for m, v in m_i.items():
+            sums[m] += v.double()
     n = len(x)
-    return (loss / n).tolist(), (correct.double() / n).tolist()
+    return (loss / n).tolist(), {m: (v / n).tolist() for m, v in sums.items()}
 
 
 def grad_norm_sq(engine, x: torch.Tensor, y: torch.Tensor, chunk: int = 2048) -> list[float]:
     """Per-replica ‖∇L‖² of the mean loss over ``(x, y)``, in the engine's current mode."""
     grads = [torch.zeros_like(p) for p in engine.params]
     for i in range(0, len(x), chunk):
-        loss_k, _ = _sum_ce(engine.logits(x[i : i + chunk]), y[i : i + chunk])
+        loss_k, _ = engine.per_replica_sums(x[i : i + chunk], y[i : i + chunk])
         for g, gi in zip(grads, torch.autograd.grad(loss_k.sum() / len(x), engine.params)):
             g.add_(gi)
     if engine.K == 1:

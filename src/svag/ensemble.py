@@ -5,7 +5,7 @@ statistics, and the sum over replicas of their mean losses has, for each replica
 replica's gradient. SVAG's update is elementwise, so one :class:`svag.SVAG` over the stacked
 parameters performs K independent runs.
 
-How the layers are stacked (``backend="stacked"``): activations of the convolutional part are in
+How the layers are stacked: activations of the convolutional part are in
 "channel layout" ``(B, K·C, ...)``, so convolutions become grouped convolutions (``groups=K``),
 BatchNorm normalizes ``K·C`` channels (per replica, per channel), GroupNorm uses ``K·G`` groups
 (per replica), and pooling and ReLU are unchanged; ``nn.Flatten`` switches to "replica layout"
@@ -39,7 +39,6 @@ _ELEMENTWISE = (nn.ReLU, nn.Identity, nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveAvg
 
 _SUPPORTED = (nn.Flatten, nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm,
               PadShortcut, *_ELEMENTWISE)  # fmt: skip
-BACKENDS = ("auto", "stacked")
 
 
 def supported(model: nn.Module) -> bool:
@@ -47,7 +46,7 @@ def supported(model: nn.Module) -> bool:
     return all(isinstance(m, _SUPPORTED) for m in _leaves(model))
 
 
-def is_faster(model: str, norm: str, n_seeds: int) -> bool:
+def is_faster(model: str, n_seeds: int) -> bool:
     """``svag compare --ensemble auto``: where the stacked ensemble measured faster than running
     the seeds one by one on 2 CPU cores (``benchmarks/bench_ensemble.py``, BENCHMARKS.md)."""
     return model in ("mlp", "cnn", "resnet32") and n_seeds >= 2
@@ -190,10 +189,8 @@ class Ensemble(nn.Module):
     replica layout.
     """
 
-    def __init__(self, models: list[nn.Module], *, input_shape: tuple[int, ...], backend: str = "auto") -> None:
+    def __init__(self, models: list[nn.Module], *, input_shape: tuple[int, ...]) -> None:
         super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"ensemble backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if len(models) < 2:
             raise ValueError(f"an ensemble needs >= 2 replicas, got {len(models)}")
         bad = sorted({type(m).__name__ for model in models for m in _leaves(model) if not isinstance(m, _SUPPORTED)})
@@ -203,7 +200,7 @@ class Ensemble(nn.Module):
         names = [n for n, _ in _named_leaves(models[0])]
         if any(_signature(m) != _signature(models[0]) for m in models[1:]):
             raise ValueError("ensemble replicas must have the same architecture")
-        self.K, self.backend = len(models), "stacked"
+        self.K = len(models)
         self.input_shape = tuple(input_shape)
         self.net = copy.deepcopy(models[0])
         replica_layout = False
@@ -214,7 +211,6 @@ class Ensemble(nn.Module):
             _set_module(self.net, name, _stack(group, self.K, replica_layout))
         self._stacked = [(n, m) for n, m in _named_leaves(self.net) if isinstance(m, _Stacked)]
         self.params = [p for p in self.net.parameters() if p.requires_grad]
-        self.last_losses: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (K, B, *sample), replica k's batch in row k -> logits (K, B, classes)."""
@@ -226,18 +222,6 @@ class Ensemble(nn.Module):
         if x.dim() == len(self.input_shape) + 1:
             x = x.unsqueeze(0).expand(self.K, *x.shape)
         return self(x)
-
-    def loss(self, batch) -> torch.Tensor:
-        """Sum over replicas of each replica's mean cross-entropy; ``batch = (x (K,B,...), y (K,B))``.
-
-        Replica k's parameters enter only its own term, so the gradient of the sum is, slice by
-        slice, each replica's own gradient.
-        """
-        x, y = batch
-        out = self(x)
-        per = F.cross_entropy(out.flatten(0, 1), y.reshape(-1), reduction="none").view(self.K, -1).mean(1)
-        self.last_losses = per.detach()
-        return per.sum()
 
     def replica_state_dict(self, k: int) -> dict[str, Any]:
         """Replica ``k`` as the ``state_dict`` of the plain model."""

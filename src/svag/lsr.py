@@ -7,7 +7,9 @@ weight decay at the equilibrium of the constant-LR phase, SGD and its SDE can on
 grows linearly, ``G/N(κ) = κ·G/N(1)`` (slope 1 in log–log), so from one baseline run the rule is
 predicted to fail beyond ``B* = B0·τ·N0/G0``. P1's figure uses ``τ = 2``.
 
-``G/N`` here is always measured at each run's own batch size (see :mod:`svag.noise`).
+``G/N`` here is always measured at each run's own batch size (see :mod:`svag.noise`). The pooled
+``G/N`` of a window is :func:`svag.noise.pool_window`; the log–log slope of ``G/N`` in ``B`` is
+:func:`svag.stats.fit_loglog_slope`.
 """
 
 from __future__ import annotations
@@ -19,11 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "LogLogFit",
     "MaxBatchPrediction",
     "envelope_batch",
     "error_rise_batch",
-    "fit_loglog_slope",
     "predict_max_batch",
     "predict_max_batch_with_se",
     "verdicts",
@@ -123,42 +123,6 @@ def predict_max_batch_with_se(
     if not math.isfinite(B_star):
         return MaxBatchPrediction(B_star, math.nan)
     return MaxBatchPrediction(B_star, B_star * math.sqrt(max(rel2, 0.0)))
-
-
-@dataclass(frozen=True)
-class LogLogFit:
-    """Least-squares line ``log(G/N) = intercept + slope·log B`` (natural logs)."""
-
-    slope: float
-    slope_se: float
-    intercept: float
-    n: int
-
-
-def fit_loglog_slope(batch_sizes: Sequence[int], ratios: Sequence[float]) -> LogLogFit:
-    r"""Ordinary least squares slope of ``log(G/N)`` against ``log B``, with its standard error.
-
-    .. math::  \hat s = \frac{\sum (u_i - \bar u)(v_i - \bar v)}{\sum (u_i - \bar u)^2},\quad
-               se(\hat s) = \sqrt{\frac{RSS/(n-2)}{\sum (u_i - \bar u)^2}}
-
-    with ``u = log B``, ``v = log(G/N)``. The LSR with a valid SDE approximation predicts slope 1
-    (P1); a slope well above 1 at large ``B`` flags the failure. ``slope_se`` is ``nan`` for
-    two runs.
-    """
-    bs = _check_runs(batch_sizes, ("ratios", ratios))
-    if len(bs) < 2:
-        raise ValueError(f"fit_loglog_slope needs at least 2 runs, got {len(bs)}")
-    u = [math.log(b) for b in bs]
-    v = [math.log(_check_finite(r, "ratios entries", positive=True)) for r in ratios]
-    n = len(u)
-    ub, vb = sum(u) / n, sum(v) / n
-    sxx = sum((x - ub) ** 2 for x in u)
-    slope = sum((x - ub) * (y - vb) for x, y in zip(u, v)) / sxx
-    intercept = vb - slope * ub
-    if n < 3:
-        return LogLogFit(slope, math.nan, intercept, n)
-    rss = sum((y - intercept - slope * x) ** 2 for x, y in zip(u, v))
-    return LogLogFit(slope, math.sqrt(rss / (n - 2) / sxx), intercept, n)
 
 
 def envelope_batch(

@@ -1,4 +1,4 @@
-"""SVAG as a ``torch.optim`` optimizer: a thin class over a functional core.
+"""SVAG as a ``torch.optim`` optimizer: a thin class over a functional core, and the clock it declares.
 
 Source: P1 (arXiv 2102.12470) §4. For the SGD run (η, B, λ) being simulated, SVAG with
 amplification ``l`` takes the step
@@ -8,26 +8,139 @@ amplification ``l`` takes the step
 where ``g`` (the *amplified* gradient) is what ``p.grad`` holds when :meth:`SVAG.step` runs;
 the weight-decay term is not amplified. ``l`` SVAG steps cover the continuous time of one SGD
 step, ``η``; after ``k`` steps at constant LR the SDE time is ``t = k·η/l``.
+
+**Time is owned by the optimizer.** Every optimizer class here declares its :class:`Clock`
+(:meth:`SVAGOptimizer.clock_for`, usable without an instance): the continuous time of a step,
+the steps per step of the simulated run and the variance factor all come from it, and nothing
+else in the package re-derives them.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.optim import Optimizer
 
-from .amplify import check_l
+from .clock import Clock, _check_momentum, check_l, heavy_ball_lr
 
-__all__ = ["SVAG", "SVAGOptimizer", "svag_sgd"]
+__all__ = ["SVAG", "Clock", "HeavyBallSGD", "SVAGOptimizer", "heavy_ball_lr", "svag_sgd"]
 
 
 def _check_nonneg(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
+
+
+@functools.cache
+def _hyperparameter_names(cls: type) -> frozenset[str]:
+    names = inspect.signature(cls.__init__).parameters
+    return frozenset(n for n, p in names.items() if n not in ("self", "params") and p.kind is not p.VAR_KEYWORD)
+
+
+class _Clocked:
+    """What every optimizer of this package shares, SVAG or not: a declared :class:`Clock`, the SDE time
+    elapsed (:attr:`sde_time`, saved by ``state_dict`` and kept by ``copy``/``pickle``), names for
+    figures, and param groups validated on construction, ``add_param_group`` and ``load_state_dict``."""
+
+    time_power: ClassVar[int]  # p of the clock: 1 for SGD (P1), 2 for Adam/RMSprop (P2)
+    simulated_name: ClassVar[str]  # the optimizer being simulated, as figures and tables name it
+    svag_name: ClassVar[str]  # its SVAG, as figures and tables name it
+    _clock_keys: ClassVar[tuple[str, ...]] = ("l",)  # group keys passed to clock_for
+
+    param_groups: list[dict[str, Any]]
+    defaults: dict[str, Any]
+    _sde_time: float
+
+    # -- the clock ------------------------------------------------------------------------------
+    @classmethod
+    def clock_for(cls, l: float = 1.0, **hyper: Any) -> Clock:
+        """The :class:`Clock` of this optimizer at amplification ``l`` and hyperparameters ``hyper``
+        (the constructor's keyword names; those that do not affect time are accepted and ignored)."""
+        unknown = set(hyper) - _hyperparameter_names(cls)
+        if unknown:
+            raise TypeError(f"{cls.__name__}.clock_for() got unknown hyperparameters {sorted(unknown)}")
+        return Clock(cls.time_power, l, cls._lr_factor(**hyper))
+
+    @classmethod
+    def _lr_factor(cls, **hyper: Any) -> float:
+        """``c`` of the clock from the hyperparameters (1 unless a subclass says otherwise)."""
+        return 1.0
+
+    def names(self) -> dict[str, str]:
+        """``{"simulated": ..., "svag": ...}``: how figures and tables name the simulated run and its SVAG."""
+        return {"simulated": self.simulated_name, "svag": self.svag_name}
+
+    def clock(self, group: dict[str, Any] | None = None) -> Clock:
+        """The :class:`Clock` of param group ``group`` (default: the first, which drives :attr:`sde_time`)."""
+        group = self.param_groups[0] if group is None else group
+        return self.clock_for(**{key: group[key] for key in self._clock_keys})
+
+    def time_increment(self, group: dict[str, Any]) -> float:
+        """Continuous time covered by one step of this group: ``clock(group).step_time(group["lr"])``."""
+        return self.clock(group).step_time(group["lr"])
+
+    def variance_factor(self, group: dict[str, Any]) -> float:
+        """Factor by which the covariance of the gradient in ``p.grad`` must exceed Σ: ``l^p``."""
+        return self.clock(group).variance_factor
+
+    @property
+    def sde_time(self) -> float:
+        """Continuous SDE time elapsed: the sum over steps of the first group's time increment."""
+        return self._sde_time
+
+    def _advance_clock(self) -> None:
+        self._sde_time += self.time_increment(self.param_groups[0])
+
+    # -- validated param groups -----------------------------------------------------------------
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)  # type: ignore[misc]
+        try:
+            self._validate_group(self.param_groups[-1])
+        except Exception:
+            self.param_groups.pop()  # a refused group is not kept
+            raise
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()  # type: ignore[misc]
+        state["sde_time"] = self._sde_time
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """``torch.optim``'s, plus :attr:`sde_time`; each loaded group passes the constructor's checks
+        first, and the optimizer is left unchanged when one does not."""
+        state_dict = dict(state_dict)
+        sde_time = _check_nonneg(state_dict.pop("sde_time", 0.0), "sde_time")
+        saved = state_dict.get("param_groups")
+        if isinstance(saved, list) and len(saved) == len(self.param_groups):
+            for saved_group, group in zip(saved, self.param_groups):
+                candidate = {**self.defaults, **{k: v for k, v in saved_group.items() if k != "params"}}
+                candidate["params"] = group["params"]
+                self._validate_group(candidate)
+        super().load_state_dict(state_dict)  # type: ignore[misc]
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)  # groups saved before a hyperparameter existed
+            self._validate_group(group)
+        self._sde_time = sde_time
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()  # type: ignore[misc]
+        state["_sde_time"] = self._sde_time  # torch keeps defaults, state and param_groups only
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state.setdefault("_sde_time", 0.0)
+        super().__setstate__(state)  # type: ignore[misc]
 
 
 def svag_sgd(
@@ -40,8 +153,9 @@ def svag_sgd(
 ) -> None:
     r"""Functional core of :class:`SVAG`: ``x ← x − (lr/l)·(g + weight_decay·x)`` in place.
 
-    ``grads`` are the amplified gradients ``g``. With ``l == 1`` the operations (and so the
-    rounding) are exactly those of ``torch.optim.SGD`` without momentum.
+    ``grads`` are the amplified gradients ``g``; ``lr`` is the LR of the plain SGD simulated
+    (``heavy_ball_lr(η, β)`` with momentum). With ``l == 1`` the operations (and so the rounding) are
+    exactly those of ``torch.optim.SGD`` without momentum.
     """
     step_size = lr / l
     for param, grad in zip(params, grads):
@@ -49,27 +163,19 @@ def svag_sgd(
         param.add_(d_p, alpha=-step_size)
 
 
-class SVAGOptimizer(Optimizer):
-    """Base of the SVAG optimizers: SDE-time bookkeeping and the amplification contract.
+class SVAGOptimizer(_Clocked, Optimizer):
+    """Base of the SVAG optimizers: the clock, SDE-time bookkeeping and the amplification contract.
 
-    Subclasses implement :meth:`_update_group` and :meth:`time_increment`, and say through
-    :meth:`variance_factor` by how much the two-batch gradient's covariance must be amplified
-    (``l`` for SGD, ``l²`` for the adaptive methods). :func:`svag.train_step` reads it, so the
-    training step always uses the right coefficients for the optimizer it is given.
+    A subclass sets :attr:`time_power` (its clock's ``p``), :attr:`simulated_name`/:attr:`svag_name`,
+    and implements :meth:`_update_group` (and :meth:`_validate_group` for its own hyperparameters).
+    :meth:`time_increment` and :meth:`variance_factor` come from its :class:`Clock`;
+    :func:`svag.train_step` reads the latter, so the training step always uses the right
+    coefficients for the optimizer it is given.
     """
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self._sde_time = 0.0
         super().__init__(params, defaults)
-
-    # -- the contract -------------------------------------------------------------------------
-    def variance_factor(self, group: dict[str, Any]) -> float:
-        """Factor by which the covariance of the gradient in ``p.grad`` must exceed Σ."""
-        return group["l"]
-
-    def time_increment(self, group: dict[str, Any]) -> float:
-        """Continuous time covered by one step of this group."""
-        raise NotImplementedError
 
     def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
         raise NotImplementedError
@@ -78,16 +184,6 @@ class SVAGOptimizer(Optimizer):
         group["l"] = check_l(group["l"])
         group["lr"] = _check_nonneg(group["lr"], "lr")
         group["weight_decay"] = _check_nonneg(group["weight_decay"], "weight_decay")
-
-    # -- torch.optim plumbing -------------------------------------------------------------------
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        self._validate_group(self.param_groups[-1])
-
-    @property
-    def sde_time(self) -> float:
-        """Continuous SDE time elapsed: the sum over steps of the first group's time increment."""
-        return self._sde_time
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -100,42 +196,43 @@ class SVAGOptimizer(Optimizer):
             grads = [p.grad for p in params]
             if params:
                 self._update_group(group, params, grads)
-        self._sde_time += self.time_increment(self.param_groups[0])
+        self._advance_clock()
         return loss
-
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["sde_time"] = self._sde_time
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state_dict = dict(state_dict)
-        sde_time = float(state_dict.pop("sde_time", 0.0))
-        super().load_state_dict(state_dict)
-        self._sde_time = sde_time
 
 
 class SVAG(SVAGOptimizer):
     r"""SVAG for plain SGD (P1, §4): simulates the SDE of SGD with learning rate ``lr``.
 
-    .. math::  x \leftarrow x - \frac{\eta}{l}\,(g + \lambda x), \qquad
-               dX_t = -(\nabla L(X_t) + \lambda X_t)\,dt + (\eta\,\Sigma(X_t))^{1/2}\,dW_t
+    .. math::  x \leftarrow x - \frac{c\,\eta}{l}\,(g + \lambda x), \qquad
+               dX_t = -(\nabla L(X_t) + \lambda X_t)\,dt + (c\,\eta\,\Sigma(X_t))^{1/2}\,dW_t
+
+    with ``c = 1`` (``c = 1/(1 − β)`` with ``heavy_ball=β``).
 
     Args:
         params: parameters or param groups, as for any ``torch.optim`` optimizer.
-        lr: the learning rate η **of the SGD run being simulated** (not η/l).
+        lr: the learning rate η **of the SGD run being simulated** (not η/l); a schedule sets
+            ``group["lr"] = η(t)``.
         l: amplification factor, a real ``>= 1``; may differ per param group. ``l = 1`` is SGD,
             bit for bit equal to ``torch.optim.SGD(params, lr, weight_decay=weight_decay)``.
         weight_decay: L2 coefficient λ, applied as ``λx`` and **not** amplified.
+        heavy_ball: β in [0, 1). The simulated run is SGD with heavy-ball momentum β at LR η, whose
+            small-LR SDE is that of plain SGD at ``heavy_ball_lr(η, β) = η/(1−β)`` (Wang et al. 2023,
+            arXiv 2307.15196); SVAG simulates that plain SGD, so no momentum buffer is kept. Each step
+            is ``x ← x − (heavy_ball_lr(η, β)/l)·(g + λx)`` and covers ``η/((1−β)l)`` of time.
+            ``l = 1`` with momentum is real SGDM: :class:`HeavyBallSGD`.
 
     ``p.grad`` must hold the amplified gradient ``a1 g1 + a2 g2`` (covariance ``l·Σ``): use
     :func:`svag.train_step`, which builds it from two batches. :attr:`sde_time` is the SDE time
-    elapsed, ``Σ_k lr/l`` (first group); it is saved by :meth:`state_dict`.
+    elapsed, ``Σ_k c·lr/l`` (first group); it is saved by :meth:`state_dict`.
 
-    Momentum is refused: P1's convergence theorem covers plain SGD only. To simulate SGD with
-    heavy-ball momentum β at LR η, simulate plain SGD at LR η/(1−β) (Wang et al. 2023,
-    arXiv 2307.15196), e.g. ``svag compare --momentum β``.
+    ``momentum=`` is refused: P1's convergence theorem covers plain SGD only; pass ``heavy_ball=β``
+    to say which SGDM run the plain SGD stands for.
     """
+
+    time_power = 1  # P1: t = k·η/l
+    simulated_name = "SGD"
+    svag_name = "SVAG"
+    _clock_keys = ("l", "heavy_ball")
 
     def __init__(
         self,
@@ -144,27 +241,94 @@ class SVAG(SVAGOptimizer):
         l: float = 1.0,
         weight_decay: float = 0.0,
         *,
+        heavy_ball: float = 0.0,
         momentum: float = 0.0,
     ) -> None:
         _refuse_momentum(momentum)
-        super().__init__(params, {"lr": lr, "l": l, "weight_decay": weight_decay})
+        super().__init__(params, {"lr": lr, "l": l, "weight_decay": weight_decay, "heavy_ball": heavy_ball})
+
+    @classmethod
+    def _lr_factor(cls, heavy_ball: float = 0.0, momentum: float = 0.0, **_: Any) -> float:
+        _refuse_momentum(momentum)
+        return heavy_ball_lr(1.0, _check_momentum(heavy_ball, "heavy_ball"))
+
+    def names(self) -> dict[str, str]:
+        """With ``heavy_ball=β`` the simulated run is SGDM: :class:`HeavyBallSGD`'s names."""
+        if self.param_groups[0]["heavy_ball"]:
+            return {"simulated": HeavyBallSGD.simulated_name, "svag": HeavyBallSGD.svag_name}
+        return super().names()
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         _refuse_momentum(group.get("momentum", 0.0))
         super()._validate_group(group)
-
-    def time_increment(self, group: dict[str, Any]) -> float:
-        """One SVAG step covers ``lr/l`` of continuous time (P1: t = k·η/l)."""
-        return group["lr"] / group["l"]
+        group["heavy_ball"] = _check_momentum(group["heavy_ball"], "heavy_ball")
 
     def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
-        svag_sgd(params, grads, lr=group["lr"], l=group["l"], weight_decay=group["weight_decay"])
+        lr = heavy_ball_lr(group["lr"], group["heavy_ball"])
+        svag_sgd(params, grads, lr=lr, l=group["l"], weight_decay=group["weight_decay"])
 
 
 def _refuse_momentum(momentum: Any) -> None:
     if momentum not in (0, 0.0, None):
         raise ValueError(
             f"SVAG does not take momentum (got momentum={momentum!r}): its convergence theorem "
-            "(P1, Thm 4.3) covers plain SGD only. To simulate SGD with momentum β at lr η, run SVAG "
-            "of plain SGD at lr η/(1-β) (Wang et al. 2023), e.g. `svag compare --momentum β`."
+            "(P1, Thm 4.3) covers plain SGD only. To simulate SGD with heavy-ball momentum β at lr η, pass "
+            "heavy_ball=β: SVAG then runs plain SGD at lr η/(1-β) (Wang et al. 2023)."
         )
+
+
+class HeavyBallSGD(_Clocked, torch.optim.SGD):
+    r"""SGD with heavy-ball momentum (``l = 1``): ``torch.optim.SGD(lr, momentum, weight_decay)``, with a clock.
+
+    .. math::  b \leftarrow \beta b + (g + \lambda x), \qquad x \leftarrow x - \eta\, b
+
+    (dampening 0, not Nesterov), bit for bit equal to ``torch.optim.SGD(params, lr, momentum=β,
+    weight_decay=λ)``. At small LR it follows the SDE of plain SGD at ``heavy_ball_lr(η, β) = η/(1−β)``
+    (Wang et al. 2023), so one step covers ``η/(1−β)`` of continuous time: :attr:`sde_time`
+    advances by that (first group). Its SVAG (``l > 1``) is ``SVAG(lr=η, l=l, heavy_ball=β)``.
+    """
+
+    time_power = 1
+    simulated_name = "SGDM"
+    svag_name = "SVAG of SGD at η/(1-β)"
+    _clock_keys = ("momentum",)
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        *,
+        foreach: bool | None = None,
+    ) -> None:
+        self._sde_time = 0.0
+        lr, weight_decay = _check_nonneg(lr, "lr"), _check_nonneg(weight_decay, "weight_decay")
+        momentum = _check_momentum(momentum)
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=foreach)
+
+    @classmethod
+    def clock_for(cls, l: float = 1.0, **hyper: Any) -> Clock:
+        if check_l(l) != 1.0:
+            raise ValueError(f"HeavyBallSGD is real SGDM (l = 1), got l={l!r}; for l > 1 use SVAG(heavy_ball=β)")
+        return super().clock_for(l, **hyper)
+
+    @classmethod
+    def _lr_factor(cls, momentum: float = 0.0, **_: Any) -> float:
+        return heavy_ball_lr(1.0, momentum)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        group["lr"] = _check_nonneg(group["lr"], "lr")
+        group["weight_decay"] = _check_nonneg(group["weight_decay"], "weight_decay")
+        group["momentum"] = _check_momentum(group["momentum"])
+        if group.get("dampening", 0) != 0 or group.get("nesterov", False) or group.get("maximize", False):
+            raise ValueError(
+                "HeavyBallSGD is heavy-ball momentum with dampening 0, not Nesterov, not maximize; got "
+                f"dampening={group.get('dampening')!r}, nesterov={group.get('nesterov')!r}, "
+                f"maximize={group.get('maximize')!r}"
+            )
+
+    def step(self, closure=None):
+        loss = super().step(closure)
+        self._advance_clock()
+        return loss

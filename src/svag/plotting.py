@@ -1,5 +1,6 @@
-"""Figures. Plotting only reads aggregated records (:mod:`svag.summary`); it never trains or
-recomputes a statistic."""
+"""Figures. Plotting only reads runs (:class:`svag.runfolder.Run`) and their aggregates
+(:mod:`svag.summary`); it never trains or recomputes a statistic. Optimizer names and clocks
+come from each run's ``derived`` (the optimizer's facts, saved by the runner)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .summary import Run, aggregate
+from .runfolder import Run
+from .summary import aggregate
 
 __all__ = ["plot_compare", "plot_lsr", "plot_scale", "save_figure"]
 
@@ -37,7 +39,7 @@ def plot_compare(
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
     cmap = plt.get_cmap("viridis")
     cfg = runs[0].config
-    base, svag_name, hyper = _optimizer_names(cfg)
+    base, svag_name, hyper = _optimizer_names(runs)
     for ax, metric in zip(axes[0], metrics):
         curves = aggregate(runs, metric)
         for i, c in enumerate(curves):
@@ -59,20 +61,22 @@ def plot_compare(
     return save_figure(fig, path)
 
 
-def plot_scale(curves: dict, path: str | os.PathLike, *, base: dict, rule: str) -> Path:
+def plot_scale(curves: dict, path: str | os.PathLike, *, base: Run, rule: str) -> Path:
     """A batch-size sweep under a scaling rule: one panel per metric, one line per batch size B
     (mean over seeds, ±1 std band), colored on a log scale of B.
 
     ``curves`` is :func:`svag.experiments.scale.scale_curves`'s ``{metric: [ScaleCurve]}``; the
     x-axis is each curve's ``x``, the base run's continuous time at the same epoch, which is each
-    run's own SDE time when the rule preserves the SDE. ``base`` is the base run's config dict.
+    run's own SDE time when the rule preserves the SDE. ``base`` is a run of the base batch size
+    (:func:`svag.experiments.scale.base_run`): its config and its optimizer's clock.
     """
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import ListedColormap, LogNorm
 
     metrics = list(curves)
     sizes = sorted({c.batch_size for cs in curves.values() for c in cs})
-    b0 = base["batch_size"]
+    cfg = base.config
+    b0 = cfg["batch_size"]
     cmap = ListedColormap(plt.get_cmap("viridis")(np.linspace(0.0, 0.9, 256)))  # no pale yellow end
     lo, hi = (min(sizes), max(sizes)) if sizes else (b0, b0)
     norm = LogNorm(vmin=lo, vmax=hi if hi > lo else lo * 2)
@@ -95,25 +99,28 @@ def plot_scale(curves: dict, path: str | os.PathLike, *, base: dict, rule: str) 
     fig.supxlabel(_base_time_label(base), fontsize=9)
     what = {"linear": "η·κ", "sqrt": "η·√κ, 1−β → κ(1−β), ε/√κ"}.get(rule, rule)
     fig.suptitle(
-        f"{base['data']} / {base['model']} (norm={base['norm']}), {base['optimizer']}: {rule} rule ({what}) "
-        f"from B0={b0}, η0={base['lr']:g}, same epochs; mean ± std over seeds",
+        f"{cfg['data']} / {cfg['model']} (norm={cfg['norm']}), {base.derived['optimizer_names']['simulated']}: "
+        f"{rule} rule ({what}) from B0={b0}, η0={cfg['lr']:g}, same epochs; mean ± std over seeds",
         fontsize=10,
     )
     return save_figure(fig, path)
 
 
-def _base_time_label(base: dict) -> str:
+def _base_time_label(base: Run) -> str:
     """The figure's x note: t0 = the base run's continuous time at the same epoch, with its clock."""
-    if base.get("optimizer") in ("adam", "rmsprop"):
-        clock = "η0² per step (Adam/RMSprop clock)"
-    elif base.get("momentum"):
-        clock = "η0/(1−β) per step (SGD clock at the SGDM LR)"
-    else:
-        clock = "η0 per step (SGD clock)"
     return (
-        f"x: $t_0(e)$ = the base run's continuous time at epoch e, {clock}: e·τ0 at constant LR, "
+        f"x: $t_0(e)$ = the base run's continuous time at epoch e, {_step_time(base.derived['clock'])} per step "
+        f"({base.derived['optimizer_names']['simulated']} clock): e·τ0 at constant LR, "
         "τ0 = time per epoch of B0. When the rule holds, this is each run's own SDE time."
     )
+
+
+def _step_time(clock: dict) -> str:
+    """The continuous time of one original step at LR η0, ``(η0·lr_factor)^power``, as text."""
+    f, power = clock["lr_factor"], clock["power"]
+    lr = "η0" if f == 1 else f"{f:.4g}·η0"
+    sup = {1: "", 2: "²"}.get(power, f"^{power}")
+    return f"{lr}{sup}" if f == 1 or power == 1 else f"({lr}){sup}"
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 130) -> Path:
@@ -135,16 +142,18 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 130) -> Path:
     return path
 
 
-def _optimizer_names(cfg: dict) -> tuple[str, str, str]:
-    """(name of the l = 1 run, name of the SVAG runs, hyperparameters) for a run config."""
-    opt = cfg.get("optimizer", "sgd")
-    if opt in ("adam", "rmsprop"):
-        name = "Adam" if opt == "adam" else "RMSprop"
-        return name, f"SVAG-{name}", f"η={cfg['lr']:g}, β={tuple(cfg.get('betas', ()))}"
-    if cfg.get("momentum"):
-        beta = cfg["momentum"]
-        return f"SGDM β={beta:g}", "SVAG of SGD at η/(1-β)", f"η={cfg['lr']:g}"
-    return "SGD", "SVAG", f"η={cfg['lr']:g}"
+def _optimizer_names(runs: list[Run]) -> tuple[str, str, str]:
+    """(name of the l = 1 runs, name of the SVAG runs, hyperparameters), the names as the runs'
+    optimizers gave them (``derived["optimizer_names"]``)."""
+    base = next((r for r in runs if r.config["l"] == 1), runs[0])
+    svag = next((r for r in runs if r.config["l"] != 1), runs[0])
+    cfg = base.config
+    hyper = f"η={cfg['lr']:g}"
+    if cfg["optimizer"] != "sgd":
+        hyper += f", β={tuple(cfg['betas'])}"
+    elif cfg["momentum"]:
+        hyper += f", β={cfg['momentum']:g}"
+    return base.derived["optimizer_names"]["simulated"], svag.derived["optimizer_names"]["svag"], hyper
 
 
 def plot_lsr(result: dict, path: str | os.PathLike) -> Path:

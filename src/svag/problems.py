@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .amplify import check_l, coefficients
+from .amplify import coefficients
+from .clock import check_l
+from .optim import SVAG
 
 __all__ = [
     "Moments",
@@ -109,15 +111,6 @@ def expm(a: np.ndarray) -> np.ndarray:
     for _ in range(s):
         result = result @ result
     return result
-
-
-def _steps(lr: float, horizon: float, l: float) -> int:
-    """SVAG steps to reach SDE time ``T``: ``k = l·T/η`` (P1 §4), which must be an integer."""
-    l = check_l(l)
-    k = l * horizon / lr
-    if abs(k - round(k)) > 1e-9 * max(1.0, k):
-        raise ValueError(f"l·T/lr must be an integer number of SVAG steps, got l={l:g}, T={horizon:g}, lr={lr:g}")
-    return round(k)
 
 
 def _check_run(lr: float, horizon: float, batch_size: int, weight_decay: float) -> None:
@@ -211,8 +204,8 @@ class SkewedQuadratic:
         return np.einsum("ia,ib,ic->abc", xi, xi, xi) / (self.n_samples * self.batch_size**2)
 
     def steps(self, l: float) -> int:
-        """SVAG steps ``k = l·T/η`` to reach the horizon."""
-        return _steps(self.lr, self.horizon, l)
+        """SVAG steps ``k = l·T/η`` to reach the horizon (:meth:`svag.optim.Clock.steps_to` of :class:`svag.SVAG`)."""
+        return SVAG.clock_for(l).steps_to(self.lr, self.horizon)
 
     def minibatch_loss(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Sum over replicas ``r`` of the **mean** loss of minibatch ``idx[r]`` at ``x[r]``.
@@ -350,8 +343,8 @@ class NoisyRegression:
         return self.features.T @ self.targets / self.n_samples
 
     def steps(self, l: float) -> int:
-        """SVAG steps ``k = l·T/η`` to reach the horizon."""
-        return _steps(self.lr, self.horizon, l)
+        """SVAG steps ``k = l·T/η`` to reach the horizon (:meth:`svag.optim.Clock.steps_to` of :class:`svag.SVAG`)."""
+        return SVAG.clock_for(l).steps_to(self.lr, self.horizon)
 
     def loss(self, x: np.ndarray) -> float:
         """Full-batch training loss ``L(x) = (1/2n)Σ(a_iᵀx − y_i)²`` (without the weight-decay term)."""

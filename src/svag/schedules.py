@@ -44,11 +44,6 @@ class Schedule:
     def __call__(self, t: float) -> float:
         raise NotImplementedError
 
-    @property
-    def base_lr(self) -> float:
-        """The reference LR η that the schedule scales (used for time-per-epoch conversions)."""
-        return self.lr  # type: ignore[attr-defined]
-
 
 @dataclass(frozen=True)
 class Constant(Schedule):
@@ -153,10 +148,6 @@ class Warmup(Schedule):
         _positive(self.warmup_time, "warmup_time")
         if not 0 < self.start_factor <= 1:
             raise ValueError(f"start_factor must be in (0, 1] (time stops at lr = 0), got {self.start_factor!r}")
-
-    @property
-    def base_lr(self) -> float:
-        return self.inner.base_lr
 
     def __call__(self, t: float) -> float:
         if t >= self.warmup_time:

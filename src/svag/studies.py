@@ -30,16 +30,16 @@ import numpy as np
 import torch
 
 from .adaptive import SVAGAdam, SVAGRMSprop
+from .clock import sgdm_lr
 from .problems import Moments, SkewedQuadratic, skewed_quadratic
+from .stats import fit_loglog_slope, mc_check, stream
 from .step import train_step
-from .verify import fit_slope, mc_check, stream
 
 __all__ = [
     "AdaptiveStudyConfig",
     "MomentumStudyConfig",
     "adaptive_problem",
     "adaptive_rows",
-    "adaptive_steps",
     "burn_in_steps",
     "continuous_lyapunov",
     "discrete_lyapunov",
@@ -171,7 +171,7 @@ def momentum_rows(problem: SkewedQuadratic, betas: tuple[float, ...], effective_
     rows = []
     for beta in betas:
         for eff in effective_lrs:
-            lr = (1 - beta) * eff
+            lr = sgdm_lr(eff, beta)
             sgdm = float(np.trace(sgdm_stationary_cov(problem, lr, beta)[:d, :d]))
             sgd = float(np.trace(sgd_stationary_cov(problem, eff)))
             sde = float(np.trace(sde_stationary_cov(problem, eff)))
@@ -225,13 +225,13 @@ def sgdm_mc_rows(
 
     Per β: run :func:`simulate_sgdm` for :func:`burn_in_steps` steps from ``(x*, 0)``, then compare
     the sample with ``Moments((x*, 0), P_∞)``: z-scores of every mean component, covariance entry of
-    ``(x, buf)`` and ``E‖z‖²`` (:func:`svag.verify.mc_check`), and of ``Tr Cov x`` (estimated by
+    ``(x, buf)`` and ``E‖z‖²`` (:func:`svag.stats.mc_check`), and of ``Tr Cov x`` (estimated by
     ``mean ‖x − x*‖²``, SE from the sample) against SGDM's formula, SGD's at ``η_eff`` and the SDE's.
     ``burn_in_bias`` is the exact relative deficit ``|Tr P_k − Tr P_∞| / Tr P_∞`` of the x block."""
     d = problem.dim
     rows = []
     for beta in betas:
-        lr = (1 - beta) * effective_lr
+        lr = sgdm_lr(effective_lr, beta)
         steps = burn_in_steps(problem, lr, beta, tol)
         p_inf = sgdm_stationary_cov(problem, lr, beta)
         samples = simulate_sgdm(problem, lr, beta, replicas, steps, seed)
@@ -275,7 +275,7 @@ def run_momentum_study(config: MomentumStudyConfig | None = None) -> dict:
         sub = [r for r in rows if r["beta"] == beta]
         lrs = [r["lr"] for r in sub]
         for key in ("ratio_minus_1", "sgdm_vs_sde", "sgd_vs_sde"):
-            slopes[f"beta={beta:g}:{key}"] = fit_slope(lrs, [r[key] for r in sub])
+            slopes[f"beta={beta:g}:{key}"] = fit_loglog_slope(lrs, [abs(r[key]) for r in sub]).slope
     mc = sgdm_mc_rows(problem, cfg.betas, cfg.mc_effective_lr, cfg.mc_replicas, cfg.seed, cfg.burn_in_tol)
     return {"config": asdict(cfg), "problem": _describe(problem), "rows": rows, "slopes": slopes, "monte_carlo": mc}
 
@@ -314,14 +314,6 @@ def adaptive_problem(batch_size: int = 1, center: tuple[float, ...] = (0.0, 0.0)
     return skewed_quadratic(center=np.asarray(center, dtype=np.float64), batch_size=batch_size)
 
 
-def adaptive_steps(lr: float, horizon: float, l: float) -> int:
-    """SVAG steps to reach continuous time ``T`` for an adaptive method (P2): ``k = ℓ²T/η²``, an integer."""
-    k = l * l * horizon / lr**2
-    if abs(k - round(k)) > 1e-9 * max(1.0, k):
-        raise ValueError(f"ℓ²·T/lr² must be an integer number of SVAG steps, got l={l:g}, T={horizon:g}, lr={lr:g}")
-    return round(k)
-
-
 def simulate_adaptive(problem: SkewedQuadratic, cfg: AdaptiveStudyConfig, optimizer: str, l: int) -> np.ndarray:
     """``cfg.replicas`` independent runs of :class:`SVAGAdam` / :class:`SVAGRMSprop` + :func:`svag.train_step`
     (float64, coefficients ``coefficients(ℓ²)``) for ``ℓ²T/η²`` steps from ``x0``; two fresh minibatches of
@@ -336,7 +328,7 @@ def simulate_adaptive(problem: SkewedQuadratic, cfg: AdaptiveStudyConfig, optimi
     else:
         opt = SVAGRMSprop([x], beta=cfg.betas[1], **common)
     shape = (cfg.replicas, problem.batch_size)
-    for _ in range(adaptive_steps(cfg.lr, cfg.horizon, l)):
+    for _ in range(opt.clock().steps_to(cfg.lr, cfg.horizon)):
         batch1 = torch.randint(problem.n_samples, shape, generator=gen)
         batch2 = torch.randint(problem.n_samples, shape, generator=gen) if l > 1 else None
         train_step(opt, lambda idx: problem.minibatch_loss(x, idx), batch1, batch2)
@@ -358,7 +350,7 @@ def adaptive_rows(problem: SkewedQuadratic, cfg: AdaptiveStudyConfig, optimizer:
             {
                 "optimizer": optimizer,
                 "l": l,
-                "steps": adaptive_steps(cfg.lr, cfg.horizon, l),
+                "steps": OPTIMIZERS[optimizer].clock_for(l).steps_to(cfg.lr, cfg.horizon),
                 "sq_norm": float(sq.mean()),
                 "sq_norm_se": float(sq.std(ddof=1) / math.sqrt(len(sq))),
                 "mean_u": float(proj.mean()),
@@ -376,8 +368,8 @@ def adaptive_rows(problem: SkewedQuadratic, cfg: AdaptiveStudyConfig, optimizer:
 
 
 def _fit_kept(xs: list[float], ys: list[float], keep: list[bool]) -> float:
-    """:func:`svag.verify.fit_slope` over the points with ``keep`` true (NaN with fewer than two)."""
-    return fit_slope([x for x, k in zip(xs, keep) if k], [y for y, k in zip(ys, keep) if k])
+    """:func:`svag.stats.fit_loglog_slope` over the points with ``keep`` true (NaN with fewer than two)."""
+    return fit_loglog_slope([x for x, k in zip(xs, keep) if k], [abs(y) for y, k in zip(ys, keep) if k]).slope
 
 
 def _rates(rows: list[dict], pairs: list[dict], limit_zero: bool) -> dict:
@@ -388,12 +380,12 @@ def _rates(rows: list[dict], pairs: list[dict], limit_zero: bool) -> dict:
     ls = [p["l"] for p in pairs]
     for key in ("sq_norm", "mean_u"):
         dists = [p[f"{key}_dist"] for p in pairs]
-        out[f"{key}_dist"] = fit_slope(ls, dists)
+        out[f"{key}_dist"] = fit_loglog_slope(ls, [abs(v) for v in dists]).slope
         out[f"{key}_dist_resolved"] = _fit_kept(ls, dists, [p[f"{key}_resolved"] for p in pairs])
     if not limit_zero:
         return out
     ls, means = [r["l"] for r in rows], [r["mean_u"] for r in rows]
-    out["mean_u_to_0"] = fit_slope(ls, means)
+    out["mean_u_to_0"] = fit_loglog_slope(ls, [abs(v) for v in means]).slope
     out["mean_u_to_0_resolved"] = _fit_kept(ls, means, [abs(r["mean_u"]) > 3 * r["mean_u_se"] for r in rows])
     return out
 

@@ -1,31 +1,23 @@
-"""Read a folder of runs and aggregate them over seeds: the data behind figures and tables.
+"""Aggregate runs over seeds: the data behind figures and tables.
 
-Runs of one comparison share the evaluation grid in continuous time, so record ``j`` of every
-run is at the same ``sde_time``; aggregation is over seeds at each grid point.
+Runs come from :func:`svag.runfolder.load_runs` (re-exported here with :class:`~svag.runfolder.Run`);
+this module reads no file itself. Runs of one comparison share the evaluation grid in continuous
+time, so record ``j`` of every run is at the same ``sde_time``; aggregation is over seeds at each
+grid point.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .records import read_json, read_jsonl
+from .runfolder import Run, load_runs
 
-__all__ = ["METRICS", "Curve", "Run", "aggregate", "load_runs", "summary_rows"]
+__all__ = ["METRICS", "Curve", "Run", "aggregate", "load_runs", "markdown_table", "summary_rows"]
 
 METRICS = ("test_acc", "test_loss", "train_acc", "train_loss", "weight_norm_sq", "grad_norm_sq")
-
-
-@dataclass
-class Run:
-    path: Path
-    config: dict
-    records: list[dict]
-    status: str
 
 
 @dataclass
@@ -40,24 +32,6 @@ class Curve:
     mean: np.ndarray
     std: np.ndarray
     n_seeds: int
-
-
-def load_runs(runs_dir: str | os.PathLike) -> list[Run]:
-    """Every run folder (holding ``config.json`` and ``metrics.jsonl``) below ``runs_dir``."""
-    root = Path(runs_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"no such folder: {root}")
-    runs = []
-    for cfg_path in sorted(root.rglob("config.json")):
-        folder = cfg_path.parent
-        if not (folder / "metrics.jsonl").is_file():
-            continue
-        status_path = folder / "status.json"
-        status = read_json(status_path).get("status", "unknown") if status_path.is_file() else "unknown"
-        runs.append(Run(folder, read_json(cfg_path)["config"], read_jsonl(folder / "metrics.jsonl"), status))
-    if not runs:
-        raise FileNotFoundError(f"no runs (config.json + metrics.jsonl) under {root}")
-    return runs
 
 
 def _group_by_l(runs: list[Run]) -> dict[float, list[Run]]:

@@ -26,7 +26,6 @@ import torch
 
 from .optim import SVAG
 from .problems import (
-    Moments,
     NoisyRegression,
     SkewedQuadratic,
     noisy_regression,
@@ -36,19 +35,17 @@ from .problems import (
     skewed_quadratic,
     svag_moments,
 )
+from .stats import fit_loglog_slope, mc_check, mean_se, stream
 from .step import train_step
 
 __all__ = [
     "VerifyConfig",
-    "fit_slope",
     "l_ladder",
-    "mc_check",
     "ou_rows",
     "regression_rows",
     "run_verification",
     "simulate_em",
     "simulate_svag",
-    "stream",
 ]
 
 
@@ -75,20 +72,6 @@ class VerifyConfig:
 def l_ladder(l_max: int) -> list[int]:
     """``[1, 2, 4, ..., 2^j]`` with ``2^j ≤ l_max``."""
     return [2**j for j in range(int(math.log2(l_max)) + 1)]
-
-
-def fit_slope(ls: list[float], errors: list[float]) -> float:
-    """Least-squares slope of ``log(error)`` against ``log(l)`` (−1 for an order-1 weak error in 1/l)."""
-    err = np.abs(np.asarray(errors, dtype=np.float64))
-    if len(ls) < 2 or not np.all(err > 0):
-        return float("nan")
-    return float(np.polyfit(np.log(np.asarray(ls, dtype=np.float64)), np.log(err), 1)[0])
-
-
-def stream(seed: int, *keys: int) -> torch.Generator:
-    """An independent torch stream for (seed, keys), via numpy's SeedSequence hashing."""
-    state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def simulate_svag(
@@ -138,35 +121,6 @@ def simulate_em(problem: NoisyRegression, substeps: int, replicas: int, seed: in
     return x.numpy()
 
 
-def _mean_se(values: np.ndarray) -> tuple[float, float]:
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
-
-
-def mc_check(samples: np.ndarray, exact: Moments, direction: np.ndarray | None = None) -> dict:
-    """z-scores of Monte-Carlo moments against exact ones: each component of the mean (exact SE
-    ``√(C_ii/R)``), each covariance entry and ``E‖x‖²`` (SE from the sample), and the third central
-    moment along ``direction`` if given. Returns the z-scores, the largest ``|z|``, and the sample
-    skewness along ``direction`` with its normal-theory SE ``√(6/R)``."""
-    R = samples.shape[0]
-    z_mean = (samples.mean(0) - exact.mean) / np.sqrt(np.diag(exact.cov) / R)
-    y = samples - samples.mean(0)
-    iu = np.triu_indices(samples.shape[1])
-    prods = y[:, iu[0]] * y[:, iu[1]]
-    z_cov = (prods.mean(0) * R / (R - 1) - exact.cov[iu]) / (prods.std(0, ddof=1) / math.sqrt(R))
-    sq, sq_se = _mean_se((samples**2).sum(1))
-    zs = {"mean": z_mean.tolist(), "cov": z_cov.tolist(), "sq_norm": (sq - exact.mean_sq_norm) / sq_se}
-    out: dict = {}
-    if direction is not None:
-        proj = y @ np.asarray(direction, dtype=np.float64)
-        cubes = proj**3
-        target = float(np.einsum("abc,a,b,c->", exact.third, direction, direction, direction))
-        zs["third"] = (cubes.mean() - target) / (cubes.std(ddof=1) / math.sqrt(R))
-        out["skewness"] = float(cubes.mean() / (proj**2).mean() ** 1.5)
-        out["skewness_se"] = math.sqrt(6.0 / R)
-    flat = [abs(v) for v in (*zs["mean"], *zs["cov"], zs["sq_norm"], zs.get("third", 0.0))]
-    return {"z": zs, "max_abs_z": max(flat), **out}
-
-
 def ou_rows(problem: SkewedQuadratic, ls: list[int], replicas: int, seed: int, direction: np.ndarray) -> list[dict]:
     """Per ``l``: exact weak errors vs the OU SDE, exact skewness, and the MC check of :class:`svag.SVAG`."""
     sde = ou_moments(problem, problem.horizon)
@@ -191,7 +145,7 @@ def ou_rows(problem: SkewedQuadratic, ls: list[int], replicas: int, seed: int, d
 
 def _loss_and_sq(problem: NoisyRegression, samples: np.ndarray) -> tuple[float, float, float, float]:
     losses = 0.5 * ((samples @ problem.features.T - problem.targets) ** 2).mean(1)
-    return (*_mean_se(losses), *_mean_se((samples**2).sum(1)))
+    return (*mean_se(losses), *mean_se((samples**2).sum(1)))
 
 
 def regression_rows(
@@ -248,13 +202,13 @@ def run_verification(config: VerifyConfig | None = None) -> dict:
     direction = np.array([1.0, 0.0])  # the skewed noise coordinate
     ou_table = ou_rows(ou, ls, cfg.replicas, cfg.seed, direction)
     reg_table, reference = regression_rows(reg, ls, cfg.replicas, cfg.seed, cfg.em_substeps)
-    col = lambda rows, key: [r[key] for r in rows]  # noqa: E731
-    slopes = {
-        "ou_mean_err": fit_slope(ls, col(ou_table, "mean_err")),
-        "ou_sq_norm_err": fit_slope(ls, col(ou_table, "sq_norm_err")),
-        "ou_skewness": fit_slope(ls, col(ou_table, "skewness")),
-        "regression_loss_err": fit_slope(ls, col(reg_table, "loss_err")),
-        "regression_sq_norm_err": fit_slope(ls, col(reg_table, "sq_norm_err")),
+    slope = lambda rows, key: fit_loglog_slope(ls, [abs(r[key]) for r in rows]).slope  # noqa: E731
+    slopes = {  # of log|error| vs log l: −1 for an order-1 weak error in 1/l (nan where undefined)
+        "ou_mean_err": slope(ou_table, "mean_err"),
+        "ou_sq_norm_err": slope(ou_table, "sq_norm_err"),
+        "ou_skewness": slope(ou_table, "skewness"),
+        "regression_loss_err": slope(reg_table, "loss_err"),
+        "regression_sq_norm_err": slope(reg_table, "sq_norm_err"),
     }
     return {
         "config": asdict(cfg),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..clock import heavy_ball_lr
 from ..config import add_config_arguments, config_from_args
 from ..experiments.compare import ENSEMBLE_MODES, run_compare, write_summary
 from . import floats
@@ -35,7 +36,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, per: str) -> None:
 def describe(cfg) -> str:
     """One line saying which runs simulate which SDE."""
     if cfg.optimizer == "sgd" and cfg.momentum:
-        eff = cfg.lr / (1 - cfg.momentum)
+        eff = heavy_ball_lr(cfg.lr, cfg.momentum)
         return (
             f"l = 1 is SGD with heavy-ball momentum β={cfg.momentum:g} at η={cfg.lr:g}; l > 1 is SVAG of plain SGD at "
             f"η/(1-β)={eff:g}, its small-LR SDE (Wang et al. 2023); time advances by η/(1-β) per SGDM step"

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..config import add_config_arguments, config_from_args
 from ..experiments.lsr_sweep import equilibrium_window_epochs, lsr_table, run_sweep, write_lsr_outputs
 from ..plotting import plot_lsr
+from ..runfolder import RunFolder
 from . import batch_sizes
 
 
@@ -42,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.baseline:
         dirs = [Path(args.baseline)]
-        if not (dirs[0] / "metrics.jsonl").is_file():
-            raise FileNotFoundError(f"--baseline {dirs[0]} holds no metrics.jsonl of a run")
+        if not RunFolder(dirs[0]).records():
+            raise FileNotFoundError(f"--baseline {dirs[0]} holds no records of a run")
         if args.verify:
             raise ValueError("--verify needs the baseline config: run without --baseline to train it")
     else:

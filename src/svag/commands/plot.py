@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     runs = load_runs(args.runs_dir)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-    known = set(runs[0].records[0])
+    known = {key for run in runs for row in run.records[:1] for key in row}
     bad = [m for m in metrics if m not in known]
     if bad:
         raise ValueError(f"unknown metric(s) {bad}; valid: {', '.join(sorted(known))}")

@@ -15,13 +15,13 @@ from ..experiments.scale import (
     RULES,
     TABLE_METRICS,
     auto_rule,
+    base_run,
     run_scale,
     scale_curves,
     scaled_configs,
     write_scale_summary,
 )
 from ..plotting import plot_scale
-from ..records import read_json
 from . import batch_sizes
 from .compare import add_sweep_arguments
 
@@ -82,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
         ensemble=args.ensemble,
     )
     md, csv = write_scale_summary(out)
-    spec = read_json(out / "scale.json")
-    fig = plot_scale(scale_curves(out, TABLE_METRICS), out / "scale.png", base=spec["base"], rule=rule)
+    fig = plot_scale(scale_curves(out, TABLE_METRICS), out / "scale.png", base=base_run(out), rule=rule)
     print(md.read_text(), end="")
     print(f"figure: {fig}; table: {md} and {csv}; configs: {out / 'scale.json'}")
     failed = {k: v for k, v in statuses.items() if v != "completed"}

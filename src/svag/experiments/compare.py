@@ -38,7 +38,7 @@ def use_ensemble(cfg: RunConfig, n_seeds: int, mode: str) -> bool:
         from ..ensemble import is_faster
     except ImportError:
         return False
-    return bool(is_faster(cfg.model, cfg.norm, n_seeds))
+    return bool(is_faster(cfg.model, n_seeds))
 
 
 def run_compare(

@@ -20,12 +20,15 @@ from ..lsr import (
     MaxBatchPrediction,
     envelope_batch,
     error_rise_batch,
-    fit_loglog_slope,
     predict_max_batch,
     predict_max_batch_with_se,
     verdicts,
 )
-from ..records import read_json, read_jsonl, write_csv, write_json, write_text
+from ..noise import pool_window
+from ..records import write_csv, write_json, write_text
+from ..runfolder import Run, RunFolder
+from ..schedules import Warmup, schedule_from_dict
+from ..stats import fit_loglog_slope
 from .parallel import Job, run_jobs
 
 __all__ = ["equilibrium_window", "equilibrium_window_epochs", "lsr_table", "run_sweep", "window_ratio"]
@@ -47,21 +50,21 @@ def equilibrium_window_epochs(cfg: RunConfig, fraction: float = 1 / 6) -> tuple[
 
 def equilibrium_window(run_dir: str | os.PathLike, fraction: float = 1 / 6) -> tuple[float, float]:
     """``(t_start, t_end)``: the last ``fraction`` of the first constant-LR phase, in SDE time."""
-    derived = read_json(Path(run_dir) / "config.json")["derived"]
-    sched = derived["schedule"]
-    while sched.get("kind") == "warmup":
-        sched = sched["inner"]
-    milestones = sched.get("milestones") or []
+    derived = RunFolder(run_dir).derived()
+    sched = schedule_from_dict(derived["schedule"])
+    while isinstance(sched, Warmup):
+        sched = sched.inner
+    milestones = getattr(sched, "milestones", ())
     return _last_fraction(milestones[0] if milestones else derived["end_time"], fraction)
 
 
 def window_ratio(run_dir: str | os.PathLike, window: tuple[float, float]) -> dict:
-    """Average ``G`` and ``N`` over the records inside ``window`` (numerator and denominator
-    apart, weighted by ``noise_count``); the SEs pool every per-step estimate in the window as
-    independent draws, and the ratio's SE neglects the covariance of ``G`` and ``N``."""
+    """:func:`svag.noise.pool_window` of the records inside ``window``: ``G`` and ``N`` averaged apart
+    over every per-step estimate in the window, SEs, their covariance ``GN_cov`` and the ratio's
+    delta-method SE (covariance included)."""
     rows = [
         r
-        for r in read_jsonl(Path(run_dir) / "metrics.jsonl")
+        for r in RunFolder(run_dir).records()
         if window[0] < r["sde_time"] <= window[1] * (1 + 1e-9) and r.get("noise_count")
     ]
     if not rows:
@@ -69,33 +72,15 @@ def window_ratio(run_dir: str | os.PathLike, window: tuple[float, float]) -> dic
             f"{run_dir}: no G/N records in the window t ∈ ({window[0]:.4g}, {window[1]:.4g}]; "
             "run with --noise pairs, an eval interval shorter than the window and a --noise-window covering it"
         )
-    c = [float(r["noise_count"]) for r in rows]
-    total = sum(c)
-
-    def pooled(key: str) -> tuple[float, float]:
-        """Mean and SE of all per-step estimates in the window, pooled from the records'
-        means, counts and SEs: SS = Σ (c_i − 1)·c_i·se_i² + Σ c_i (x_i − x̄)²."""
-        mean = sum(ci * r[key] for ci, r in zip(c, rows)) / total
-        ss = 0.0
-        for ci, r in zip(c, rows):
-            se = r.get(f"{key}_se")
-            if ci > 1 and isinstance(se, (int, float)) and math.isfinite(se):
-                ss += (ci - 1) * ci * se * se
-            ss += ci * (r[key] - mean) ** 2
-        return mean, math.sqrt(ss / (total - 1) / total) if total > 1 else math.nan
-
-    (G, G_se), (N, N_se) = pooled("G"), pooled("N")
-    ratio = G / N
-    ratio_se = abs(ratio) * math.sqrt((G_se / G) ** 2 + (N_se / N) ** 2) if G != 0 else math.nan
-    return {"G": G, "N": N, "G_se": G_se, "N_se": N_se, "ratio": ratio, "ratio_se": ratio_se, "records": len(rows)}
+    res = pool_window(rows)
+    keys = ("G", "N", "G_se", "N_se", "GN_cov", "ratio", "ratio_se")
+    return {**{k: getattr(res, k) for k in keys}, "records": len(rows)}
 
 
-def _final_errors(run_dir: Path) -> tuple[float, float, str]:
-    rows = read_jsonl(run_dir / "metrics.jsonl")
-    status_path = run_dir / "status.json"
-    status = read_json(status_path).get("status", "unknown") if status_path.is_file() else "unknown"
-    last = rows[-1]
-    return 1 - last["train_acc"], 1 - last["test_acc"], status
+def _final_errors(run: Run) -> tuple[float, float, str]:
+    """Final train and test error (1 − accuracy of the last record) and the run's status."""
+    last = run.records[-1]
+    return 1 - last["train_acc"], 1 - last["test_acc"], run.status.status
 
 
 def run_sweep(
@@ -124,13 +109,13 @@ def run_sweep(
 def lsr_table(run_dirs: list[Path], *, tau: float, fraction: float, rise: float = 0.2) -> dict:
     """The verdict table and the predictions from a baseline (first) and the sweep runs."""
     base_dir = run_dirs[0]
-    base_cfg = read_json(base_dir / "config.json")["config"]
+    base_cfg = RunFolder(base_dir).config()
     window = equilibrium_window(base_dir, fraction)
     base_gn = window_ratio(base_dir, window)
     if math.isfinite(base_gn["G_se"]) and math.isfinite(base_gn["N_se"]):
         pred = predict_max_batch_with_se(
-            base_cfg["batch_size"], base_gn["G"], base_gn["N"], tau=tau, G_se=base_gn["G_se"], N_se=base_gn["N_se"]
-        )
+            base_cfg["batch_size"], base_gn["G"], base_gn["N"], tau=tau, ratio_se=base_gn["ratio_se"]
+        )  # the window estimator's delta-method SE, with cov(G, N) (svag.noise.pool_window)
     else:
         pred = MaxBatchPrediction(predict_max_batch(base_cfg["batch_size"], base_gn["G"], base_gn["N"], tau), math.nan)
     result = {
@@ -143,16 +128,17 @@ def lsr_table(run_dirs: list[Path], *, tau: float, fraction: float, rise: float 
     }
     rows = []
     for d in run_dirs:
-        if not (d / "metrics.jsonl").is_file():
+        folder = RunFolder(d)
+        run = folder.load() if folder.exists() else None
+        if run is None or not run.records:  # not started, or killed before its first record
             continue
-        cfg = read_json(d / "config.json")["config"]
         try:
             gn = window_ratio(d, window)
         except ValueError:
             gn = {"ratio": math.nan, "ratio_se": math.nan, "G": math.nan, "N": math.nan}
-        train_err, test_err, status = _final_errors(d)
+        train_err, test_err, status = _final_errors(run)
         rows.append(
-            {"B": cfg["batch_size"], "lr": cfg["lr"], "status": status, "train_error": train_err,
+            {"B": run.config["batch_size"], "lr": run.config["lr"], "status": status, "train_error": train_err,
              "test_error": test_err, **{k: gn[k] for k in ("G", "N", "ratio", "ratio_se")}}
         )  # fmt: skip
     ok = [r for r in rows if r["status"] == "completed" and math.isfinite(r["ratio"])]

@@ -3,9 +3,9 @@
 A job is ``(config, seeds, folders)``: one run, or several seeds trained together as an
 ensemble (:func:`svag.runner.run_replicas`). ``run_jobs`` executes the jobs in ``n_jobs``
 worker processes (``spawn``: each worker imports torch afresh, and gets ``cores // n_jobs``
-threads), shows one progress bar over the continuous time of all runs (read from their
-``metrics.jsonl``, so the workers need not report anything), and returns each run's status: a
-failed run is reported and the others finish.
+threads), shows one progress bar over the continuous time of all runs (read from their run
+folders, :meth:`svag.runfolder.RunFolder.progress`, so the workers need not report anything),
+and returns each run's status: a failed run is reported and the others finish.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import RunConfig
-from ..records import read_json
+from ..runfolder import RunFolder
 
 __all__ = ["Job", "run_jobs"]
 
@@ -31,7 +31,7 @@ class Job:
     names: list[str] = field(default_factory=list)
 
 
-def _work(job: Job, resume: bool, threads: int, progress: bool, backend: str) -> list[str]:
+def _work(job: Job, resume: bool, threads: int, progress: bool) -> list[str]:
     import torch
 
     from ..runner import run_replicas
@@ -39,7 +39,7 @@ def _work(job: Job, resume: bool, threads: int, progress: bool, backend: str) ->
     if threads:
         torch.set_num_threads(threads)
     try:
-        results = run_replicas(job.config, job.seeds, job.folders, resume=resume, progress=progress, backend=backend)
+        results = run_replicas(job.config, job.seeds, job.folders, resume=resume, progress=progress)
         return [r.status for r in results]
     except ValueError as err:  # diverged or bad input: reported per run, the sweep goes on
         return [f"failed: {str(err).splitlines()[0]}"] * len(job.folders)
@@ -47,15 +47,11 @@ def _work(job: Job, resume: bool, threads: int, progress: bool, backend: str) ->
 
 def _progress(folders: list[Path]) -> float:
     """Mean over runs of the fraction of their continuous time done (0 for runs not started)."""
-    import json
-
     fractions = []
     for folder in folders:
         try:
-            end = read_json(folder / "config.json")["derived"]["end_time"]
-            lines = [line for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-            fractions.append(min(json.loads(lines[-1])["sde_time"] / end, 1.0) if lines else 0.0)
-        except (FileNotFoundError, ValueError, KeyError, IndexError):
+            fractions.append(RunFolder(folder).progress())
+        except (OSError, ValueError, KeyError):  # a folder being rewritten or left unreadable: the bar goes on
             fractions.append(0.0)
     return sum(fractions) / max(1, len(fractions))
 
@@ -66,7 +62,6 @@ def run_jobs(
     *,
     resume: bool = False,
     progress: bool = True,
-    backend: str = "auto",
     log=None,
 ) -> dict[str, str]:
     """Run every job; ``{name: status}`` for each run folder (``completed``, ``diverged``, ``failed: ...``)."""
@@ -77,7 +72,7 @@ def run_jobs(
     if n_jobs == 1:
         for i, job in enumerate(jobs, 1):
             log(f"[{i}/{len(jobs)}] {', '.join(job.names)}")
-            for name, status in zip(job.names, _work(job, resume, 0, progress, backend)):
+            for name, status in zip(job.names, _work(job, resume, 0, progress)):
                 statuses[name] = status
                 if status != "completed":
                     print(f"  {name}: {status}", file=sys.stderr, flush=True)
@@ -91,7 +86,7 @@ def run_jobs(
 
         bar = tqdm(total=1.0, desc="all runs", bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
     with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_work, job, resume, threads, False, backend): job for job in jobs}
+        futures = {pool.submit(_work, job, resume, threads, False): job for job in jobs}
         pending = set(futures)
         while pending:
             finished, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)

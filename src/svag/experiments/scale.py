@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..clock import Clock
 from ..config import RunConfig
-from ..records import read_json, read_jsonl, write_csv, write_json, write_text
+from ..records import read_json, write_csv, write_json, write_text
+from ..runfolder import Run, RunFolder
 from ..scaling import linear_rule, sde_constants, sqrt_rule
-from ..summary import Run
 from .compare import seed_jobs, use_ensemble
 from .parallel import run_jobs
 
@@ -38,6 +39,7 @@ __all__ = [
     "RULES",
     "ScaleCurve",
     "auto_rule",
+    "base_run",
     "base_time_at_epoch",
     "run_dir_name",
     "run_scale",
@@ -199,21 +201,26 @@ def base_time_at_epoch(
 
 
 def _load(out_dir: str | os.PathLike) -> tuple[dict, dict[int, list[Run]]]:
+    """The sweep's spec and, per batch size, its runs that have records (a seed not started or
+    killed before its first record is left out)."""
     out = Path(out_dir)
     spec = read_json(out / "scale.json")
     groups: dict[int, list[Run]] = {}
     for entry in spec["runs"]:
-        runs = []
-        for name in entry["dirs"]:
-            folder = out / name
-            if not (folder / "metrics.jsonl").is_file():
-                continue
-            saved = read_json(folder / "config.json")
-            config = {**saved["config"], "derived": saved["derived"]}
-            runs.append(Run(folder, config, read_jsonl(folder / "metrics.jsonl"), _status(folder)))
-        if runs and min(len(r.records) for r in runs) > 0:
+        folders = [RunFolder(out / name) for name in entry["dirs"]]
+        runs = [run for run in (f.load() for f in folders if f.exists()) if run.records]
+        if runs:
             groups[int(entry["batch_size"])] = runs
     return spec, groups
+
+
+def base_run(out_dir: str | os.PathLike) -> Run:
+    """A run of the base batch size ``B0`` (the first seed with records): its config and clock."""
+    spec, groups = _load(out_dir)
+    b0 = int(spec["base_batch_size"])
+    if b0 not in groups:
+        raise ValueError(f"the base run (B = {b0}) in {out_dir} has no records")
+    return groups[b0][0]
 
 
 def _columns(runs: list[Run], key: str) -> np.ndarray:
@@ -228,9 +235,10 @@ def _base_mapping(spec: dict, groups: dict[int, list[Run]]):
         raise ValueError(f"the base run (B = {b0}) has no records; the other runs cannot be placed on its time axis")
     base = groups[b0]
     epochs, times = _columns(base, "epoch").mean(0), _columns(base, "sde_time").mean(0)
-    power = 2 if spec["base"]["optimizer"] in ADAPTIVE else 1
+    clock = Clock.from_dict(base[0].derived["clock"])  # the base optimizer's clock: time per epoch at each LR
     lr_last = _columns(base, "lr").mean(0)[-1]
-    tail = base[0].config["derived"]["time_per_epoch"] * (lr_last / spec["base"]["lr"]) ** power
+    ratio = clock.original_step_time(lr_last) / clock.original_step_time(base[0].config["lr"])
+    tail = base[0].derived["time_per_epoch"] * ratio
     return lambda e: base_time_at_epoch(e, epochs, times, tail)
 
 
@@ -282,7 +290,7 @@ def scale_rows(out_dir: str | os.PathLike, metrics: tuple[str, ...] = TABLE_METR
             names = ["beta"] if len(entry["betas"]) == 1 else [f"beta{i + 1}" for i in range(len(entry["betas"]))]
             row.update(zip(names, entry["betas"]))
             row["eps"] = entry["eps"]
-        statuses = [_status(out / name) for name in entry["dirs"]]
+        statuses = [RunFolder(out / name).status().status for name in entry["dirs"]]
         row["seeds"] = len(entry["dirs"])
         row["completed"] = statuses.count("completed")
         for m in metrics:
@@ -299,11 +307,6 @@ def scale_rows(out_dir: str | os.PathLike, metrics: tuple[str, ...] = TABLE_METR
         for m in ("test_acc", "test_loss"):
             r[f"{m}_diff"] = r.get(f"{m}_final", math.nan) - base.get(f"{m}_final", math.nan)
     return sorted(rows, key=lambda r: r["batch_size"])
-
-
-def _status(folder: Path) -> str:
-    path = folder / "status.json"
-    return read_json(path).get("status", "unknown") if path.is_file() else "not started"
 
 
 def _g(x) -> str:

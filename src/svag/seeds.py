@@ -1,0 +1,61 @@
+"""One seed tree for every random stream of a run.
+
+A run's ``seed`` is the root of a tree (``numpy.random.SeedSequence``, as numpy and JAX split
+keys). Each stream is the child of the root at a fixed index, ``SeedSequence(seed,
+spawn_key=(i,))``, which is exactly ``SeedSequence(seed).spawn(n)[i]``:
+
+==  ================  ===========================================================================
+ i  stream            what it draws
+==  ================  ===========================================================================
+ 0  ``init``          the model's initialization (the global torch RNG is seeded with it before
+                      the model is built, so a replica's init depends on its seed alone)
+ 1  ``data_order``    the sampler: both batches of an SVAG step (disjoint halves of one
+                      permutation, or i.i.d. draws) and SGD's batch
+ 2  ``augment``       data augmentation of training batches
+ 3  ``noise_batches`` SGD's extra independent batch for the G/N pair estimates
+ 4  ``m_batches``     the minibatches of P1's m-batch G/N measurement
+ 5  ``gaussian``      Gaussian noise (reserved: Gaussian-noise and Euler–Maruyama runs)
+==  ================  ===========================================================================
+
+New streams are appended at new indices, so adding one never changes the others. Two streams
+never share a generator seed by construction (each is a distinct node of the tree; a test checks
+the 64-bit seeds of every stream of seeds 0..999 are distinct). The data set's own seed
+(``data_seed``: subsets, synthetic data) is not part of this tree: it is the same for every run.
+
+Before this tree (release 0.1.0) seed ``k`` seeded the sampler with ``k`` and augmentation, extra
+G/N batches and m-batch draws with ``k+1``, ``k+2``, ``k+3``, so seed ``k``'s augmentation stream
+was seed ``k+1``'s data order. Folders written then resume with the generator states saved in
+their checkpoints.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+
+__all__ = ["STREAMS", "check_seed", "generator", "stream_seed"]
+
+STREAMS = ("init", "data_order", "augment", "noise_batches", "m_batches", "gaussian")
+
+
+def check_seed(seed: object) -> int:
+    """Return ``seed`` as an int, or raise ``ValueError`` unless it is an integer >= 0."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """The 63-bit integer that seeds ``stream`` of run ``seed``: the first word of
+    ``SeedSequence(seed, spawn_key=(STREAMS.index(stream),))``, top bit cleared."""
+    if stream not in STREAMS:
+        raise ValueError(f"stream must be one of {', '.join(STREAMS)}, got {stream!r}")
+    node = np.random.SeedSequence(check_seed(seed), spawn_key=(STREAMS.index(stream),))
+    return int(node.generate_state(1, dtype=np.uint64)[0]) & (2**63 - 1)
+
+
+def generator(seed: int, stream: str, device: str | torch.device = "cpu") -> torch.Generator:
+    """A fresh ``torch.Generator`` on ``device`` seeded with :func:`stream_seed`."""
+    return torch.Generator(device=device).manual_seed(stream_seed(seed, stream))

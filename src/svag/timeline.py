@@ -1,0 +1,91 @@
+"""A run's timeline on continuous time: schedule, end, evaluation grid, checkpoints, G/N window.
+
+A :class:`~svag.config.RunConfig` gives every length in **SGD-equivalent epochs** (one epoch =
+``n/B`` steps of the simulated run). The optimizer's :class:`~svag.optim.Clock` says how much
+continuous time one step of the simulated run covers at LR η (``η`` for SGD, ``η²`` for
+Adam/RMSprop, ``η/(1−β)`` for heavy-ball SGD), so an epoch at LR η covers
+``τ(η) = (n/B)·clock.original_step_time(η)``. :meth:`Timeline.of` converts every epoch count
+to time once; the runner then drives everything on time, so every ``l`` is evaluated, decays
+its LR and stops at the same continuous times.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from . import schedules as S
+from .clock import TIME_RTOL  # a time t_j is reached when sde_time >= t_j·(1 − TIME_RTOL)
+
+__all__ = ["TIME_RTOL", "Timeline", "make_schedule"]
+
+
+def make_schedule(cfg, steps_per_epoch: float, clock) -> tuple[S.Schedule, float]:
+    """The LR schedule on continuous time and the run's end time ``T``.
+
+    Milestones in SGD-equivalent epochs become times exactly as the simulated run reaches them:
+    phase ``i`` (LR ``η·γ^i``) lasts its epochs times ``τ(η·γ^i)``. Cosine and triangle span
+    ``T = epochs·τ(η)``; warm-up lasts ``warmup·τ(η)``.
+    """
+    tau = steps_per_epoch * clock.original_step_time(cfg.lr)
+    if cfg.schedule in ("constant", "multistep"):
+        edges = [0.0, *cfg.milestones, cfg.epochs]
+        times, t = [], 0.0
+        for i in range(len(edges) - 1):
+            t += (edges[i + 1] - edges[i]) * steps_per_epoch * clock.original_step_time(cfg.lr * cfg.gamma**i)
+            times.append(t)
+        end = times[-1]
+        sched: S.Schedule = (
+            S.MultiStep(cfg.lr, milestones=tuple(times[:-1]), gamma=cfg.gamma) if cfg.milestones else S.Constant(cfg.lr)
+        )
+    else:
+        end = cfg.epochs * tau
+        sched = S.Cosine(cfg.lr, horizon=end) if cfg.schedule == "cosine" else S.Triangle(cfg.lr, end / 2, end)
+    if cfg.warmup > 0:
+        sched = S.Warmup(sched, warmup_time=cfg.warmup * tau)
+    return sched, end
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Every time of a run, in continuous time (see the module docstring)."""
+
+    time_per_epoch: float  # τ(η) at the base LR
+    end_time: float  # T
+    schedule: S.Schedule
+    eval_times: tuple[float, ...]  # t_j = j·eval_every·τ, and T
+    checkpoint_interval: float  # 0: only at the end
+    m_interval: float  # P1's m-batch G/N measurement (0: off)
+    noise_from: float  # G/N only from steps starting in [noise_from, noise_to)
+    noise_to: float
+
+    @classmethod
+    def of(cls, cfg, n_train: int, clock) -> Timeline:
+        steps_per_epoch = n_train / cfg.batch_size
+        tau = steps_per_epoch * clock.original_step_time(cfg.lr)
+        schedule, end = make_schedule(cfg, steps_per_epoch, clock)
+        interval = cfg.eval_every * tau
+        n_pts = math.floor(end / interval * (1 + TIME_RTOL))
+        grid = [j * interval for j in range(n_pts + 1)]
+        if end - grid[-1] > TIME_RTOL * end:
+            grid.append(end)
+        start, stop = cfg.noise_window or (0.0, math.inf)
+        return cls(
+            time_per_epoch=tau,
+            end_time=end,
+            schedule=schedule,
+            eval_times=tuple(grid),
+            checkpoint_interval=cfg.checkpoint_every * tau,
+            m_interval=cfg.noise_every * tau,
+            noise_from=start * tau,
+            noise_to=stop * tau,
+        )
+
+    def to_dict(self) -> dict:
+        """The part of ``config.json``'s ``derived`` that this timeline owns."""
+        return {
+            "time_per_epoch": self.time_per_epoch,
+            "end_time": self.end_time,
+            "eval_times": list(self.eval_times),
+            "schedule": S.schedule_to_dict(self.schedule),
+        }
