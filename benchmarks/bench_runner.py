@@ -11,8 +11,8 @@ What is timed. The plain loop is the usual one: ``torch.randperm`` shuffling, ba
 each step, on the same model (``svag.models.build_model``) and data (``svag.data.load_dataset``);
 only its step loop is timed. The runner is called as users call it,
 ``svag.runner.run(RunConfig(..., eval_every=epochs, checkpoint_every=0), out, progress=False)``,
-and its training time is the time spent in ``_Loop.train`` minus the time spent in
-``_Loop.record`` (the evaluations at t = 0 and at the end) and ``_Loop.save`` (the final
+and its training time is the time spent in ``_Run.train`` minus the time spent in
+``Recorder.record`` (the evaluations at t = 0 and at the end) and ``_Run.save`` (the final
 checkpoint): those methods are wrapped with a stopwatch for the duration of the call. So start-up
 (data, model, files), evaluation and checkpointing are excluded from both sides, and everything
 the runner does per step (sampler, schedule, batch gather, SVAG step, bookkeeping) is included.
@@ -45,6 +45,7 @@ from svag import runner
 from svag.config import RunConfig
 from svag.data import load_dataset
 from svag.models import build_model
+from svag.recorder import Recorder
 
 CASES = {  # name: (model, norm)
     "mlp": ("mlp", "none"),
@@ -95,10 +96,14 @@ def config(model: str, norm: str, noise: str, epochs: float, device: str) -> Run
 
 def runner_step_time(cfg: RunConfig) -> tuple[float, int]:
     """Seconds per training step of ``runner.run(cfg)`` (evaluation and checkpoints excluded)."""
-    with tempfile.TemporaryDirectory() as tmp, stopwatch(runner._Loop, ("train", "record", "save")) as t:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        stopwatch(runner._Run, ("train", "save")) as t,
+        stopwatch(Recorder, ("record",)) as r,
+    ):
         result = runner.run(cfg, Path(tmp) / "run", progress=False)
     steps = result.records[-1]["step"]
-    return (t["train"] - t["record"] - t["save"]) / steps, steps
+    return (t["train"] - r["record"] - t["save"]) / steps, steps
 
 
 def plain_step_time(cfg: RunConfig, steps: int) -> float:

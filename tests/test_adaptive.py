@@ -230,6 +230,8 @@ def test_svag_beta_validates():
 def test_sde_time_advances_by_lr_over_l_squared_and_survives_state_dict(make):
     model = _model()
     opt = make(model.parameters(), lr=0.2, l=4)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # a step without any gradient adds no time (test_optim)
     for _ in range(3):
         opt.step()
     assert opt.sde_time == pytest.approx(3 * (0.2 / 4) ** 2, rel=1e-15)
@@ -287,6 +289,18 @@ def test_goes_downhill(make):
         _loss(model, 0).backward()
         opt.step()
     assert _loss(model, 0).item() < 0.9 * first
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_sparse_gradients_are_refused_before_any_update(make):
+    emb, dense = torch.nn.Embedding(5, 3, sparse=True), torch.nn.Linear(3, 1)
+    before = [p.detach().clone() for p in (*dense.parameters(), *emb.parameters())]
+    opt = make([{"params": dense.parameters()}, {"params": emb.parameters()}], lr=0.1, l=2)
+    dense(emb(torch.tensor([1, 3]))).sum().backward()
+    with pytest.raises(RuntimeError, match="does not support sparse gradients"):
+        opt.step()
+    assert all(torch.equal(p, b) for p, b in zip((*dense.parameters(), *emb.parameters()), before))
+    assert opt.sde_time == 0.0 and len(opt.state) == 0
 
 
 @pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())

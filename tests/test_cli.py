@@ -1,12 +1,14 @@
 """The command line end to end on tiny problems: files written, one-line errors with status 2."""
 
+import contextlib
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 from svag.cli import main
-from svag.records import read_json, read_jsonl
+from svag.records import read_json, read_jsonl, write_json
 
 TINY = ["--data", "teacher-student", "--n-train", "256", "--n-test", "128", "--batch-size", "16",
         "--device", "cpu", "--no-progress"]  # fmt: skip
@@ -114,6 +116,11 @@ def test_lsr_baseline_and_sweep(tmp_path, capsys):
     assert [r["batch_size"] for r in result["verdicts"]] == [16, 32, 64]
     assert (out / "lsr.png").is_file() and (out / "verdicts.csv").is_file()
     assert "Predicted B*" in capsys.readouterr().out
+    # a run of the table that did not complete makes the exit status 1 (it used to be 0)
+    shutil.copytree(out / "B16", tmp_path / "diverged")
+    write_json(tmp_path / "diverged" / "status.json", {"status": "diverged", "message": "loss became nan"})
+    assert main(["lsr", "--out", str(tmp_path / "again"), "--baseline", str(tmp_path / "diverged")]) == 1
+    assert "run B=16 is diverged" in capsys.readouterr().out
 
 
 def test_parallel_jobs_report_a_failed_run_and_finish_the_others(tmp_path):
@@ -174,3 +181,90 @@ def test_threads_option_sets_torch_threads(tmp_path, capsys):
         torch.set_num_threads(before)
     assert main(["--threads", "-1", "train", "--out", str(tmp_path / "s"), *TINY]) == 2
     assert "--threads must be >= 0, got -1" in capsys.readouterr().err
+
+
+# -- issue 11: every bad input is refused before any work, with one line and status 2 -------------
+SHORT = ["--epochs", "1", *TINY]
+MULTI = ["--schedule", "multistep", "--milestones", "0.5"]
+BAD_INPUTS = [
+    # values that implied a run that never ends or exhausts the machine
+    (["train", *SHORT, *MULTI, "--gamma", "1e9"], "gamma must be a decay factor in (0, 1], got 1000000000.0"),
+    (["train", *SHORT, "--gamma", "0"], "gamma must be a decay factor in (0, 1], got 0.0"),
+    (["train", *SHORT, "--n-train", "100000000000"], "n_train=100000000000 + n_test=128 samples of shape (20,)"),
+    (["train", *SHORT, "--n-test", "100000000000"], "n_test=100000000000 samples of shape (20,)"),
+    (["train", *SHORT, "--eval-every", "1e-7"], "eval_every=1e-07 gives 1e+07 evaluation records"),
+    (["train", *SHORT, "--checkpoint-every", "1e-7"], "checkpoint_every=1e-07 gives 1e+07 checkpoints"),
+    (["train", *SHORT, "--noise-every", "1e-7"], "noise_every=1e-07 gives 1e+07 m-batch G/N measurements"),
+    (["train", *SHORT, "--noise-every", "0.5", "--noise-batches", "1"], "noise_batches must be 0"),
+    (["train", *SHORT, "--noise-batches", "1000000000"], "got 1000000000"),
+    (["train", *SHORT, "--warmup", "5"], "warmup must be shorter than the run (epochs=1), got 5"),
+    (
+        ["train", *TINY, "--epochs", "1e9", "--eval-every", "1e5", "--checkpoint-every", "0"],
+        "this run takes 1.6e+10 optimizer steps (epochs=1e+09",
+    ),
+    (["train", *SHORT, "--l", "1e9"], "optimizer steps (epochs=1 × n_train/B = 256/16 × 1e+09 steps per SGD step"),
+    (["train", *SHORT, "--width", "1e-9"], "width 1e-09 leaves a layer of 128 channels"),
+    (["train", *SHORT, "--width", "1e7"], "width=1e+07 makes a layer of mlp too large to allocate"),
+    (["train", *SHORT, "--width", "1e4"], "width=10000 gives mlp 1.64e+12 parameters"),
+    (["train", *SHORT, "--batch-size", "100000"], "batch_size=100000 is larger than the training set (n_train=256)"),
+    (["train", *SHORT, "--l", "2", "--batch-size", "200"], "batch_size=200: SVAG (l=2) draws two disjoint batches"),
+    (["train", *SHORT, "--data", "fashion-mnist", "--n-train", "70000"], "fashion-mnist has 60000 train samples"),
+    (["train", *SHORT, "--sampling", "bogus"], "sampling must be one of disjoint, replacement, got 'bogus'"),
+    (["train", *SHORT, "--model", "bogus"], "got 'bogus'"),
+    # duplicates and impossible sweeps
+    (["compare", *SHORT, "--ls", "2,2", "--seeds", "1"], "values must be distinct, got '2,2'"),
+    (["compare", *SHORT, "--ls", "2,2.0000001", "--seeds", "1"], "two runs of the sweep would share the folder"),
+    (["compare", *SHORT, "--ls", "1,2", "--seeds", "1", "--batch-size", "1000"], "batch_size=1000 is larger"),
+    (["scale", *SHORT, "--batch-sizes", "32,8000", "--seeds", "1"], "batch_size=8000 is larger than the training set"),
+    (["scale", *SHORT, "--batch-sizes", "64,64", "--seeds", "1"], "values must be distinct, got '64,64'"),
+    (["lsr", *SHORT, "--milestones", "0.8", "--verify", "100000"], "batch_size=100000 is larger"),
+    (["lsr", *SHORT, "--milestones", "0.8", "--verify", "64,64"], "values must be distinct, got '64,64'"),
+    (["lsr", *SHORT, "--milestones", "0.8", "--schedule", "cosine"], "schedule 'cosine', which has no constant-LR"),
+    (["lsr", *SHORT, "--milestones", "0.8", "--warmup", "0.75"], "starts inside the warm-up (until 0.75)"),
+    (["lsr", *SHORT, "--milestones", "0.8", "--tau", "nan"], "--tau must be a finite number > 0, got nan"),
+    (["verify", "--l-max", "1000000000"], "l_max=1000000000, replicas=10000, em_substeps=32 would take about"),
+    (["verify", "--replicas", "1000000000"], "replicas=1000000000"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUTS, ids=[" ".join(a[:1] + a[-2:]) for a, _ in BAD_INPUTS])
+def test_bad_input_is_refused_before_any_work(tmp_path, capsys, argv, message):
+    """Status 2, one line naming the value on stderr, nothing written: the output folder is not
+    created (these used to hang, be killed for memory, train then fail, or exit 0 or 1)."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) if "distinct" in message else contextlib.nullcontext() as exit_:
+        code = main([*argv, "--out", str(out)])
+    code = exit_.value.code if exit_ is not None else code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert "Traceback" not in err[0] and list(tmp_path.iterdir()) == []
+
+
+def _tree(root):
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_compare_resume_refuses_a_run_of_another_config_and_reads_only_its_own_runs(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    base = ["--epochs", "0.5", "--seeds", "1", "--ensemble", "off", *TINY]
+    assert main(["compare", "--out", str(out), "--ls", "1,2", *base]) == 0
+    assert main(["train", "--out", str(out / "l4_seed0"), "--l", "4", "--lr", "0.05", "--epochs", "0.5", *TINY]) == 0
+    before = _tree(out)
+    capsys.readouterr()
+    assert main(["compare", "--out", str(out), "--ls", "1,2,4", "--resume", *base]) == 2  # l4 has another lr
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "l4_seed0: config differs in ['lr']" in err[0], err
+    assert _tree(out) == before
+    assert main(["compare", "--out", str(out), "--ls", "1,2", "--resume", *base]) == 0  # l4 is not of this sweep
+    rows = [r for r in (out / "summary.md").read_text().splitlines() if r.startswith("| ") and r[2].isdigit()]
+    assert [r.split(" | ")[0] for r in rows] == ["| 1", "| 2"]
+
+
+def test_exit_codes_follow_one_rule(tmp_path, capsys):
+    """1 when a run diverges (train: a RunDiverged error; lsr: a run of its table), documented in --help."""
+    assert main(["train", "--out", str(tmp_path / "d"), "--lr", "1e6", "--epochs", "0.5", *TINY]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training loss became" in err[0] and "error:" not in err[0]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "exit codes: 0 everything asked for was produced; 1 a run failed or diverged" in capsys.readouterr().out

@@ -23,11 +23,45 @@ def test_defaults_validate_and_round_trip():
         ({"milestones": (5.0, 2.0)}, r"milestones must increase"),
         ({"milestones": (50.0,)}, r"milestones must increase within \(0, epochs=10.0\)"),
         ({"dtype": "half"}, r"dtype must be float32 or float64, got 'half'"),
+        # issue 11: values that imply a run that never ends, or that fails only after it started
+        ({"gamma": 1e9}, r"gamma must be a decay factor in \(0, 1\], got 1000000000.0 \(a factor > 1"),
+        ({"gamma": 0.0}, r"gamma must be a decay factor in \(0, 1\], got 0.0"),
+        ({"gamma": float("nan")}, r"gamma must be a decay factor in \(0, 1\], got nan"),
+        ({"warmup": 10.0}, r"warmup must be shorter than the run \(epochs=10\), got 10"),
+        ({"eval_every": 1e-7}, r"eval_every=1e-07 gives 1e\+08 evaluation records .* at most 100000 .* >= 0.0001"),
+        ({"checkpoint_every": 1e-7}, r"checkpoint_every=1e-07 gives 1e\+08 checkpoints .* at most 10000"),
+        ({"noise_every": 1e-7}, r"noise_every=1e-07 gives 1e\+08 m-batch G/N measurements"),
+        ({"noise_batches": 1}, r"noise_batches must be 0 .* or an integer in \[2, 100000\], got 1"),
+        ({"noise_batches": 10**9}, r"noise_batches must be .*, got 1000000000"),
+        ({"sampling": "bogus"}, r"sampling must be one of disjoint, replacement, got 'bogus'"),
     ],
 )
 def test_bad_values_name_the_value(change, match):
     with pytest.raises(ValueError, match=match):
         RunConfig(**change).validate()
+
+
+def test_limits_on_counts_are_inclusive():
+    RunConfig(epochs=10.0, eval_every=1e-4, checkpoint_every=1e-3, noise_every=1e-4, gamma=1.0).validate()
+
+
+def test_of_accepts_a_config_or_a_dict_and_names_anything_else():
+    cfg = RunConfig(l=2.0)
+    assert RunConfig.of(cfg) is cfg
+    assert RunConfig.of(cfg.to_dict()) == cfg
+    with pytest.raises(TypeError, match="expected a RunConfig or a dict of its fields, got list"):
+        RunConfig.of([1, 2])
+
+
+def test_runner_run_accepts_a_dict(tmp_path):
+    from svag import runner
+
+    cfg = {"data": "teacher-student", "n_train": 64, "n_test": 32, "batch_size": 16, "epochs": 0.5, "device": "cpu"}
+    result = runner.run(cfg, tmp_path / "r", progress=False)
+    assert result.status == "completed" and result.records
+    with pytest.raises(TypeError, match="expected a RunConfig or a dict of its fields, got str"):
+        runner.run("lr=0.1", tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists()
 
 
 def test_unknown_field_in_dict():

@@ -84,7 +84,9 @@ def test_sync_bn_needs_gpu_and_batch_must_divide(tmp_path):
     full = _torchrun(tmp_path / "full", ["--epochs", "1"], check=False)
     # every process checks the folder before any collective and says so in one line (the launcher
     # may stop the slower one first, so at least one line), and none waits for a peer that left
-    assert full.returncode != 0 and "is not empty; pass --resume" in full.stderr, full.stderr
+    assert full.returncode != 0 and "is not empty (it holds" in full.stderr and "pass --resume" in full.stderr, (
+        full.stderr
+    )
     assert "Connection closed" not in full.stderr
 
 

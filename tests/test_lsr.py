@@ -31,7 +31,14 @@ def test_predict_max_batch_on_paper_numbers():
     assert predict_max_batch(128, 0.39, 5.0) == pytest.approx(predict_max_batch(128, 0.078, 1.0), rel=1e-14)
     assert predict_max_batch(128, 0.078, 1.0, tau=4.0) == pytest.approx(2 * predict_max_batch(128, 0.078, 1.0))
     assert isinstance(predict_max_batch(128, 0.078, 1.0), float)
-    assert predict_max_batch(128, -0.01, 1.0) == math.inf
+    assert predict_max_batch(128, 0.0, 1.0) == math.inf  # no signal: the slope-1 line never reaches τ
+
+
+def test_negative_G_estimate_gives_no_prediction():
+    """Ĝ < 0 (below the estimator's noise floor) says G is small, not how small: nan, not inf."""
+    assert math.isnan(predict_max_batch(128, -0.01, 1.0))
+    pred = predict_max_batch_with_se(128, -0.01, 1.0, ratio_se=0.02)
+    assert math.isnan(pred.B_star) and math.isnan(pred.B_star_se)
 
 
 def test_envelope_on_paper_bn_row():
@@ -112,3 +119,33 @@ def test_bad_inputs_raise():
         error_rise_batch([64, 128], [0.1, 0.2], baseline_batch=32)
     with pytest.raises(ValueError, match=r"test_errors must have one entry per batch size \(2\), got 1"):
         verdicts([64, 128], [0.1, 0.2], [0.1, 0.2], [0.1])
+
+
+# -- the equilibrium window needs a constant-LR phase (issue 11) -------------------------------------
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "triangle"])
+def test_equilibrium_window_refuses_a_schedule_without_a_constant_phase(schedule, tmp_path):
+    from svag.config import RunConfig
+    from svag.experiments.lsr_sweep import equilibrium_window, equilibrium_window_epochs
+    from svag.runfolder import RunFolder
+    from svag.schedules import Cosine, Triangle, Warmup, schedule_to_dict
+
+    with pytest.raises(ValueError, match=rf"the run has schedule '{schedule}', which has no constant-LR phase"):
+        equilibrium_window_epochs(RunConfig(schedule=schedule))
+    sched = Warmup(Cosine(0.1, 8.0) if schedule == "cosine" else Triangle(0.1, 4.0, 8.0), 1.0)
+    derived = {"time_per_epoch": 0.8, "end_time": 8.0, "eval_times": [0.0, 8.0], "schedule": schedule_to_dict(sched),
+               "clock": {"power": 1, "l": 1.0, "lr_factor": 1.0}, "optimizer_names": {}}  # fmt: skip
+    RunFolder(tmp_path / "r").create(RunConfig(schedule=schedule).to_dict(), derived, {})
+    with pytest.raises(ValueError, match=rf"has schedule '{schedule}', which has no constant-LR phase"):
+        equilibrium_window(tmp_path / "r")
+
+
+def test_equilibrium_window_refuses_a_window_inside_the_warmup():
+    from svag.config import RunConfig
+    from svag.experiments.lsr_sweep import equilibrium_window_epochs
+
+    cfg = RunConfig(schedule="multistep", milestones=(6.0,), warmup=5.5)
+    with pytest.raises(ValueError, match=r"window \(5, 6\] epochs starts inside the warm-up \(until 5.5\)"):
+        equilibrium_window_epochs(cfg)
+    assert equilibrium_window_epochs(cfg, 1 / 12) == pytest.approx((5.5, 6.0))

@@ -1,7 +1,6 @@
 """SVAG honours torch.optim's optimizer contract (cf. PyTorch's test/test_optim.py) and declares its clock."""
 
 import copy
-import json
 import pickle
 
 import pytest
@@ -10,7 +9,7 @@ from torch import nn
 
 import svag
 from svag.adaptive import SVAGAdam, SVAGRMSprop
-from svag.clock import Clock, heavy_ball_lr
+from svag.clock import Clock
 from svag.optim import HeavyBallSGD
 
 
@@ -70,9 +69,16 @@ def test_no_grad_no_change():
         assert torch.equal(v, before[k])
 
 
+def _zero_grads(model):
+    """A gradient for every parameter (zero): a step then counts (see test_no_grad_no_time)."""
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+
+
 def test_sde_time_sums_lr_over_l_and_survives_state_dict():
     model = _model()
     opt = svag.SVAG(model.parameters(), lr=0.2, l=4)
+    _zero_grads(model)
     for _ in range(3):
         opt.step()
     assert opt.sde_time == pytest.approx(3 * 0.2 / 4, abs=1e-15)
@@ -156,72 +162,6 @@ def test_add_param_group_validates():
 # -- the clock: time is owned by the optimizer (P1 §2: t = k·η/l; P2 §5: t = k·η²) ------------------
 
 
-def test_clock_formulas():
-    clock = Clock(power=2, l=4.0, lr_factor=2.0)
-    assert clock.original_step_time(0.1) == pytest.approx((2.0 * 0.1) ** 2, rel=1e-15)
-    assert clock.step_time(0.1) == pytest.approx((2.0 * 0.1 / 4.0) ** 2, rel=1e-15)
-    assert clock.steps_per_original == clock.variance_factor == 16.0
-    assert clock.steps_to(0.1, 0.4) == 160  # l²·T/(c·lr)² = 16·0.4/0.04
-    sgd = Clock(power=1, l=3)
-    assert (sgd.original_step_time(0.2), sgd.step_time(0.3), sgd.steps_per_original) == (0.2, 0.3 / 3, 3.0)
-    assert sgd.steps_to(0.5, 5.0) == 30  # l·T/η
-    assert Clock(1).steps_to(0.5, 0.0) == 0
-
-
-@pytest.mark.parametrize(
-    ("clock", "lr", "horizon"),
-    [(Clock(1, 1.5), 0.5, 5.0), (Clock(2, 16.0), 0.1, 0.2), (Clock(1, 2.0, 1 / (1 - 0.9)), 0.01, 1.0)],
-)
-def test_clock_steps_to_times_step_time_is_the_horizon(clock, lr, horizon):
-    k = clock.steps_to(lr, horizon)
-    assert k * clock.step_time(lr) == pytest.approx(horizon, rel=1e-12)
-    assert k / clock.steps_per_original * clock.original_step_time(lr) == pytest.approx(horizon, rel=1e-12)
-
-
-def test_clock_steps_to_refuses_a_horizon_between_steps():
-    with pytest.raises(ValueError, match=r"l·T/lr must be an integer number of SVAG steps, got 6.666.* step time 0.15"):
-        Clock(1, 2.0).steps_to(0.3, 1.0)
-    with pytest.raises(ValueError, match=r"l²·T/lr² must be an integer"):
-        Clock(2).steps_to(0.1, 0.205)
-    with pytest.raises(ValueError, match=r"lr must be a finite number > 0, got 0"):
-        Clock(1).steps_to(0, 1.0)
-    with pytest.raises(ValueError, match=r"horizon must be a finite number >= 0, got -1.0"):
-        Clock(1).steps_to(0.1, -1.0)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"power": 0}, r"power must be an integer >= 1, got 0"),
-        ({"power": 1.0}, r"power must be an integer >= 1, got 1.0"),
-        ({"power": 1, "l": 0.5}, r"l must be .*>= 1, got 0.5"),
-        ({"power": 1, "lr_factor": 0.0}, r"lr_factor must be a finite number > 0, got 0.0"),
-    ],
-)
-def test_clock_validates(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        Clock(**kwargs)
-
-
-def test_clock_dict_round_trip():
-    clock = Clock(2, 3.0, 1.25)
-    d = json.loads(json.dumps(clock.to_dict()))
-    assert d == {"power": 2, "l": 3.0, "lr_factor": 1.25}
-    assert Clock.from_dict(d) == clock
-    assert Clock.from_dict({"power": 1}) == Clock(1)
-    with pytest.raises(ValueError, match="a clock needs keys power"):
-        Clock.from_dict({"power": 1, "momentum": 0.9})
-
-
-def test_heavy_ball_lr():
-    assert heavy_ball_lr(0.1, 0.0) == 0.1
-    assert heavy_ball_lr(0.1, 0.9) == pytest.approx(1.0, rel=1e-15)
-    assert heavy_ball_lr(0.1, 0.9) == 0.1 * svag.SVAG.clock_for(heavy_ball=0.9).lr_factor  # one formula
-    for bad in (1.0, -0.1, True):
-        with pytest.raises(ValueError, match=rf"momentum must be a real number in \[0, 1\), got {bad!r}"):
-            heavy_ball_lr(0.1, bad)
-
-
 ALL = {
     "sgd": lambda params, **kw: svag.SVAG(params, **kw),
     "sgd_heavy_ball": lambda params, **kw: svag.SVAG(params, heavy_ball=0.5, **kw),
@@ -236,7 +176,8 @@ FACTOR = {"sgd": 1.0, "sgd_heavy_ball": 2.0, "adam": 1.0, "rmsprop": 1.0, "sgdm"
 @pytest.mark.parametrize("name", ALL)
 def test_clock_of_each_optimizer(name):
     l = 1.0 if name == "sgdm" else 4.0
-    opt = ALL[name](_model(dtype=torch.float64).parameters(), lr=0.2, l=l)
+    model = _model(dtype=torch.float64)
+    opt = ALL[name](model.parameters(), lr=0.2, l=l)
     clock = opt.clock()
     assert clock == Clock(POWER[name], l, FACTOR[name]) == opt.clock(opt.param_groups[0])
     assert opt.time_power == POWER[name]
@@ -244,6 +185,7 @@ def test_clock_of_each_optimizer(name):
     assert opt.variance_factor(opt.param_groups[0]) == l ** POWER[name] == clock.variance_factor
     hyper = {"heavy_ball": 0.5} if name == "sgd_heavy_ball" else {"momentum": 0.5} if name == "sgdm" else {}
     assert type(opt).clock_for(l, **hyper) == clock  # without an instance
+    _zero_grads(model)
     for _ in range(3):
         opt.step()
     assert opt.sde_time == pytest.approx(3 * clock.step_time(0.2), rel=1e-15)
@@ -384,6 +326,9 @@ def test_copied_optimizer_steps_and_keeps_sde_time(name, how):
         assert torch.equal(pa, pb)
     assert opt2.sde_time == opt.sde_time
     alone = copy.deepcopy(opt)  # an optimizer copied alone steps too
+    for group in alone.param_groups:
+        for p in group["params"]:
+            p.grad = torch.zeros_like(p)
     alone.step()
     assert alone.sde_time > opt.sde_time
 
@@ -440,3 +385,21 @@ def test_no_grad_no_change_every_optimizer(name):
     opt.step()
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
+    assert opt.sde_time == 0.0  # no gradient at all: no update and no time (issue 11)
+    _zero_grads(model)
+    opt.step()  # a gradient (even zero) is a step: weight decay moves, time passes
+    assert opt.sde_time == opt.time_increment(opt.param_groups[0]) > 0
+    assert not torch.equal(model[0].weight, before["0.weight"])
+
+
+@pytest.mark.parametrize("name", ["sgd", "sgd_heavy_ball"])
+def test_sparse_gradient_with_weight_decay_is_refused_before_any_update(name):
+    emb, dense = nn.Embedding(5, 3, sparse=True), nn.Linear(3, 1)
+    before = [p.detach().clone() for p in (*dense.parameters(), *emb.parameters())]
+    opt = ALL[name]([{"params": dense.parameters()}, {"params": emb.parameters(), "weight_decay": 0.1}], lr=0.1)
+    dense(emb(torch.tensor([1, 3]))).sum().backward()
+    with pytest.raises(ValueError, match=r"sparse gradient .* weight_decay=0.1; the decay term λx is dense"):
+        opt.step()
+    assert all(torch.equal(p, b) for p, b in zip((*dense.parameters(), *emb.parameters()), before))
+    assert opt.sde_time == 0.0
+    ALL[name](emb.parameters(), lr=0.1).step()  # without weight decay a sparse gradient is applied, as by torch

@@ -35,3 +35,20 @@ def test_step_time_text():
     assert _step_time({"power": 1, "l": 4.0, "lr_factor": 10.0}) == "10·η0"
     assert _step_time({"power": 2, "l": 2.0, "lr_factor": 1.0}) == "η0²"
     assert _step_time({"power": 3, "l": 1.0, "lr_factor": 2.0}) == "(2·η0)^3"
+
+
+def test_figure_format_names_the_suffixes_and_save_leaves_no_temporary(tmp_path):
+    import matplotlib.pyplot as plt
+    import pytest
+
+    from svag.plotting import figure_format, save_figure
+
+    assert figure_format("a/b.PDF") == "pdf" and figure_format("x.svg") == "svg"
+    with pytest.raises(ValueError, match=r"^cannot save a figure to out: its name has no suffix .*\.png, \.pdf, \.svg"):
+        figure_format("out")
+    with pytest.raises(ValueError, match=r"its suffix '\.ktai6mto' is not a format matplotlib writes; end it in one"):
+        figure_format("out.ktai6mto")
+    with pytest.raises(ValueError, match=rf"{tmp_path}: it is a folder; give a file name in it, such as"):
+        figure_format(tmp_path)
+    assert save_figure(plt.figure(), tmp_path / "f.svg").read_text().startswith("<?xml")
+    assert [p.name for p in tmp_path.iterdir()] == ["f.svg"]

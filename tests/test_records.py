@@ -103,3 +103,55 @@ def test_missing_and_corrupt_json(tmp_path):
     (tmp_path / "bad.json").write_text('{"a": 1,\n')
     with pytest.raises(ValueError, match=r"bad\.json is not valid JSON \(.* at line 2\)"):
         records.read_json(tmp_path / "bad.json")
+
+
+# -- temporary files, modes, folders that cannot be written ---------------------------------------
+
+
+def test_temporary_names_and_their_removal(tmp_path):
+    names = [".config.json.abc.tmp", ".checkpoint.pt.x_9Zq2k1.tmp", ".a.b.c.tmp"]
+    others = ["config.json", ".tmp", "..tmp", ".config.tmp", "x.abc.tmp", ".config.json.a-b.tmp", ".hidden"]
+    assert [records.is_temporary(n) for n in names] == [True] * 3
+    assert [records.is_temporary(n) for n in others] == [False] * len(others)
+    assert records.temporary_of(".checkpoint.pt.x_9Zq2k1.tmp") == "checkpoint.pt"
+    for name in names + others:
+        (tmp_path / name).write_text("")
+    assert [p.name for p in records.remove_temporaries(tmp_path)] == sorted(names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(others)
+    assert records.remove_temporaries(tmp_path / "absent") == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_get_the_mode_of_the_umask(tmp_path, umask):
+    """mkstemp creates 0600; a result file gets 0666 less the umask, as from any other tool."""
+    old = os.umask(umask)
+    try:
+        assert records.file_mode() == 0o666 & ~umask
+        records.write_json(tmp_path / "a.json", {"x": 1})
+        records.write_text(tmp_path / "b.md", "x")
+        records.append_jsonl(tmp_path / "c.jsonl", {"x": 1})
+        records.write_jsonl(tmp_path / "c.jsonl", [{"x": 2}])  # replaced: keeps the umask's mode
+    finally:
+        os.umask(old)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {
+        n: oct(0o666 & ~umask) for n in ("a.json", "b.md", "c.jsonl")
+    }
+
+
+def test_writes_blocked_by_a_file_or_a_permission_name_the_path(tmp_path, monkeypatch):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(NotADirectoryError, match=rf"^cannot write {tmp_path}/f/sub/x.json: {tmp_path}/f is a file"):
+        records.write_json(tmp_path / "f" / "sub" / "x.json", {})
+    with pytest.raises(IsADirectoryError, match=rf"^cannot write {tmp_path}: it is a folder$"):
+        records.write_text(tmp_path, "x")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(records.tempfile, "mkstemp", denied)  # what a folder of another user does (tests run as root)
+    monkeypatch.setattr(records.os, "access", lambda *a, **k: False)
+    with pytest.raises(records.NotWritableError, match=rf"^cannot write {tmp_path}/x.json: {tmp_path} is not writable"):
+        records.write_json(tmp_path / "x.json", {})
+    with pytest.raises(ValueError, match="permission denied"):  # the CLI prints a ValueError as one line
+        records.check_writable(tmp_path / "new", "cannot make it")
+    assert _leftovers(tmp_path) == []

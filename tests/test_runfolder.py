@@ -224,3 +224,21 @@ def test_lsr_readers_on_release_0_1_0():
     result = lsr_table([l2, killed], tau=2.0, fraction=0.5)
     assert [r["status"] for r in result["runs"]] == ["completed", "running"]
     assert result["verdicts"][0]["batch_size"] == 16 and len(result["verdicts"]) == 1  # the killed run has no verdict
+
+
+def test_contents_ignore_temporaries_and_a_lost_checkpoint_is_told_by_the_status(tmp_path):
+    folder = _new(tmp_path)
+    (folder.path / ".checkpoint.pt.x1.tmp").write_bytes(b"")
+    assert folder.contents() == ["config.json", "env.json"]
+    assert not folder.lost_checkpoint()  # no status: not started
+    folder.write_status("running", step=0, sde_time=0.0)
+    assert not folder.lost_checkpoint()  # the first checkpoint was never written
+    for status, step, lost in (("running", 5, True), ("interrupted", 5, True), ("completed", 9, True),
+                               ("diverged", 5, False), ("failed", 5, False)):  # fmt: skip
+        folder.write_status(status, step=step)
+        assert folder.lost_checkpoint() is lost, status
+    folder.save_checkpoint({"step": 9})
+    assert not folder.lost_checkpoint()
+    folder.create(RunConfig(l=2.0).to_dict(), DERIVED, {"seed": 0})  # afresh: leftovers go too
+    assert sorted(p.name for p in folder.path.iterdir()) == ["config.json", "env.json"]
+    assert RunFolder(tmp_path / "absent").contents() == []

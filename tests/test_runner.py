@@ -76,7 +76,9 @@ def test_divergence_stops_with_message_and_keeps_files(tmp_path):
 
 def test_refuses_non_empty_folder_and_mismatched_resume(tmp_path):
     runner.run(FAST, tmp_path / "r", progress=False)
-    with pytest.raises(ValueError, match="is not empty; pass --resume"):
+    (tmp_path / "r" / "notes.txt").write_text("mine")
+    held = r"checkpoint.pt, config.json, env.json, metrics.jsonl, notes.txt and 1 more"
+    with pytest.raises(ValueError, match=rf"is not empty \(it holds {held}\); pass --resume"):
         runner.run(FAST, tmp_path / "r", progress=False)
     with pytest.raises(ValueError, match=r"config differs in \['lr'\]"):
         runner.run(replace(FAST, lr=0.3), tmp_path / "r", resume=True, progress=False)

@@ -5,6 +5,7 @@ when the rule holds) use near-exact tolerances (rel 1e-9: float sums of per-step
 Whole file: about 15 s on 2 CPU cores.
 """
 
+import contextlib
 import math
 import shutil
 from pathlib import Path
@@ -149,6 +150,24 @@ def test_rule_out_of_range_exits_2_before_training(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "batch size 32768" in err[0] and "κ = 32768/16 = 2048" in err[0] and "B < B0/(1 − β) = 160 " in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [
+        ("32,8000", "batch_size=8000 is larger than the training set (n_train=256); use batch_size <= 256"),
+        ("32,32", "values must be distinct, got '32,32'"),
+    ],
+)
+def test_impossible_or_repeated_batch_sizes_exit_2_before_training(tmp_path, capsys, sizes, message):
+    """Used to train B = 32, then fail B = 8000 with status 1 (or train B = 32 once for 32,32)."""
+    out = tmp_path / "bad"
+    with pytest.raises(SystemExit) if "distinct" in message else contextlib.nullcontext() as exit_:
+        code = main(["scale", "--out", str(out), "--batch-sizes", sizes, "--seeds", "1", *TINY])
+    code = exit_.value.code if exit_ is not None else code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
     assert not out.exists()
 
 

@@ -8,9 +8,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from svag.problems import Moments
-from svag.stats import LogLogFit, fit_loglog_slope, mc_check, mean_se, stream
+from svag.stats import (
+    LogLogFit,
+    fit_loglog_slope,
+    mc_check,
+    mean_se,
+    seeds_for_half_width,
+    stream,
+    t_interval,
+    welch_df,
+)
 
 # P1's PreResNet-32 BN row: G/N at each run's own B
 BN_B, BN_RATIO = [128, 512, 1024, 2048], [0.078, 0.36, 1.53, 4.5]
@@ -99,3 +109,41 @@ def test_stream_is_seedsequence_and_reproducible():
     assert torch.equal(torch.rand(5, generator=stream(7, 1, 2)), torch.rand(5, generator=stream(7, 1, 2)))
     assert not torch.equal(torch.rand(5, generator=stream(7, 1, 2)), torch.rand(5, generator=stream(7, 2, 1)))
     assert not torch.equal(torch.rand(5, generator=stream(7)), torch.rand(5, generator=stream(8)))
+
+
+def test_t_interval_is_scipy_t():
+    low, high = t_interval(2.0, 0.5, 7, 0.9)
+    half = stats.t.ppf(0.95, 7) * 0.5
+    assert (low, high) == pytest.approx((2.0 - half, 2.0 + half), rel=1e-12)
+    assert t_interval(1.0, 0.2, math.inf, 0.95) == pytest.approx((1.0 - 1.959964 * 0.2, 1.0 + 1.959964 * 0.2))
+    assert t_interval(3.0, 0.0, 4, 0.95) == (3.0, 3.0)
+    with pytest.raises(ValueError, match="level must be a number in"):
+        t_interval(0.0, 1.0, 3, 1.5)
+
+
+def test_welch_df_matches_scipys_welch_test():
+    """Two independent samples, θ = x̄ − ȳ: the df of scipy's Welch t-test (``equal_var=False``)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(0, 1, 7), rng.normal(0, 3, 12)
+    df = welch_df([x.var(ddof=1) / 7, y.var(ddof=1) / 12], [7, 12])
+    assert df == pytest.approx(stats.ttest_ind(x, y, equal_var=False).df, rel=1e-12)
+    assert welch_df([0.0, 0.0], [5, 9]) == 4.0  # no variance at all: a point interval, any df
+    with pytest.raises(ValueError, match=r"counts must be >= 2 .*got \[1, 5\]"):
+        welch_df([0.1, 0.2], [1, 5])
+    with pytest.raises(ValueError, match="same length"):
+        welch_df([0.1], [3, 4])
+
+
+@pytest.mark.parametrize(
+    ("spread", "half", "level", "factor"), [(1.0, 0.25, 0.9, 1.0), (3.0, 0.1, 0.95, 2.7), (1.0, 5.0, 0.9, 1.0)]
+)
+def test_seeds_for_half_width_is_least_n(spread, half, level, factor):
+    n = seeds_for_half_width(spread, half, level, factor)
+
+    def width(k):
+        return stats.t.ppf(0.5 + level / 2, factor * (k - 1)) * spread / math.sqrt(k)
+
+    assert width(n) < half and (n == 2 or width(n - 1) >= half)
+    assert seeds_for_half_width(0.0, 0.1, 0.9) == 2
+    with pytest.raises(ValueError, match=r"half_width must be a finite number > 0, got 0\.0"):
+        seeds_for_half_width(1.0, 0.0, 0.9)

@@ -127,3 +127,62 @@ def test_bad_mode():
     opt = svag.SVAG(model.parameters(), lr=0.1, l=2)
     with pytest.raises(ValueError, match="mode must be one of accumulate, fused, reference, got 'x'"):
         svag.train_step(opt, _loss_fn(model), *_batches(0), mode="x")
+
+
+# -- issue 11: misuse that used to fail inside torch or silently change the simulation ------------
+
+
+@pytest.mark.parametrize("l", [1.0, 2.0])
+@pytest.mark.parametrize("mode", ["fused", "accumulate", "reference"])
+def test_all_frozen_parameters_raise_a_clear_error(l, mode):
+    model = _bn_model()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    opt = svag.SVAG(model.parameters(), lr=0.1, l=l)
+    with pytest.raises(ValueError, match=r"none of the optimizer's parameters requires grad \(all frozen\)"):
+        svag.train_step(opt, _loss_fn(model), *_batches(0), mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["fused", "accumulate", "reference"])
+def test_frozen_parameters_are_skipped_as_torch_optim_does(mode):
+    """Frozen parameters get no gradient and do not move; the others train as usual."""
+    model = _bn_model()
+    model[0].weight.requires_grad_(False)
+    frozen = model[0].weight.detach().clone()
+    opt = svag.SVAG(model.parameters(), lr=0.1, l=2)
+    svag.train_step(opt, _loss_fn(model), *_batches(0), mode=mode)
+    assert model[0].weight.grad is None and torch.equal(model[0].weight, frozen)
+    assert model[3].weight.grad is not None and opt.sde_time == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("l", [1.0, 2.0])
+def test_a_loss_without_grad_raises_a_clear_error(l):
+    model = _bn_model()
+    opt = svag.SVAG(model.parameters(), lr=0.1, l=l)
+
+    def loss_fn(b):
+        with torch.no_grad():
+            return _loss_fn(model)(b)
+
+    with pytest.raises(ValueError, match="loss_fn returned a loss that depends on no parameter requiring grad"):
+        svag.train_step(opt, loss_fn, *_batches(0))
+    assert opt.sde_time == 0.0
+
+
+@pytest.mark.parametrize("mode", ["fused", "accumulate", "reference"])
+def test_the_same_batch_twice_is_refused(mode):
+    """batch2 = batch1 would give a1·g1 + a2·g1 = g1: SGD's noise, not l times it. The check is on
+    identity and memory: the same object, or a new tuple of the same tensors."""
+    model = _bn_model()
+    opt = svag.SVAG(model.parameters(), lr=0.1, l=4)
+    b1, _ = _batches(0)
+    for b2 in (b1, (b1[0], b1[1]), [b1[0], b1[1]]):
+        with pytest.raises(ValueError, match="batch2 is the same batch as batch1"):
+            svag.train_step(opt, _loss_fn(model), b1, b2, mode=mode)
+    assert opt.sde_time == 0.0 and all(p.grad is None for p in model.parameters())
+    # equal values in other memory are two draws that happen to coincide: allowed (documented)
+    svag.train_step(opt, _loss_fn(model), b1, (b1[0].clone(), b1[1].clone()), mode=mode)
+    # a tensor shared by both batches (a constant target) is allowed when another differs
+    svag.train_step(opt, _loss_fn(model), b1, (_batches(1)[0][0], b1[1]), mode=mode)
+    with pytest.raises(ValueError, match="batch2 is the same batch as batch1"):  # return_grads uses batch2 at l = 1
+        svag.train_step(svag.SVAG(model.parameters(), lr=0.1), _loss_fn(model), b1, b1, return_grads=True)

@@ -4,8 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from svag.engine import EnsembleEngine, SingleEngine, evaluate, grad_norm_sq
-from svag.ensemble import Ensemble
 from svag.task import CrossEntropy, SquaredError, make_task
 
 
@@ -45,33 +43,3 @@ def test_make_task():
         make_task("hinge", 10)
     with pytest.raises(ValueError, match="needs class labels"):
         make_task("cross_entropy", None)
-
-
-def _mlp(seed):
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(
-        torch.nn.Flatten(), torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3)
-    ).double()
-
-
-@pytest.mark.parametrize("task", [CrossEntropy(), SquaredError(num_classes=3)], ids=repr)
-def test_engines_evaluate_with_the_task(task):
-    """Evaluation and ‖∇L‖² of a single engine and of a 2-replica ensemble use the task's loss:
-    equal (float64) to a direct computation per model."""
-    g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(9, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (9,), generator=g)
-    models = [_mlp(0), _mlp(1)]
-    ens = EnsembleEngine(Ensemble([_mlp(0), _mlp(1)], input_shape=(5,)), task)
-    ens_loss, ens_metrics = evaluate(ens, x, y, chunk=4)
-    ens_grad = grad_norm_sq(ens, x, y, chunk=4)
-    for k, m in enumerate(models):
-        single = SingleEngine(m, task)
-        loss, metrics = evaluate(single, x, y, chunk=4)
-        want = task.loss(m(x), y)
-        assert loss[0] == pytest.approx(want.item(), rel=1e-12)
-        assert ens_loss[k] == pytest.approx(want.item(), rel=1e-12)
-        assert metrics["acc"][0] == ens_metrics["acc"][k] == (m(x).argmax(1) == y).double().mean().item()
-        grads = torch.autograd.grad(want, list(m.parameters()))
-        want_sq = sum((gr**2).sum() for gr in grads).item()
-        assert grad_norm_sq(single, x, y, chunk=4)[0] == pytest.approx(want_sq, rel=1e-10)
-        assert ens_grad[k] == pytest.approx(want_sq, rel=1e-10)

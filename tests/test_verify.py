@@ -7,6 +7,8 @@ Statistical tests (each states its own sizes below; all seeds fixed, so every ru
   per test the chance that a correct implementation fails is below 1e-3.
 * fast twins: ``R = 4000`` replicas, seed 0; slow (``-m slow``, about a minute each on 2 cores):
   ``R = 50000`` (OU, regression distances) / ``30000`` (regression moments), seed 1.
+* Gaussian-noise step (``svag.gaussian``): fast ``R = 4000``, seed 0 (about 2 s); slow ``R = 30000``, seed 1,
+  l = 1..32 on both problems (about two minutes).
 """
 
 import math
@@ -18,6 +20,8 @@ import torch
 import svag
 from svag.cli import main
 from svag.problems import (
+    gaussian_kernel_mean,
+    gaussian_moments,
     noisy_regression,
     regression_svag_moments,
     skewed_quadratic,
@@ -27,9 +31,11 @@ from svag.records import read_json
 from svag.stats import mc_check
 from svag.verify import (
     VerifyConfig,
+    gaussian_rows,
     l_ladder,
     regression_rows,
     simulate_em,
+    simulate_gaussian,
     simulate_svag,
 )
 from svag.verify_report import plot_verification
@@ -143,6 +149,88 @@ def test_regression_distance_to_sde_shrinks_slow():
     assert ref["mc_max_abs_z"] <= Z_TOL
 
 
+# -- the Gaussian-noise step (NGD = Euler–Maruyama with Δt = η/l) vs its exact moments ---------------------
+def _gaussian_z(p, l, R, seed, finite_population=False):
+    """max |z| of real gaussian_step runs against gaussian_moments (OU: also third moment 0 along x_1 and
+    E exp(−‖x‖²/2)), and the sample skewness with its SE."""
+    ex = gaussian_moments(p, l, finite_population=finite_population)
+    samples = simulate_gaussian(p, l, R, seed, finite_population=finite_population)
+    if ex.third is None:
+        return mc_check(samples, ex)["max_abs_z"], None
+    check = mc_check(samples, ex, U)
+    kernel = np.exp(-0.5 * (samples**2).sum(1))
+    z_kernel = (kernel.mean() - gaussian_kernel_mean(ex)) / (kernel.std(ddof=1) / math.sqrt(R))
+    return max(check["max_abs_z"], abs(z_kernel)), (check["skewness"], check["skewness_se"])
+
+
+def test_gaussian_monte_carlo_matches_exact_moments_fast():
+    """R = 4000, seed 0: OU at l ∈ {1, 4} and with the finite-population factor at l = 2, regression at l = 2;
+    every z within 4.5. At l = 1 the Gaussian runs' skewness is 0 within 4.5 SE, where SGD's exact one is −1.18."""
+    ou, reg = skewed_quadratic(), noisy_regression()
+    zs = {}
+    for l in (1, 4):
+        zs[f"ou l={l}"], (skew, se) = _gaussian_z(ou, l, FAST_R, FAST_SEED)
+        assert abs(skew) <= Z_TOL * se
+    assert abs(svag_moments(ou, 1).skewness(U)) > 10 * se  # SGD's noise is skewed; the Gaussian step's is not
+    zs["ou f"], _ = _gaussian_z(ou, 2, FAST_R, FAST_SEED, finite_population=True)
+    zs["reg l=2"], _ = _gaussian_z(reg, 2, FAST_R, FAST_SEED)
+    assert max(zs.values()) <= Z_TOL, zs
+
+
+@pytest.mark.slow
+def test_gaussian_monte_carlo_matches_exact_moments_slow():
+    """R = 30000, seed 1, l = 1..32 on both problems, and with the finite-population factor at l = 1 and 8."""
+    ou, reg = skewed_quadratic(), noisy_regression()
+    zs = {}
+    for l in l_ladder(32):
+        zs[f"ou l={l}"], _ = _gaussian_z(ou, l, SLOW_R_REG, SLOW_SEED)
+        zs[f"reg l={l}"], _ = _gaussian_z(reg, l, SLOW_R_REG, SLOW_SEED)
+    for l in (1, 8):
+        zs[f"ou f l={l}"], _ = _gaussian_z(ou, l, SLOW_R_REG, SLOW_SEED, finite_population=True)
+        zs[f"reg f l={l}"], _ = _gaussian_z(reg, l, SLOW_R_REG, SLOW_SEED, finite_population=True)
+    assert max(zs.values()) <= Z_TOL, zs
+
+
+def test_gaussian_replica_rows_are_independent_chains():
+    """The (R, d) chains of simulate_gaussian equal R single-chain gaussian_step runs fed the same z rows."""
+    p, l, R, k = skewed_quadratic(), 2.0, 3, 5
+    z = torch.randn(k, R, p.n_samples, generator=torch.Generator().manual_seed(4))
+    data = (torch.arange(p.n_samples), torch.zeros(p.n_samples))
+
+    def run(rows):
+        x = torch.nn.Parameter(torch.tensor(p.x0).repeat(len(rows), 1))
+        opt = svag.SVAG([x], lr=p.lr, l=l, weight_decay=p.weight_decay)
+        for j in range(k):
+            w = svag.gaussian.weights_from_normals(z[j, rows], p.batch_size, l)
+            grads, _ = svag.gaussian.gaussian_gradient(
+                lambda idx: p.per_sample_loss(x, idx), lambda o, t: o, data, w, params=[x]
+            )
+            x.grad = grads[0]
+            opt.step()
+        return x.detach()
+
+    joint = run(list(range(R)))
+    for r in range(R):
+        torch.testing.assert_close(joint[r], run([r])[0], rtol=0, atol=1e-13)
+    # and the hand-written Euler–Maruyama update with the per-sample gradients g_i = A(x − c) + ξ_i
+    x = torch.tensor(p.x0).repeat(R, 1)
+    a, c, xi = (torch.tensor(v) for v in (p.curvature, p.center, p.noise))
+    for j in range(k):
+        noise = math.sqrt(l / (p.n_samples * p.batch_size)) * z[j] @ (xi - xi.mean(0))
+        x = x - p.lr / l * ((x - c) @ a + noise + p.weight_decay * x)
+    torch.testing.assert_close(joint, x, rtol=0, atol=1e-12)
+
+
+def test_gaussian_rows_report_identical_moments_and_one_over_l():
+    """R = 200, seed 0, l = 1..32 (exact columns do not depend on R): slopes in [−1.2, −0.8], gap to SVAG ≤ 1e-12."""
+    out = gaussian_rows(skewed_quadratic(), noisy_regression(), l_ladder(32), 200, 0, U)
+    for key, value in out["slopes"].items():
+        assert -1.2 <= value <= -0.8, (key, value)
+    for row in out["ou"] + out["regression"]:
+        assert row["svag_moment_gap"] <= 1e-12
+        assert row["mc_max_abs_z"] <= Z_TOL
+
+
 # -- small pieces ------------------------------------------------------------------------------------
 def test_ladder():
     assert l_ladder(32) == [1, 2, 4, 8, 16, 32]
@@ -154,6 +242,11 @@ def test_config_rejects_bad_values():
         VerifyConfig(l_max=1).validate()
     with pytest.raises(ValueError, match="replicas must be >= 10"):
         VerifyConfig(replicas=5).validate()
+    with pytest.raises(
+        ValueError, match=r"gaussian_replicas must be an integer >= 10 \(or None: replicas // 4\), got 3"
+    ):
+        VerifyConfig(gaussian_replicas=3).validate()
+    assert VerifyConfig(replicas=100).gaussian_chains == 25 and VerifyConfig(replicas=12).gaussian_chains == 10
 
 
 # -- the command ---------------------------------------------------------------------------------------
@@ -161,7 +254,7 @@ def test_cli_verify_quick_writes_table_figure_and_numbers(tmp_path, capsys):
     out = tmp_path / "verify"
     assert main(["verify", "--quick", "--replicas", "500", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "slope" in printed and "skew" in printed
+    assert "slope" in printed and "skew" in printed and "[3] Gaussian noise" in printed
     assert (out / "verify.png").stat().st_size > 10_000
     lines = (out / "verify.csv").read_text().splitlines()
     assert lines[0].startswith("l,ou_steps,ou_mean_err")
@@ -170,6 +263,9 @@ def test_cli_verify_quick_writes_table_figure_and_numbers(tmp_path, capsys):
     assert data["config"]["replicas"] == 500 and data["config"]["l_max"] == 8
     for key in ("ou_mean_err", "ou_sq_norm_err"):
         assert -1.2 <= data["slopes"][key] <= -0.8
+    assert data["gaussian"]["replicas"] == 125
+    assert -1.2 <= data["gaussian"]["slopes"]["ou_kernel_err"] <= -0.8
+    assert "gauss_ou_kernel_err" in lines[0] and "gauss_reg_mc_max_abs_z" in lines[0]
     # the figure is drawn from the saved numbers alone
     assert plot_verification(data, tmp_path / "again.png").stat().st_size > 10_000
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # public name -> the module that defines it
 _NAMES = {
@@ -26,9 +26,35 @@ _NAMES = {
     "measure_noise": "noise",
     "StepOutput": "step",
     "train_step": "step",
+    "Clock": "clock",
+    "HeavyBallSGD": "optim",
+    "RunConfig": "config",
+    "run": "runner",
+    "run_replicas": "runner",
+    "load_runs": "runfolder",
+    "RunFolder": "runfolder",
+    "gaussian_step": "gaussian",
 }
 # public submodules, read as ``svag.<name>``
-_MODULES = ("data", "lsr", "models", "noise", "per_sample", "problems", "scaling", "schedules", "studies", "verify")
+_MODULES = (
+    "clock",
+    "data",
+    "gaussian",
+    "lsr",
+    "models",
+    "noise",
+    "per_sample",
+    "problems",
+    "runfolder",
+    "scaling",
+    "schedules",
+    "seeds",
+    "stats",
+    "studies",
+    "task",
+    "verdict",
+    "verify",
+)
 
 __all__ = sorted(["__version__", *_NAMES, *_MODULES])
 

@@ -182,11 +182,13 @@ class _AdaptiveSVAG(SVAGOptimizer):
             if torch.is_complex(p):
                 raise ValueError(f"{type(self).__name__} takes real parameters only, got one of dtype {p.dtype}")
 
+    def _check_grads(self, group: dict[str, Any], grads: list[torch.Tensor]) -> None:
+        if any(g.is_sparse for g in grads):  # as torch.optim.Adam: checked before any parameter moves
+            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+
     def _states(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> tuple[list[dict[str, Any]], list[int]]:
         states, steps = [], []
-        for p, g in zip(params, grads):
-            if g.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+        for p in params:
             state = self.state[p]
             _init_state(state, p, self._state_keys)
             state["step"] = int(state["step"]) + 1  # the SVAG step count k of the bias corrections

@@ -1,9 +1,10 @@
 """The ``svag`` command line: ``svag COMMAND --help`` for each command.
 
 Each command lives in ``svag/commands/<name>.py`` with ``add_arguments(parser)`` and
-``run(args) -> int``; this module only dispatches. Errors a user can cause (bad values,
-missing files, a diverged run) print one line and exit with status 2; set ``SVAG_DEBUG=1``
-for the traceback.
+``run(args) -> int``; this module only dispatches. Errors print one line; set ``SVAG_DEBUG=1``
+for the traceback. Exit codes, for every command (:data:`EXIT_CODES`): 0 only when everything
+asked for was produced, 1 when a run failed or diverged, 2 for bad input (refused before any
+work starts), 128 + N when stopped by signal N.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EXIT_CODES = (
+    "exit codes: 0 everything asked for was produced; 1 a run failed or diverged (the others are kept); "
+    "2 bad input, refused before any work starts; 128+N stopped by signal N (130: Ctrl-C), the run "
+    "checkpointed: continue it with --resume"
+)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the message and where to look, not the whole usage."""
 
@@ -37,17 +45,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="svag",
         description=("Simulate the SDE of SGD with SVAG and test the linear scaling rule (Li, Malladi & Arora 2021)."),
+        epilog=EXIT_CODES,
     )
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"svag {__version__}")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="PyTorch intra-op CPU threads (0: PyTorch's default, one per core); use 1 on a busy machine, "
-        "where threads waiting for each other can slow small models 10-40x",
-    )
+    _add_threads(parser, default=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
         if name != command:
@@ -61,9 +64,38 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        _add_threads(p, default=argparse.SUPPRESS)  # `svag demo --threads 1` as well as `svag --threads 1 demo`
+        p.set_defaults(_run=mod.run, _default_threads=getattr(mod, "THREADS", 0))
         parser.set_defaults(_command_parser=p)
     return parser
+
+
+def _add_threads(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=default,
+        help="PyTorch intra-op CPU threads; 0: PyTorch's default, one per core. Default: the command's own "
+        "(1 for demo, whose small models run as fast on 1 thread and do not stall when another process "
+        "takes a core), else PyTorch's; OMP_NUM_THREADS, if set, replaces the command's own",
+    )
+
+
+def resolve_threads(given: int | None, command_default: int, env) -> int:
+    """Intra-op threads to set, 0 for PyTorch's choice: ``--threads`` if given, else the command's
+    own default unless the user set ``OMP_NUM_THREADS`` (which PyTorch already follows).
+
+    PyTorch's CPU threads wait for each other at every operation: when another process holds one
+    of the cores, a small model with 2 threads on 2 cores runs 10-40x slower than with 1."""
+    if given is not None:
+        return given
+    return 0 if env.get("OMP_NUM_THREADS") else command_default
+
+
+def _diverged(err: BaseException) -> bool:
+    """Whether ``err`` is :class:`svag.runner.RunDiverged` (without importing the runner, and torch)."""
+    runner = sys.modules.get("svag.runner")
+    return runner is not None and isinstance(err, runner.RunDiverged)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,13 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    if args.threads < 0:
+    if args.threads is not None and args.threads < 0:
         print(f"svag: error: --threads must be >= 0, got {args.threads}", file=sys.stderr)
         return 2
-    if args.threads:
+    threads = resolve_threads(args.threads, args._default_threads, os.environ)
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
     try:
         code = int(args._run(args) or 0)
     except (ValueError, FileNotFoundError, NotADirectoryError, KeyboardInterrupt) as err:
@@ -97,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         if signum:
             print(f"svag {args.command}: {err}; the run was checkpointed: continue it with --resume", file=sys.stderr)
             code = 128 + signum  # the shell's convention for a process ended by a signal
+        elif _diverged(err):  # a run failed: not bad input
+            print(f"svag {args.command}: {str(err).splitlines()[0]}", file=sys.stderr)
+            code = 1
         else:
             message = "interrupted" if isinstance(err, KeyboardInterrupt) else str(err).splitlines()[0]
             print(f"svag {args.command}: error: {message}", file=sys.stderr)

@@ -17,11 +17,27 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["NOISE_MODES", "OPTIMIZERS", "PRESETS", "SCHEDULES", "RunConfig", "add_config_arguments", "config_from_args"]
+__all__ = [
+    "MAX_CHECKPOINTS",
+    "MAX_NOISE_BATCHES",
+    "MAX_RECORDS",
+    "NOISE_MODES",
+    "OPTIMIZERS",
+    "PRESETS",
+    "SCHEDULES",
+    "RunConfig",
+    "add_config_arguments",
+    "config_from_args",
+]
 
 SCHEDULES = ("constant", "multistep", "cosine", "triangle")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 NOISE_MODES = ("pairs", "off")
+# Limits on what a config implies, checked before anything runs (a run past them would never end or
+# fill the disk): records written per run (evaluations, m-batch measurements), checkpoints, and m.
+MAX_RECORDS = 100_000
+MAX_CHECKPOINTS = 10_000
+MAX_NOISE_BATCHES = 100_000
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -111,6 +127,14 @@ class RunConfig:
             raise ValueError("schedule multistep needs --milestones (SGD-equivalent epochs), got none")
         if any(not (0 < m < self.epochs) for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must increase within (0, epochs={self.epochs}), got {self.milestones}")
+        g = self.gamma
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not (math.isfinite(g) and 0 < g <= 1):
+            raise ValueError(
+                f"gamma must be a decay factor in (0, 1], got {g!r} (a factor > 1 would make each later phase "
+                "longer in continuous time and its LR larger)"
+            )
+        if self.warmup >= self.epochs:
+            raise ValueError(f"warmup must be shorter than the run (epochs={self.epochs:g}), got {self.warmup:g}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not (0 <= self.momentum < 1):
@@ -127,6 +151,16 @@ class RunConfig:
             raise ValueError(f"noise_fraction must be in [0, 1], got {self.noise_fraction!r}")
         positive("noise_every", allow_zero=True)
         positive("noise_batches", integer=True, allow_zero=True)
+        if self.noise_batches == 1 or self.noise_batches > MAX_NOISE_BATCHES:
+            raise ValueError(
+                f"noise_batches must be 0 (P1's max(200, 12800 // B)) or an integer in [2, {MAX_NOISE_BATCHES}], "
+                f"got {self.noise_batches}"
+            )
+        from .data.sampling import SAMPLING_MODES
+
+        if self.sampling not in SAMPLING_MODES:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLING_MODES)}, got {self.sampling!r}")
+        self._check_counts()
         w = self.noise_window
         if w and (len(w) != 2 or not all(math.isfinite(v) for v in w) or not 0 <= w[0] < w[1]):
             raise ValueError(f"noise_window must be START,END epochs with 0 <= START < END, got {w}")
@@ -134,12 +168,38 @@ class RunConfig:
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         return self
 
+    def _check_counts(self) -> None:
+        """Refuse intervals that imply more records or checkpoints than a run can write. With
+        ``gamma <= 1`` a run lasts at most ``epochs`` epochs of time at the base LR, so it takes at
+        most ``epochs / interval`` of each (:class:`svag.timeline.Timeline`)."""
+        for name, limit, what in (
+            ("eval_every", MAX_RECORDS, "evaluation records"),
+            ("noise_every", MAX_RECORDS, "m-batch G/N measurements"),
+            ("checkpoint_every", MAX_CHECKPOINTS, "checkpoints"),
+        ):
+            interval = getattr(self, name)
+            if interval > 0 and self.epochs / interval > limit:
+                raise ValueError(
+                    f"{name}={interval:g} gives {self.epochs / interval:.3g} {what} over epochs={self.epochs:g} "
+                    f"(epochs/{name}); at most {limit} are allowed: use {name} >= {self.epochs / limit:.3g}"
+                )
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
         d["betas"] = list(self.betas)
         d["noise_window"] = list(self.noise_window)
         return d
+
+    @classmethod
+    def of(cls, value: RunConfig | dict[str, Any]) -> RunConfig:
+        """``value`` itself if it is a ``RunConfig``, :meth:`from_dict` of a dict of its fields;
+        ``TypeError`` for anything else."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls.from_dict(value)
+        raise TypeError(f"expected a RunConfig or a dict of its fields, got {type(value).__name__}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:

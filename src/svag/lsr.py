@@ -69,14 +69,20 @@ def predict_max_batch(batch_size: int, G: float, N: float, tau: float = 2.0) -> 
 
     where ``G0/N0`` is the equilibrium ratio of the baseline run at its own batch size ``B0``
     (P1: the slope-1 line ``G/N(κ) = κ·G0/N0`` crosses ``τ`` at ``κ = τN0/G0``). A ratio of
-    ``G/N`` may be passed as ``G`` with ``N = 1``. ``G <= 0`` (no measurable signal) gives
-    ``inf``: the line never reaches ``τ``.
+    ``G/N`` may be passed as ``G`` with ``N = 1``.
+
+    ``G = 0`` gives ``inf`` (no signal: the line never reaches ``τ``). ``G < 0`` gives ``nan``:
+    P1's unbiased estimator ``Ĝ`` is negative when the signal is below its noise floor, which
+    says ``G`` is small compared with its standard error, not how small, so no ``B*`` follows
+    from it (only that it is large): measure over a longer window or with more batches.
     """
     B0 = _check_batch(batch_size)
     tau = _check_tau(tau)
     G = _check_finite(G, "G")
     N = _check_finite(N, "N", positive=True)
-    if G <= 0:
+    if G < 0:
+        return math.nan
+    if G == 0:
         return math.inf
     return B0 * tau * N / G
 

@@ -21,6 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 __all__ = [
     "PerSampleMoments",
     "check_per_sample_defined",
+    "finite_population_factor",
     "flatten_per_sample",
     "noise_from_per_sample_grads",
     "per_sample_grads",
@@ -73,6 +74,16 @@ def flatten_per_sample(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1)
 
 
+def finite_population_factor(n: int, batch_size: int) -> float:
+    r"""``(n − B)/(n − 1)``: the covariance of the mean of ``B`` distinct samples drawn without replacement
+    from ``n`` is this times that of ``B`` draws with replacement (survey sampling; 0 at ``n = B = 1``)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be an integer in [1, {n}] (at most the n = {n} samples), got {batch_size!r}")
+    return (n - batch_size) / (n - 1) if n > 1 else 0.0
+
+
 def _noise_at_batch(mean: torch.Tensor, m2: float, n: int, batch_size: int, finite_population: bool):
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -81,7 +92,7 @@ def _noise_at_batch(mean: torch.Tensor, m2: float, n: int, batch_size: int, fini
     G = float(mean @ mean)
     N = (m2 / n) / batch_size
     if finite_population:
-        N = N * (n - batch_size) / (n - 1) if n > 1 else 0.0
+        N = N * finite_population_factor(n, batch_size)
     return G, N
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from .runfolder import Run
 from .summary import aggregate
 
-__all__ = ["plot_compare", "plot_lsr", "plot_scale", "save_figure"]
+__all__ = ["figure_format", "plot_compare", "plot_lsr", "plot_scale", "save_figure"]
 
 LABELS = {
     "test_acc": "test accuracy",
@@ -123,22 +123,39 @@ def _step_time(clock: dict) -> str:
     return f"{lr}{sup}" if f == 1 or power == 1 else f"({lr}){sup}"
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 130) -> Path:
-    """Save ``fig`` to ``path`` atomically, like :mod:`svag.records` (a temporary file in the same
-    folder, then replace; the folder is created), close it and return the path."""
-    import tempfile
+def figure_format(path: str | os.PathLike) -> str:
+    """The format matplotlib writes ``path`` in, from its suffix (``png``, ``pdf``, ``svg``, ...); a
+    ``ValueError`` naming the path and the suffixes it accepts when there is none it knows, or when
+    ``path`` is a folder."""
+    from matplotlib.backend_bases import FigureCanvasBase
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    known = FigureCanvasBase.get_supported_filetypes()
+    if path.is_dir():
+        raise ValueError(f"cannot save a figure to {path}: it is a folder; give a file name in it, such as "
+                         f"{path / 'figure.png'}")  # fmt: skip
+    fmt = path.suffix[1:].lower()
+    if fmt not in known:
+        first = ("png", "pdf", "svg")
+        names = ", ".join(f".{k}" for k in (*first, *sorted(set(known) - set(first))) if k in known)
+        got = f"its suffix {path.suffix!r} is not" if fmt else "its name has no suffix that says"
+        raise ValueError(f"cannot save a figure to {path}: {got} a format matplotlib writes; end it in one of {names}")
+    return fmt
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 130) -> Path:
+    """Save ``fig`` to ``path`` atomically (:func:`svag.records.atomic_path`: a temporary file in the
+    same folder, then replace; the folder is created; the mode follows the umask), close it and
+    return the path. The format comes from the suffix (:func:`figure_format`)."""
+    from .records import atomic_path
+
+    path = Path(path)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
+        fmt = figure_format(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

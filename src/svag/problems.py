@@ -15,7 +15,12 @@ Two problems, each "the SGD run (η, B, λ, x0, T) being simulated" plus its dat
 (``Σ_1`` the per-sample covariance, population normalization ``1/n``) and its third cumulant is
 ``κ_1/B²``. SVAG draws two independent minibatches per step. Continuous time after ``k`` SVAG
 steps is ``t = k·η/l`` (P1 §4); the problems ask ``l·T/η`` to be an integer so that time ``T`` is hit.
-Sources: P1 = Li, Malladi & Arora 2021 (arXiv 2102.12470), §2 (SDE), §4 (SVAG, Thm 4.3).
+**Gaussian noise.** The Gaussian-noise step of :mod:`svag.gaussian` (P1's NGD; Euler–Maruyama with
+``Δt = η/l``) injects noise of mean 0 and covariance ``lΣ_1/B`` given ``x``, with ``Σ_1`` the population
+covariance of the ``n`` per-sample gradients: exactly SVAG's covariance under this sampling convention.
+Both iterations are affine in ``x`` plus noise, so their mean and covariance recursions coincide step by
+step; only the higher cumulants differ (the Gaussian's third is 0): :func:`gaussian_moments`.
+Sources: P1 = Li, Malladi & Arora 2021 (arXiv 2102.12470), §2 (SDE), §4 (SVAG, Thm 4.3), NGD (PAPER.md §3).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 
 from .amplify import coefficients
 from .clock import check_l
+from .gaussian import finite_population_factor
 from .optim import SVAG
 
 __all__ = [
@@ -34,6 +40,8 @@ __all__ = [
     "NoisyRegression",
     "SkewedQuadratic",
     "expm",
+    "gaussian_kernel_mean",
+    "gaussian_moments",
     "geometric_sum",
     "noisy_regression",
     "ou_moments",
@@ -219,6 +227,14 @@ class SkewedQuadratic:
         lin = (xi[idx] * x.unsqueeze(1)).sum(-1).mean(-1)
         return (quad + lin).sum()
 
+    def per_sample_loss(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """``ℓ_i(x_r)`` for every replica ``r`` and sample ``i ∈ idx``: ``(R, k)`` for ``x`` ``(R, d)`` and
+        ``idx`` ``(k,)`` shared by all replicas (the full-data pass of :func:`svag.gaussian.gaussian_step`)."""
+        a, c, xi = (torch.as_tensor(v, dtype=x.dtype) for v in (self.curvature, self.center, self.noise))
+        z = x - c
+        quad = 0.5 * ((z @ a) * z).sum(-1)
+        return quad[:, None] + x @ xi[idx].T
+
 
 def skewed_quadratic(**overrides) -> SkewedQuadratic:
     """The default OU problem of ``svag verify``: ``d = 2``, ``n = 8`` noise vectors whose first
@@ -269,21 +285,32 @@ def svag_moments(problem: SkewedQuadratic, l: float, steps: int | None = None) -
     ``K'_{abc} = −h³((3l−1)/2)κ'_{abc}Σ_{j<k}(μ_aμ_bμ_c)^j``, ``μ = 1 − hλ``.
     """
     l = check_l(l)
+    return _ou_iteration_moments(problem, l, _steps(problem, l, steps), l, third_cumulant_factor(l))
+
+
+def _steps(problem: SkewedQuadratic | NoisyRegression, l: float, steps: int | None) -> int:
     k = problem.steps(l) if steps is None else int(steps)
     if k < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    return k
+
+
+def _ou_iteration_moments(problem: SkewedQuadratic, l: float, k: int, variance: float, third: float) -> Moments:
+    """Moments after ``k`` steps ``x ← Mx + hAc − hζ``, ``h = η/l``, noise ``ζ`` of covariance
+    ``variance·Σ`` and third cumulant ``third·κ_1/B²`` (:func:`svag_moments` for the equations)."""
     h = problem.lr / l
     lam, q = np.linalg.eigh(problem.drift)
     mu = 1.0 - h * lam
     star = problem.fixed_point
     mean = star + q @ (mu**k * (q.T @ (problem.x0 - star)))
     s = q.T @ problem.noise_cov @ q
-    cov = q @ (h**2 * l * s * geometric_sum(mu[:, None] * mu[None, :], k)) @ q.T
+    cov = q @ (h**2 * variance * s * geometric_sum(mu[:, None] * mu[None, :], k)) @ q.T
+    if third == 0.0:
+        return Moments(mean, cov, np.zeros((problem.dim,) * 3))
     kappa = np.einsum("ia,jb,kc,ijk->abc", q, q, q, problem.noise_third)
     ratio = mu[:, None, None] * mu[None, :, None] * mu[None, None, :]
-    third_eig = -(h**3) * third_cumulant_factor(l) * kappa * geometric_sum(ratio, k)
-    third = np.einsum("ai,bj,ck,ijk->abc", q, q, q, third_eig)
-    return Moments(mean, cov, third)
+    third_eig = -(h**3) * third * kappa * geometric_sum(ratio, k)
+    return Moments(mean, cov, np.einsum("ai,bj,ck,ijk->abc", q, q, q, third_eig))
 
 
 @dataclass(frozen=True, eq=False)
@@ -388,6 +415,13 @@ class NoisyRegression:
         r = (f[idx] * x.unsqueeze(1)).sum(-1) - y[idx]
         return (0.5 * r**2).mean(-1).sum()
 
+    def per_sample_loss(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """``ℓ_i(x_r) = ½(a_iᵀx_r − y_i)²`` for every replica ``r`` and sample ``i ∈ idx``: ``(R, k)`` for
+        ``x`` ``(R, d)`` and ``idx`` ``(k,)`` shared by all replicas."""
+        f = torch.as_tensor(self.features, dtype=x.dtype)[idx]
+        y = torch.as_tensor(self.targets, dtype=x.dtype)[idx]
+        return 0.5 * (x @ f.T - y) ** 2
+
 
 def noisy_regression(seed: int = 2, n: int = 32, d: int = 3, **overrides) -> NoisyRegression:
     """The default regression problem of ``svag verify``: Gaussian features with unequal scales,
@@ -437,9 +471,12 @@ def regression_svag_moments(problem: NoisyRegression, l: float, steps: int | Non
     .. math::  m' = Mm + hb,\qquad S' = MSM^ᵀ + h(Mmb^ᵀ + bm^ᵀM^ᵀ) + h^2bb^ᵀ + h^2l\,E Σ(X)
     """
     l = check_l(l)
-    k = problem.steps(l) if steps is None else int(steps)
-    if k < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    return _regression_iteration_moments(problem, l, _steps(problem, l, steps), l)
+
+
+def _regression_iteration_moments(problem: NoisyRegression, l: float, k: int, variance: float) -> Moments:
+    """Moments after ``k`` steps ``x ← Mx + hb − hζ``, ``h = η/l``, ``E[ζζᵀ|x] = variance·Σ(x)``
+    (:func:`regression_svag_moments` for the equations)."""
     h = problem.lr / l
     mat = np.eye(problem.dim) - h * (problem.hessian + problem.weight_decay * np.eye(problem.dim))
     b = problem.moment
@@ -447,7 +484,7 @@ def regression_svag_moments(problem: NoisyRegression, l: float, steps: int | Non
     def step(m, s):
         mb = np.outer(mat @ m, b)
         s_new = mat @ s @ mat.T + h * (mb + mb.T) + h**2 * np.outer(b, b)
-        return mat @ m + h * b, s_new + h**2 * l * problem.expected_noise_cov(m, s)
+        return mat @ m + h * b, s_new + h**2 * variance * problem.expected_noise_cov(m, s)
 
     z0 = np.concatenate([[1.0], problem.x0, np.outer(problem.x0, problem.x0).ravel()])
     return _moments_from(np.linalg.matrix_power(_moment_map(step, problem.dim), k) @ z0, problem.dim)
@@ -474,3 +511,40 @@ def regression_sde_moments(problem: NoisyRegression, t: float | None = None) -> 
     gen[0, 0] = 0.0  # the constant coordinate does not move
     z0 = np.concatenate([[1.0], problem.x0, np.outer(problem.x0, problem.x0).ravel()])
     return _moments_from(expm(t * gen) @ z0, problem.dim)
+
+
+def gaussian_moments(
+    problem: SkewedQuadratic | NoisyRegression, l: float, steps: int | None = None, *, finite_population: bool = False
+) -> Moments:
+    r"""Exact moments of the Gaussian-noise iteration (:func:`svag.gaussian.gaussian_step` with
+    :class:`svag.SVAG` at ``l``: P1's NGD at ``l = 1``, Euler–Maruyama with ``Δt = η/l``) after ``k`` steps
+    (default ``l·T/η``).
+
+    One step is ``x ← x − h(∇L(x) + λx + ζ)``, ``h = η/l``, with ``ζ | x ~ N(0, l·f·Σ_1(x)/B)`` exactly
+    (:mod:`svag.gaussian`), ``Σ_1`` the population covariance of the ``n`` per-sample gradients and ``f = 1``
+    (``finite_population=False``) or ``(n − B)/(n − 1)``. With ``f = 1`` this is SVAG's conditional
+    covariance here (two independent minibatches drawn with replacement, covariance ``lΣ_1/B``), so (derived)
+    the mean and covariance are **those of SVAG** (:func:`svag_moments`, :func:`regression_svag_moments`);
+    only higher cumulants differ. On :class:`SkewedQuadratic` (additive noise, affine step) the iterate is
+    Gaussian: its third central moment is 0 (returned as zeros); on :class:`NoisyRegression` the noise is
+    state-dependent, the iterate is not Gaussian, and ``third`` is ``None``.
+    """
+    l = check_l(l)
+    k = _steps(problem, l, steps)
+    f = finite_population_factor(problem.n_samples, problem.batch_size) if finite_population else 1.0
+    if isinstance(problem, SkewedQuadratic):
+        return _ou_iteration_moments(problem, l, k, l * f, 0.0)
+    if isinstance(problem, NoisyRegression):
+        return _regression_iteration_moments(problem, l, k, l * f)
+    raise ValueError(f"problem must be a SkewedQuadratic or a NoisyRegression, got {type(problem).__name__}")
+
+
+def gaussian_kernel_mean(moments: Moments) -> float:
+    r"""``E exp(−‖x‖²/2)`` for ``x ~ N(m, C)`` (a bounded smooth test function; derived by completing the square):
+
+    .. math::  E\,e^{-‖x‖^2/2} = \det(I + C)^{-1/2}\,\exp\big(-\tfrac12 m^ᵀ(I + C)^{-1}m\big)
+
+    Exact only for a **Gaussian** ``x``: the OU SDE (:func:`ou_moments`) and the Gaussian-noise iteration on
+    :class:`SkewedQuadratic` (:func:`gaussian_moments`), not SVAG with skewed noise."""
+    a = np.eye(moments.mean.shape[0]) + moments.cov
+    return float(np.linalg.det(a) ** -0.5 * np.exp(-0.5 * moments.mean @ np.linalg.solve(a, moments.mean)))

@@ -14,7 +14,17 @@ resume ask a :class:`RunFolder`. A folder holds
 - ``env.json``: versions, device, threads, seed;
 - ``status.json``: one of :data:`STATUSES` and where the run stood (absent: ``"not started"``);
 - ``metrics.jsonl``: one record per evaluation, appended whole (NaN/inf as in :mod:`svag.records`);
-- ``checkpoint.pt``: the resumable state (:mod:`svag.checkpoint`).
+- ``checkpoint.pt``: the resumable state (:mod:`svag.checkpoint`);
+- at most a few hidden ``.NAME.XXXXXXXX.tmp`` files: writes in progress, or left by a process
+  killed in the middle of one (:mod:`svag.records`); :meth:`RunFolder.contents` ignores them and
+  :meth:`RunFolder.remove_temporaries` deletes them.
+
+**What resume can tell from the files.** The runner rewrites ``status.json`` right after every
+checkpoint, with the step reached; before the first one it says ``running`` at step 0. So a folder
+without ``checkpoint.pt`` whose status is past step 0 (or ``completed``/``interrupted``) had one
+that was deleted (:meth:`RunFolder.lost_checkpoint`), while a folder whose status is still at
+step 0 was stopped before its first checkpoint. (Release 0.1.0 left its status at step 0: in its
+folders a deleted checkpoint looks like none yet.)
 
 **Versions.** A ``config.json`` without ``schema_version`` is version 1 (release 0.1.0): its
 ``derived`` lacks the clock and the names, which :func:`_upgrade_v1` fills in from the config as
@@ -29,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
-from .records import append_jsonl, read_json, read_jsonl, write_json, write_jsonl
+from .records import append_jsonl, is_temporary, read_json, read_jsonl, remove_temporaries, write_json, write_jsonl
 
 __all__ = ["SCHEMA_VERSION", "STATUSES", "Run", "RunFolder", "Status", "find_runs", "load_runs"]
 
@@ -175,6 +185,27 @@ class RunFolder:
     def has_checkpoint(self) -> bool:
         return self.checkpoint_path.is_file()
 
+    def lost_checkpoint(self) -> bool:
+        """Whether a checkpoint was written but is gone: no ``checkpoint.pt`` while ``status.json``
+        says the run got past step 0 with one (``running`` or ``interrupted`` past step 0: each is
+        written after a checkpoint) or ``completed``. ``diverged`` and ``failed`` tell nothing."""
+        if self.has_checkpoint():
+            return False
+        status = self.status()
+        return status.status == "completed" or (status.status in ("running", "interrupted") and bool(status.step))
+
+    def contents(self) -> list[str]:
+        """The names in the folder, sorted, without the temporary files of atomic writes (ours,
+        hidden: a user cannot see them); ``[]`` if the folder does not exist."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p.name for p in self.path.iterdir() if not is_temporary(p))
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete the temporary files that writes killed midway left here (only when no process is
+        writing into the folder: the runner calls it before it starts); return them."""
+        return remove_temporaries(self.path)
+
     def load(self) -> Run:
         saved = self._saved()
         return Run(self.path, _config(saved), _derived(saved), self.env(), self.status(), self.records(),
@@ -183,7 +214,7 @@ class RunFolder:
     # -- writing (the runner only) ------------------------------------------------------------
     def create(self, config: dict, derived: dict, env: dict) -> None:
         """Start the folder afresh: write ``config.json`` (current schema) and ``env.json``, and
-        remove the records, checkpoint and status of an earlier run in it."""
+        remove the records, checkpoint, status and leftover temporary files of an earlier run in it."""
         missing = [k for k in DERIVED_KEYS if k not in derived]
         missing += [f"clock.{k}" for k in CLOCK_KEYS if "clock" in derived and k not in derived["clock"]]
         if missing:
@@ -192,6 +223,7 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         for path in (self.metrics_path, self.checkpoint_path, self.status_path):
             path.unlink(missing_ok=True)
+        self.remove_temporaries()
         write_json(self.config_path, {"schema_version": SCHEMA_VERSION, "config": config, "derived": derived})
         write_json(self.env_path, env)
 

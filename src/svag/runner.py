@@ -16,9 +16,11 @@ continues bit-identically (a second signal stops at once, as a kill would).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -34,6 +36,7 @@ from .distributed import Dist, setup
 from .engine import EnsembleEngine, SingleEngine
 from .optim import SVAG, HeavyBallSGD
 from .recorder import Recorder, Tensors
+from .records import NotWritableError, check_writable, temporary_of
 from .runfolder import RunFolder
 from .seeds import stream_seed
 from .step import train_step
@@ -166,6 +169,11 @@ class _Run:
         self.timeline = Timeline.of(cfg, n, self.clock)
         self.recorder = Recorder(cfg, self.engine, self.data, self.timeline, self.clock, dist, self.batch, models[0])
         tl = self.timeline
+        # G/N pairs from steps starting in [noise_from, noise_to) (up to rounding); SGD: every period-th step
+        on = cfg.noise == "pairs"
+        self.noise_from = tl.noise_from * (1 - TIME_RTOL) if on else math.inf
+        self.noise_to = tl.noise_to * (1 - TIME_RTOL) if on else -math.inf
+        self.noise_period = round(1 / cfg.noise_fraction) if cfg.noise_fraction > 0 else 0
         self.counters = runstate.Counters(
             next_ckpt=tl.checkpoint_interval if tl.checkpoint_interval > 0 else float("inf"),
             next_m=tl.noise_from if tl.m_interval > 0 else float("inf"),
@@ -221,14 +229,13 @@ class _Run:
     # -- the loop -------------------------------------------------------------------------------
     def step(self, lr: float) -> list[float]:
         """One optimizer step of every replica (and its G/N pair); returns each replica's batch loss."""
-        engine, c, tl = self.engine, self.counters, self.timeline
+        engine, c = self.engine, self.counters
         pairs = [r.sampler.next() for r in self.replicas]
         b1 = engine.stack([self.batch(r, p[0]) for r, p in zip(self.replicas, pairs)])
-        b2 = engine.stack([self.batch(r, p[1]) for r, p in zip(self.replicas, pairs)])
-        noise = self.cfg.noise == "pairs" and tl.noise_from * (1 - TIME_RTOL) <= self.t < tl.noise_to * (1 - TIME_RTOL)
-        period = round(1 / self.cfg.noise_fraction) if self.cfg.noise_fraction > 0 else 0
+        b2 = None if pairs[0][1] is None else engine.stack([self.batch(r, p[1]) for r, p in zip(self.replicas, pairs)])
+        noise = self.noise_from <= self.t < self.noise_to
         extra = None
-        if noise and b2 is None and period and c.step % period == 0:
+        if noise and b2 is None and self.noise_period and c.step % self.noise_period == 0:
             extra = self.recorder.extra_grads(self.replicas)
         engine.last_losses = None
         out = train_step(self.opt, engine.loss, b1, b2, return_grads=noise and b2 is not None)
@@ -280,7 +287,7 @@ class _Run:
 
     def _check_finite(self, losses: list[float], lr: float) -> None:
         for r, loss in zip(self.replicas, losses):
-            if r.diverged or np.isfinite(loss):
+            if r.diverged or math.isfinite(loss):
                 continue
             r.diverged = True
             message = (
@@ -317,46 +324,108 @@ def _stop_on_signals():
 
 @contextlib.contextmanager
 def _progress_bar(run: _Run, enabled: bool):
+    """A bar over continuous time on a terminal; plain lines every tenth in a log or a pipe
+    (:func:`svag.progress.progress_bar`)."""
     if not enabled:
         yield None
         return
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     n = len(run.replicas)
     end = run.timeline.end_time
-    bar = tqdm(
-        total=end,
-        initial=min(run.t, end),
-        desc=f"l={run.cfg.l:g} {n} seed{'s' if n > 1 else ''}",
-        unit="t",
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| t={n:.3g}/{total:.3g} [{elapsed}<{remaining}{postfix}]",
-        leave=False,
-    )
+    bar = progress_bar(end, initial=min(run.t, end), desc=f"l={run.cfg.l:g} {n} seed{'s' if n > 1 else ''}",
+                       value="t={n:.3g}/{total:.3g}", leave=False)  # fmt: skip
     try:
         yield bar
     finally:
         bar.close()
 
 
+def _notice(message: str) -> None:
+    """One line on stderr about what the runner chose for a folder (rank 0 only)."""
+    print(f"svag: {message}", file=sys.stderr, flush=True)
+
+
+def _listing(names: list[str], shown: int = 5) -> str:
+    """``a, b and 3 more``: what a folder holds, for a message."""
+    head = ", ".join(names[:shown])
+    return head + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 def _prepare(cfg: RunConfig, folder: RunFolder, resume: bool, create: bool = True) -> bool:
     """Check ``folder`` can hold the run (and create it if ``create``); return whether there is a
     checkpoint to resume from. Read-only without ``create``, so every process of a
-    multi-process run can check, and fail with the same message."""
+    multi-process run can check, and fail with the same message.
+
+    With ``resume`` and no checkpoint the run starts afresh when the folder shows it never had one
+    (its status is at step 0: stopped before its first checkpoint; a line says so if records past
+    t = 0 are rewritten) or when it diverged (a line says it runs again); when the status shows a
+    checkpoint was written and is gone (:meth:`RunFolder.lost_checkpoint`) it refuses, naming
+    the folder: the user removes the folder to run it again. Temporary files that a kill left
+    (:mod:`svag.records`) are ignored by the checks and removed when the folder is created.
+    """
+    try:
+        return _check_folder(cfg, folder, resume, create)
+    except PermissionError as err:  # a folder we may not even look into; NotWritableError names its path itself
+        if isinstance(err, NotWritableError):
+            raise
+        where = err.filename or folder.path
+        raise NotWritableError(f"cannot use {folder.path}: {where} is not accessible (permission denied)") from None
+
+
+def _check_folder(cfg: RunConfig, folder: RunFolder, resume: bool, create: bool) -> bool:
     out = folder.path
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a folder")
+    holds = folder.contents()  # without our own hidden temporary files
+    notice = None
     if resume and folder.exists():
         saved, mine = folder.config(), cfg.to_dict()
         if saved != mine:
             diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
             raise ValueError(f"cannot resume {out}: config differs in {diff}; resume with the saved config")
-    elif resume and out.exists() and any(out.iterdir()):
-        raise ValueError(f"cannot resume {out}: it holds no config.json of a run")
-    elif out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} is not empty; pass --resume to continue the run in it or choose another --out")
-    if create:
+        if not folder.has_checkpoint():
+            notice = _without_checkpoint(folder)
+    elif resume and holds:
+        raise ValueError(f"cannot resume {out}: it holds no config.json of a run (it holds {_listing(holds)})")
+    elif holds:
+        raise ValueError(
+            f"{out} is not empty (it holds {_listing(holds)}); pass --resume to continue the run in it or choose "
+            "another --out"
+        )
+    resumable = resume and folder.has_checkpoint()
+    if create and resumable and folder.status().status == "completed":  # nothing to write: may be read-only
+        with contextlib.suppress(OSError):
+            folder.remove_temporaries()
+    elif create:
+        check_writable(out, f"cannot {'resume' if resumable else 'write'} the run in {out}")
         out.mkdir(parents=True, exist_ok=True)
-    return resume and folder.has_checkpoint()  # killed before its first checkpoint: start afresh
+        stale = folder.remove_temporaries()
+        if resume and stale and not folder.exists():
+            partial = temporary_of(stale[0])  # .config.json.XXXXXXXX.tmp -> config.json
+            notice = f"{out} holds no run yet, only a partial {partial} of a start that was killed: starting afresh"
+        if notice:
+            _notice(notice)
+    return resumable
+
+
+def _without_checkpoint(folder: RunFolder) -> str | None:
+    """What ``--resume`` does with a run folder that has no ``checkpoint.pt``: raise if it had one
+    (see :func:`_prepare`), else the line to show before starting afresh (``None``: nothing to say)."""
+    status, rows = folder.status(), folder.records()
+    past = [r for r in rows if r.get("sde_time", 0) > 0]
+    if folder.lost_checkpoint():
+        raise ValueError(
+            f"cannot resume {folder.path}: its checkpoint.pt is gone, but status.json says the run had reached step "
+            f"{status.step} ({status.status}); resuming would start again from step 0 and overwrite its "
+            f"{len(rows)} records: remove the folder to run it again, or choose another --out"
+        )
+    if status.status == "diverged":
+        return f"{folder.path} diverged and has no checkpoint: running it again from step 0"
+    if past:
+        return (f"{folder.path} was stopped before its first checkpoint: starting again from step 0 (its "
+                f"{len(past)} records after t = 0 are written anew)")  # fmt: skip
+    return None
 
 
 def run_replicas(
@@ -373,12 +442,15 @@ def run_replicas(
     float rounding: batched kernels may round differently). A seed that diverges is marked
     ``diverged`` in its ``status.json`` and the others go on. ``cfg.seed`` is ignored.
     """
-    cfg.validate()
+    from .budget import check_budget
+
+    cfg = RunConfig.of(cfg).validate()  # a dict of its fields is accepted (RunConfig.from_dict)
     folders = [RunFolder(o) for o in out_dirs]
     if len(folders) != len(seeds) or not seeds:
         raise ValueError(f"need one out_dir per seed, got {len(seeds)} seeds and {len(folders)} folders")
     cfgs = [replace(cfg, seed=int(s)) for s in seeds]
     dist, device = setup(resolve_device(cfg.device), cfg.batch_size)
+    check_budget(cfg, len(seeds), device)  # batches, steps and memory, before any folder is made
     if dist.world > 1 and len(seeds) > 1:
         raise ValueError(f"multi-process runs train one seed at a time, got {len(seeds)} seeds")
     # every process checks (a bad folder fails on all of them alike); rank 0 alone creates it
@@ -424,15 +496,20 @@ def run(cfg: RunConfig, out_dir: str | os.PathLike, *, resume: bool = False, pro
     """Train one run into ``out_dir`` (see :mod:`svag.runfolder` and :mod:`svag.recorder` for what it writes).
 
     Args:
-        cfg: the run configuration (validated here).
+        cfg: the run configuration (validated here), or a dict of its fields.
         out_dir: output folder; it must be empty or absent unless ``resume``.
         resume: continue from ``out_dir/checkpoint.pt`` (same config required); the
-            metrics are bit-identical to an uninterrupted run except ``wall_time``.
+            metrics are bit-identical to an uninterrupted run except ``wall_time``. Without a
+            checkpoint the run starts afresh if it never wrote one, and is refused if its
+            checkpoint was deleted (remove the folder to run it again; see ``_prepare``).
         progress: show a progress bar over continuous time.
 
     Raises:
         RunDiverged: the loss became NaN/inf (``status.json`` says so; files are kept).
         RunInterrupted: SIGINT/SIGTERM; the folder was checkpointed and marked ``interrupted``.
         ValueError: bad config, a non-empty folder without ``resume``, or a config mismatch.
+        NotWritableError: ``out_dir`` (or the folder it would be made in) is not writable; it is a
+            ``PermissionError`` and a ``ValueError``. NotADirectoryError: a file is in the way.
     """
+    cfg = RunConfig.of(cfg)  # a dict of its fields is accepted (RunConfig.from_dict)
     return run_replicas(cfg, [cfg.seed], [out_dir], resume=resume, progress=progress)[0]

@@ -4,9 +4,12 @@ r"""Small statistical helpers shared by the verification, the studies and the LS
   standard error (rates of weak errors in ``l``, P1 Thm 4.3; growth of ``G/N`` in ``B``, P1 §4);
 * :func:`mean_se`: a sample mean and its standard error;
 * :func:`mc_check`: z-scores of Monte-Carlo moments against exact ones;
-* :func:`stream`: an independent, reproducible torch random stream per ``(seed, keys)``.
+* :func:`stream`: an independent, reproducible torch random stream per ``(seed, keys)``;
+* :func:`t_interval`, :func:`welch_df`, :func:`seeds_for_half_width`: Student-t intervals of linear
+  combinations of sample means (the Richardson extrapolation and the verdicts of :mod:`svag.verdict`).
 
-Everything is computed in float64.
+Everything is computed in float64. torch is imported by :func:`stream` only, so the interval
+helpers (and :mod:`svag.verdict`) load without it.
 """
 
 from __future__ import annotations
@@ -17,12 +20,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+from scipy import stats as _scipy_stats
 
 if TYPE_CHECKING:
+    import torch
+
     from .problems import Moments
 
-__all__ = ["LogLogFit", "fit_loglog_slope", "mc_check", "mean_se", "stream"]
+__all__ = [
+    "LogLogFit",
+    "fit_loglog_slope",
+    "mc_check",
+    "mean_se",
+    "seeds_for_half_width",
+    "stream",
+    "t_interval",
+    "welch_df",
+]
 
 
 @dataclass(frozen=True)
@@ -150,5 +164,87 @@ def stream(seed: int, *keys: int) -> torch.Generator:
     Distinct key tuples give statistically independent streams (no accidental overlap as with
     ``seed + k``); the same tuple always gives the same stream. Keys are non-negative integers.
     """
+    import torch  # here, not at the top: the interval helpers of this module load without torch
+
     state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def _check_level(level: float) -> float:
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0.0 < level < 1.0:
+        raise ValueError(f"level must be a number in (0, 1), got {level!r}")
+    return float(level)
+
+
+def t_interval(estimate: float, se: float, df: float, level: float) -> tuple[float, float]:
+    r"""Two-sided Student-t interval ``estimate ± t_{(1+level)/2, df}·se`` (``scipy.stats.t``).
+
+    ``df = inf`` gives the normal interval; ``se = 0`` gives ``(estimate, estimate)`` for any ``df``.
+    A ``(1 − 2α)`` interval (``level = 1 − 2α``) is the one whose inclusion in ``(−δ, δ)`` is the
+    two one-sided tests (TOST) of equivalence at level α.
+    """
+    level = _check_level(level)
+    if se == 0.0:
+        return float(estimate), float(estimate)
+    half = float(_scipy_stats.t.ppf(0.5 + level / 2.0, df)) * se
+    return float(estimate - half), float(estimate + half)
+
+
+def welch_df(variances: Sequence[float] | np.ndarray, counts: Sequence[int] | np.ndarray) -> float:
+    r"""Welch–Satterthwaite degrees of freedom of a sum of independent variance estimates.
+
+    For ``θ = Σ_i c_i \bar x_i`` from independent samples with sample variances ``s_i²`` and sizes
+    ``n_i``, pass ``v_i = c_i² s_i²/n_i`` (the terms of ``Var θ``) and ``n_i``:
+
+    .. math::  ν = \frac{(\sum_i v_i)^2}{\sum_i v_i^2/(n_i - 1)}
+
+    (Welch 1947; Satterthwaite 1946). Terms with ``v_i = 0`` drop out. When every ``v_i`` is 0 the
+    interval is a point whatever ``ν`` is; ``min_i n_i − 1`` is returned.
+
+    Raises:
+        ValueError: lengths differ, a ``v_i < 0`` or not finite, or an ``n_i < 2`` (no variance).
+    """
+    v, n = np.asarray(variances, dtype=np.float64).reshape(-1), np.asarray(counts, dtype=np.float64).reshape(-1)
+    if v.shape != n.shape:
+        raise ValueError(f"variances and counts must have the same length, got {v.size} and {n.size}")
+    if not np.isfinite(v).all() or (v < 0).any():
+        raise ValueError(f"variances must be finite and >= 0, got {v.tolist()}")
+    if (n < 2).any():
+        raise ValueError(f"counts must be >= 2 (a sample variance needs two values), got {n.astype(int).tolist()}")
+    if not (v > 0).any():
+        return float(n.min() - 1.0)
+    return float(v.sum() ** 2 / (v**2 / (n - 1.0)).sum())
+
+
+def seeds_for_half_width(
+    spread: float, half_width: float, level: float, df_factor: float = 1.0, max_seeds: int = 10**7
+) -> int:
+    r"""The least ``n ≥ 2`` with ``t_{(1+level)/2, ν(n)}·spread/\sqrt n < half_width``, ``ν(n) = f·(n − 1)``.
+
+    ``spread`` is the per-seed standard deviation of the statistic (its SE at ``n`` seeds is
+    ``spread/√n``). ``f = df_factor`` is 1 for a mean over ``n`` seeds (paired runs); for a
+    combination ``Σ c_l \bar x_l`` of independent groups of ``n`` seeds each, Welch–Satterthwaite
+    gives ``ν(n) = (n − 1)(Σ_l a_l)²/Σ_l a_l²``, ``a_l = c_l² s_l²``. Starts from the normal
+    approximation ``(z·spread/half_width)²`` (a lower bound, since ``t > z``) and steps up ``n``.
+
+    Raises:
+        ValueError: ``spread < 0``, ``half_width ≤ 0`` or ``df_factor ≤ 0`` (or not finite), or more
+            than ``max_seeds`` would be needed.
+    """
+    level = _check_level(level)
+    for name, value, ok in (
+        ("spread", spread, spread >= 0),
+        ("half_width", half_width, half_width > 0),
+        ("df_factor", df_factor, df_factor > 0),
+    ):
+        if not (math.isfinite(value) and ok):
+            raise ValueError(f"{name} must be a finite number {'>= 0' if name == 'spread' else '> 0'}, got {value!r}")
+    if spread == 0.0:
+        return 2
+    q = 0.5 + level / 2.0
+    n = max(2, math.floor((float(_scipy_stats.norm.ppf(q)) * spread / half_width) ** 2))
+    while float(_scipy_stats.t.ppf(q, df_factor * (n - 1))) * spread / math.sqrt(n) >= half_width:
+        n += 1
+        if n > max_seeds:
+            raise ValueError(f"more than max_seeds={max_seeds} seeds would be needed (spread={spread!r})")
+    return n

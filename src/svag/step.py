@@ -94,34 +94,88 @@ def train_step(
 
     Returns:
         :class:`StepOutput` with the detached batch losses (and the grads if asked).
+
+    Raises:
+        ValueError: no parameter of the optimizer requires grad, or the loss does not depend on
+            any that does (frozen parameters are skipped, as in ``torch.optim``); ``batch2`` missing
+            when ``l > 1``, or the same batch as ``batch1`` (see :func:`_check_two_batches`).
     """
     factors = _group_factors(optimizer)
     single = all(f == 1.0 for f in factors)
+    if not any(_trainable(optimizer)):
+        raise ValueError(
+            "train_step: none of the optimizer's parameters requires grad (all frozen): there is nothing to train"
+        )
     if single and not return_grads:
         optimizer.zero_grad(set_to_none=True)
-        loss1 = loss_fn(batch1)
+        loss1 = _checked(loss_fn(batch1))
         loss1.backward()
         optimizer.step()
         return StepOutput(loss1.detach(), None)
     if not single and batch2 is None:
         raise ValueError("train_step needs batch2 when l > 1 (SVAG draws two independent batches)")
+    if batch2 is not None:
+        _check_two_batches(batch1, batch2)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "reference" or return_grads or len(set(factors)) > 1:
         return _two_backward_step(optimizer, loss_fn, batch1, batch2, factors, return_grads, single)
     optimizer.zero_grad(set_to_none=True)
     if mode == "fused":
-        loss1 = loss_fn(batch1)
-        loss2 = loss_fn(batch2)
+        loss1 = _checked(loss_fn(batch1))
+        loss2 = _checked(loss_fn(batch2))
         amplified_loss(loss1, loss2, factors[0]).backward()
     else:
         a1, a2 = coefficients(factors[0])
-        loss1 = loss_fn(batch1)
+        loss1 = _checked(loss_fn(batch1))
         (a1 * loss1).backward()
-        loss2 = loss_fn(batch2)
+        loss2 = _checked(loss_fn(batch2))
         (a2 * loss2).backward()
     optimizer.step()
     return StepOutput(loss1.detach(), loss2.detach())
+
+
+def _checked(loss: torch.Tensor) -> torch.Tensor:
+    """``loss`` if backward can run through it, else a ``ValueError`` saying why it cannot."""
+    if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
+        raise ValueError(
+            "train_step: loss_fn returned a loss that depends on no parameter requiring grad (was it computed "
+            "under torch.no_grad(), or with a model whose parameters are not the optimizer's?)"
+        )
+    return loss
+
+
+def _leaves(batch: Any) -> list[torch.Tensor]:
+    """The tensors of a batch: a tensor, or tensors nested in tuples, lists and dicts."""
+    if isinstance(batch, torch.Tensor):
+        return [batch]
+    if isinstance(batch, (tuple, list)):
+        return [t for item in batch for t in _leaves(item)]
+    if isinstance(batch, dict):
+        return [t for item in batch.values() for t in _leaves(item)]
+    return []
+
+
+def _check_two_batches(batch1: Any, batch2: Any) -> None:
+    """Refuse ``batch2`` when it is ``batch1``: the same object, or the same tensors in the same memory.
+
+    The same batch twice makes ``g1 = g2``, so ``a1 g1 + a2 g2 = g1``: the amplified noise is
+    silently gone. The check is on identity and memory (every tensor of ``batch2`` is a view of the
+    same data pointer, shape and strides as the tensor at its place in ``batch1``), not on values:
+    two independently drawn batches may legitimately hold equal values (sampling with replacement
+    from a small data set), and comparing values would cost a pass over both batches per step. A
+    tensor shared by both batches (a constant target, say) is allowed as long as another differs.
+    """
+
+    def views(batch: Any) -> list[tuple]:
+        return [(t.data_ptr(), tuple(t.shape), t.stride()) for t in _leaves(batch)]
+
+    same = batch1 is batch2 or (bool(_leaves(batch1)) and views(batch1) == views(batch2))
+    if same:
+        raise ValueError(
+            "train_step: batch2 is the same batch as batch1 (the same object or tensors in the same memory); "
+            "SVAG needs two independently drawn batches, else a1·g1 + a2·g2 = g1 and the amplified noise is lost"
+        )
 
 
 def _grads_of(loss: torch.Tensor, groups: list[list[torch.Tensor]]) -> list[torch.Tensor | None]:
@@ -133,11 +187,11 @@ def _grads_of(loss: torch.Tensor, groups: list[list[torch.Tensor]]) -> list[torc
 def _two_backward_step(optimizer, loss_fn, batch1, batch2, factors, return_grads, single) -> StepOutput:
     """Reference path: backpropagate each batch loss on its own and combine ``a1 g1 + a2 g2``."""
     groups = _trainable(optimizer)
-    loss1 = loss_fn(batch1)
+    loss1 = _checked(loss_fn(batch1))
     g1 = _grads_of(loss1, groups)
     loss2, g2 = None, None
     if not single or (return_grads and batch2 is not None):
-        loss2 = loss_fn(batch2)
+        loss2 = _checked(loss_fn(batch2))
         g2 = _grads_of(loss2, groups)
     i = 0
     for params, factor in zip(groups, factors):

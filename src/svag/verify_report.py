@@ -27,12 +27,19 @@ def write_report(data: dict, out: str | os.PathLike) -> dict[str, Path]:
 
 
 def csv_rows(data: dict) -> list[dict]:
-    """One row per ``l``: the OU columns prefixed ``ou_``, the regression columns ``reg_``."""
+    """One row per ``l``: the OU columns prefixed ``ou_``, the regression columns ``reg_``, and (data with a
+    Gaussian-noise section) its OU and regression columns prefixed ``gauss_ou_`` and ``gauss_reg_``."""
+    gauss = data.get("gaussian")
+    n = len(data["ou"]["rows"])
+    g_ou = gauss["rows_ou"] if gauss else [{}] * n
+    g_reg = gauss["rows_regression"] if gauss else [{}] * n
     rows = []
-    for ou, reg in zip(data["ou"]["rows"], data["regression"]["rows"]):
+    for ou, reg, gou, greg in zip(data["ou"]["rows"], data["regression"]["rows"], g_ou, g_reg):
         row = {"l": ou["l"]}
         row.update({f"ou_{k}": v for k, v in ou.items() if k != "l"})
         row.update({f"reg_{k}": v for k, v in reg.items() if k != "l"})
+        row.update({f"gauss_ou_{k}": v for k, v in gou.items() if k not in ("l", "steps")})
+        row.update({f"gauss_reg_{k}": v for k, v in greg.items() if k not in ("l", "steps")})
         rows.append(row)
     return rows
 
@@ -88,7 +95,37 @@ def format_tables(data: dict) -> str:
         f"{ref['mc_max_abs_z']:.2f}) samples' mean, covariance, E|x|² (and 3rd moment) against the exact "
         "finite-l moments. skew: standardized skewness of x_1 (0 for the SDE); MC SE √(6/R).",
     ]
+    if "gaussian" in data:
+        lines += ["", *_gaussian_table(data["gaussian"])]
     return "\n".join(lines)
+
+
+def _gaussian_table(g: dict) -> list[str]:
+    """Section [3]: the Gaussian-noise step (NGD at l = 1, Euler–Maruyama with Δt = η/l)."""
+    s = g["slopes"]
+    lines = [
+        f"[3] Gaussian noise (P1's NGD at l = 1 = Euler–Maruyama, Δt = η/l; {g['noise']}); MC: real "
+        f"gaussian_step runs, {g['replicas']} chains per l",
+        f"{'l':>4} {'OU |Ex-EX|':>11} {'|ΔE e^-|x|²/2|':>15} {'|Δmom| SVAG':>12} {'|skew SVAG|':>12} "
+        f"{'skew MC ± SE':>17} {'MC max|z|':>10} {'reg |ΔE L|':>11} {'reg |Δmom|':>11} {'MC max|z|':>10}",
+    ]
+    for o, r in zip(g["rows_ou"], g["rows_regression"]):
+        lines.append(
+            f"{o['l']:>4} {o['mean_err']:>11.3e} {o['kernel_err']:>15.3e} {o['svag_moment_gap']:>12.1e} "
+            f"{o['svag_third_gap']:>12.4f} {o['skewness_mc']:>9.4f} ± {o['skewness_mc_se']:.4f} "
+            f"{o['mc_max_abs_z']:>10.2f} {r['loss_err']:>11.3e} {r['svag_moment_gap']:>11.1e} "
+            f"{r['mc_max_abs_z']:>10.2f}"
+        )
+    lines += [
+        f"{'slope':>4} {s['ou_mean_err']:>11.3f} {s['ou_kernel_err']:>15.3f} {'':>12} {s['svag_third_gap']:>12.3f} "
+        f"{'':>17} {'':>10} {s['regression_loss_err']:>11.3f}",
+        "",
+        "|Δ·|: the Gaussian iteration at l vs the SDE at T, exact. |Δmom| SVAG: largest gap in mean and covariance to "
+        "SVAG at the same l (0: identical recursions); |skew SVAG|: the gap in standardized third moment of x_1 (the "
+        "Gaussian's is 0), falling like 1/l: both approach the same SDE. MC max|z|: mean, covariance, E|x|² (OU: "
+        "also the third moment, 0, and E e^-|x|²/2) of the runs against the exact finite-l values.",
+    ]
+    return lines
 
 
 def plot_verification(data: dict, path: str | Path) -> Path:
@@ -97,7 +134,8 @@ def plot_verification(data: dict, path: str | Path) -> Path:
 
     ls = data["ls"]
     ou, reg, slopes = data["ou"]["rows"], data["regression"]["rows"], data["slopes"]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    gauss = data.get("gaussian")
+    fig, axes = plt.subplots(1, 4 if gauss else 3, figsize=(18.5 if gauss else 14, 4.2))
 
     def guide(ax, y1):
         ax.plot(ls, [y1 / l for l in ls], ls=":", color="grey", lw=1, label="∝ 1/l")
@@ -122,6 +160,18 @@ def plot_verification(data: dict, path: str | Path) -> Path:
         _mc_points(ax, ls, dists, ses, f"MC vs Euler–Maruyama ± SE ({label})", color=color)
     guide(ax, reg[0]["sq_norm_err"])
     ax.set_title("Regression, state-dependent noise")
+
+    if gauss:
+        ax = axes[3]
+        g_ou, g_slopes = gauss["rows_ou"], gauss["slopes"]
+        for key, label in (("mean_err", "‖E x − E X‖"), ("kernel_err", "|ΔE exp(−‖x‖²/2)|")):
+            ax.plot(ls, [r[key] for r in g_ou], "o-", label=f"{label} (slope {g_slopes['ou_' + key]:.2f})")
+        reg_err = [r["loss_err"] for r in gauss["rows_regression"]]
+        ax.plot(ls, reg_err, "^-", label=f"regression |ΔE L| (slope {g_slopes['regression_loss_err']:.2f})")
+        third = [r["svag_third_gap"] for r in g_ou]
+        ax.plot(ls, third, "s--", label=f"|skewness SVAG − Gaussian| (slope {g_slopes['svag_third_gap']:.2f})")
+        guide(ax, g_ou[0]["mean_err"])
+        ax.set_title("Gaussian noise (NGD = Euler–Maruyama, Δt = η/l)")
 
     for ax in axes:
         ax.set_xscale("log", base=2)

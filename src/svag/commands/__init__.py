@@ -6,20 +6,29 @@ from __future__ import annotations
 import argparse
 
 
+def _distinct(values: list, text: str) -> list:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        shown = ", ".join(f"{v:g}" for v in repeated)
+        raise argparse.ArgumentTypeError(f"values must be distinct, got {text!r} ({shown} more than once)")
+    return values
+
+
 def batch_sizes(text: str) -> list[int]:
-    """``--verify`` / ``--batch-sizes``: comma-separated integers >= 1 (empty: none)."""
+    """``--verify`` / ``--batch-sizes``: distinct comma-separated integers >= 1 (empty: none)."""
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"batch sizes must be integers >= 1, got {text!r}")
-    return values
+    return _distinct(values, text)
 
 
 def floats(text: str) -> list[float]:
-    """Comma-separated numbers, e.g. ``--ls 1,2,4``."""
+    """Distinct comma-separated numbers, e.g. ``--ls 1,2,4``."""
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    return _distinct(values, text)

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         ensemble=args.ensemble,
     )
-    md, csv = write_summary(args.out)
+    md, csv = write_summary(args.out, names=list(statuses))  # this sweep's runs only
     failed = {k: v for k, v in statuses.items() if v != "completed"}
     print(f"runs in {args.out}; summary: {md} and {csv}")
     for name, status in failed.items():

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..config import RunConfig
 from ..experiments.compare import run_compare, write_summary
 from ..plotting import plot_compare
-from ..summary import load_runs
+from ..runfolder import RunFolder
 
 DEMO = RunConfig(
     data="mnist1d",
@@ -24,6 +24,13 @@ DEMO = RunConfig(
     eval_every=1.0,
     checkpoint_every=10.0,
 )
+
+# Intra-op CPU threads unless `--threads` or OMP_NUM_THREADS says otherwise (read by svag.cli).
+# The demo's MLP gains little from a second thread, and with 2 threads PyTorch's workers wait for
+# each other at every operation. Measured on 2 cores, the whole demo: 78 s with 1 thread, 74 s
+# with 2, idle; 78 s with 1 thread with one core kept busy by another process, where 2 epochs
+# alone took 75 s with 2 threads against 11 s with 1 (README, "Threads").
+THREADS = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
         cfg, [1.0, 2.0, 4.0, 8.0], list(range(args.seeds)), out, resume=True, progress=not args.no_progress,
         jobs=args.jobs,
     )  # fmt: skip
-    runs = load_runs(out)
+    runs = [RunFolder(out / n).load() for n in statuses if RunFolder(out / n).exists()]  # this sweep's runs only
     fig = plot_compare(runs, out / "compare.png")
-    md, csv = write_summary(out)
+    md, csv = write_summary(out, names=list(statuses))
     print(md.read_text(), end="")
     print(f"done in {time.perf_counter() - start:.0f} s\nfigure: {fig}\ntable:  {md} (and {csv})")
     return 0 if all(s == "completed" for s in statuses.values()) else 1

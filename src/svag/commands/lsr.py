@@ -7,11 +7,18 @@ phase), print the predicted largest batch size B* = B0·τ·N0/G0 with its uncer
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import replace
 from pathlib import Path
 
 from ..config import add_config_arguments, config_from_args
-from ..experiments.lsr_sweep import equilibrium_window_epochs, lsr_table, run_sweep, write_lsr_outputs
+from ..experiments.lsr_sweep import (
+    equilibrium_window,
+    equilibrium_window_epochs,
+    lsr_table,
+    run_sweep,
+    write_lsr_outputs,
+)
 from ..plotting import plot_lsr
 from ..runfolder import RunFolder
 from . import batch_sizes
@@ -38,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.tau <= 0:
-        raise ValueError(f"--tau must be > 0, got {args.tau}")
+    if not (math.isfinite(args.tau) and args.tau > 0):
+        raise ValueError(f"--tau must be a finite number > 0, got {args.tau}")
     out = Path(args.out)
     if args.baseline:
         dirs = [Path(args.baseline)]
@@ -47,10 +54,12 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--baseline {dirs[0]} holds no records of a run")
         if args.verify:
             raise ValueError("--verify needs the baseline config: run without --baseline to train it")
+        equilibrium_window(dirs[0], args.window)  # a schedule without a constant-LR phase fails here
     else:
         base = config_from_args(args)
+        window = equilibrium_window_epochs(base, args.window)  # refuses a schedule without a constant-LR phase
         if not base.noise_window:  # spend the G/N budget where the test reads it
-            base = replace(base, noise_window=equilibrium_window_epochs(base, args.window)).validate()
+            base = replace(base, noise_window=window).validate()
         if base.noise != "pairs":
             raise ValueError(f"svag lsr needs --noise pairs to measure G/N, got {base.noise!r}")
         dirs = run_sweep(base, args.verify, out, resume=args.resume, progress=not args.no_progress, jobs=args.jobs)
@@ -62,4 +71,5 @@ def run(args: argparse.Namespace) -> int:
         fig = plot_lsr(result, out / "lsr.png")
         print(f"figure: {fig}")
     print(f"table: {md} and {csv}; all numbers: {js}")
-    return 0
+    incomplete = len(result["runs"]) < len(dirs) or any(r["status"] != "completed" for r in result["runs"])
+    return 1 if incomplete else 0  # a run failed or diverged: the table says which

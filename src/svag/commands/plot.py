@@ -8,13 +8,18 @@ import argparse
 from pathlib import Path
 
 from ..experiments.compare import write_summary
-from ..plotting import plot_compare
+from ..plotting import figure_format, plot_compare
+from ..records import check_writable
 from ..summary import load_runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs_dir", help="folder of runs written by `svag compare`")
-    parser.add_argument("--out", default=None, help="figure path (default: RUNS_DIR/compare.png)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="figure file; its suffix gives the format: .png, .pdf, .svg, ... (default: RUNS_DIR/compare.png)",
+    )
     parser.add_argument(
         "--metrics",
         default="train_loss,test_loss,test_acc,weight_norm_sq",
@@ -24,13 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    figure = Path(args.out) if args.out else Path(args.runs_dir) / "compare.png"
+    figure_format(figure)  # a folder or a name without a known suffix: say so before any work
     runs = load_runs(args.runs_dir)
+    check_writable(figure.parent, f"cannot save the figure {figure}")
+    check_writable(args.runs_dir, f"cannot write the summary table into {args.runs_dir}")
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     known = {key for run in runs for row in run.records[:1] for key in row}
     bad = [m for m in metrics if m not in known]
     if bad:
         raise ValueError(f"unknown metric(s) {bad}; valid: {', '.join(sorted(known))}")
-    fig = plot_compare(runs, args.out or Path(args.runs_dir) / "compare.png", metrics=metrics, x=args.x)
+    fig = plot_compare(runs, figure, metrics=metrics, x=args.x)
     md, csv = write_summary(args.runs_dir)
     print(f"figure: {fig}\ntable: {md} and {csv}")
     print(md.read_text(), end="")

@@ -27,4 +27,4 @@ def run(args: argparse.Namespace) -> int:
         f"{result.status}: {args.out}/metrics.jsonl ({len(result.records)} records); final sde_time "
         f"{last['sde_time']:.4g}, test_acc {last['test_acc']:.4f}, test_loss {last['test_loss']:.4f}"
     )
-    return 0
+    return 0 if result.status == "completed" else 1  # e.g. --resume of a run that had diverged

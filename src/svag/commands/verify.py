@@ -12,6 +12,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
+from ..records import check_writable
 from ..verify_report import format_tables, write_report
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from ..verify import run_verification
 
     cfg = config_from_args(args)
+    check_writable(args.out, f"cannot write the report into --out {args.out}")  # before the work, not after
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small tensors: one thread is as fast, and robust on a shared machine

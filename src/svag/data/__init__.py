@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numbers
 import os
+from dataclasses import dataclass
 
 from .base import ArrayDataset, DataError, check_count, default_cache_dir
 from .sampling import SAMPLING_MODES, PairSampler
@@ -35,12 +36,51 @@ __all__ = [
     "SAMPLING_MODES",
     "ArrayDataset",
     "DataError",
+    "DataSize",
     "PairSampler",
+    "data_size",
     "default_cache_dir",
     "load_dataset",
 ]
 
 DATASETS: tuple[str, ...] = ("mnist1d", "fashion-mnist", "cifar10", "cifar100", "teacher-student")
+
+
+@dataclass(frozen=True)
+class DataSize:
+    """What a data set will hold, known without loading it (for checks before a run starts)."""
+
+    n_train: int  # training samples that will be loaded
+    n_test: int
+    input_shape: tuple[int, ...]  # one sample; inputs are float32
+    num_classes: int
+
+
+def data_size(name: str, n_train: int | None = None, n_test: int | None = None) -> DataSize:
+    """The sizes :func:`load_dataset` will return, without reading or generating anything.
+
+    File-based sets hold a fixed number of samples (their standard files: Fashion-MNIST 60000/10000,
+    CIFAR 50000/10000); asking for more raises :class:`DataError` naming what is available. The
+    synthetic sets (``mnist1d``, ``teacher-student``) generate any size.
+    """
+    from . import mnist1d, teacher_student
+
+    n_train, n_test = check_count("n_train", n_train), check_count("n_test", n_test)
+    # name -> (default/available train, test, input shape, classes, generated)
+    known = {
+        "mnist1d": (mnist1d.DEFAULT_N_TRAIN, mnist1d.DEFAULT_N_TEST, (1, 40), 10, True),
+        "teacher-student": (teacher_student.DEFAULT_N_TRAIN, teacher_student.DEFAULT_N_TEST, (20,), 4, True),
+        "fashion-mnist": (60000, 10000, (1, 28, 28), 10, False),
+        "cifar10": (50000, 10000, (3, 32, 32), 10, False),
+        "cifar100": (50000, 10000, (3, 32, 32), 100, False),
+    }
+    if name not in known:
+        raise DataError(f"unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
+    n_tr, n_te, shape, classes, generated = known[name]
+    for what, asked, have in (("n_train", n_train, n_tr), ("n_test", n_test, n_te)):
+        if not generated and asked is not None and asked > have:
+            raise DataError(f"{name} has {have} {what.split('_')[1]} samples, got {what}={asked}; pass at most {have}")
+    return DataSize(n_tr if n_train is None else n_train, n_te if n_test is None else n_test, shape, classes)
 
 
 def load_dataset(

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..records import write_csv, write_text
+from ..runfolder import RunFolder
 from ..summary import load_runs, markdown_table, summary_rows
 from .parallel import Job, run_jobs
 
-__all__ = ["ENSEMBLE_MODES", "run_compare", "run_dir_name", "seed_jobs", "use_ensemble", "write_summary"]
+__all__ = ["ENSEMBLE_MODES", "check_jobs", "run_compare", "run_dir_name", "seed_jobs", "use_ensemble", "write_summary"]
 
 TABLE_METRICS = ("test_acc", "test_loss", "train_loss", "weight_norm_sq")
 ENSEMBLE_MODES = ("auto", "on", "off")
@@ -57,19 +58,41 @@ def run_compare(
 
     Each ``(l, seed)`` writes ``out_dir/l{l}_seed{seed}/``. The seeds of one ``l`` are trained
     together as an ensemble when :func:`use_ensemble` says so; ``jobs > 1`` runs independent
-    jobs in worker processes. A run that fails (diverges, bad data) is reported and the others
-    still run.
+    jobs in worker processes. Every run is checked before the first starts (:func:`check_jobs`:
+    distinct ``l``, budget, folders empty or, with ``resume``, holding a run of the same config);
+    a run that fails later (diverges) is reported and the others still run.
     """
     log = log or (lambda m: print(m, flush=True))
     out = Path(out_dir)
+    if not ls or not seeds:
+        raise ValueError(f"need at least one l and one seed, got ls={list(ls)} and seeds={list(seeds)}")
     together = use_ensemble(base, len(seeds), ensemble)
-    if together:
-        log(f"training the {len(seeds)} seeds of each l together as one stacked ensemble (--ensemble off to disable)")
     work: list[Job] = []
     for l in ls:
         cfg = replace(base, l=float(l)).validate()
         work += seed_jobs(cfg, seeds, out, [run_dir_name(l, s) for s in seeds], together)
+    check_jobs(work, resume)
+    if together:
+        log(f"training the {len(seeds)} seeds of each l together as one stacked ensemble (--ensemble off to disable)")
     return run_jobs(work, jobs, resume=resume, progress=progress, log=log)
+
+
+def check_jobs(work: list[Job], resume: bool) -> None:
+    """Check every run of a sweep before any starts, so that a bad sweep fails at once with one
+    line and writes nothing: distinct run folders, each job's budget
+    (:func:`svag.budget.check_budget`: batch sizes, steps, memory), and each folder empty or,
+    with ``resume``, holding a run of the same config (the runner's own check, read-only)."""
+    from ..budget import check_budget
+    from ..runner import _prepare
+
+    folders = [f for job in work for f in job.folders]
+    repeated = sorted({str(f) for f in folders if folders.count(f) > 1})
+    if repeated:
+        raise ValueError(f"two runs of the sweep would share the folder {repeated[0]}: give distinct values")
+    for job in work:
+        check_budget(job.config, len(job.seeds))
+        for seed, folder in zip(job.seeds, job.folders):
+            _prepare(replace(job.config, seed=int(seed)), RunFolder(folder), resume, create=False)
 
 
 def seed_jobs(cfg: RunConfig, seeds: list[int], out: Path, names: list[str], together: bool) -> list[Job]:
@@ -83,10 +106,18 @@ def seed_jobs(cfg: RunConfig, seeds: list[int], out: Path, names: list[str], tog
     ]  # fmt: skip
 
 
-def write_summary(runs_dir: str | os.PathLike, metrics: tuple[str, ...] = TABLE_METRICS) -> tuple[Path, Path]:
+def write_summary(
+    runs_dir: str | os.PathLike, metrics: tuple[str, ...] = TABLE_METRICS, *, names: list[str] | None = None
+) -> tuple[Path, Path]:
     """``summary.md`` and ``summary.csv`` in ``runs_dir``: per l, mid-run and final metrics
-    (mean ± std over seeds) and the distance of each l to the largest l."""
-    runs = load_runs(runs_dir)
+    (mean ± std over seeds) and the distance of each l to the largest l. ``names``: read only
+    these run folders of ``runs_dir`` (a sweep's own runs; default: every run under it)."""
+    if names is None:
+        runs = load_runs(runs_dir)
+    else:
+        runs = [RunFolder(Path(runs_dir) / n).load() for n in names if RunFolder(Path(runs_dir) / n).exists()]
+        if not runs:
+            raise FileNotFoundError(f"none of the runs {names} is in {runs_dir}")
     rows = summary_rows(runs, metrics)
     md, csv = Path(runs_dir) / "summary.md", Path(runs_dir) / "summary.csv"
     write_text(md, markdown_table(rows, metrics))

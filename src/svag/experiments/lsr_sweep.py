@@ -29,6 +29,7 @@ from ..records import write_csv, write_json, write_text
 from ..runfolder import Run, RunFolder
 from ..schedules import Warmup, schedule_from_dict
 from ..stats import fit_loglog_slope
+from .compare import check_jobs
 from .parallel import Job, run_jobs
 
 __all__ = ["equilibrium_window", "equilibrium_window_epochs", "lsr_table", "run_sweep", "window_ratio"]
@@ -41,21 +42,47 @@ def _last_fraction(end: float, fraction: float) -> tuple[float, float]:
     return end * (1 - fraction), end
 
 
+def _constant_phase(kind: str, where: str) -> None:
+    """Refuse a schedule without a constant-LR phase: P1's G/N test reads its equilibrium."""
+    if kind not in ("constant", "multistep"):
+        raise ValueError(
+            f"{where} has schedule {kind!r}, which has no constant-LR phase; the G/N test (P1 §4) reads the "
+            "equilibrium of one: use --schedule constant or multistep"
+        )
+
+
+def _after_warmup(window: tuple[float, float], warmup: float, unit: str) -> tuple[float, float]:
+    if window[0] < warmup:
+        raise ValueError(
+            f"the equilibrium window ({window[0]:.4g}, {window[1]:.4g}] {unit} starts inside the warm-up "
+            f"(until {warmup:.4g}), where the LR is not yet constant: use a shorter --warmup or a smaller --window"
+        )
+    return window
+
+
 def equilibrium_window_epochs(cfg: RunConfig, fraction: float = 1 / 6) -> tuple[float, float]:
     """:func:`equilibrium_window` of a run not yet trained, in SGD-equivalent epochs (the unit of
-    ``cfg.noise_window``): the last ``fraction`` of the epochs before the first milestone."""
+    ``cfg.noise_window``): the last ``fraction`` of the epochs before the first milestone.
+    Refuses a schedule without a constant-LR phase and a window that starts inside the warm-up."""
+    _constant_phase(cfg.schedule, "the run")
     end = cfg.milestones[0] if cfg.schedule == "multistep" and cfg.milestones else cfg.epochs
-    return _last_fraction(end, fraction)
+    return _after_warmup(_last_fraction(end, fraction), cfg.warmup, "epochs")
 
 
 def equilibrium_window(run_dir: str | os.PathLike, fraction: float = 1 / 6) -> tuple[float, float]:
-    """``(t_start, t_end)``: the last ``fraction`` of the first constant-LR phase, in SDE time."""
+    """``(t_start, t_end)``: the last ``fraction`` of the first constant-LR phase, in SDE time.
+    Refuses a run whose schedule has no constant-LR phase or whose window starts inside its warm-up."""
     derived = RunFolder(run_dir).derived()
     sched = schedule_from_dict(derived["schedule"])
+    warmup = 0.0
     while isinstance(sched, Warmup):
+        warmup = max(warmup, sched.warmup_time)
         sched = sched.inner
+    _constant_phase(sched.kind, str(run_dir))
     milestones = getattr(sched, "milestones", ())
-    return _last_fraction(milestones[0] if milestones else derived["end_time"], fraction)
+    return _after_warmup(
+        _last_fraction(milestones[0] if milestones else derived["end_time"], fraction), warmup, "in SDE time"
+    )
 
 
 def window_ratio(run_dir: str | os.PathLike, window: tuple[float, float]) -> dict:
@@ -102,6 +129,7 @@ def run_sweep(
         kappa = B / base.batch_size
         cfg = replace(base, batch_size=int(B), lr=base.lr * kappa).validate()
         work.append(Job(cfg, [cfg.seed], [out / f"B{B}"], [f"B{B} (lr {cfg.lr:g}, κ={kappa:g})"]))
+    check_jobs(work, resume)  # every B's batches, steps, memory and folder, before anything runs
     run_jobs(work, jobs, resume=resume, progress=progress, log=log)
     return [job.folders[0] for job in work]
 
@@ -181,7 +209,12 @@ def write_lsr_outputs(result: dict, out_dir: str | os.PathLike) -> tuple[Path, P
         f"G/N = {result['baseline']['ratio']:.4g} ± {result['baseline']['ratio_se']:.2g} over t ∈ "
         f"({result['window'][0]:.4g}, {result['window'][1]:.4g}]; τ = {result['tau']:g}",
         f"Predicted B* = {result['B_star']:.4g} ± {result['B_star_se']:.2g}; "
-        f"B_simple = B0/(G/N) = {result['B_simple']:.4g}",
+        f"B_simple = B0/(G/N) = {result['B_simple']:.4g}"
+        + (
+            " (no B*: the baseline's G estimate is < 0, below its noise floor; measure over a longer window)"
+            if math.isnan(result["B_star"])
+            else ""
+        ),
         "",
         "| B | η | G/N | train error | test error | G/N ≤ τ? | error rose ≥ 20%? |",
         "|---|---|---|---|---|---|---|",

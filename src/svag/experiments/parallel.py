@@ -4,7 +4,8 @@ A job is ``(config, seeds, folders)``: one run, or several seeds trained togethe
 ensemble (:func:`svag.runner.run_replicas`). ``run_jobs`` executes the jobs in ``n_jobs``
 worker processes (``spawn``: each worker imports torch afresh, and gets ``cores // n_jobs``
 threads), shows one progress bar over the continuous time of all runs (read from their run
-folders, :meth:`svag.runfolder.RunFolder.progress`, so the workers need not report anything),
+folders, :meth:`svag.runfolder.RunFolder.progress`, so the workers need not report anything;
+plain lines every tenth when stderr is a log or a pipe, :func:`svag.progress.progress_bar`),
 and returns each run's status: a failed run is reported and the others finish.
 """
 
@@ -82,9 +83,9 @@ def run_jobs(
     folders = [f for job in jobs for f in job.folders]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        bar = tqdm(total=1.0, desc="all runs", bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+        bar = progress_bar(1.0, desc="all runs")
     with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(_work, job, resume, threads, False): job for job in jobs}
         pending = set(futures)

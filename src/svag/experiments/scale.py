@@ -32,7 +32,7 @@ from ..config import RunConfig
 from ..records import read_json, write_csv, write_json, write_text
 from ..runfolder import Run, RunFolder
 from ..scaling import linear_rule, sde_constants, sqrt_rule
-from .compare import seed_jobs, use_ensemble
+from .compare import check_jobs, seed_jobs, use_ensemble
 from .parallel import run_jobs
 
 __all__ = [
@@ -123,8 +123,9 @@ def run_scale(
     Writes ``out_dir/scale.json`` first (rule, base config, per-B ``lr``, ``batch_size``, ``betas``,
     ``eps``, the rule's invariants from :func:`svag.scaling.sde_constants`, run folders), then the
     runs ``out_dir/B{B}_seed{s}/``; the seeds of one ``B`` train together as an ensemble when
-    :func:`svag.experiments.compare.use_ensemble` says so. Bad configs and folders that are not
-    empty (without ``resume``) raise ``ValueError`` before anything is written.
+    :func:`svag.experiments.compare.use_ensemble` says so. Bad configs, batch sizes a run cannot
+    use (``B`` larger than the training set, :func:`svag.budget.check_budget`) and folders that are
+    not empty (without ``resume``) raise ``ValueError`` before anything is written.
     """
     log = log or (lambda m: print(m, flush=True))
     if not seeds:
@@ -140,8 +141,9 @@ def run_scale(
                         f"{folder} is not empty; pass --resume to continue the sweep or choose another --out"
                     )
     together = use_ensemble(base, len(seeds), ensemble)
-    if together:
-        log(f"training the {len(seeds)} seeds of each B together as one stacked ensemble (--ensemble off to disable)")
+    work = []
+    for b, _, cfg in plan:
+        work += seed_jobs(cfg, seeds, out, [run_dir_name(b, s) for s in seeds], together)
     spec = {
         "rule": rule,
         "base_batch_size": base.batch_size,
@@ -160,10 +162,10 @@ def run_scale(
         if old.get("rule") != rule or diff:
             what = f"rule {old.get('rule')!r}" if old.get("rule") != rule else f"a base config differing in {diff}"
             raise ValueError(f"cannot resume {out}: its scale.json has {what}; use the same flags or another --out")
+    check_jobs(work, resume)  # every B's batches, steps, memory and folder, before anything is written
+    if together:
+        log(f"training the {len(seeds)} seeds of each B together as one stacked ensemble (--ensemble off to disable)")
     write_json(out / "scale.json", spec)
-    work = []
-    for b, _, cfg in plan:
-        work += seed_jobs(cfg, seeds, out, [run_dir_name(b, s) for s in seeds], together)
     return run_jobs(work, jobs, resume=resume, progress=progress, log=log)
 
 

@@ -75,7 +75,8 @@ def build_model(
         norm: "bn" (BatchNorm), "gn" (GroupNorm, 8 groups) or "none".
         scale_invariant: P1's form: non-affine norms after every weight layer, no biases
             before them, last linear layer frozen at init (needs ``norm != "none"``).
-        width: channel/width multiplier (> 0); layer widths are ``max(1, round(base·width))``.
+        width: channel/width multiplier (> 0); layer widths are ``round(base·width)``, each >= 1
+            (a width that leaves a layer below one channel is refused).
 
     Returns:
         The model, in train mode, mapping ``(batch, *input_shape)`` to ``(batch, num_classes)``.

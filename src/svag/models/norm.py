@@ -81,7 +81,13 @@ def check_width(width: float) -> float:
 
 
 def scaled(channels: int, width: float) -> int:
-    """Channels of a layer with base count ``channels`` under width multiplier ``width`` (≥ 1)."""
+    """Channels of a layer with base count ``channels`` under width multiplier ``width``:
+    ``round(channels·width)``; a width that leaves a layer less than one channel is refused."""
+    if channels * width < 1:
+        raise ValueError(
+            f"width {width:g} leaves a layer of {channels} channels (at width 1) with {channels * width:.3g} < 1; "
+            f"this model needs width >= 1/{channels} = {1 / channels:.4g}"
+        )
     return max(1, round(channels * width))
 
 

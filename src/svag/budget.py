@@ -1,0 +1,143 @@
+"""What a run will cost, checked before anything starts: batches, optimizer steps, memory.
+
+A size-like value can ask for a run that never ends or that exhausts the machine without a word
+(``--n-train 1000000000``, ``--l 1e7``, ``--width 1e6``). :func:`check_budget` works out what a
+config implies from facts known before loading anything: the data set's size
+(:func:`svag.data.data_size`), the optimizer's clock (:meth:`svag.optim.SVAGOptimizer.clock`) and
+the model's parameter count (the model built on PyTorch's ``meta`` device, which allocates
+nothing). It refuses with one line naming the value, what it implies and the limit. The runner
+calls it before it creates a run folder; sweeps call it for every run before the first one starts.
+Limits that follow from the config alone (records, checkpoints, m) are in
+:meth:`svag.config.RunConfig.validate`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import RunConfig
+
+__all__ = ["MAX_STEPS", "MEMORY_FRACTION", "Budget", "available_memory", "check_budget", "optimizer_steps"]
+
+MAX_STEPS = 10**9  # optimizer steps of one run (days of training even for the smallest model)
+MEMORY_FRACTION = 0.5  # of the memory this process may use: the data set and the model must fit in it
+_PARAM_COPIES = 4  # parameters, their gradient and SVAG's two batch gradients (a lower bound: no activations)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What :func:`check_budget` worked out for a run (every number is per run of ``replicas`` seeds)."""
+
+    n_train: int
+    n_test: int
+    steps: float  # optimizer steps to reach the end time (∫ dt / step time)
+    data_bytes: int  # the data set in memory: float32 as loaded, plus the run's dtype copy
+    model_bytes: int  # parameters × replicas × dtype size × 4 (params, gradient, two batch gradients)
+    memory_limit: int | None  # MEMORY_FRACTION of available_memory(); None: unknown, not checked
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process may use: physical RAM, or a smaller cgroup (container) limit;
+    ``None`` when neither can be read."""
+    sizes = []
+    try:
+        sizes.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # "max" or a huge number: no limit
+            sizes.append(int(text))
+    return min(sizes) if sizes else None
+
+
+def optimizer_steps(schedule, end_time: float, clock, points: int = 8192) -> float:
+    r"""Optimizer steps a run takes to reach ``end_time``: :math:`\int_0^T dt / \Delta t(\eta(t))`,
+    with :math:`\Delta t(\eta)` = ``clock.step_time(η)`` (midpoint rule on ``points`` cells; exact at
+    constant LR, within a cell per milestone otherwise)."""
+    dt = end_time / points
+    return sum(dt / clock.step_time(schedule((i + 0.5) * dt)) for i in range(points))
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device | None = None) -> Budget:
+    """Refuse ``cfg`` (``ValueError``, one line) if its batches do not fit the training set, its
+    run would take more than :data:`MAX_STEPS` optimizer steps, or its data set and model
+    (``replicas`` seeds trained together) would not fit in :data:`MEMORY_FRACTION` of the memory
+    (:func:`available_memory`; on a CUDA ``device`` also of the device's). Returns the
+    :class:`Budget`. Validates ``cfg`` first; reads and allocates nothing.
+    """
+    from .data import data_size
+    from .models import build_model
+    from .runner import build_optimizer
+    from .timeline import make_schedule
+
+    cfg = RunConfig.of(cfg).validate()
+    size = data_size(cfg.data, cfg.n_train, cfg.n_test)
+    n, B = size.n_train, cfg.batch_size
+    if B > n:
+        raise ValueError(f"batch_size={B} is larger than the training set (n_train={n}); use batch_size <= {n}")
+    if cfg.l > 1 and cfg.sampling == "disjoint" and 2 * B > n:
+        raise ValueError(
+            f"batch_size={B}: SVAG (l={cfg.l:g}) draws two disjoint batches per step, 2·B = {2 * B} > n_train = {n}; "
+            f"use batch_size <= {n // 2} or --sampling replacement"
+        )
+    itemsize = torch.empty((), dtype=getattr(torch, cfg.dtype)).element_size()
+    values = (size.n_train + size.n_test) * math.prod(size.input_shape)
+    data_bytes = values * (4 + (itemsize if itemsize != 4 else 0))
+    memory = available_memory()
+    limit = None if memory is None else int(MEMORY_FRACTION * memory)
+    if limit is not None and data_bytes > limit:
+        raise ValueError(
+            f"n_train={size.n_train} + n_test={size.n_test} samples of shape {size.input_shape} take "
+            f"{_gib(data_bytes)} in memory, more than {MEMORY_FRACTION:.0%} of the {_gib(memory)} available; "
+            "use fewer samples"
+        )
+    clock = build_optimizer(cfg, [torch.zeros(1, requires_grad=True)]).clock()
+    schedule, end = make_schedule(cfg, n / B, clock)
+    steps = optimizer_steps(schedule, end, clock)
+    if not steps <= MAX_STEPS:
+        per_epoch = n / B * clock.steps_per_original
+        raise ValueError(
+            f"this run takes {steps:.3g} optimizer steps (epochs={cfg.epochs:g} × n_train/B = {n}/{B} × "
+            f"{clock.steps_per_original:g} steps per SGD step at l={cfg.l:g}, more at a decayed LR); at most "
+            f"{MAX_STEPS:.0e} are allowed: about {MAX_STEPS / per_epoch:.3g} epochs at most here"
+        )
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg.model, input_shape=size.input_shape, num_classes=size.num_classes, norm=cfg.norm,
+                                scale_invariant=cfg.scale_invariant, width=cfg.width)  # fmt: skip
+    except RuntimeError as err:  # a layer too large even to describe: its size overflows
+        raise ValueError(
+            f"width={cfg.width:g} makes a layer of {cfg.model} too large to allocate ({str(err).splitlines()[0]}); "
+            "use a smaller width"
+        ) from None
+    n_params = sum(p.numel() for p in model.parameters())
+    model_bytes = n_params * replicas * itemsize * _PARAM_COPIES
+    if limit is not None and data_bytes + model_bytes > limit:
+        raise ValueError(
+            f"width={cfg.width:g} gives {cfg.model} {n_params:.3g} parameters × {replicas} seed(s), at least "
+            f"{_gib(model_bytes)} in {cfg.dtype} (parameters, gradient, two batch gradients) besides the data "
+            f"({_gib(data_bytes)}), more than {MEMORY_FRACTION:.0%} of the {_gib(memory)} available; "
+            "use a smaller width or fewer seeds at once"
+        )
+    if device is not None and device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        if data_bytes + model_bytes > MEMORY_FRACTION * total:
+            raise ValueError(
+                f"the data ({_gib(data_bytes)}) and {cfg.model} at width={cfg.width:g} × {replicas} seed(s) "
+                f"({_gib(model_bytes)}) need more than {MEMORY_FRACTION:.0%} of the {_gib(total)} of {device}; "
+                "use fewer samples or a smaller width"
+            )
+    return Budget(size.n_train, size.n_test, steps, data_bytes, model_bytes, limit)

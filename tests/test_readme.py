@@ -1,0 +1,73 @@
+"""The README's promises: its Python blocks run as written, and every `svag` command line it shows
+parses with the real parser (flags and values exist; nothing is trained)."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from svag import cli
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def _clean(tokens: list[str]) -> list[str]:
+    """Inline examples abbreviate: drop `...`, unwrap `[--l 4]`, take the first of `a|b`."""
+    out = []
+    for t in tokens:
+        t = t.strip("[]")
+        if t and t != "...":
+            out.append(t.split("|")[0])
+    return out
+
+
+def _svag_commands() -> list[list[str]]:
+    """Every `svag ...` / `python3 run.py svag ...` line of the bash blocks (continuations joined)
+    and every inline `svag COMMAND ...` span that names a real command."""
+    lines = [line.split("#")[0].strip() for b in _blocks("bash") for line in b.replace("\\\n", " ").splitlines()]
+    lines += re.findall(r"`((?:python3 run\.py )?svag [a-z][^`]*)`", README.read_text())
+    commands = []
+    for line in lines:
+        words = shlex.split(line)
+        if words[:3] == ["python3", "run.py", "svag"]:
+            words = words[3:]
+        elif words[:1] == ["svag"]:
+            words = words[1:]
+        else:
+            continue
+        words = _clean(words)
+        if any(w in cli.COMMANDS for w in words) and "--help" not in words and words not in commands:
+            commands.append(words)
+    return commands
+
+
+def test_the_readme_shows_python_and_commands():
+    assert len(_blocks("python")) >= 2 and len(_svag_commands()) >= 2
+
+
+@pytest.mark.parametrize("index", range(len(_blocks("python"))))
+def test_python_block_runs(index, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = _blocks("python")[index]
+    exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "__readme__"})
+    assert capsys.readouterr().out.strip()  # each block prints what it promises
+
+
+@pytest.mark.parametrize("argv", _svag_commands(), ids=lambda a: " ".join(a)[:60])
+def test_command_line_parses(argv):
+    """Each flag exists for its command; a line that gives the required arguments parses whole."""
+    command = next(a for a in argv if a in cli.COMMANDS)
+    parser = cli.build_parser(command)
+    options = parser.get_default("_command_parser")._option_string_actions
+    flags = [a.split("=")[0] for a in argv if a.startswith("--")]
+    assert [f for f in flags if f not in options and f != "--threads"] == []
+    required = [a for a in parser.get_default("_command_parser")._actions if a.required]
+    if all(any(o in argv for o in a.option_strings) for a in required) and not (
+        command == "plot" and argv[-1] == "plot"
+    ):
+        assert parser.parse_args(argv).command == command
