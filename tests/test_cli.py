@@ -36,7 +36,9 @@ def test_import_svag_loads_no_research_module_and_no_torch():
     assert loaded == {"svag"}, loaded  # studies, verify, models, data, ... and torch load on first use
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["verify", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], *([c, "--help"] for c in ("train", "compare", "lsr", "plot", "demo", "verify"))]
+)
 def test_help_imports_no_torch(argv):
     loaded = _modules_after(f"from svag.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass")
     assert "svag.cli" in loaded and "torch" not in loaded, sorted(loaded)

@@ -206,3 +206,24 @@ def test_resumes_a_folder_written_by_release_0_1_0(tmp_path):
     assert res.status == "completed" and len(res.records) == len(want)
     for got, old in zip(res.records, want):
         assert {k: got[k] for k in old if k != "wall_time"} == {k: v for k, v in old.items() if k != "wall_time"}
+
+
+def test_status_is_current_at_each_checkpoint(tmp_path, monkeypatch):
+    """status.json says where the run is at every checkpoint: step, time, records, the last record."""
+    seen = []
+    original = runner._Run.save
+
+    def save_and_read(self, status="running"):
+        original(self, status)
+        seen.append(read_json(self.replicas[0].out / "status.json"))
+
+    monkeypatch.setattr(runner._Run, "save", save_and_read)
+    rows = runner.run(FAST, tmp_path / "r", progress=False).records
+    assert [s["status"] for s in seen] == ["running"] * len(seen)
+    steps = [s["step"] for s in seen]
+    assert steps == sorted(steps) and steps[0] > 0 and len(set(steps)) == len(steps)
+    for s in seen:
+        assert s["records"] >= 1 and s["last_record"]["sde_time"] <= s["sde_time"] and s["end_time"] > 0
+    final = read_json(tmp_path / "r" / "status.json")
+    assert final["status"] == "completed" and final["records"] == len(rows)
+    assert final["last_record"]["sde_time"] == rows[-1]["sde_time"]

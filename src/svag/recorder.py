@@ -30,6 +30,7 @@ from .timeline import TIME_RTOL
 __all__ = ["M_KEYS", "NOISE_KEYS", "Recorder", "Tensors"]
 
 NOISE_KEYS = ("G", "N", "G_se", "N_se", "GN_cov", "gn_ratio", "gn_ratio_se", "noise_count")
+LAST_RECORD_KEYS = ("sde_time", "step", "epoch", "train_loss", "test_loss", "test_acc")  # status.json's summary
 M_KEYS = ("G_m", "N_m", "G_m_se", "N_m_se", "gn_ratio_m", "gn_ratio_m_se")
 
 
@@ -137,6 +138,7 @@ class Recorder:
                 row.update(zip(M_KEYS, (res.G, res.N, res.G_se, res.N_se, res.ratio, res.ratio_se)))
             r.folder.append_record(row)
             r.n_records += 1
+            r.last_record = {k: row[k] for k in LAST_RECORD_KEYS if k in row}
 
     @staticmethod
     def _noise_fields(r) -> dict[str, Any]:

@@ -219,9 +219,11 @@ class _Run:
         if not self.dist.main:
             return
         runstate.save(self.replicas, self.engine, self.opt, self.counters)
+        self.saved_step = self.counters.step
         for r in self.live():
             r.folder.write_status(status, step=self.counters.step, sde_time=self.t, records=r.n_records,
-                                  end_time=self.timeline.end_time, wall_time=self.counters.elapsed)  # fmt: skip
+                                  end_time=self.timeline.end_time, wall_time=self.counters.elapsed,
+                                  last_record=r.last_record)  # fmt: skip
 
     def load(self, states: list[dict[str, Any]]) -> None:
         self.counters = runstate.load(states, self.replicas, self.engine, self.opt)
@@ -283,7 +285,8 @@ class _Run:
                     self.save("interrupted")
                     raise RunInterrupted(stop_signal[0])
         c.elapsed = time.perf_counter() - start
-        self.save()
+        if getattr(self, "saved_step", None) != c.step:  # the end, unless a checkpoint was just taken there
+            self.save()
 
     def _check_finite(self, losses: list[float], lr: float) -> None:
         for r, loss in zip(self.replicas, losses):
@@ -481,7 +484,8 @@ def run_replicas(
     for r in run.replicas:
         if not r.diverged and dist.main:
             r.folder.write_status("completed", step=run.counters.step, sde_time=run.t, records=r.n_records,
-                                  end_time=run.timeline.end_time, wall_time=run.counters.elapsed)  # fmt: skip
+                                  end_time=run.timeline.end_time, wall_time=run.counters.elapsed,
+                                  last_record=r.last_record)  # fmt: skip
         rows = r.folder.records() if dist.main else []
         results.append(RunResult(r.out, "diverged" if r.diverged else "completed", rows))
     if dist.world > 1:

@@ -38,6 +38,7 @@ class Replica:
         self.m_gen = generator(seed, "m_batches")  # draws of the m-batch measurement
         self.acc = NoiseAccumulator(cfg.batch_size)
         self.n_records = 0
+        self.last_record: dict | None = None  # the last record's summary, for status.json (not checkpointed)
         self.diverged = False
 
     @property

@@ -102,7 +102,7 @@ def train_step(
     """
     factors = _group_factors(optimizer)
     single = all(f == 1.0 for f in factors)
-    if not any(_trainable(optimizer)):
+    if not any(p.requires_grad for group in optimizer.param_groups for p in group["params"]):
         raise ValueError(
             "train_step: none of the optimizer's parameters requires grad (all frozen): there is nothing to train"
         )

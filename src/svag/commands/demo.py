@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 
 from ..config import RunConfig
-from ..experiments.compare import run_compare, write_summary
-from ..plotting import plot_compare
 from ..runfolder import RunFolder
 
 DEMO = RunConfig(
@@ -43,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
+
+    from ..experiments.compare import run_compare, write_summary
+    from ..plotting import plot_compare
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")

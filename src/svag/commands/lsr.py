@@ -12,15 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import add_config_arguments, config_from_args
-from ..experiments.lsr_sweep import (
-    equilibrium_window,
-    equilibrium_window_epochs,
-    lsr_table,
-    run_sweep,
-    write_lsr_outputs,
-)
-from ..plotting import plot_lsr
-from ..runfolder import RunFolder
 from . import batch_sizes
 
 
@@ -45,6 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..experiments.lsr_sweep import (
+        equilibrium_window,
+        equilibrium_window_epochs,
+        lsr_table,
+        run_sweep,
+        write_lsr_outputs,
+    )
+    from ..plotting import plot_lsr
+    from ..runfolder import RunFolder
+
     if not (math.isfinite(args.tau) and args.tau > 0):
         raise ValueError(f"--tau must be a finite number > 0, got {args.tau}")
     out = Path(args.out)

@@ -7,10 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..experiments.compare import write_summary
-from ..plotting import figure_format, plot_compare
 from ..records import check_writable
-from ..summary import load_runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..experiments.compare import write_summary
+    from ..plotting import figure_format, plot_compare
+    from ..summary import load_runs
+
     figure = Path(args.out) if args.out else Path(args.runs_dir) / "compare.png"
     figure_format(figure)  # a folder or a name without a known suffix: say so before any work
     runs = load_runs(args.runs_dir)

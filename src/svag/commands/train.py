@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-from .. import runner
 from ..config import add_config_arguments, config_from_args
 
 
@@ -18,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import runner
+
     cfg = config_from_args(args)
     result = runner.run(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if not result.records:  # a non-zero rank of a multi-process run: rank 0 reports
