@@ -33,6 +33,7 @@ __all__ = [
 SCHEDULES = ("constant", "multistep", "cosine", "triangle")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 NOISE_MODES = ("pairs", "off")
+GRADIENT_NOISE = ("minibatch", "gaussian")
 # Limits on what a config implies, checked before anything runs (a run past them would never end or
 # fill the disk): records written per run (evaluations, m-batch measurements), checkpoints, and m.
 MAX_RECORDS = 100_000
@@ -78,6 +79,12 @@ class RunConfig:
     warmup: float = _f(0.0, "linear warm-up length in SGD-equivalent epochs (0: none)")
     epochs: float = _f(10.0, "run length in SGD-equivalent epochs")
     sampling: str = _f("disjoint", "two batches per step: disjoint (one shuffled pass) or replacement")
+    gradient_noise: str = _f(
+        "minibatch",
+        "minibatch (SGD/SVAG: the noise of real batches) or gaussian (full-batch gradient + Gaussian noise with the "
+        "batch-B covariance: P1's NGD at l = 1, Euler–Maruyama of the SDE with step η/l; svag.gaussian)",
+    )
+    gaussian_chunk: int = _f(1024, "gaussian: samples per forward/backward chunk of the full-batch gradient (memory)")
     # gradient signal G and noise N (P1 §4)
     noise: str = _f("pairs", "G/N logging: pairs (SVAG's two batches; SGD: extra batch) or off")
     noise_fraction: float = _f(0.02, "SGD runs: fraction of steps that draw an extra batch for G/N (≤ 5%% cost)")
@@ -160,6 +167,14 @@ class RunConfig:
 
         if self.sampling not in SAMPLING_MODES:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLING_MODES)}, got {self.sampling!r}")
+        if self.gradient_noise not in GRADIENT_NOISE:
+            raise ValueError(f"gradient_noise must be one of {', '.join(GRADIENT_NOISE)}, got {self.gradient_noise!r}")
+        positive("gaussian_chunk", integer=True)
+        if self.gradient_noise == "gaussian" and self.norm == "bn":
+            raise ValueError(
+                "gradient_noise gaussian needs per-sample gradients, which BatchNorm does not have (its batch "
+                "statistics couple the samples): use --norm gn or none"
+            )
         self._check_counts()
         w = self.noise_window
         if w and (len(w) != 2 or not all(math.isfinite(v) for v in w) or not 0 <= w[0] < w[1]):
