@@ -79,9 +79,12 @@ def test_compare_then_plot(tmp_path, capsys):
     assert code == 0
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["l1_seed0", "l1_seed1", "l2_seed0", "l2_seed1"]
     assert (out / "summary.md").read_text().count("\n") == 4  # header, rule, two rows of l
+    assert "test_loss: " in capsys.readouterr().out  # a verdict line per metric (tests/test_verdicts.py)
+    assert {"verdicts.md", "verdicts.csv", "verdicts.json", "verdicts.png"} <= {p.name for p in out.iterdir()}
     assert main(["plot", str(out)]) == 0
     assert (out / "compare.png").stat().st_size > 10_000
-    assert "figure:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "figure:" in printed and f"verdict figure: {out / 'verdicts.png'}" in printed
 
 
 @pytest.mark.parametrize(
@@ -93,6 +96,9 @@ def test_compare_then_plot(tmp_path, capsys):
         (["train", "--out", "X", "--lr", "-1"], "lr must be a finite number > 0, got -1.0"),
         (["compare", "--out", "X", "--seeds", "0"], "--seeds must be >= 1, got 0"),
         (["compare", "--out", "X", "--ls", "1,two"], "expected comma-separated numbers, got '1,two'"),
+        (["compare", "--out", "X", "--margin", "test_acc=0"], "the margin of 'test_acc' must be a finite number > 0"),
+        (["compare", "--out", "X", "--margin", "acc=1"], "expected METRIC=VALUE with METRIC one of test_loss,"),
+        (["compare", "--out", "X", "--fit-ls", "1,3"], "--fit-ls must list at least 2 values of --ls (1, 2, 4, 8)"),
         (["lsr", "--out", "X", "--verify", "64,x"], "expected comma-separated integers, got '64,x'"),
         (["scale", "--out", "X", "--batch-sizes", "0,32"], "batch sizes must be integers >= 1, got '0,32'"),
         (["scale", "--out", "X", "--batch-sizes", ","], "--batch-sizes needs at least one batch size"),

@@ -87,6 +87,19 @@ def test_sde_time_sums_lr_over_l_and_survives_state_dict():
     assert opt2.sde_time == opt.sde_time
 
 
+def _continue_in_lockstep(run_a, run_b, ks) -> None:
+    """Step two (model, optimizer) pairs on the same losses; they must stay bit-identical."""
+    (a, opt_a), (b, opt_b) = run_a, run_b
+    for k in ks:
+        for m, o in (run_a, run_b):
+            o.zero_grad()
+            _loss(m, k).backward()
+            o.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+    assert opt_a.sde_time == opt_b.sde_time
+
+
 def test_state_dict_round_trip_in_lockstep():
     a = _model()
     opt_a = svag.SVAG(a.parameters(), lr=0.1, l=3, weight_decay=1e-3)
@@ -98,14 +111,7 @@ def test_state_dict_round_trip_in_lockstep():
     opt_b = svag.SVAG(b.parameters(), lr=99.0, l=7)
     opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
     assert opt_b.param_groups[0]["lr"] == 0.1 and opt_b.param_groups[0]["l"] == 3
-    for k in range(5, 10):
-        for m, o in ((a, opt_a), (b, opt_b)):
-            o.zero_grad()
-            _loss(m, k).backward()
-            o.step()
-    for pa, pb in zip(a.parameters(), b.parameters()):
-        assert torch.equal(pa, pb)
-    assert opt_a.sde_time == opt_b.sde_time
+    _continue_in_lockstep((a, opt_a), (b, opt_b), range(5, 10))
 
 
 def test_param_groups_behave_as_separate_optimizers():
@@ -263,14 +269,7 @@ def test_heavy_ball_sgd_sde_time_survives_state_dict():
     opt_b = HeavyBallSGD(b.parameters(), lr=1.0)
     opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
     assert opt_b.sde_time == opt_a.sde_time and opt_b.param_groups[0]["momentum"] == 0.5
-    for k in range(3, 6):
-        for m, o in ((a, opt_a), (b, opt_b)):
-            o.zero_grad()
-            _loss(m, k).backward()
-            o.step()
-    for pa, pb in zip(a.parameters(), b.parameters()):
-        assert torch.equal(pa, pb)
-    assert opt_a.sde_time == opt_b.sde_time
+    _continue_in_lockstep((a, opt_a), (b, opt_b), range(3, 6))
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,7 @@ def _train_cmd(out, cfg):
         "--lr", str(cfg.lr), "--batch-size", str(cfg.batch_size), "--epochs", str(cfg.epochs),
         "--eval-every", str(cfg.eval_every), "--checkpoint-every", str(cfg.checkpoint_every),
         "--l", str(cfg.l), "--device", "cpu", "--weight-decay", str(cfg.weight_decay),
+        "--gradient-noise", cfg.gradient_noise,
     ]  # fmt: skip
 
 
@@ -190,6 +191,15 @@ def test_signal_and_resume_bit_identical_many(tmp_path, sig):
     ref = tmp_path / "ref"
     subprocess.run(_train_cmd(ref, cfg), check=True, capture_output=True)
     _signal_and_resume(tmp_path, ref, sig, kills=4, seed=int(sig), cfg=cfg)
+
+
+def test_gaussian_run_sigkill_and_resume_bit_identical(tmp_path):
+    """A Gaussian-noise (Euler–Maruyama) run killed at a random point resumes exactly: its noise stream
+    (seed tree "gaussian") is in the checkpoint. One SIGKILL (seed 0), 256 samples, l = 4."""
+    cfg = replace(SIGNAL_CFG, gradient_noise="gaussian", n_train=256, epochs=2.0)
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(ref, cfg), check=True, capture_output=True)
+    _signal_and_resume(tmp_path, ref, signal.SIGKILL, kills=1, seed=0, cfg=cfg)
 
 
 FIXTURE = Path(__file__).parent / "fixtures" / "release_0_1_0"

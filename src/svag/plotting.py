@@ -16,7 +16,7 @@ import numpy as np
 from .runfolder import Run
 from .summary import aggregate
 
-__all__ = ["figure_format", "plot_compare", "plot_lsr", "plot_scale", "save_figure"]
+__all__ = ["figure_format", "plot_compare", "plot_lsr", "plot_scale", "plot_verdicts", "save_figure"]
 
 LABELS = {
     "test_acc": "test accuracy",
@@ -25,7 +25,9 @@ LABELS = {
     "train_loss": "train loss",
     "weight_norm_sq": r"$\|x\|^2$",
     "grad_norm_sq": r"$\|\nabla L\|^2$",
+    "gn_ratio": "G/N",
 }
+OUTCOME_COLORS = {"follows": "tab:green", "departs": "tab:red", "inconclusive": "tab:orange"}
 
 
 def plot_compare(
@@ -43,10 +45,13 @@ def plot_compare(
     for ax, metric in zip(axes[0], metrics):
         curves = aggregate(runs, metric)
         for i, c in enumerate(curves):
-            color = "black" if c.l == 1 else cmap(i / max(1, len(curves) - 1) * 0.85)
+            gaussian = c.gradient_noise == "gaussian"  # NGD (l = 1) or Euler–Maruyama: dashed
+            color = "tab:purple" if gaussian else "black" if c.l == 1 else cmap(i / max(1, len(curves) - 1) * 0.85)
             xs = getattr(c, x)
-            label = base if c.l == 1 else f"{svag_name} l={c.l:g}"
-            ax.plot(xs, c.mean, color=color, lw=1.6 if c.l == 1 else 1.2, label=f"{label} (n={c.n_seeds})")
+            label = f"Gaussian noise l={c.l:g}" if gaussian else base if c.l == 1 else f"{svag_name} l={c.l:g}"
+            label = "NGD" if gaussian and c.l == 1 else label
+            ax.plot(xs, c.mean, color=color, lw=1.6 if c.l == 1 else 1.2, ls="--" if gaussian else "-",
+                    label=f"{label} (n={c.n_seeds})")  # fmt: skip
             ax.fill_between(xs, c.mean - c.std, c.mean + c.std, color=color, alpha=0.15, lw=0)
         ax.set_xlabel("effective steps" if x == "effective_step" else x.replace("_", " "))
         ax.set_ylabel(LABELS.get(metric, metric))
@@ -162,8 +167,9 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 130) -> Path:
 def _optimizer_names(runs: list[Run]) -> tuple[str, str, str]:
     """(name of the l = 1 runs, name of the SVAG runs, hyperparameters), the names as the runs'
     optimizers gave them (``derived["optimizer_names"]``)."""
-    base = next((r for r in runs if r.config["l"] == 1), runs[0])
-    svag = next((r for r in runs if r.config["l"] != 1), runs[0])
+    minibatch = [r for r in runs if r.config.get("gradient_noise", "minibatch") != "gaussian"] or runs
+    base = next((r for r in minibatch if r.config["l"] == 1), minibatch[0])
+    svag = next((r for r in minibatch if r.config["l"] != 1), minibatch[0])
     cfg = base.config
     hyper = f"η={cfg['lr']:g}"
     if cfg["optimizer"] != "sgd":
@@ -220,5 +226,78 @@ def plot_lsr(result: dict, path: str | os.PathLike) -> Path:
     bottom.grid(alpha=0.3)
     base = result["baseline"]
     fig.suptitle(f"LSR test: baseline B0={base['batch_size']}, η0={base['lr']:g}", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_verdicts(report: dict, path: str | os.PathLike, metrics: tuple[str, ...] | None = None) -> Path:
+    """The verdict figure from a verdicts report (``verdicts.json``, :mod:`svag.experiments.verdicts`).
+
+    Top row, per metric: the gap SGD − SDE against SGD-equivalent epochs with its 95% band (t over
+    seeds), the margin ±δ dashed, and the verdict at mid-run and at the end (green follows, red departs,
+    orange inconclusive). Bottom row: ``|μ̄_l − μ̂_∞|`` at the end against ``l`` on log-log axes, with a
+    slope −1 guide through ``l = 1`` (weak order 1: the error falls like ``1/l``); with NGD runs,
+    ``|μ̄_NGD − μ̂_∞|`` is marked at ``l = 1``.
+    """
+    with_margin = [m for m, e in report["metrics"].items() if e["margin"] is not None] or list(report["metrics"])
+    names = [m for m in (metrics or with_margin) if m in report["metrics"]]
+    if not names:
+        raise ValueError(f"no metric to plot; the report has {', '.join(report['metrics']) or 'none'}")
+    fig, axes = plt.subplots(2, len(names), figsize=(3.6 * len(names), 6.4), squeeze=False)
+    epochs = np.asarray(report["epochs"])
+    end = report["points"]["end"]
+    ls = np.asarray(report["ls"], dtype=float)
+    for k, metric in enumerate(names):
+        rows = report["metrics"][metric]["rows"]
+        top, bottom = axes[0][k], axes[1][k]
+        ok = np.array(["gap" in r for r in rows])
+        gap = np.array([r.get("gap", np.nan) for r in rows])
+        low = np.array([r["gap_interval"][0] if "gap" in r else np.nan for r in rows])
+        high = np.array([r["gap_interval"][1] if "gap" in r else np.nan for r in rows])
+        top.axhline(0.0, color="0.5", lw=0.8)
+        top.plot(epochs[ok], gap[ok], color="black", lw=1.4, label="SGD − SDE")
+        top.fill_between(epochs[ok], low[ok], high[ok], color="black", alpha=0.15, lw=0, label="95% interval")
+        delta = np.array([r.get("delta", np.nan) or np.nan for r in rows], dtype=float)
+        if np.isfinite(delta).any():
+            top.plot(epochs, delta, color="tab:blue", ls="--", lw=1, label="±δ (margin)")
+            top.plot(epochs, -delta, color="tab:blue", ls="--", lw=1)
+        for where, j in report["points"].items():
+            outcome = rows[j].get("outcome")
+            if outcome and "gap" in rows[j]:
+                top.plot(epochs[j], gap[j], "o", color=OUTCOME_COLORS[outcome], ms=7, zorder=3)
+                color, ha = OUTCOME_COLORS[outcome], "right" if where == "end" else "center"
+                top.annotate(outcome, (epochs[j], gap[j]), textcoords="offset points", xytext=(0, 8), ha=ha,
+                             fontsize=8, color=color)  # fmt: skip
+        top.set_title(LABELS.get(metric, metric), fontsize=10)
+        top.set_xlabel("SGD-equivalent epochs")
+        top.grid(alpha=0.3)
+        row = rows[end]
+        if "sde" in row:
+            dist = np.abs(np.asarray(row["means"], dtype=float) - row["sde"])
+            keep = np.isfinite(dist) & (dist > 0)
+            bottom.loglog(ls[keep], dist[keep], "o-", color="black", label=r"$|\bar\mu_l - \hat\mu_\infty|$")
+            if keep[0]:
+                guide = dist[0] / ls
+                bottom.loglog(ls, guide, color="0.6", ls=":", label="slope −1")
+            if row.get("ngd") is not None and abs(row["ngd"] - row["sde"]) > 0:
+                bottom.loglog([1.0], [abs(row["ngd"] - row["sde"])], "x", color="tab:purple", ms=8, label="NGD")
+        bottom.set_xscale("log", base=2)
+        bottom.set_xticks(ls, [f"{l:g}" for l in ls])
+        bottom.minorticks_off()
+        bottom.set_xlabel("l (1 = SGD)")
+        bottom.grid(alpha=0.3, which="both")
+        if k == 0:
+            top.set_ylabel("gap SGD − SDE")
+            bottom.set_ylabel(f"distance to the SDE at epoch {epochs[end]:g}")
+            top.legend(fontsize=7)
+            bottom.legend(fontsize=7)
+    s = report["setting"]
+    pairing = "paired seeds" if report["paired"] else "unpaired"
+    fit = f"{report['fit']} over l = {', '.join(f'{l:g}' for l in report['fit_ls'])}"
+    fig.suptitle(
+        f"{s['data']} / {s['model']}, η={s['lr']:g}, B={s['batch_size']}: does SGD follow its SDE? "
+        f"SDE = Richardson ({fit}), {len(report['seeds'])} seeds, {pairing}",
+        fontsize=10,
+    )
     fig.tight_layout()
     return save_figure(fig, path)

@@ -11,6 +11,23 @@ A record at grid time ``t_j`` is taken after the first step whose ``sde_time >= 
 checkpoint is taken between steps only; SIGINT or SIGTERM lets the current step finish, then
 checkpoints, marks the folder ``interrupted`` and raises :class:`RunInterrupted`, so ``--resume``
 continues bit-identically (a second signal stops at once, as a kill would).
+
+**Gaussian-noise runs** (``gradient_noise="gaussian"``, :mod:`svag.gaussian`). Each step is
+:func:`svag.gaussian.gaussian_step` on the **whole training set** (the ``n_train`` samples the run
+loaded: ``--n-train`` is what makes full-batch steps affordable; ``gaussian_chunk`` samples per
+forward/backward) with the same optimizer as the SVAG run, so ``l = 1`` is P1's NGD and ``l > 1``
+Euler–Maruyama of the SDE with step ``η/l`` (weight decay not amplified); clock, timeline and
+records are those of SVAG. The noise ``z`` comes from the replica's ``"gaussian"`` stream of the
+seed tree, saved in every checkpoint, so resume stays bit-identical. The covariance matched is that
+of **one** batch as ``sampling`` draws it: ``Σ_1/B`` with ``replacement``, ``Σ_1(n−B)/(B(n−1))``
+(SGD's, finite population) with ``disjoint``. (SVAG's disjoint pairs carry
+``l·Σ_1(n−B/l)/(B(n−1))`` instead, since the two batches of a step are slightly anti-correlated:
+compare SVAG and Euler–Maruyama at ``l > 1`` with ``sampling="replacement"``, where both are
+``l·Σ_1/B`` exactly.) What does not apply: the sampler is never called (its state stays at its
+start); there is no minibatch pair, so the G/N pair fields of every record are ``None`` (P1's
+m-batch measurement, ``noise_every``, works as usual); the data set's training augmentation
+(CIFAR's crop and flip) is not applied (a line says so); one seed per process (no stacked
+ensembles, no multi-process runs: both are refused with a message).
 """
 
 from __future__ import annotations
@@ -34,6 +51,7 @@ from . import runstate
 from .config import RunConfig
 from .distributed import Dist, setup
 from .engine import EnsembleEngine, SingleEngine
+from .gaussian import gaussian_step
 from .optim import SVAG, HeavyBallSGD
 from .recorder import Recorder, Tensors
 from .records import NotWritableError, check_writable, temporary_of
@@ -144,6 +162,10 @@ class _Run:
         dtype = getattr(torch, cfg.dtype)
         ds = load_dataset(cfg.data, root=cfg.data_root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.data_seed)
         self.ds = ds
+        self.gaussian = cfg.gradient_noise == "gaussian"
+        if self.gaussian and ds.augment is not None and dist.main:
+            _notice(f"{cfg.data}'s training augmentation is not applied: a gaussian run's gradient is over the "
+                    "un-augmented training set")  # fmt: skip
         n_eval = min(cfg.eval_train_samples, len(ds.train_x))
         self.data = Tensors(ds.train_x.to(device, dtype), ds.train_y.to(device), ds.test_x.to(device, dtype),
                             ds.test_y.to(device), n_eval, ds.augment)  # fmt: skip
@@ -170,7 +192,7 @@ class _Run:
         self.recorder = Recorder(cfg, self.engine, self.data, self.timeline, self.clock, dist, self.batch, models[0])
         tl = self.timeline
         # G/N pairs from steps starting in [noise_from, noise_to) (up to rounding); SGD: every period-th step
-        on = cfg.noise == "pairs"
+        on = cfg.noise == "pairs" and not self.gaussian  # a gaussian step has no minibatch pair
         self.noise_from = tl.noise_from * (1 - TIME_RTOL) if on else math.inf
         self.noise_to = tl.noise_to * (1 - TIME_RTOL) if on else -math.inf
         self.noise_period = round(1 / cfg.noise_fraction) if cfg.noise_fraction > 0 else 0
@@ -200,7 +222,14 @@ class _Run:
             "metrics": list(engine.task.metrics),
             "clock": self.clock.to_dict(),
             "optimizer_names": self.opt.names(),
+            **({"gaussian_finite_population": self._finite_population} if self.gaussian else {}),
         }
+
+    @property
+    def _finite_population(self) -> bool:
+        """Gaussian runs match one batch as ``sampling`` draws it: without replacement (finite-population
+        factor) for ``disjoint``, with replacement for ``replacement`` (module docstring)."""
+        return self.cfg.sampling == "disjoint"
 
     def batch(self, r: runstate.Replica, idx: torch.Tensor | None):
         if idx is None:
@@ -231,6 +260,8 @@ class _Run:
     # -- the loop -------------------------------------------------------------------------------
     def step(self, lr: float) -> list[float]:
         """One optimizer step of every replica (and its G/N pair); returns each replica's batch loss."""
+        if self.gaussian:
+            return self._gaussian_step()
         engine, c = self.engine, self.counters
         pairs = [r.sampler.next() for r in self.replicas]
         b1 = engine.stack([self.batch(r, p[0]) for r, p in zip(self.replicas, pairs)])
@@ -251,6 +282,16 @@ class _Run:
             self.dist.mean_([loss1])
             return [loss1.item()]
         return [out.loss1.item()] if engine.K == 1 else engine.last_losses.tolist()
+
+    def _gaussian_step(self) -> list[float]:
+        """One Gaussian-noise step on the whole training set (one replica, one process); returns the
+        full-data mean training loss before the step."""
+        cfg, (r,) = self.cfg, self.replicas
+        out = gaussian_step(self.opt, self.engine.model, self.engine.task, (self.data.x, self.data.y),
+                            batch_size=cfg.batch_size, generator=r.gauss_gen, chunk=cfg.gaussian_chunk,
+                            finite_population=self._finite_population)  # fmt: skip
+        self.counters.step += 1
+        return [out.loss.item()]
 
     def train(self) -> None:
         c, tl, grid = self.counters, self.timeline, self.timeline.eval_times
@@ -451,11 +492,22 @@ def run_replicas(
     folders = [RunFolder(o) for o in out_dirs]
     if len(folders) != len(seeds) or not seeds:
         raise ValueError(f"need one out_dir per seed, got {len(seeds)} seeds and {len(folders)} folders")
+    gaussian = cfg.gradient_noise == "gaussian"
+    if gaussian and len(seeds) > 1:
+        raise ValueError(
+            f"gradient_noise gaussian trains one seed at a time (no stacked ensemble), got {len(seeds)} seeds: "
+            "run them one by one (svag compare does)"
+        )
     cfgs = [replace(cfg, seed=int(s)) for s in seeds]
     dist, device = setup(resolve_device(cfg.device), cfg.batch_size)
     check_budget(cfg, len(seeds), device)  # batches, steps and memory, before any folder is made
     if dist.world > 1 and len(seeds) > 1:
         raise ValueError(f"multi-process runs train one seed at a time, got {len(seeds)} seeds")
+    if dist.world > 1 and gaussian:
+        raise ValueError(
+            "gradient_noise gaussian runs in one process (each step is one full-batch pass; use --gaussian-chunk "
+            "for memory): launch it without torchrun"
+        )
     # every process checks (a bad folder fails on all of them alike); rank 0 alone creates it
     resumable = [_prepare(c, f, resume, create=dist.main) for c, f in zip(cfgs, folders)]
     statuses = [f.status().status for f in folders]

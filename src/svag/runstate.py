@@ -24,7 +24,12 @@ __all__ = ["Counters", "Replica", "load", "save"]
 
 
 class Replica:
-    """One seed: folder, sampler, generators from the seed tree, noise accumulator, counters."""
+    """One seed: folder, sampler, generators from the seed tree, noise accumulator, counters.
+
+    A Gaussian-noise run (``gradient_noise="gaussian"``) draws its noise from ``gauss_gen`` (the
+    ``"gaussian"`` stream) and never calls the sampler: the sampler is still built and saved (its
+    state stays at its start), so the checkpoint holds the same streams for both kinds of run.
+    """
 
     def __init__(self, cfg: RunConfig, seed: int, folder: RunFolder, n: int) -> None:
         from .data import PairSampler
@@ -36,6 +41,7 @@ class Replica:
         self.aug_gen = generator(seed, "augment")
         self.noise_gen = generator(seed, "noise_batches")  # SGD's extra batches for G/N
         self.m_gen = generator(seed, "m_batches")  # draws of the m-batch measurement
+        self.gauss_gen = generator(seed, "gaussian")  # z of the Gaussian-noise step (svag.gaussian)
         self.acc = NoiseAccumulator(cfg.batch_size)
         self.n_records = 0
         self.last_record: dict | None = None  # the last record's summary, for status.json (not checkpointed)
@@ -51,6 +57,7 @@ class Replica:
             "aug_gen": self.aug_gen.get_state(),
             "noise_gen": self.noise_gen.get_state(),
             "m_gen": self.m_gen.get_state(),
+            "gauss_gen": self.gauss_gen.get_state(),
             "acc": dict(self.acc.__dict__),
             "n_records": self.n_records,
         }
@@ -60,6 +67,8 @@ class Replica:
         self.aug_gen.set_state(state["aug_gen"])
         self.noise_gen.set_state(state["noise_gen"])
         self.m_gen.set_state(state["m_gen"])
+        if "gauss_gen" in state:  # checkpoints written before Gaussian-noise runs lack it (never used there)
+            self.gauss_gen.set_state(state["gauss_gen"])
         self.acc.__dict__.update(state["acc"])
         self.n_records = state["n_records"]
 

@@ -1,10 +1,15 @@
 """SGD and SVAG for a list of l and a number of seeds, into one folder of runs
-(RUNS/l{l}_seed{s}/), then the summary table (summary.md, summary.csv). Draw the figure
-with `svag plot RUNS`."""
+(RUNS/l{l}_seed{s}/), then the summary table (summary.md, summary.csv) and the verdict: does SGD
+follow its SDE? For each metric at mid-run and at the end, the gap SGD − SDE (the SDE extrapolated
+from the l ladder) with its 95% interval and one of follows / departs / inconclusive against a
+margin (verdicts.md, verdicts.csv, verdicts.json, verdicts.png; one line per metric printed). The
+verdict needs at least 2 seeds and 2 values of l including 1: with fewer the runs still run and the
+verdict is skipped with a note. Draw the figures again with `svag plot RUNS`."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..clock import heavy_ball_lr
 from ..config import add_config_arguments, config_from_args
@@ -15,7 +20,95 @@ from . import floats
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder that will hold one sub-folder per run")
     parser.add_argument("--ls", type=floats, default=[1.0, 2.0, 4.0, 8.0], help="values of l (1 = SGD)")
+    parser.add_argument(
+        "--ngd",
+        action="store_true",
+        help="also run NGD for each seed (gradient_noise=gaussian at l = 1, into ngd_seed{s}/): the verdict then "
+        "splits the gap into non-Gaussian noise (SGD - NGD) and discretization (NGD - SDE)",
+    )
+    add_verdict_arguments(parser)
     add_sweep_arguments(parser, "l")
+
+
+def margin(text: str) -> tuple[str, str]:
+    """``--margin METRIC=VALUE``: an absolute margin (``test_acc=0.02``) or one relative to SGD's value
+    (``test_loss=5%``), checked by :func:`svag.verdict.resolve_margin`."""
+    from ..experiments.verdicts import METRICS
+    from ..verdict import resolve_margin
+
+    metric, sep, value = text.partition("=")
+    metric, value = metric.strip(), value.strip()
+    if not sep or metric not in METRICS:
+        raise argparse.ArgumentTypeError(f"expected METRIC=VALUE with METRIC one of {', '.join(METRICS)}, got {text!r}")
+    try:
+        resolve_margin(metric, 1.0, value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err}; e.g. {metric}=0.02 or {metric}=5%") from None
+    return metric, value
+
+
+def add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the verdict (margins and the Richardson fit), shared by compare and plot."""
+    parser.add_argument(
+        "--margin",
+        type=margin,
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="equivalence margin δ of a metric for the verdict, absolute (test_acc=0.02) or relative to SGD's "
+        "value (test_loss=5%%); repeatable. Defaults: test_acc, train_acc 0.01; test_loss, train_loss, "
+        "weight_norm_sq 2%%; grad_norm_sq 10%% (svag.verdict.DEFAULT_MARGINS); gn_ratio none",
+    )
+    parser.add_argument(
+        "--fit",
+        choices=("wls", "two_point"),
+        default="wls",
+        help="Richardson fit of the SDE's value: weighted least squares on 1/l over the ladder, or two-point "
+        "on the two largest l (2·μ_2l − μ_l)",
+    )
+    parser.add_argument(
+        "--fit-ls", type=floats, default=None, help="the values of l the fit uses (default: all of them)"
+    )
+
+
+def verdict_options(args: argparse.Namespace) -> dict:
+    """:func:`svag.experiments.verdicts.compute_verdicts` keywords from the flags."""
+    return {"margins": dict(args.margin), "fit": args.fit, "use": args.fit_ls}
+
+
+def check_verdict_options(args: argparse.Namespace, ls: list[float]) -> None:
+    """Refuse a fit that the ladder cannot give, before any work (one line, exit 2)."""
+    if args.fit_ls is not None:
+        missing = [f"{l:g}" for l in args.fit_ls if l not in ls]
+        if missing or len(args.fit_ls) < 2:
+            got = ", ".join(f"{l:g}" for l in args.fit_ls)
+            raise ValueError(f"--fit-ls must list at least 2 values of --ls ({', '.join(f'{l:g}' for l in ls)}), "
+                             f"got {got}")  # fmt: skip
+
+
+def print_verdict(out, names: list[str] | None, options: dict) -> None:
+    """Compute, write, draw and print the verdict of the runs ``names`` of ``out`` (``options``: of
+    :func:`svag.experiments.verdicts.compute_verdicts`); a comparison that cannot give one (too few
+    seeds left, no SGD) prints why instead."""
+    from ..experiments.verdicts import run_verdicts, verdict_lines
+    from ..plotting import plot_verdicts
+
+    try:
+        report, (md, csv, _) = run_verdicts(out, names=names, **options)
+    except ValueError as err:
+        print(f"no verdict: {str(err).splitlines()[0]}")
+        return
+    fig = plot_verdicts(report, Path(out) / "verdicts.png")
+    end = report["points"]["end"]
+    fit = ", ".join(f"{l:g}" for l in report["fit_ls"])
+    print(
+        f"does SGD follow its SDE? at the end (epoch {report['epochs'][end]:g}), the gap SGD − SDE "
+        f"(SDE: {report['fit']} Richardson over l = {fit}) with its 95% interval, "
+        f"{'paired' if report['paired'] else 'unpaired'} seeds:"
+    )
+    for line in verdict_lines(report):
+        print(f"  {line}")
+    print(f"verdicts: {md} (mid-run and end) and {csv}; figure: {fig}")
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser, per: str) -> None:
@@ -55,6 +148,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.ls:
         raise ValueError("--ls must list at least one l >= 1, got none")
     base = config_from_args(args, l=1.0, seed=0)
+    check_verdict_options(args, args.ls)
+    if args.ngd and base.gradient_noise == "gaussian":
+        raise ValueError("--ngd adds Gaussian-noise runs to SGD runs, but --gradient-noise is already gaussian")
+    from ..experiments.verdicts import missing_requirement
+
+    skip = missing_requirement(args.ls, args.seeds)
+    if base.gradient_noise == "gaussian":
+        skip = "the verdict compares SGD's minibatch noise with its SDE; these runs use --gradient-noise gaussian"
     print(f"comparing SGD and SVAG at l = {', '.join(f'{l:g}' for l in args.ls)} with {args.seeds} seed(s)")
     print(describe(base))
     statuses = run_compare(
@@ -66,10 +167,15 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         jobs=args.jobs,
         ensemble=args.ensemble,
+        ngd=args.ngd,
     )
     md, csv = write_summary(args.out, names=list(statuses))  # this sweep's runs only
     failed = {k: v for k, v in statuses.items() if v != "completed"}
     print(f"runs in {args.out}; summary: {md} and {csv}")
     for name, status in failed.items():
         print(f"  {name}: {status}")
+    if skip:
+        print(f"no verdict: {skip}")
+    else:
+        print_verdict(args.out, list(statuses), verdict_options(args))
     return 1 if failed else 0

@@ -1,6 +1,8 @@
 """Read a folder of runs (from `svag compare`) and draw the paper-style figure: each metric vs
 effective steps for each l, mean ± std band over seeds. Also writes the summary table
-(summary.md, summary.csv). Reads results only; never trains."""
+(summary.md, summary.csv) and draws the verdict figure (verdicts.png, next to the figure): from the
+folder's verdicts.json when it has one, else (or when --margin, --fit or --fit-ls is given) from the
+verdict computed afresh, which rewrites verdicts.md, .csv and .json. Reads results only; never trains."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..records import check_writable
+from .compare import add_verdict_arguments, check_verdict_options, verdict_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         default=None,
-        help="figure file; its suffix gives the format: .png, .pdf, .svg, ... (default: RUNS_DIR/compare.png)",
+        help="figure file; its suffix gives the format: .png, .pdf, .svg, ... (default: RUNS_DIR/compare.png); "
+        "the verdict figure goes next to it as verdicts.SUFFIX",
     )
     parser.add_argument(
         "--metrics",
@@ -23,11 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated metrics to plot",
     )
     parser.add_argument("--x", default="effective_step", choices=("effective_step", "sde_time", "epoch"), help="x axis")
+    add_verdict_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments.compare import write_summary
-    from ..plotting import figure_format, plot_compare
+    from ..experiments.verdicts import FILES, compute_verdicts, read_verdicts, write_verdicts
+    from ..plotting import figure_format, plot_compare, plot_verdicts
     from ..summary import load_runs
 
     figure = Path(args.out) if args.out else Path(args.runs_dir) / "compare.png"
@@ -40,8 +46,28 @@ def run(args: argparse.Namespace) -> int:
     bad = [m for m in metrics if m not in known]
     if bad:
         raise ValueError(f"unknown metric(s) {bad}; valid: {', '.join(sorted(known))}")
+    asked = bool(args.margin) or args.fit != "wls" or args.fit_ls is not None
+    if asked:  # a verdict asked for: a folder that cannot give one is bad input (exit 2), before any drawing
+        check_verdict_options(args, sorted({float(r.config["l"]) for r in runs}))
+        report = compute_verdicts(runs, **verdict_options(args))
     fig = plot_compare(runs, figure, metrics=metrics, x=args.x)
     md, csv = write_summary(args.runs_dir)
     print(f"figure: {fig}\ntable: {md} and {csv}")
     print(md.read_text(), end="")
+    verdicts_fig = figure.with_name("verdicts" + figure.suffix)
+    saved = Path(args.runs_dir) / FILES[2]
+    if asked:
+        write_verdicts(args.runs_dir, report)
+        source = "computed with the flags given"
+    elif saved.is_file():
+        report, source = read_verdicts(args.runs_dir), f"from {saved}"
+    else:
+        try:
+            report = compute_verdicts(runs)
+        except ValueError as err:
+            print(f"no verdict figure: {str(err).splitlines()[0]}")
+            return 0
+        write_verdicts(args.runs_dir, report)
+        source = "computed with the default margins"
+    print(f"verdict figure: {plot_verdicts(report, verdicts_fig)} ({source})")
     return 0

@@ -12,7 +12,16 @@ from ..runfolder import RunFolder
 from ..summary import load_runs, markdown_table, summary_rows
 from .parallel import Job, run_jobs
 
-__all__ = ["ENSEMBLE_MODES", "check_jobs", "run_compare", "run_dir_name", "seed_jobs", "use_ensemble", "write_summary"]
+__all__ = [
+    "ENSEMBLE_MODES",
+    "check_jobs",
+    "ngd_dir_name",
+    "run_compare",
+    "run_dir_name",
+    "seed_jobs",
+    "use_ensemble",
+    "write_summary",
+]
 
 TABLE_METRICS = ("test_acc", "test_loss", "train_loss", "weight_norm_sq")
 ENSEMBLE_MODES = ("auto", "on", "off")
@@ -22,16 +31,22 @@ def run_dir_name(l: float, seed: int) -> str:
     return f"l{l:g}_seed{seed}"
 
 
+def ngd_dir_name(seed: int) -> str:
+    """The folder of the NGD run (Gaussian noise at ``l = 1``) of ``seed`` in a comparison."""
+    return f"ngd_seed{seed}"
+
+
 def use_ensemble(cfg: RunConfig, n_seeds: int, mode: str) -> bool:
     """Whether to train the seeds of one ``l`` together (stacked parameters, one process).
 
     ``auto``: when there are several seeds and :func:`svag.ensemble.is_faster` says the stacked
     model beats running the seeds one after the other on this model (from
-    ``benchmarks/bench_ensemble.py``).
+    ``benchmarks/bench_ensemble.py``). Never for Gaussian-noise runs (``gradient_noise="gaussian"``:
+    the runner trains them one seed at a time), whatever ``mode`` says.
     """
     if mode not in ENSEMBLE_MODES:
         raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {mode!r}")
-    if mode == "off" or n_seeds < 2:
+    if mode == "off" or n_seeds < 2 or cfg.gradient_noise == "gaussian":
         return False
     if mode == "on":
         return True
@@ -52,11 +67,15 @@ def run_compare(
     progress: bool = True,
     jobs: int = 1,
     ensemble: str = "auto",
+    ngd: bool = False,
     log=None,
 ) -> dict[str, str]:
     """Run ``base`` at every ``l`` in ``ls`` and every seed; returns ``{run_dir: status}``.
 
-    Each ``(l, seed)`` writes ``out_dir/l{l}_seed{seed}/``. The seeds of one ``l`` are trained
+    Each ``(l, seed)`` writes ``out_dir/l{l}_seed{seed}/``. With ``ngd``, each seed also runs ``base``
+    with ``gradient_noise="gaussian"`` at ``l = 1`` (P1's NGD: full-batch gradient plus Gaussian noise
+    with SGD's covariance, the same seed tree) into ``out_dir/ngd_seed{seed}/``, which splits the
+    verdict's gap (:mod:`svag.experiments.verdicts`). The seeds of one ``l`` are trained
     together as an ensemble when :func:`use_ensemble` says so; ``jobs > 1`` runs independent
     jobs in worker processes. Every run is checked before the first starts (:func:`check_jobs`:
     distinct ``l``, budget, folders empty or, with ``resume``, holding a run of the same config);
@@ -71,6 +90,9 @@ def run_compare(
     for l in ls:
         cfg = replace(base, l=float(l)).validate()
         work += seed_jobs(cfg, seeds, out, [run_dir_name(l, s) for s in seeds], together)
+    if ngd:
+        cfg = replace(base, l=1.0, gradient_noise="gaussian").validate()
+        work += seed_jobs(cfg, seeds, out, [ngd_dir_name(s) for s in seeds], use_ensemble(cfg, len(seeds), ensemble))
     check_jobs(work, resume)
     if together:
         log(f"training the {len(seeds)} seeds of each l together as one stacked ensemble (--ensemble off to disable)")
