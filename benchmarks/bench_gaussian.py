@@ -28,7 +28,6 @@ from svag.models import build_model
 from svag.seeds import generator
 from svag.task import make_task
 
-
 CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
 clock = CLOCKS["cpu"]
 

@@ -346,3 +346,28 @@ def test_compare_with_one_seed_runs_and_skips_the_verdict(tmp_path, capsys):
     assert main(["plot", str(out), "--margin", "test_acc=0.02"]) == 2  # asked for a verdict it cannot give
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the verdict needs at least 2 values of l" in err[0]
+
+
+def test_pairing_can_be_turned_off_and_is_refused_where_the_seeds_differ(tmp_path):
+    runs = ladder(tmp_path, lambda l, s: {"weight_norm_sq": constant(100.0 + 5 * s + _jitter(l, s, 0.1))})
+    paired, unpaired = compute_verdicts(runs), compute_verdicts(runs, paired=False)
+    assert paired["paired"] and not unpaired["paired"] and unpaired["pairing"].startswith("unpaired as asked")
+    p, u = paired["metrics"]["weight_norm_sq"]["rows"][-1], unpaired["metrics"]["weight_norm_sq"]["rows"][-1]
+    assert p["gap"] == pytest.approx(u["gap"]) and p["gap_interval_unpaired"] == u["gap_interval"]
+    assert p["gap_interval"][1] - p["gap_interval"][0] < (u["gap_interval"][1] - u["gap_interval"][0]) / 10  # shared 5s
+    fabricate(tmp_path, "l8_seed0", 8, 0, {"weight_norm_sq": constant(100.0)})
+    with pytest.raises(ValueError, match=r"paired intervals need the same seeds at every l, but the values of l have"):
+        compute_verdicts(load_runs(tmp_path), paired=True)
+
+
+def test_compare_ngd_adds_gaussian_runs_and_splits_the_gap(tmp_path, capsys):
+    out = tmp_path / "ngd"
+    assert main(["compare", "--out", str(out), "--ls", "1,2", "--seeds", "2", "--ngd", *TINY]) == 0
+    assert RunFolder(out / "ngd_seed1").config()["gradient_noise"] == "gaussian"
+    assert RunFolder(out / "ngd_seed1").config()["l"] == 1.0 and RunFolder(out / "l1_seed1").config()["seed"] == 1
+    printed = capsys.readouterr().out
+    assert "    = non-Gaussian noise (SGD − NGD) " in printed and "+ discretization (NGD − SDE) " in printed
+    assert read_verdicts(out)["ngd_seeds"] == [0, 1]
+    assert "| 1 (NGD) | 2 |" in (out / "summary.md").read_text()
+    assert main(["compare", "--out", str(tmp_path / "x"), "--ngd", "--norm", "bn", *TINY]) == 2  # BN: no NGD
+    assert "gradient_noise gaussian needs per-sample gradients" in capsys.readouterr().err

@@ -139,7 +139,7 @@ def gaussian_weights(
     n: int,
     batch_size: int,
     variance_factor: float,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     *,
     replicas: int | None = None,
     finite_population: bool = False,
@@ -149,8 +149,18 @@ def gaussian_weights(
     r"""Fresh weights ``w_i = 1 + c(z_i − z̄)``: ``z ~ N(0, I)`` drawn on the generator's device
     (``torch.randn((n,) or (replicas, n), generator=generator, dtype=float64)``; float32 on Apple MPS,
     which has no float64), centred and scaled there (:func:`weights_from_normals`), then cast to ``dtype``
-    (default: the draw's) on ``device`` (default: the generator's)."""
+    (default: the draw's) on ``device`` (default: the generator's).
+
+    With ``replicas = R``, ``generator`` may also be a sequence of ``R`` generators, one per replica: row
+    ``r`` is then exactly (bit for bit) the ``(n,)`` weights that generator ``r`` gives alone, so stacked
+    replicas draw what their single runs would."""
     n = _check_int(n, "n", 1)
+    if isinstance(generator, (list, tuple)):
+        if replicas is None or len(generator) != replicas:
+            raise ValueError(f"one generator per replica: got {len(generator)} generators and replicas={replicas!r}")
+        rows = [gaussian_weights(n, batch_size, variance_factor, g, finite_population=finite_population,
+                                 dtype=dtype, device=device) for g in generator]  # fmt: skip
+        return torch.stack(rows)
     shape = (n,) if replicas is None else (_check_int(replicas, "replicas", 1), n)
     z_dtype = torch.float32 if generator.device.type == "mps" else torch.float64
     z = torch.randn(shape, generator=generator, dtype=z_dtype, device=generator.device)
@@ -259,6 +269,7 @@ def gaussian_gradient(
             if g is not None:
                 grads[j] = g if grads[j] is None else grads[j].add_(g)
 
+    _check_model(model)
     loss = _weighted_pass(model, task, data, weights, params, chunk, add)
     if all(g is None for g in grads):
         raise ValueError("the loss depends on none of the parameters given")
@@ -269,9 +280,8 @@ def _weighted_pass(model, task, data, weights, params: list, chunk: int | None, 
     """The chunk loop of :func:`gaussian_gradient`: ``backward((1/n)Σ_{i∈chunk} w_iℓ_i)`` for each chunk;
     returns the detached unweighted mean loss. ``backward`` either collects ``autograd.grad`` (the
     reference, :func:`gaussian_gradient`) or accumulates into ``p.grad`` (:func:`gaussian_step`: what a
-    chunked ``loss.backward()`` costs, ``benchmarks/bench_gaussian.py``)."""
+    chunked ``loss.backward()`` costs, ``benchmarks/bench_gaussian.py``). The caller checks the model."""
     inputs, targets, n = _check_data(data)
-    _check_model(model)
     chunk = n if chunk is None else _check_int(chunk, "chunk", 1, what=" (samples per forward/backward) or None")
     if not isinstance(weights, torch.Tensor) or weights.dim() not in (1, 2) or weights.shape[-1] != n:
         raise ValueError(f"weights must be (n,) or (R, n) with n = {n}, got {tuple(getattr(weights, 'shape', ()))}")
@@ -279,21 +289,22 @@ def _weighted_pass(model, task, data, weights, params: list, chunk: int | None, 
     if not params:
         raise ValueError("there is no parameter to differentiate (none requires grad)")
     loss_fn = _loss_fn(task)
-    sums = []  # per chunk, detached: one float64 sum at the end
+    parts = []  # the detached per-sample losses: one float64 sum at the end
     # few small ops per chunk (each costs microseconds on a CPU): views made once, w_i/n folded in a dot
     pieces = zip(inputs.split(chunk), targets.split(chunk), (weights / n).split(chunk, dim=-1))
     for i, (x, y, w) in enumerate(pieces):
         losses = _chunk_losses(model, loss_fn, x, y, replicas)
-        w = w.to(dtype=losses.dtype, device=losses.device)
+        if w.dtype != losses.dtype or w.device != losses.device:
+            w = w.to(dtype=losses.dtype, device=losses.device)
         objective = torch.dot(w, losses) if replicas is None else (w * losses).sum()
         if i == 0 and not objective.requires_grad:
             raise ValueError(
                 "the weighted loss depends on no parameter requiring grad (computed under torch.no_grad(), or "
                 "with a model whose parameters are not the ones differentiated?)"
             )
-        sums.append(losses.detach().sum(-1))
+        parts.append(losses.detach())
         backward(objective)
-    return (torch.stack(sums).to(torch.float64).sum(0) / n).to(losses.dtype)
+    return (torch.cat(parts, -1).to(torch.float64).sum(-1) / n).to(losses.dtype)
 
 
 def _variance_factor(optimizer: torch.optim.Optimizer) -> float:
@@ -309,6 +320,17 @@ def _variance_factor(optimizer: torch.optim.Optimizer) -> float:
     return factors[0]
 
 
+def _backward_into(model, params: list[torch.Tensor]) -> Callable[[torch.Tensor], None]:
+    """Backward that accumulates into ``p.grad`` of ``params`` only: a plain ``backward()`` when they are
+    all of the model's trainable parameters (the runner's case; ``backward(inputs=...)`` measured ~5%
+    slower on a small MLP), else restricted to them."""
+    if isinstance(model, nn.Module):
+        mine = {id(p) for p in params}
+        if all(id(p) in mine for p in model.parameters() if p.requires_grad):
+            return torch.Tensor.backward
+    return lambda objective: torch.autograd.backward(objective, inputs=params)
+
+
 def gaussian_step(
     optimizer: torch.optim.Optimizer,
     model: Callable[[torch.Tensor], torch.Tensor],
@@ -316,7 +338,7 @@ def gaussian_step(
     data: Sequence[torch.Tensor],
     *,
     batch_size: int,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     chunk: int | None = DEFAULT_CHUNK,
     finite_population: bool = False,
     replicas: int | None = None,
@@ -335,7 +357,8 @@ def gaussian_step(
         task: the run's :class:`svag.task.Task`, or ``(output, target) -> (k,)`` per-sample losses.
         data: the **whole** training set ``(inputs, targets)`` (``n`` samples).
         batch_size: ``B`` of the SGD run being simulated, ``1 <= B <= n``.
-        generator: the stream of ``z`` (a run's: ``svag.seeds.generator(seed, "gaussian")``).
+        generator: the stream of ``z`` (a run's: ``svag.seeds.generator(seed, "gaussian")``); with
+            ``replicas``, one generator for all or one per replica (:func:`gaussian_weights`).
         chunk: samples per forward/backward (memory of a batch of ``chunk``); ``None``: all at once.
         finite_population: match SGD **without** replacement (covariance ``×(n−B)/(n−1)``); default:
             with replacement (P1's NGD weights).
@@ -361,9 +384,7 @@ def gaussian_step(
     weights = gaussian_weights(n, batch_size, v, generator, replicas=replicas, finite_population=finite_population,
                                dtype=params[0].dtype, device=inputs.device)  # fmt: skip
     optimizer.zero_grad(set_to_none=True)
-    loss = _weighted_pass(
-        model, task, data, weights, params, chunk, lambda obj: torch.autograd.backward(obj, inputs=params)
-    )
+    loss = _weighted_pass(model, task, data, weights, params, chunk, _backward_into(model, params))
     if all(p.grad is None for p in params):
         raise ValueError("the loss depends on none of the parameters given")
     optimizer.step()

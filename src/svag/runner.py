@@ -26,8 +26,10 @@ compare SVAG and Euler–Maruyama at ``l > 1`` with ``sampling="replacement"``, 
 ``l·Σ_1/B`` exactly.) What does not apply: the sampler is never called (its state stays at its
 start); there is no minibatch pair, so the G/N pair fields of every record are ``None`` (P1's
 m-batch measurement, ``noise_every``, works as usual); the data set's training augmentation
-(CIFAR's crop and flip) is not applied (a line says so); one seed per process (no stacked
-ensembles, no multi-process runs: both are refused with a message).
+(CIFAR's crop and flip) is not applied (a line says so); multi-process runs are refused (each
+process would repeat the same full-batch pass). Several seeds train stacked as for SVAG
+(:func:`run_replicas`): each chunk's inputs are shared, each replica draws its ``z`` from its own
+stream, and the memory is that of ``R·gaussian_chunk`` samples.
 """
 
 from __future__ import annotations
@@ -284,14 +286,19 @@ class _Run:
         return [out.loss1.item()] if engine.K == 1 else engine.last_losses.tolist()
 
     def _gaussian_step(self) -> list[float]:
-        """One Gaussian-noise step on the whole training set (one replica, one process); returns the
-        full-data mean training loss before the step."""
-        cfg, (r,) = self.cfg, self.replicas
-        out = gaussian_step(self.opt, self.engine.model, self.engine.task, (self.data.x, self.data.y),
-                            batch_size=cfg.batch_size, generator=r.gauss_gen, chunk=cfg.gaussian_chunk,
-                            finite_population=self._finite_population)  # fmt: skip
+        """One Gaussian-noise step of every replica on the whole training set; returns each replica's
+        full-data mean training loss before the step. Stacked replicas share each chunk's inputs and
+        draw their ``z`` from their own streams, so each gets the weights its single run would."""
+        cfg, engine = self.cfg, self.engine
+        single = engine.K == 1
+        gens = [r.gauss_gen for r in self.replicas]
+        out = gaussian_step(self.opt, engine.model if single else engine.outputs, engine.task,
+                            (self.data.x, self.data.y), batch_size=cfg.batch_size,
+                            generator=gens[0] if single else gens, chunk=cfg.gaussian_chunk,
+                            finite_population=self._finite_population,
+                            replicas=None if single else engine.K)  # fmt: skip
         self.counters.step += 1
-        return [out.loss.item()]
+        return out.loss.reshape(-1).tolist()
 
     def train(self) -> None:
         c, tl, grid = self.counters, self.timeline, self.timeline.eval_times
@@ -492,18 +499,12 @@ def run_replicas(
     folders = [RunFolder(o) for o in out_dirs]
     if len(folders) != len(seeds) or not seeds:
         raise ValueError(f"need one out_dir per seed, got {len(seeds)} seeds and {len(folders)} folders")
-    gaussian = cfg.gradient_noise == "gaussian"
-    if gaussian and len(seeds) > 1:
-        raise ValueError(
-            f"gradient_noise gaussian trains one seed at a time (no stacked ensemble), got {len(seeds)} seeds: "
-            "run them one by one (svag compare does)"
-        )
     cfgs = [replace(cfg, seed=int(s)) for s in seeds]
     dist, device = setup(resolve_device(cfg.device), cfg.batch_size)
     check_budget(cfg, len(seeds), device)  # batches, steps and memory, before any folder is made
     if dist.world > 1 and len(seeds) > 1:
         raise ValueError(f"multi-process runs train one seed at a time, got {len(seeds)} seeds")
-    if dist.world > 1 and gaussian:
+    if dist.world > 1 and cfg.gradient_noise == "gaussian":
         raise ValueError(
             "gradient_noise gaussian runs in one process (each step is one full-batch pass; use --gaussian-chunk "
             "for memory): launch it without torchrun"

@@ -56,8 +56,8 @@ def add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="METRIC=VALUE",
         help="equivalence margin δ of a metric for the verdict, absolute (test_acc=0.02) or relative to SGD's "
-        "value (test_loss=5%%); repeatable. Defaults: test_acc, train_acc 0.01; test_loss, train_loss, "
-        "weight_norm_sq 2%%; grad_norm_sq 10%% (svag.verdict.DEFAULT_MARGINS); gn_ratio none",
+        "value (test_loss=5%%); repeatable. The defaults (svag.verdict.DEFAULT_MARGINS) are listed with their "
+        "reasons in verdicts.md; gn_ratio has none",
     )
     parser.add_argument(
         "--fit",
@@ -69,11 +69,22 @@ def add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fit-ls", type=floats, default=None, help="the values of l the fit uses (default: all of them)"
     )
+    parser.add_argument(
+        "--unpaired",
+        action="store_true",
+        help="treat the seeds of each l as independent groups (Welch intervals) even when every l has the same "
+        "seeds, which share their initialization (default: paired, a t-interval over per-seed gaps)",
+    )
 
 
 def verdict_options(args: argparse.Namespace) -> dict:
     """:func:`svag.experiments.verdicts.compute_verdicts` keywords from the flags."""
-    return {"margins": dict(args.margin), "fit": args.fit, "use": args.fit_ls}
+    return {
+        "margins": dict(args.margin),
+        "fit": args.fit,
+        "use": args.fit_ls,
+        "paired": False if args.unpaired else None,
+    }
 
 
 def check_verdict_options(args: argparse.Namespace, ls: list[float]) -> None:

@@ -1,7 +1,7 @@
 """Read a folder of runs (from `svag compare`) and draw the paper-style figure: each metric vs
 effective steps for each l, mean ± std band over seeds. Also writes the summary table
 (summary.md, summary.csv) and draws the verdict figure (verdicts.png, next to the figure): from the
-folder's verdicts.json when it has one, else (or when --margin, --fit or --fit-ls is given) from the
+folder's verdicts.json when it has one, else (or when a verdict flag such as --margin is given) from the
 verdict computed afresh, which rewrites verdicts.md, .csv and .json. Reads results only; never trains."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     bad = [m for m in metrics if m not in known]
     if bad:
         raise ValueError(f"unknown metric(s) {bad}; valid: {', '.join(sorted(known))}")
-    asked = bool(args.margin) or args.fit != "wls" or args.fit_ls is not None
+    asked = bool(args.margin) or args.fit != "wls" or args.fit_ls is not None or args.unpaired
     if asked:  # a verdict asked for: a folder that cannot give one is bad input (exit 2), before any drawing
         check_verdict_options(args, sorted({float(r.config["l"]) for r in runs}))
         report = compute_verdicts(runs, **verdict_options(args))
