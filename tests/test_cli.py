@@ -276,3 +276,13 @@ def test_exit_codes_follow_one_rule(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "exit codes: 0 everything asked for was produced; 1 a run failed or diverged" in capsys.readouterr().out
+
+
+def test_compare_says_which_sde_each_kind_of_run_simulates():
+    from svag.commands.compare import describe
+    from svag.config import RunConfig
+
+    assert "Euler–Maruyama" in describe(RunConfig(gradient_noise="gaussian"))
+    assert "SVAG of that SGD run" in describe(RunConfig())
+    assert "η/(1-β)=1" in describe(RunConfig(momentum=0.9))
+    assert "l² steps per original step" in describe(RunConfig(optimizer="adam"))

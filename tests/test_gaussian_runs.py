@@ -303,3 +303,13 @@ def test_svag_vs_em_gap_shrinks_from_l1_to_l16(tmp_path):
         assert rows[(1.0, m)]["excludes_zero"], rows[(1.0, m)]
         shrink = sve.shrinkage(out, seeds, m, 1.0, 16.0)
         assert shrink["low"] > 0, shrink
+
+
+def test_gaussian_run_at_l_above_1_needs_no_room_for_two_disjoint_batches(tmp_path):
+    """A Gaussian run draws no minibatch, so 2B > n (refused for SVAG's disjoint pairs) is fine."""
+    from svag import runner
+    from svag.config import RunConfig
+
+    cfg = RunConfig(data="teacher-student", n_train=40, n_test=20, batch_size=32, l=2.0, epochs=0.5,
+                    gradient_noise="gaussian", device="cpu")  # fmt: skip
+    assert runner.run(cfg, tmp_path / "r", progress=False).status == "completed"

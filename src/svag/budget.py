@@ -88,7 +88,7 @@ def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device 
     n, B = size.n_train, cfg.batch_size
     if B > n:
         raise ValueError(f"batch_size={B} is larger than the training set (n_train={n}); use batch_size <= {n}")
-    if cfg.l > 1 and cfg.sampling == "disjoint" and 2 * B > n:
+    if cfg.l > 1 and cfg.sampling == "disjoint" and cfg.gradient_noise == "minibatch" and 2 * B > n:
         raise ValueError(
             f"batch_size={B}: SVAG (l={cfg.l:g}) draws two disjoint batches per step, 2·B = {2 * B} > n_train = {n}; "
             f"use batch_size <= {n // 2} or --sampling replacement"

@@ -36,7 +36,11 @@ class Replica:
 
         self.seed, self.folder = seed, folder
         self.sampler = PairSampler(
-            n, cfg.batch_size, pairs=cfg.l > 1, mode=cfg.sampling, seed=stream_seed(seed, "data_order")
+            n,
+            cfg.batch_size,
+            pairs=cfg.l > 1 and cfg.gradient_noise == "minibatch",  # Gaussian runs draw no batch
+            mode=cfg.sampling,
+            seed=stream_seed(seed, "data_order"),
         )
         self.aug_gen = generator(seed, "augment")
         self.noise_gen = generator(seed, "noise_batches")  # SGD's extra batches for G/N

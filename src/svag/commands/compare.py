@@ -139,6 +139,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, per: str) -> None:
 
 def describe(cfg) -> str:
     """One line saying which runs simulate which SDE."""
+    if cfg.gradient_noise == "gaussian":
+        return (
+            f"every run is Gaussian-noise: full-batch gradient + Gaussian noise with the batch-{cfg.batch_size} "
+            f"covariance; l = 1 is P1's NGD at η={cfg.lr:g}, l > 1 is Euler–Maruyama of its SDE with step η/l"
+        )
     if cfg.optimizer == "sgd" and cfg.momentum:
         eff = heavy_ball_lr(cfg.lr, cfg.momentum)
         return (
