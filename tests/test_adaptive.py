@@ -1,4 +1,4 @@
-"""SVAGAdam / SVAGRMSprop: P2's SVAG for adaptive methods, under torch.optim's optimizer contract."""
+"""SVAGAdam / SVAGAdamW / SVAGRMSprop: P2's SVAG for adaptive methods, under torch.optim's optimizer contract."""
 
 import copy
 import math
@@ -10,10 +10,19 @@ from hypothesis import strategies as st
 from torch import nn
 
 import svag
-from svag.adaptive import SVAGAdam, SVAGRMSprop, svag_adam, svag_beta, transformed_hyperparameters
+from svag.adaptive import (
+    SVAGAdam,
+    SVAGAdamW,
+    SVAGRMSprop,
+    svag_adam,
+    svag_beta,
+    svag_decoupled_weight_decay,
+    transformed_hyperparameters,
+)
 
 OPTIMIZERS = {
     "adam": lambda params, **kw: SVAGAdam(params, **kw),
+    "adamw": lambda params, **kw: SVAGAdamW(params, **kw),
     "rmsprop": lambda params, **kw: SVAGRMSprop(params, **kw),
 }
 
@@ -60,6 +69,32 @@ def test_adam_l1_bit_identical_to_torch_adam(dtype, wd, foreach):
         assert torch.equal(opt_a.state[pa]["exp_avg"], opt_b.state[pb]["exp_avg"])
         assert torch.equal(opt_a.state[pa]["exp_avg_sq"], opt_b.state[pb]["exp_avg_sq"])
         assert opt_a.state[pa]["step"] == int(opt_b.state[pb]["step"]) == 25
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("foreach", [False, None])  # None: torch's default (single-tensor on CPU)
+def test_adamw_l1_bit_identical_to_torch_adamw_across_a_state_dict_round_trip(dtype, foreach):
+    a, b = _model(dtype=dtype), _model(dtype=dtype)
+    hp = {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.3}
+    opt_a = SVAGAdamW(a.parameters(), l=1, **hp)
+    opt_b = torch.optim.AdamW(b.parameters(), foreach=foreach, **hp)
+    _run([(a, opt_a), (b, opt_b)], 12)
+    _assert_params_equal(a, b)
+    c = copy.deepcopy(a)  # the SVAG run continues from a state_dict, in lockstep with torch's AdamW
+    opt_c = SVAGAdamW(c.parameters(), lr=99.0, l=4)
+    opt_c.load_state_dict(copy.deepcopy(opt_a.state_dict()))
+    _run([(c, opt_c), (b, opt_b)], 13, start=12)
+    _assert_params_equal(c, b)
+    for pc, pb in zip(c.parameters(), b.parameters()):
+        assert torch.equal(opt_c.state[pc]["exp_avg"], opt_b.state[pb]["exp_avg"])
+        assert torch.equal(opt_c.state[pc]["exp_avg_sq"], opt_b.state[pb]["exp_avg_sq"])
+        assert opt_c.state[pc]["step"] == int(opt_b.state[pb]["step"]) == 25
+
+
+def test_adamw_default_hyperparameters_equal_torch_default_adamw():
+    a, b = _model(), _model()
+    _run([(a, SVAGAdamW(a.parameters(), lr=0.01)), (b, torch.optim.AdamW(b.parameters(), lr=0.01))], 5)
+    _assert_params_equal(a, b)
 
 
 def test_adam_default_hyperparameters_equal_torch_default_adam():
@@ -276,6 +311,70 @@ def test_train_step_l1_is_plain_adam():
     _assert_params_equal(a, b)
 
 
+# -- AdamW's decoupled decay: the same decay per unit of continuous time for every l -------------
+
+
+@pytest.mark.parametrize("l", [1, 2, 4])
+def test_adamw_decay_per_unit_time_is_the_same_for_every_l(l):
+    """Zero gradients: x ← (1 − (η/ℓ)(λ/ℓ))x per SVAG step. After ℓ²k steps (time kη²) the decay is
+    (1 − ηλ/ℓ²)^{ℓ²k} = (1 − ηλ)^k (1 + O(k(ηλ)²)); here ηλ = 0.01, k = 10: tolerance 2k(ηλ)² = 2e-3."""
+    lr, wd, k = 0.1, 0.1, 10
+    x = nn.Parameter(torch.linspace(-1.0, 2.0, 5, dtype=torch.float64))
+    x0 = x.detach().clone()
+    opt = SVAGAdamW([x], lr=lr, weight_decay=wd, l=l)
+    for _ in range(l * l * k):
+        x.grad = torch.zeros_like(x)
+        opt.step()
+    assert opt.sde_time == pytest.approx(k * lr**2, rel=1e-12)  # P2's clock: ℓ² SVAG steps per step
+    torch.testing.assert_close(x.detach(), x0 * (1 - lr * wd / l**2) ** (l * l * k), rtol=1e-12, atol=0)
+    ratio = x.detach().norm() / x0.norm()
+    assert ratio.item() == pytest.approx((1 - lr * wd) ** k, rel=2 * k * (lr * wd) ** 2)
+    assert ratio.item() == pytest.approx(math.exp(-k * lr * wd), rel=2 * k * (lr * wd) ** 2)  # the SDE: rate λ/η
+
+
+def test_svag_decoupled_weight_decay_is_lambda_over_l():
+    assert svag_decoupled_weight_decay(0.3, 1) == 0.3 and svag_decoupled_weight_decay(0.3, 4) == 0.3 / 4
+    lr, wd, l = 0.02, 0.1, 8.0  # η'λ'/(η')² = λ/η: the decay rate per unit of time
+    assert (lr / l) * svag_decoupled_weight_decay(wd, l) / (lr / l) ** 2 == pytest.approx(wd / lr, rel=1e-15)
+    with pytest.raises(ValueError, match=r"weight_decay must be a finite number >= 0, got -0.1"):
+        svag_decoupled_weight_decay(-0.1, 2)
+    with pytest.raises(ValueError, match=r"l must be .*>= 1, got 0.5"):
+        svag_decoupled_weight_decay(0.1, 0.5)
+
+
+def test_adamw_l_equals_adam_step_after_decay_by_lr_over_l_times_wd_over_l():
+    """One step at l = 4 from a nonzero state: x ← (1 − (η/4)(λ/4))x, then Adam's step with no decay."""
+    l, lr, wd = 4.0, 0.05, 0.2
+    a, b = _model(), _model()
+    opt_a = SVAGAdamW(a.parameters(), lr=lr, weight_decay=wd, l=l)
+    opt_b = SVAGAdam(b.parameters(), lr=lr, weight_decay=0.0, l=l)
+    for k in range(3):
+        opt_a.zero_grad()
+        opt_b.zero_grad()
+        _loss(a, k).backward()
+        _loss(b, k).backward()
+        with torch.no_grad():
+            for p in b.parameters():
+                p.mul_(1 - (lr / l) * (wd / l))
+        opt_a.step()
+        opt_b.step()
+    _assert_params_equal(a, b)
+
+
+def test_adamw_clock_names_and_coupling_refusals():
+    opt = SVAGAdamW(_model().parameters(), lr=0.1, l=2)
+    assert opt.clock() == SVAGAdam.clock_for(2) == SVAGAdamW.clock_for(2, weight_decay=0.5)
+    assert opt.names() == {"simulated": "AdamW", "svag": "SVAG-AdamW"}
+    assert opt.param_groups[0]["decoupled_weight_decay"] is True and opt.param_groups[0]["weight_decay"] == 1e-2
+    adam = SVAGAdam(_model().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"SVAGAdam's weight decay is coupled L2.*use SVAGAdamW"):
+        adam.load_state_dict(opt.state_dict())
+    assert "decoupled_weight_decay" not in adam.param_groups[0]
+    with pytest.raises(ValueError, match=r"SVAGAdamW's weight decay is decoupled, got .*=False; .*use SVAGAdam"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "decoupled_weight_decay": False})
+    assert len(opt.param_groups) == 1
+
+
 # -- torch.optim's optimizer contract ------------------------------------------------------------
 
 
@@ -318,6 +417,7 @@ def test_no_grad_no_change(make):
     ("make", "kwargs"),
     [
         (OPTIMIZERS["adam"], {"betas": (0.8, 0.99), "eps": 1e-6}),
+        (OPTIMIZERS["adamw"], {"betas": (0.8, 0.99), "eps": 1e-6}),
         (OPTIMIZERS["rmsprop"], {"beta": 0.99, "eps": 1e-6}),
         (OPTIMIZERS["rmsprop"], {"beta": 0.99, "eps": 1e-6, "bias_correction": False}),
     ],
@@ -395,9 +495,10 @@ BAD_COMMON = [
         ({"lr": 0.1, "betas": (0.9,)}, r"betas must be a pair .*got \(0.9,\)"),
     ],
 )
-def test_adam_bad_hyperparameters_raise(kwargs, match):
+@pytest.mark.parametrize("cls", [SVAGAdam, SVAGAdamW])
+def test_adam_bad_hyperparameters_raise(kwargs, match, cls):
     with pytest.raises(ValueError, match=match):
-        SVAGAdam(_model().parameters(), **kwargs)
+        cls(_model().parameters(), **kwargs)
 
 
 @pytest.mark.parametrize(

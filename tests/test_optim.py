@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import svag
-from svag.adaptive import SVAGAdam, SVAGRMSprop
+from svag.adaptive import SVAGAdam, SVAGAdamW, SVAGRMSprop
 from svag.clock import Clock
 from svag.optim import HeavyBallSGD
 
@@ -172,11 +172,12 @@ ALL = {
     "sgd": lambda params, **kw: svag.SVAG(params, **kw),
     "sgd_heavy_ball": lambda params, **kw: svag.SVAG(params, heavy_ball=0.5, **kw),
     "adam": lambda params, **kw: SVAGAdam(params, **kw),
+    "adamw": lambda params, **kw: SVAGAdamW(params, **kw),
     "rmsprop": lambda params, **kw: SVAGRMSprop(params, **kw),
     "sgdm": lambda params, l=1.0, **kw: HeavyBallSGD(params, momentum=0.5, **kw),
 }
-POWER = {"sgd": 1, "sgd_heavy_ball": 1, "adam": 2, "rmsprop": 2, "sgdm": 1}
-FACTOR = {"sgd": 1.0, "sgd_heavy_ball": 2.0, "adam": 1.0, "rmsprop": 1.0, "sgdm": 2.0}
+POWER = {"sgd": 1, "sgd_heavy_ball": 1, "adam": 2, "adamw": 2, "rmsprop": 2, "sgdm": 1}
+FACTOR = {"sgd": 1.0, "sgd_heavy_ball": 2.0, "adam": 1.0, "adamw": 1.0, "rmsprop": 1.0, "sgdm": 2.0}
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -208,10 +209,11 @@ def test_clock_for_refuses_unknown_hyperparameters_and_momentum():
 
 
 def test_names_for_figures():
-    names = [(c.simulated_name, c.svag_name) for c in (svag.SVAG, SVAGAdam, SVAGRMSprop, HeavyBallSGD)]
+    names = [(c.simulated_name, c.svag_name) for c in (svag.SVAG, SVAGAdam, SVAGAdamW, SVAGRMSprop, HeavyBallSGD)]
     assert names == [
         ("SGD", "SVAG"),
         ("Adam", "SVAG-Adam"),
+        ("AdamW", "SVAG-AdamW"),
         ("RMSprop", "SVAG-RMSprop"),
         ("SGDM", "SVAG of SGD at η/(1-β)"),
     ]

@@ -69,6 +69,35 @@ def test_same_shape_out_as_in_and_dataclasses():
     assert sqrt_rule({"batch_size": 32, "lr": 1.0, "betas": (0.0, 0.99), "eps": 0.0}, 4)["betas"][0] == 0.0
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    B=BATCH,
+    lr=LR,
+    wd=st.just(0.0) | st.floats(min_value=1e-8, max_value=1.0),
+    kappa=st.sampled_from([0.25, 0.5, 2.0, 4.0, 8.0]),
+)
+def test_sqrt_rule_scales_decoupled_weight_decay_and_keeps_its_rate(B, lr, wd, kappa):
+    """AdamW (PAPER §5, derived): λ_W → √κ·λ_W keeps the decay rate per unit time λ_W/η; coupled L2 stays."""
+    hp = {"batch_size": B * 8, "lr": lr, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": wd}
+    new = sqrt_rule({**hp, "decoupled_weight_decay": True}, kappa)
+    assert new["weight_decay"] == pytest.approx(wd * math.sqrt(kappa), rel=1e-12)
+    assert _close(new["weight_decay"] / new["lr"], wd / lr) and new["decoupled_weight_decay"] is True
+    assert sqrt_rule(hp, kappa)["weight_decay"] == wd  # coupled (no flag) ...
+    assert sqrt_rule({**hp, "decoupled_weight_decay": False}, kappa)["weight_decay"] == wd  # ... unchanged
+
+
+def test_sqrt_rule_reads_svag_adamw_hyperparameters_but_not_run_config():
+    import torch
+
+    from svag.adaptive import SVAGAdamW
+
+    opt = SVAGAdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3, weight_decay=0.1)
+    new = sqrt_rule({**opt.defaults, "batch_size": 32}, 4)
+    assert new["weight_decay"] == pytest.approx(0.2) and new["lr"] == pytest.approx(2e-3)
+    cfg = RunConfig(optimizer="adam", lr=1e-3, batch_size=32, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1)
+    assert sqrt_rule(cfg, 4).weight_decay == 0.1  # RunConfig has no AdamW: its decay is coupled L2
+
+
 @pytest.mark.parametrize(
     "call,match",
     [
@@ -83,6 +112,10 @@ def test_same_shape_out_as_in_and_dataclasses():
         (lambda: sqrt_rule({"batch_size": 32, "lr": 1e-3, "beta": 1.0, "eps": 1e-8}, 2), r"beta must be a real"),
         (lambda: sqrt_rule({"batch_size": 32, "lr": -1.0, "beta": 0.9, "eps": 1e-8}, 2), r"lr must be a finite number"),
         (lambda: linear_rule([32, 0.1], 2), r"hp must be a dict or a dataclass instance, got list"),
+        (lambda: sqrt_rule({"batch_size": 32, "lr": 1e-3, "beta": 0.9, "eps": 1e-8, "decoupled_weight_decay": 1}, 2),
+         r"decoupled_weight_decay must be True or False, got 1"),
+        (lambda: sqrt_rule({"batch_size": 32, "lr": 1e-3, "beta": 0.9, "eps": 1e-8, "decoupled_weight_decay": True}, 2),
+         r"sqrt_rule \(decoupled_weight_decay\) needs the key 'weight_decay'"),
         (lambda: sde_constants({"batch_size": 32, "lr": 0.1}, "cubic"), r"rule must be 'linear', 'sqrt'"),
     ],
 )  # fmt: skip

@@ -18,6 +18,7 @@ __version__ = "0.2.0"
 _NAMES = {
     "SVAG": "optim",
     "SVAGAdam": "adaptive",
+    "SVAGAdamW": "adaptive",
     "SVAGRMSprop": "adaptive",
     "amplified_loss": "amplify",
     "coefficients": "amplify",

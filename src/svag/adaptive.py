@@ -14,6 +14,13 @@ Continuous time (P2): one step of the simulated run covers ``η²``, so after ``
 at constant LR the SDE time is ``t = k·(η/ℓ)²``: ``ℓ²`` SVAG steps per original step. Note
 the unit differs from SGD's (``t = k·η``, P1). Bias corrections count SVAG steps:
 ``β_i'^k ≈ exp(−c_i t)``, the bias-correction factor of P2's Adam SDE.
+
+Decoupled weight decay (AdamW, :class:`SVAGAdamW`; derived for this project, not in P2): AdamW
+multiplies x by ``1 − ηλ_W`` per step, which covers ``η²`` of time: a decay rate of ``λ_W/η`` per
+unit time, i.e. the drift ``−(λ_W/η)·x`` in the SDE. SVAG keeps it with ``λ_W → λ_W/ℓ``
+(:func:`svag_decoupled_weight_decay`): a step then multiplies by ``1 − (η/ℓ)(λ_W/ℓ)`` and covers
+``(η/ℓ)²``, the same rate ``λ_W/η``. This is the square-root rule's ``λ_W → √κ·λ_W`` (PAPER §5,
+:func:`svag.scaling.sqrt_rule`) at ``κ = 1/ℓ²``, as ``η → η/ℓ`` is its ``η → √κ·η``.
 """
 
 from __future__ import annotations
@@ -28,7 +35,16 @@ import torch
 from .clock import check_l
 from .optim import SVAGOptimizer
 
-__all__ = ["SVAGAdam", "SVAGRMSprop", "svag_adam", "svag_beta", "svag_rmsprop", "transformed_hyperparameters"]
+__all__ = [
+    "SVAGAdam",
+    "SVAGAdamW",
+    "SVAGRMSprop",
+    "svag_adam",
+    "svag_beta",
+    "svag_decoupled_weight_decay",
+    "svag_rmsprop",
+    "transformed_hyperparameters",
+]
 
 
 def check_beta(beta: Any, name: str = "beta") -> float:
@@ -86,6 +102,23 @@ def transformed_hyperparameters(
     return {"lr": float(lr) / l, "betas": new_betas, "eps": check_eps(eps) * l}
 
 
+def svag_decoupled_weight_decay(weight_decay: float, l: float) -> float:
+    r"""SVAG's decoupled (AdamW) weight decay: :math:`\lambda_W' = \lambda_W/\ell` (derived, module docstring).
+
+    AdamW multiplies x by ``1 − ηλ_W`` per step of ``η²`` continuous time (P2's ``t = k·η²``): rate
+    ``λ_W/η`` per unit time. With LR ``η' = η/ℓ`` a SVAG step covers ``(η/ℓ)²``, so the same rate needs
+    ``η'λ_W' = (η/ℓ)²·λ_W/η = ηλ_W/ℓ²``, i.e. ``λ_W' = λ_W/ℓ``; over the ``ℓ²`` SVAG steps of one
+    original step, ``(1 − ηλ_W/ℓ²)^{ℓ²} = 1 − ηλ_W + O((ηλ_W)²)``. ``λ_W/η`` is what the square-root
+    rule keeps too (PAPER §5: ``λ_W → √κ·λ_W``). Coupled L2 decay is **not** rescaled (see
+    :class:`SVAGAdam`). ``l = 1`` returns ``weight_decay`` itself, bit for bit.
+    """
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real) or not math.isfinite(weight_decay):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    return float(weight_decay) / check_l(l)
+
+
 def _init_state(state: dict[str, Any], param: torch.Tensor, keys: tuple[str, ...]) -> None:
     if not state:
         state["step"] = 0
@@ -106,8 +139,10 @@ def svag_adam(
     eps: float,
     weight_decay: float,
     l: float,
+    decoupled_weight_decay: bool = False,
 ) -> None:
-    r"""Functional core of :class:`SVAGAdam`: one Adam step with the transformed hyperparameters.
+    r"""Functional core of :class:`SVAGAdam` and :class:`SVAGAdamW`: one Adam step with the transformed
+    hyperparameters.
 
     With ``(η', β1', β2', ε') = transformed_hyperparameters(lr, (beta1, beta2), eps, l)``, ``g``
     the amplified gradient and ``k`` the SVAG step count (this step included), in place:
@@ -118,12 +153,21 @@ def svag_adam(
 
     The operations (and so the rounding) are those of ``torch.optim.Adam``'s single-tensor path,
     so ``l = 1`` equals ``torch.optim.Adam(params, lr, (beta1, beta2), eps, weight_decay)`` bit for bit.
+
+    ``decoupled_weight_decay=True`` (AdamW): instead of ``d = g + λx``, first
+    ``x ← (1 − η'λ_W')·x`` with ``λ_W' = svag_decoupled_weight_decay(weight_decay, l) = λ_W/ℓ``, then
+    the Adam step on ``d = g``, in ``torch.optim.AdamW``'s order, so ``l = 1`` equals
+    ``torch.optim.AdamW(params, lr, (beta1, beta2), eps, weight_decay)`` bit for bit.
     """
     hp = transformed_hyperparameters(lr, (beta1, beta2), eps, l)
     lr_, (b1, b2), eps_ = hp["lr"], hp["betas"], hp["eps"]
+    wd_ = svag_decoupled_weight_decay(weight_decay, l) if decoupled_weight_decay else weight_decay
     for param, grad, exp_avg, exp_avg_sq, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
-        if weight_decay != 0:
-            grad = grad.add(param, alpha=weight_decay)
+        if wd_ != 0:
+            if decoupled_weight_decay:
+                param.mul_(1 - lr_ * wd_)
+            else:
+                grad = grad.add(param, alpha=wd_)
         exp_avg.lerp_(grad, 1 - b1)
         exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
         bias_correction1 = 1 - b1**step
@@ -252,6 +296,14 @@ class SVAGAdam(_AdaptiveSVAG):
         if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2) of reals in [0, 1), got {betas!r}")
         group["betas"] = (check_beta(betas[0], "betas[0]"), check_beta(betas[1], "betas[1]"))
+        self._validate_decoupled(group)
+
+    def _validate_decoupled(self, group: dict[str, Any]) -> None:
+        if group.get("decoupled_weight_decay", False) is not False:  # e.g. an SVAGAdamW state_dict
+            raise ValueError(
+                f"SVAGAdam's weight decay is coupled L2, got decoupled_weight_decay="
+                f"{group['decoupled_weight_decay']!r}; for decoupled (AdamW) decay use SVAGAdamW"
+            )
 
     def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
         states, steps = self._states(params, grads)
@@ -268,7 +320,55 @@ class SVAGAdam(_AdaptiveSVAG):
             eps=group["eps"],
             weight_decay=group["weight_decay"],
             l=group["l"],
+            decoupled_weight_decay=group.get("decoupled_weight_decay", False),
         )
+
+
+class SVAGAdamW(SVAGAdam):
+    r"""SVAG for AdamW (decoupled weight decay): simulates the SDE of ``torch.optim.AdamW``.
+
+    As :class:`SVAGAdam` (transformed ``lr/l``, betas, ``eps·l``; amplified gradient with covariance
+    ``l²·Σ``; clock ``p = 2``, ``(lr/l)²`` of continuous time per step), but each step first
+    multiplies the parameters by ``1 − (lr/l)(weight_decay/l)`` and the moments see the gradient
+    alone, in ``torch.optim.AdamW``'s order.
+
+    Args:
+        params, lr, betas, eps, l: as for :class:`SVAGAdam` (those of the simulated AdamW run).
+        weight_decay: decoupled λ_W **of the simulated run** (default ``1e-2``, as
+            ``torch.optim.AdamW``); SVAG steps use ``λ_W/l`` (:func:`svag_decoupled_weight_decay`).
+            Derivation: AdamW decays x by ``1 − ηλ_W`` per step of ``η²`` time, a rate ``λ_W/η``;
+            a SVAG step covers ``(η/l)²``, so it must decay by ``(η/l)²·λ_W/η = (η/l)(λ_W/l)``. Unlike
+            coupled L2 (:class:`SVAGAdam`), the decay term enters the SDE as the drift ``−(λ_W/η)x``,
+            which the square-root rule keeps with ``λ_W → √κ·λ_W`` (PAPER §5).
+
+    ``l = 1`` equals ``torch.optim.AdamW(params, lr, betas, eps, weight_decay)`` bit for bit (its
+    single-tensor path, the default on CPU). Param groups carry ``decoupled_weight_decay=True``, as
+    ``torch.optim.AdamW``'s do (and :func:`svag.scaling.sqrt_rule` reads it). State per parameter:
+    ``step``, ``exp_avg``, ``exp_avg_sq``.
+    """
+
+    simulated_name = "AdamW"
+    svag_name = "SVAG-AdamW"
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        l: float = 1.0,
+    ) -> None:
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "l": l}
+        defaults["decoupled_weight_decay"] = True
+        SVAGOptimizer.__init__(self, params, defaults)
+
+    def _validate_decoupled(self, group: dict[str, Any]) -> None:
+        if group.get("decoupled_weight_decay") is not True:
+            raise ValueError(
+                f"SVAGAdamW's weight decay is decoupled, got decoupled_weight_decay="
+                f"{group.get('decoupled_weight_decay')!r}; for coupled L2 decay use SVAGAdam"
+            )
 
 
 class SVAGRMSprop(_AdaptiveSVAG):

@@ -13,8 +13,10 @@ A hyperparameter record is a plain dict (or a dataclass, e.g. :class:`svag.confi
 with ``batch_size`` and ``lr``, and for the adaptive methods ``betas`` (a tuple/list of 1 or 2
 betas) or ``beta``, and ``eps``. The rules are pure: they return a new record of the same kind;
 keys they do not scale (``weight_decay``, ``epochs``, ...) are copied unchanged. Coupled L2 weight
-decay is indeed unchanged by both rules; decoupled (AdamW) decay λ_W would need ``λ_W → √κ·λ_W``
-(derived, not applied here).
+decay is indeed unchanged by both rules. Decoupled (AdamW) decay λ_W is scaled by :func:`sqrt_rule`,
+``λ_W → √κ·λ_W`` (derived, PAPER §5), when the record says ``decoupled_weight_decay=True`` (the key
+``torch.optim.AdamW`` and :class:`svag.adaptive.SVAGAdamW` put in their param groups); only dicts
+can say so today, since :class:`svag.config.RunConfig` has no AdamW.
 """
 
 from __future__ import annotations
@@ -131,9 +133,16 @@ def sqrt_rule(hp: Any, kappa: float) -> Any:
     time per epoch (``t = k·η²``). A β of exactly 0 (no averaging, e.g. RMSprop written as Adam
     with β1 = 0) has no time constant and stays 0.
 
+    Weight decay: coupled L2 (the default) is unchanged. Decoupled (AdamW) decay, when
+    ``hp["decoupled_weight_decay"]`` is ``True``, is scaled as ``λ_W → √κ·λ_W`` (derived, PAPER
+    §5): AdamW decays x by ``1 − ηλ_W`` per ``η²`` of time, a rate ``λ_W/η`` that this keeps.
+    Only a dict can carry the flag (:class:`svag.config.RunConfig` has no field for it), e.g.
+    ``{**svag_adamw.defaults, "batch_size": B}`` with ``svag_adamw`` a :class:`svag.adaptive.SVAGAdamW`.
+
     Args:
         hp: dict or dataclass with ``batch_size``, ``lr``, ``eps`` and either ``betas`` (tuple or
-            list, returned as the same type) or ``beta``; other keys are copied unchanged.
+            list, returned as the same type) or ``beta``; with ``decoupled_weight_decay=True``, its
+            ``weight_decay`` is λ_W and is scaled; other keys are copied unchanged.
         kappa: the factor κ > 0; ``κ·batch_size`` must be an integer and ``κ(1 − β) < 1``.
 
     Returns:
@@ -154,6 +163,12 @@ def sqrt_rule(hp: Any, kappa: float) -> Any:
         if isinstance(betas, (str, bytes)) or not isinstance(betas, (tuple, list)) or len(betas) not in (1, 2):
             raise ValueError(f"betas must be a tuple or list of 1 or 2 reals in [0, 1), got {betas!r}")
         changes["betas"] = type(betas)(_scaled_beta(x, kappa, f"betas[{i}]") for i, x in enumerate(betas))
+    decoupled = values.get("decoupled_weight_decay", False)
+    if not isinstance(decoupled, bool):
+        raise ValueError(f"decoupled_weight_decay must be True or False, got {decoupled!r}")
+    if decoupled:
+        weight_decay = _real(_require(values, "weight_decay", "sqrt_rule (decoupled_weight_decay)"), "weight_decay")
+        changes["weight_decay"] = weight_decay * root
     return _rebuild(hp, changes)
 
 
