@@ -277,6 +277,7 @@ class SVAGAdam(_AdaptiveSVAG):
     simulated_name = "Adam"
     svag_name = "SVAG-Adam"
     _state_keys = ("exp_avg", "exp_avg_sq")
+    _decoupled = False  # the weight decay's kind: coupled L2 here, decoupled in SVAGAdamW
 
     def __init__(
         self,
@@ -288,6 +289,8 @@ class SVAGAdam(_AdaptiveSVAG):
         l: float = 1.0,
     ) -> None:
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "l": l}
+        if self._decoupled:
+            defaults["decoupled_weight_decay"] = True  # as torch.optim.AdamW's groups say
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -296,13 +299,12 @@ class SVAGAdam(_AdaptiveSVAG):
         if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2) of reals in [0, 1), got {betas!r}")
         group["betas"] = (check_beta(betas[0], "betas[0]"), check_beta(betas[1], "betas[1]"))
-        self._validate_decoupled(group)
-
-    def _validate_decoupled(self, group: dict[str, Any]) -> None:
-        if group.get("decoupled_weight_decay", False) is not False:  # e.g. an SVAGAdamW state_dict
+        decoupled = group.get("decoupled_weight_decay", False)
+        if decoupled is not self._decoupled:  # e.g. the state_dict of the other kind
+            kind, other = ("decoupled", "SVAGAdam") if self._decoupled else ("coupled L2", "SVAGAdamW")
             raise ValueError(
-                f"SVAGAdam's weight decay is coupled L2, got decoupled_weight_decay="
-                f"{group['decoupled_weight_decay']!r}; for decoupled (AdamW) decay use SVAGAdamW"
+                f"{type(self).__name__}'s weight decay is {kind}, got decoupled_weight_decay={decoupled!r}; "
+                f"for {'coupled L2' if self._decoupled else 'decoupled (AdamW)'} decay use {other}"
             )
 
     def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
@@ -320,7 +322,7 @@ class SVAGAdam(_AdaptiveSVAG):
             eps=group["eps"],
             weight_decay=group["weight_decay"],
             l=group["l"],
-            decoupled_weight_decay=group.get("decoupled_weight_decay", False),
+            decoupled_weight_decay=self._decoupled,
         )
 
 
@@ -349,6 +351,7 @@ class SVAGAdamW(SVAGAdam):
 
     simulated_name = "AdamW"
     svag_name = "SVAG-AdamW"
+    _decoupled = True
 
     def __init__(
         self,
@@ -356,19 +359,10 @@ class SVAGAdamW(SVAGAdam):
         lr: float,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: float = 1e-2,
+        weight_decay: float = 1e-2,  # torch.optim.AdamW's default
         l: float = 1.0,
     ) -> None:
-        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "l": l}
-        defaults["decoupled_weight_decay"] = True
-        SVAGOptimizer.__init__(self, params, defaults)
-
-    def _validate_decoupled(self, group: dict[str, Any]) -> None:
-        if group.get("decoupled_weight_decay") is not True:
-            raise ValueError(
-                f"SVAGAdamW's weight decay is decoupled, got decoupled_weight_decay="
-                f"{group.get('decoupled_weight_decay')!r}; for coupled L2 decay use SVAGAdam"
-            )
+        super().__init__(params, lr, betas, eps, weight_decay, l)
 
 
 class SVAGRMSprop(_AdaptiveSVAG):

@@ -202,6 +202,7 @@ class _Run:
             next_ckpt=tl.checkpoint_interval if tl.checkpoint_interval > 0 else float("inf"),
             next_m=tl.noise_from if tl.m_interval > 0 else float("inf"),
         )
+        self.saved_step: int | None = None  # the step of the last checkpoint taken by this process
 
     @property
     def t(self) -> float:
@@ -252,9 +253,14 @@ class _Run:
         runstate.save(self.replicas, self.engine, self.opt, self.counters)
         self.saved_step = self.counters.step
         for r in self.live():
-            r.folder.write_status(status, step=self.counters.step, sde_time=self.t, records=r.n_records,
-                                  end_time=self.timeline.end_time, wall_time=self.counters.elapsed,
-                                  last_record=r.last_record)  # fmt: skip
+            self.report(r, status)
+
+    def report(self, r: runstate.Replica, status: str) -> None:
+        """Make ``r``'s ``status.json`` say where the run is: step, time, records, the last record."""
+        c = self.counters
+        end = self.timeline.end_time
+        r.folder.write_status(status, step=c.step, sde_time=self.t, records=r.n_records, end_time=end,
+                              wall_time=c.elapsed, last_record=r.last_record)  # fmt: skip
 
     def load(self, states: list[dict[str, Any]]) -> None:
         self.counters = runstate.load(states, self.replicas, self.engine, self.opt)
@@ -333,7 +339,7 @@ class _Run:
                     self.save("interrupted")
                     raise RunInterrupted(stop_signal[0])
         c.elapsed = time.perf_counter() - start
-        if getattr(self, "saved_step", None) != c.step:  # the end, unless a checkpoint was just taken there
+        if self.saved_step != c.step:  # the end, unless a checkpoint was just taken there
             self.save()
 
     def _check_finite(self, losses: list[float], lr: float) -> None:
@@ -403,7 +409,7 @@ def _listing(names: list[str], shown: int = 5) -> str:
     return head + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def _prepare(cfg: RunConfig, folder: RunFolder, resume: bool, create: bool = True) -> bool:
+def prepare_folder(cfg: RunConfig, folder: RunFolder, resume: bool, create: bool = True) -> bool:
     """Check ``folder`` can hold the run (and create it if ``create``); return whether there is a
     checkpoint to resume from. Read-only without ``create``, so every process of a
     multi-process run can check, and fail with the same message.
@@ -462,7 +468,7 @@ def _check_folder(cfg: RunConfig, folder: RunFolder, resume: bool, create: bool)
 
 def _without_checkpoint(folder: RunFolder) -> str | None:
     """What ``--resume`` does with a run folder that has no ``checkpoint.pt``: raise if it had one
-    (see :func:`_prepare`), else the line to show before starting afresh (``None``: nothing to say)."""
+    (see :func:`prepare_folder`), else the line to show before starting afresh (``None``: nothing to say)."""
     status, rows = folder.status(), folder.records()
     past = [r for r in rows if r.get("sde_time", 0) > 0]
     if folder.lost_checkpoint():
@@ -510,7 +516,7 @@ def run_replicas(
             "for memory): launch it without torchrun"
         )
     # every process checks (a bad folder fails on all of them alike); rank 0 alone creates it
-    resumable = [_prepare(c, f, resume, create=dist.main) for c, f in zip(cfgs, folders)]
+    resumable = [prepare_folder(c, f, resume, create=dist.main) for c, f in zip(cfgs, folders)]
     statuses = [f.status().status for f in folders]
     if dist.world > 1:
         import torch.distributed
@@ -530,15 +536,12 @@ def run_replicas(
             r.folder.create(c.to_dict(), run.derived(), _environment(run.device, r.seed, len(seeds), dist.world))
     if dist.main:
         for r in run.live():
-            r.folder.write_status("running", step=run.counters.step, sde_time=run.t, records=r.n_records,
-                                  end_time=run.timeline.end_time)  # fmt: skip
+            run.report(r, "running")
     run.train()
     results = []
     for r in run.replicas:
         if not r.diverged and dist.main:
-            r.folder.write_status("completed", step=run.counters.step, sde_time=run.t, records=r.n_records,
-                                  end_time=run.timeline.end_time, wall_time=run.counters.elapsed,
-                                  last_record=r.last_record)  # fmt: skip
+            run.report(r, "completed")
         rows = r.folder.records() if dist.main else []
         results.append(RunResult(r.out, "diverged" if r.diverged else "completed", rows))
     if dist.world > 1:
@@ -558,7 +561,7 @@ def run(cfg: RunConfig, out_dir: str | os.PathLike, *, resume: bool = False, pro
         resume: continue from ``out_dir/checkpoint.pt`` (same config required); the
             metrics are bit-identical to an uninterrupted run except ``wall_time``. Without a
             checkpoint the run starts afresh if it never wrote one, and is refused if its
-            checkpoint was deleted (remove the folder to run it again; see ``_prepare``).
+            checkpoint was deleted (remove the folder to run it again; see ``prepare_folder``).
         progress: show a progress bar over continuous time.
 
     Raises:

@@ -106,7 +106,7 @@ def check_jobs(work: list[Job], resume: bool) -> None:
     (:func:`svag.budget.check_budget`: batch sizes, steps, memory), and each folder empty or,
     with ``resume``, holding a run of the same config (the runner's own check, read-only)."""
     from ..budget import check_budget
-    from ..runner import _prepare
+    from ..runner import prepare_folder
 
     folders = [f for job in work for f in job.folders]
     repeated = sorted({str(f) for f in folders if folders.count(f) > 1})
@@ -115,7 +115,7 @@ def check_jobs(work: list[Job], resume: bool) -> None:
     for job in work:
         check_budget(job.config, len(job.seeds))
         for seed, folder in zip(job.seeds, job.folders):
-            _prepare(replace(job.config, seed=int(seed)), RunFolder(folder), resume, create=False)
+            prepare_folder(replace(job.config, seed=int(seed)), RunFolder(folder), resume, create=False)
 
 
 def seed_jobs(cfg: RunConfig, seeds: list[int], out: Path, names: list[str], together: bool) -> list[Job]:
