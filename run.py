@@ -13,7 +13,9 @@ On first use it creates `.venv/` next to this file and installs, printing each c
    set ``SVAG_TORCH_INDEX_URL`` to the index to take torch from (e.g. PyTorch's CPU-only wheel
    index, listed on PyTorch's "get started" page); it is passed to pip as ``--index-url`` for the
    torch install only. ``SVAG_TORCH`` replaces the requirement ``torch==2.13.0``.
-2. The project with its dev extras (``pip install -e .[dev]``).
+2. The project, editable, with the extras the command needs: ``demo`` and ``svag`` install
+   ``.[dev]``; ``test`` installs ``.[dev,lightning,ray,tensorboard]`` so the tests of the optional
+   integrations run (Lightning, Ray and TensorBoard: about 40 packages more).
 3. Optional, only as root on a Debian-like system without it: the system package
    ``dataset-fashion-mnist`` (the Fashion-MNIST data set, ~30 MB, for ``--data fashion-mnist``)
    with ``apt-get update`` and ``apt-get install``. ``SVAG_NO_SYSTEM_PACKAGES=1`` skips it.
@@ -42,6 +44,7 @@ TORCH = "torch==2.13.0"  # the version the project is tested with
 APT_PACKAGE = "dataset-fashion-mnist"
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")  # where that package puts the data set
 COMMANDS = ("demo", "test", "svag")
+EXTRAS = {"demo": ("dev",), "svag": ("dev",), "test": ("dev", "lightning", "ray", "tensorboard")}
 
 
 def _say(msg: str) -> None:
@@ -82,9 +85,9 @@ def pip_torch_argv(py: str, env) -> list[str]:
             *(["--index-url", index] if index else []), torch_requirement(env)]  # fmt: skip
 
 
-def pip_project_argv(py: str, root: Path) -> list[str]:
-    """The project and its dev extras, editable; torch is already there."""
-    return [py, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", f"{root}[dev]"]
+def pip_project_argv(py: str, root: Path, extras=("dev",)) -> list[str]:
+    """The project and ``extras``, editable; torch is already there."""
+    return [py, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", f"{root}[{','.join(extras)}]"]
 
 
 def apt_argvs() -> list[list[str]]:
@@ -153,22 +156,41 @@ def _run_shown(argv: list[str]) -> None:
     subprocess.run(argv, check=True)
 
 
-def ensure_env(env=os.environ) -> None:
+def installed_extras(stamp_text: str, fingerprint: str) -> set[str]:
+    """The extras a stamp says are installed; empty when the stamp is for another set-up.
+
+    A stamp is the fingerprint, then a line of comma-separated extras (a stamp of an earlier
+    release has no such line: it installed ``dev``).
+    """
+    head, _, extras = stamp_text.partition("\n")
+    if head != fingerprint:
+        return set()
+    return set(extras.split(",")) if extras else {"dev"}
+
+
+def ensure_env(env=os.environ, extras=("dev",)) -> None:
     if not PY.exists():
         _say(f"creating virtual environment in {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
-    if STAMP.exists() and STAMP.read_text() == _fingerprint(env):
+    have = installed_extras(STAMP.read_text(), _fingerprint(env)) if STAMP.exists() else set()
+    if set(extras) <= have:
+        return
+    if have:  # the same set-up, fewer extras: add the missing ones, keep the ones installed
+        extras = tuple(sorted(have | set(extras)))
+        _say(f"installing the extras {', '.join(extras)}")
+        _run_shown(pip_project_argv(str(PY), ROOT, extras))
+        STAMP.write_text(_fingerprint(env) + "\n" + ",".join(extras))
         return
     _say("setting up the environment; first time only (1-2 minutes for the CPU build, longer for CUDA's downloads)")
     _say(torch_message(env))
     _run_shown(pip_torch_argv(str(PY), env))
-    _say("installing the project and its dev extras (numpy, matplotlib, mnist1d, pytest, ruff, ...)")
-    _run_shown(pip_project_argv(str(PY), ROOT))
+    _say(f"installing the project and the extras {', '.join(extras)} (numpy, matplotlib, mnist1d, pytest, ruff, ...)")
+    _run_shown(pip_project_argv(str(PY), ROOT, extras))
     build = "import torch; c = torch.version.cuda; print(torch.__version__, f'(CUDA {c})' if c else '(CPU only)')"
     got = subprocess.run([str(PY), "-c", build], capture_output=True, text=True).stdout.strip()
     _say(f"installed torch {got}")
     install_fashion_mnist(env)
-    STAMP.write_text(_fingerprint(env))
+    STAMP.write_text(_fingerprint(env) + "\n" + ",".join(extras))
 
 
 def command_argv(cmd: str, rest: list[str]) -> list[str]:
@@ -188,7 +210,7 @@ def main(argv: list[str]) -> int:
     if cmd not in COMMANDS:
         print(f"run.py: unknown command {cmd!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    ensure_env()
+    ensure_env(extras=EXTRAS[cmd])
     os.chdir(ROOT)
     return subprocess.run(command_argv(cmd, rest)).returncode
 

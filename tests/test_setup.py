@@ -56,6 +56,16 @@ def test_changing_the_torch_choice_reinstalls(run_py):
     assert run_py._fingerprint({"UNRELATED": "1"}) == base
 
 
+def test_the_test_command_installs_the_optional_extras(run_py):
+    """CI runs the integrations' tests: `test` asks for every extra, the demo only for `dev`."""
+    assert run_py.pip_project_argv("py", ROOT, run_py.EXTRAS["test"])[-1].endswith("[dev,lightning,ray,tensorboard]")
+    assert run_py.EXTRAS["demo"] == ("dev",)
+    fp = run_py._fingerprint({})
+    assert run_py.installed_extras(fp, fp) == {"dev"}  # a stamp of an earlier release
+    assert run_py.installed_extras(fp + "\ndev,ray", fp) == {"dev", "ray"}
+    assert run_py.installed_extras(fp + "\ndev,ray", "other") == set()  # another set-up: reinstall
+
+
 @pytest.mark.parametrize(
     ("env", "root", "apt", "data", "install", "says"),
     [
