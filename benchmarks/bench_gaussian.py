@@ -5,6 +5,8 @@ CPU, float32):
   - one Gaussian step  /  one chunked full-data forward+backward with the same chunk    (goal <= 1.1)
     (the floor: per chunk, the mean loss scaled by k/n, ``backward()`` accumulating into ``p.grad``;
     no noise, no step)
+  - one Gaussian step  /  the floor followed by the same SVAG update (what the noise itself costs:
+    the draw of n normals, the per-sample losses, the bookkeeping)
   - one Gaussian step  /  n/B plain SGD steps at batch B (what the same data costs as an epoch of SGD)
 Timings are interleaved (A, B, C, A, B, C, ...) in rounds and the ratio of medians is reported, so
 load on a shared machine affects every side alike; they are this thread's CPU time
@@ -48,8 +50,10 @@ def measure(model_name: str, norm: str, n: int, chunk: int, batch: int, rounds: 
         torch.manual_seed(0)
         return build_model(model_name, input_shape=(1, 40), num_classes=10, norm=norm)
 
-    floor_model, gauss_model, sgd_model = make(), make(), make()
+    floor_model, gauss_model, sgd_model, update_model = make(), make(), make(), make()
     floor_params = [p for p in floor_model.parameters() if p.requires_grad]
+    update_params = [p for p in update_model.parameters() if p.requires_grad]
+    update_opt = svag.SVAG(update_params, lr=1e-4, l=4.0)
     gauss_opt = svag.SVAG(gauss_model.parameters(), lr=1e-4, l=4.0)
     sgd_opt = svag.SVAG(sgd_model.parameters(), lr=1e-4, l=1.0)
     gen = generator(0, "gaussian")
@@ -61,6 +65,15 @@ def measure(model_name: str, norm: str, n: int, chunk: int, batch: int, rounds: 
             xb, yb = x[start : start + chunk], y[start : start + chunk]
             (task.loss(floor_model(xb), yb) * (len(xb) / n)).backward()
 
+    def floor_update():  # the floor, then the update a Gaussian step makes (its gradient declared amplified)
+        for p in update_params:
+            p.grad = None
+        for start in range(0, n, chunk):
+            xb, yb = x[start : start + chunk], y[start : start + chunk]
+            (task.loss(update_model(xb), yb) * (len(xb) / n)).backward()
+        update_opt.mark_amplified()
+        update_opt.step()
+
     def gauss():
         gaussian_step(gauss_opt, gauss_model, task, (x, y), batch_size=batch, generator=gen, chunk=chunk)
 
@@ -71,7 +84,7 @@ def measure(model_name: str, norm: str, n: int, chunk: int, batch: int, rounds: 
             idx = order[start : start + batch]
             svag.train_step(sgd_opt, lambda b: task.loss(sgd_model(b[0]), b[1]), (x[idx], y[idx]))
 
-    cases = {"floor": floor, "gauss": gauss, "sgd_epoch": sgd_epoch}
+    cases = {"floor": floor, "floor_update": floor_update, "gauss": gauss, "sgd_epoch": sgd_epoch}
     for fn in cases.values():  # warm-up
         _timed(fn, 2)
     samples: dict[str, list[float]] = {k: [] for k in cases}
@@ -81,6 +94,7 @@ def measure(model_name: str, norm: str, n: int, chunk: int, batch: int, rounds: 
     med = {k: statistics.median(v) for k, v in samples.items()}
     return {
         "gauss / floor": med["gauss"] / med["floor"],
+        "gauss / floor+update": med["gauss"] / med["floor_update"],
         "gauss / SGD epoch": med["gauss"] / med["sgd_epoch"],
         "gauss ms": 1e3 * med["gauss"],
         "floor ms": 1e3 * med["floor"],
@@ -101,12 +115,12 @@ def main() -> None:
     clock = CLOCKS[args.clock]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), n {args.n}, chunk {args.chunk}, "
           f"B {args.batch_size}, {args.clock} time")  # fmt: skip
-    print(f"{'model':8s} {'Gauss/floor':>12s} {'Gauss/SGD epoch':>16s} {'Gauss ms':>9s} {'floor ms':>9s} "
-          f"{'SGD epoch ms':>13s}")  # fmt: skip
+    print(f"{'model':8s} {'Gauss/floor':>12s} {'Gauss/(floor+update)':>21s} {'Gauss/SGD epoch':>16s} "
+          f"{'Gauss ms':>9s} {'floor ms':>9s} {'SGD epoch ms':>13s}")  # fmt: skip
     for name, model, norm in (("mlp", "mlp", "none"), ("gn-cnn", "cnn", "gn")):
         r = measure(model, norm, args.n, args.chunk, args.batch_size, args.rounds, args.repeats)
-        print(f"{name:8s} {r['gauss / floor']:12.3f} {r['gauss / SGD epoch']:16.3f} {r['gauss ms']:9.2f} "
-              f"{r['floor ms']:9.2f} {r['SGD epoch ms']:13.2f}")  # fmt: skip
+        print(f"{name:8s} {r['gauss / floor']:12.3f} {r['gauss / floor+update']:21.3f} {r['gauss / SGD epoch']:16.3f} "
+              f"{r['gauss ms']:9.2f} {r['floor ms']:9.2f} {r['SGD epoch ms']:13.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

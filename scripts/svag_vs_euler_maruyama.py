@@ -44,8 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
+from svag.commands._executor import add_executor_arguments, executor_from_args
 from svag.config import RunConfig
 from svag.experiments.compare import run_compare, run_dir_name
+from svag.experiments.parallel import Executor
 from svag.records import write_csv, write_json
 from svag.runfolder import RunFolder
 from svag.stats import fit_loglog_slope, mean_se, t_interval
@@ -66,8 +68,8 @@ def base_config(*, n_train: int = 256, n_test: int = 1000, batch_size: int = 8, 
     ).validate()  # fmt: skip
 
 
-def train(base: RunConfig, ls: list[float], seeds: list[int], out: Path, *, jobs: int = 1, resume: bool = False,
-          progress: bool = False, log=None) -> dict[str, dict[str, str]]:  # fmt: skip
+def train(base: RunConfig, ls: list[float], seeds: list[int], out: Path, *, jobs: int | Executor = 1,
+          resume: bool = False, progress: bool = False, log=None) -> dict[str, dict[str, str]]:  # fmt: skip
     """SVAG and EM runs of ``base`` at every ``l`` and seed into ``out/svag`` and ``out/em``; the statuses.
     The seeds of each ``l`` train as one stacked ensemble (``--ensemble on``; each writes what its single
     run would, up to rounding)."""
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=0.2)
     parser.add_argument("--epochs", type=float, default=30.0, help="SGD-equivalent epochs")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
+    add_executor_arguments(parser)  # --jobs, or --cluster ray with its resources (svag.commands._executor)
     parser.add_argument("--resume", action="store_true", help="reuse completed runs in --out")
     parser.add_argument("--quick", action="store_true", help="smoke run: 128 samples, B 32, l = 1, 4, 2 seeds, 1 epoch")
     args = parser.parse_args(argv)
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     base = base_config(n_train=args.n_train, n_test=args.n_test, batch_size=args.batch_size, lr=args.lr,
                        epochs=args.epochs)  # fmt: skip
     start = time.perf_counter()
-    statuses = train(base, ls, seeds, args.out, jobs=args.jobs, resume=args.resume, log=print)
+    statuses = train(base, ls, seeds, args.out, jobs=executor_from_args(args), resume=args.resume, log=print)
     wall = time.perf_counter() - start
     failed = {f"{k}/{n}": s for k, st in statuses.items() for n, s in st.items() if s != "completed"}
     rows = distances(args.out, ls, seeds)

@@ -20,6 +20,15 @@ from svag.adaptive import (
     transformed_hyperparameters,
 )
 
+
+@pytest.fixture(autouse=True)
+def _hand_built_gradients(monkeypatch):
+    """These tests check the update rule on gradients they build by hand (``loss.backward()`` at
+    ``l > 1``): the documented opt-out of the amplified-gradient check. The check itself is tested in
+    ``tests/test_open_step.py``."""
+    monkeypatch.setattr(svag.optim.SVAGOptimizer, "check_amplified", False)
+
+
 OPTIMIZERS = {
     "adam": lambda params, **kw: SVAGAdam(params, **kw),
     "adamw": lambda params, **kw: SVAGAdamW(params, **kw),

@@ -225,7 +225,7 @@ BAD_INPUTS = [
     (["compare", *SHORT, "--ls", "1,2", "--seeds", "1", "--batch-size", "1000"], "batch_size=1000 is larger"),
     (["scale", *SHORT, "--batch-sizes", "32,8000", "--seeds", "1"], "batch_size=8000 is larger than the training set"),
     (["scale", *SHORT, "--batch-sizes", "64,64", "--seeds", "1"], "values must be distinct, got '64,64'"),
-    (["lsr", *SHORT, "--milestones", "0.8", "--verify", "100000"], "batch_size=100000 is larger"),
+    (["lsr", *SHORT, "--milestones", "0.8", "--model", "mlp", "--verify", "100000"], "batch_size=100000 is larger"),
     (["lsr", *SHORT, "--milestones", "0.8", "--verify", "64,64"], "values must be distinct, got '64,64'"),
     (["lsr", *SHORT, "--milestones", "0.8", "--schedule", "cosine"], "schedule 'cosine', which has no constant-LR"),
     (["lsr", *SHORT, "--milestones", "0.8", "--warmup", "0.75"], "starts inside the warm-up (until 0.75)"),

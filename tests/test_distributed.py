@@ -5,6 +5,7 @@ comparison is deterministic (tolerances are rounding-level, not statistical)."""
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -54,6 +55,38 @@ def test_two_processes_equal_one_over_20_steps(tmp_path, dtype, tol):
     a, b = _rows(tmp_path / "one"), _rows(tmp_path / "two")
     assert a[-1]["step"] == 20
     assert _max_diff(a, b) <= tol
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_with_c10d_rendezvous_equal_one_process(tmp_path):
+    """The multi-node launch (README, "On a cluster"): two torchrun "nodes" on localhost, each
+    ``--nnodes 2 --nproc-per-node 1`` meeting at one c10d rendezvous endpoint, each with its own
+    --out (as two machines' disks). Exactly one node holds global rank 0 and writes; its records
+    equal the single-process run's (float64, SVAG l = 2, 20 steps) within 1e-12."""
+    extra = ["--epochs", "1", "--eval-every", "0.25", "--amplification", "2", "--dtype", "float64"]
+    _single(tmp_path / "one", extra)
+    port = _free_port()
+
+    def node(i: int) -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "svag-test",
+                "-m", "svag", "train", "--out", str(tmp_path / f"node{i}"), *ARGS, *extra]  # fmt: skip
+
+    nodes = [subprocess.Popen(node(i), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for proc in nodes:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"a node exited {proc.returncode}:\n{err[-4000:]}"
+    written = [tmp_path / f"node{i}" for i in range(2) if (tmp_path / f"node{i}" / "metrics.jsonl").is_file()]
+    assert len(written) == 1
+    assert json.loads((written[0] / "env.json").read_text())["processes"] == 2
+    a, b = _rows(tmp_path / "one"), _rows(written[0])
+    assert a[-1]["step"] == 20
+    assert _max_diff(a, b) <= 1e-12
 
 
 def test_resume_under_two_processes(tmp_path):

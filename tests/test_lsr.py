@@ -149,3 +149,164 @@ def test_equilibrium_window_refuses_a_window_inside_the_warmup():
     with pytest.raises(ValueError, match=r"window \(5, 6\] epochs starts inside the warm-up \(until 5.5\)"):
         equilibrium_window_epochs(cfg)
     assert equilibrium_window_epochs(cfg, 1 / 12) == pytest.approx((5.5, 6.0))
+
+
+# -- the figure keeps every marker inside its axes (issue 15) ------------------------------------------
+
+
+def _result(B_star, envelope, rows):
+    return {"tau": 2.0, "B_star": B_star, "B_star_envelope": envelope, "baseline": {"batch_size": 32, "lr": 0.2},
+            "verdicts": [{"batch_size": b, "ratio": g, "ratio_se": se, "train_error": tr, "test_error": te,
+                          "train_error_sd": sd, "test_error_sd": sd, "n_seeds": 3, "error_rose": te > 0.45}
+                         for b, g, se, tr, te, sd in rows]}  # fmt: skip
+
+
+def _inside(ax, xs, ys):
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    return all(x0 <= x <= x1 for x in xs) and all(y0 <= y <= y1 for y in ys)
+
+
+@pytest.mark.parametrize(
+    "B_star, envelope",
+    [(1364.0, 535.0), (5000.0, 40.0), (float("nan"), float("nan")), (float("inf"), 700.0)],
+)
+def test_lsr_figure_holds_every_marker(B_star, envelope):
+    """Predicted B* beyond the last tested batch (the old default's figure), an envelope below the
+    first, no prediction; a run with G/N ≤ 0 still has its error markers; bars larger than the value."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection, PathCollection
+
+    from svag.plotting import lsr_figure
+
+    rows = [(32, 0.05, 0.003, 0.2, 0.40, 0.01), (64, -0.01, 0.02, 0.21, 0.41, 0.02),
+            (256, 1.0, 1.5, 0.25, 0.43, 0.05), (2048, 9.0, 0.8, 0.45, 0.60, 0.15)]  # fmt: skip
+    fig = lsr_figure(_result(B_star, envelope, rows))
+    try:
+        top, bottom = fig.axes[:2]
+        pos = [r for r in rows if r[1] > 0]
+        lines = [v for v in (B_star, envelope) if math.isfinite(v)]
+        assert _inside(top, [r[0] for r in pos] + lines, [r[1] + r[2] for r in pos] + [r[1] for r in pos] + [2.0])
+        assert _inside(top, [], [max(r[1] - r[2], 0.1 * r[1]) for r in pos])  # lower bars, clipped at 10%
+        assert _inside(bottom, [r[0] for r in rows] + lines,
+                       [r[k] + s * r[5] for r in rows for k in (3, 4) for s in (-1, 1)])  # fmt: skip
+        # every marker drawn (the data lines) and every error bar's ends, read back from the axes
+        for ax in (top, bottom):
+            for line in ax.get_lines():
+                if line.get_marker() not in (None, "None", "", " "):
+                    assert _inside(ax, list(line.get_xdata()), list(line.get_ydata())), line.get_label()
+            for coll in ax.collections:
+                if isinstance(coll, PathCollection):
+                    pts = np.asarray(coll.get_offsets())
+                elif isinstance(coll, LineCollection):
+                    pts = np.concatenate([np.asarray(seg) for seg in coll.get_segments()])
+                else:
+                    continue
+                assert pts.size and _inside(ax, pts[:, 0].tolist(), pts[:, 1].tolist())
+    finally:
+        plt.close(fig)
+
+
+# -- a real sweep: seeds, spread, equilibrium warnings (issue 15) ---------------------------------------
+
+
+SHORT_BN_MLP = ["--threads", "1", "lsr", "--model", "mlp", "--norm", "bn", "--lr", "0.2", "--weight-decay", "5e-2",
+                "--batch-size", "32", "--eval-every", "0.125", "--n-train", "512", "--n-test", "256", "--no-progress",
+                "--device", "cpu"]  # fmt: skip
+
+
+def test_lsr_sweep_with_seeds_warns_on_a_baseline_cut_short(tmp_path, capsys):
+    """A real short sweep (MNIST-1D, 512 samples, BN MLP, ηλ = 0.01, window = epochs 1–2: ‖x‖² still
+    falling from its initial value) with 2 seeds per batch size: the baseline is flagged in the
+    printed result and in lsr.json, each batch size reports its seeds' spread and the rise's
+    interval, and the slope is printed beside the prediction."""
+    from svag.cli import main
+    from svag.records import read_json
+
+    out = tmp_path / "lsr"
+    args = ["--out", str(out), "--verify", "64,128", "--seeds", "2", "--epochs", "3", "--milestones", "2",
+            "--window", "0.5"]  # fmt: skip
+    assert main([*SHORT_BN_MLP, *args]) == 0
+    printed = capsys.readouterr().out
+    result = read_json(out / "lsr.json")
+    base_check = result["baseline"]["equilibrium"]
+    assert not base_check["at_equilibrium"] and base_check["trends"]["‖x‖²"]["status"] == "trending"
+    assert base_check["trends"]["‖x‖²"]["change"] < -0.1  # the norm decays towards its equilibrium
+    first = result["warnings"][0]
+    assert first.startswith("baseline: ‖x‖² fell") and "the baseline is not at equilibrium" in first
+    assert "WARNING baseline: ‖x‖² fell" in printed and "Baseline equilibrium, change across the window" in printed
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "B128", "B128_seed1", "B32", "B32_seed1", "B64", "B64_seed1"]  # fmt: skip
+    rows = {r["batch_size"]: r for r in result["verdicts"]}
+    assert all(r["n_seeds"] == 2 and r["test_error_sd"] >= 0 for r in rows.values())
+    runs = [r for r in result["runs"] if r["B"] == 64]
+    assert rows[64]["test_error"] == pytest.approx(np.mean([r["test_error"] for r in runs]), rel=1e-12)
+    low, high = rows[128]["rise_interval"]
+    assert low <= rows[128]["relative_error_rise"] <= high
+    assert {(r["B"], r["seed"]) for r in result["runs"]} == {(b, s) for b in (32, 64, 128) for s in (0, 1)}
+    assert all(isinstance(r["at_equilibrium"], bool) for r in result["runs"])
+    assert "slope of log G/N vs log B below τ:" in printed and "beside the baseline's B* =" in printed
+    assert "test error rise [95% Welch]" in printed and (out / "lsr.png").is_file()
+
+
+def test_lsr_baseline_at_equilibrium_passes_and_suggests_the_sweep(tmp_path, capsys):
+    """The same baseline run for 12 epochs of constant LR (≈ 9 relaxation times 1/(4ηλ) steps):
+    no warning, and the sizes to verify with are printed."""
+    from svag.cli import main
+    from svag.records import read_json
+
+    out = tmp_path / "lsr"
+    assert main([*SHORT_BN_MLP, "--out", str(out), "--epochs", "14", "--milestones", "12"]) == 0
+    printed = capsys.readouterr().out
+    result = read_json(out / "lsr.json")
+    assert result["baseline"]["equilibrium"]["at_equilibrium"] and result["warnings"] == []
+    assert "WARNING" not in printed and ": at equilibrium" in printed
+    sizes = result["suggested_verify"]
+    assert sizes[0] == 64 and sizes[-1] >= 1.5 * result["B_star"] > sizes[-2]
+    assert f"--verify {','.join(map(str, sizes))}" in printed
+
+
+def test_suggested_batch_sizes_reach_past_the_prediction():
+    from svag.lsr import suggest_batch_sizes
+
+    assert suggest_batch_sizes(32, 522.5) == [64, 128, 256, 512, 1024]  # 1024 is the first >= 1.5 × 522.5
+    assert suggest_batch_sizes(32, 700.0) == [64, 128, 256, 512, 1024, 2048]  # 1.5 × 700 = 1050 > 1024
+    assert suggest_batch_sizes(128, 1340.0, beyond=1.0) == [256, 512, 1024, 2048]  # P1's BN row
+    assert suggest_batch_sizes(32, 1e9, most=3) == [64, 128, 256]
+    assert suggest_batch_sizes(32, math.nan) == [] and suggest_batch_sizes(32, math.inf) == []
+    assert suggest_batch_sizes(32, 20.0) == []  # B* below the baseline: the rule already fails there
+
+
+def test_slope_statement_says_what_the_slope_does_to_the_prediction():
+    from svag.experiments.lsr_sweep import _fit_slope, slope_statement
+
+    # P1's PreResNet-32 BN row below τ: 128 → 0.078, 512 → 0.36, 1024 → 1.53 (slope 1.42 [0.49, 2.36])
+    fit = _fit_slope(list(zip([128, 512, 1024], [0.078, 0.36, 1.53])), 2.0)
+    assert fit["low"] < 1 < fit["high"] and fit["n"] == 3
+    line = slope_statement(fit, 3282.0, 1338.6)
+    assert "consistent with 1, the baseline's slope-1 prediction stands" in line and "\n" not in line
+    # an exact slope-1.5 line through G/N = 0.1 at B = 32 (intervals are points): steeper than 1
+    bs = [32, 64, 128, 256]
+    steep = _fit_slope([(b, 0.1 * (b / 32) ** 1.5) for b in bs], 2.0)
+    assert steep["slope"] == pytest.approx(1.5, rel=1e-12) and steep["low"] == pytest.approx(1.5, rel=1e-12)
+    assert steep["B_cross"] == pytest.approx(32 * 20 ** (1 / 1.5), rel=1e-12)  # 0.1·(B/32)^1.5 = 2
+    envelope = envelope_batch(bs, [0.1 * (b / 32) ** 1.5 for b in bs])
+    line = slope_statement(steep, 640.0, envelope)
+    assert f"the sweep's slope-1 envelope puts B* at {envelope:.4g}, {envelope / 640:.2g}× the baseline's" in line
+    assert "steeper than 1, so G/N reaches τ sooner" in line and f"crosses τ at B ≈ {steep['B_cross']:.4g}" in line
+    shallow = _fit_slope([(b, 0.1 * (b / 32) ** 0.7) for b in bs], 2.0)
+    assert "shallower than 1, so G/N reaches τ later" in slope_statement(shallow, 640.0, 640.0)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--seeds", "0"], "--seeds must be an integer >= 1, got 0"),
+     (["--ensemble", "bogus"], "ensemble must be one of auto, on, off, got 'bogus'")],
+)  # fmt: skip
+def test_bad_seed_flags_are_one_line_errors_before_any_work(tmp_path, capsys, flags, message):
+    from svag.cli import main
+
+    out = tmp_path / "out"
+    code = main([*SHORT_BN_MLP, "--out", str(out), "--epochs", "3", "--milestones", "2", "--verify", "64", *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not out.exists()

@@ -13,6 +13,14 @@ from svag.clock import Clock
 from svag.optim import HeavyBallSGD
 
 
+@pytest.fixture(autouse=True)
+def _hand_built_gradients(monkeypatch):
+    """These tests check the update rule on gradients they build by hand (``loss.backward()`` at
+    ``l > 1``): the documented opt-out of the amplified-gradient check. The check itself is tested in
+    ``tests/test_open_step.py``."""
+    monkeypatch.setattr(svag.optim.SVAGOptimizer, "check_amplified", False)
+
+
 def _model(seed=0, dtype=torch.float32):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).to(dtype)

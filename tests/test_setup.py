@@ -181,7 +181,7 @@ def test_demo_runs_on_one_thread_unless_told(monkeypatch):
 
 
 def _readme_torchrun_line() -> list[str]:
-    (line,) = [line for line in README.splitlines() if line.startswith("torchrun ")]
+    (line,) = [line for line in README.splitlines() if line.startswith("torchrun --standalone ")]  # one node
     return shlex.split(line)
 
 

@@ -206,6 +206,7 @@ def test_gaussian_replica_rows_are_independent_chains():
                 lambda idx: p.per_sample_loss(x, idx), lambda o, t: o, data, w, params=[x]
             )
             x.grad = grads[0]
+            opt.mark_amplified()  # a hand-built amplified gradient (covariance l·Σ): declared, as documented
             opt.step()
         return x.detach()
 

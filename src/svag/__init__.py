@@ -27,6 +27,7 @@ _NAMES = {
     "measure_noise": "noise",
     "StepOutput": "step",
     "train_step": "step",
+    "amplified_backward": "step",
     "Clock": "clock",
     "HeavyBallSGD": "optim",
     "RunConfig": "config",
@@ -35,16 +36,24 @@ _NAMES = {
     "load_runs": "runfolder",
     "RunFolder": "runfolder",
     "gaussian_step": "gaussian",
+    # whole experiments on your own model, data and loss (svag.api)
+    "train": "api",
+    "compare": "api",
+    "lsr_test": "api",
+    "scale": "api",
 }
 # public submodules, read as ``svag.<name>``
 _MODULES = (
+    "api",
     "clock",
     "data",
+    "equilibrium",
     "gaussian",
     "lsr",
     "models",
     "noise",
     "per_sample",
+    "plugins",
     "problems",
     "runfolder",
     "scaling",

@@ -266,6 +266,9 @@ class SVAGAdam(_AdaptiveSVAG):
         l: P2's ℓ, a real ``>= 1`` (papers: 1, 2, 4, 8); may differ per param group. ``l = 1`` is
             Adam, bit for bit equal to ``torch.optim.Adam(params, lr, betas, eps, weight_decay)``
             (its single-tensor path, the default on CPU).
+        foreach, fused: torch's multi-tensor or fused Adam kernel with the transformed hyperparameters
+            (``torch.optim.Adam``'s flags; :func:`svag.optim.check_kernel_flags`); ``l = 1`` equals
+            ``torch.optim.Adam``/``AdamW`` with the same flag bit for bit.
 
     Continuous time: :attr:`sde_time` advances by ``(lr/l)²`` per step (first group): P2 measures
     time as ``t = k·η²`` for the simulated run, so ``l²`` SVAG steps, each covering ``(η/l)²``,
@@ -287,8 +290,12 @@ class SVAGAdam(_AdaptiveSVAG):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         l: float = 1.0,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "l": l}
+        defaults.update(foreach=foreach, fused=fused)
         if self._decoupled:
             defaults["decoupled_weight_decay"] = True  # as torch.optim.AdamW's groups say
         super().__init__(params, defaults)
@@ -310,6 +317,9 @@ class SVAGAdam(_AdaptiveSVAG):
     def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
         states, steps = self._states(params, grads)
         beta1, beta2 = group["betas"]
+        if group["foreach"] or group["fused"]:
+            self._torch_kernel(group, params, grads, states, steps)
+            return
         svag_adam(
             params,
             grads,
@@ -324,6 +334,27 @@ class SVAGAdam(_AdaptiveSVAG):
             l=group["l"],
             decoupled_weight_decay=self._decoupled,
         )
+
+    def _torch_kernel(self, group: dict[str, Any], params: list, grads: list, states: list, steps: list) -> None:
+        """``foreach``/``fused``: torch's Adam kernels (``torch.optim.adam.adam``) with the transformed
+        hyperparameters, the same update as :func:`svag_adam`. torch counts steps in scalar tensors and
+        increments them itself: they are made from the SVAG step count ``k − 1`` (state keeps the int)."""
+        from torch.optim.adam import adam
+        from torch.optim.optimizer import _get_scalar_dtype
+
+        fused = bool(group["fused"])
+        hp = transformed_hyperparameters(group["lr"], group["betas"], group["eps"], group["l"])
+        wd = group["weight_decay"]
+        if self._decoupled:
+            wd = svag_decoupled_weight_decay(wd, group["l"])
+        dtype = _get_scalar_dtype(is_fused=fused)
+        state_steps = [
+            torch.tensor(float(k - 1), dtype=dtype, device=p.device if fused else None) for p, k in zip(params, steps)
+        ]
+        adam(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [], state_steps,
+             foreach=group["foreach"], fused=group["fused"], decoupled_weight_decay=self._decoupled, amsgrad=False,
+             beta1=hp["betas"][0], beta2=hp["betas"][1], lr=hp["lr"], weight_decay=wd, eps=hp["eps"],
+             maximize=False)  # fmt: skip
 
 
 class SVAGAdamW(SVAGAdam):
@@ -361,8 +392,11 @@ class SVAGAdamW(SVAGAdam):
         eps: float = 1e-8,
         weight_decay: float = 1e-2,  # torch.optim.AdamW's default
         l: float = 1.0,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, l)
+        super().__init__(params, lr, betas, eps, weight_decay, l, foreach=foreach, fused=fused)
 
 
 class SVAGRMSprop(_AdaptiveSVAG):
@@ -400,7 +434,15 @@ class SVAGRMSprop(_AdaptiveSVAG):
         l: float = 1.0,
         *,
         bias_correction: bool = True,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
+        for name, flag in (("foreach", foreach), ("fused", fused)):
+            if flag:  # accepted as the torch optimizers' keywords, refused in one line when asked for
+                raise ValueError(
+                    f"SVAGRMSprop has only the single-tensor update, got {name}={flag!r}; use {name}=None (the "
+                    "foreach/fused kernels are available for SVAG, SVAGAdam and SVAGAdamW)"
+                )
         defaults = {"lr": lr, "beta": beta, "eps": eps, "weight_decay": weight_decay, "l": l}
         defaults["bias_correction"] = bias_correction
         super().__init__(params, defaults)

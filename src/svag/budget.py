@@ -71,6 +71,17 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.3g} GiB"
 
 
+def _held(cfg: RunConfig, size) -> tuple[int, int]:
+    """Training and test samples a run holds in memory: all of them, except for a split read from a
+    Dataset as the run goes (:mod:`svag.data.streamed`): the evaluation subset of the training set,
+    one evaluation chunk of the test set."""
+    from .engine import EVAL_CHUNK
+
+    train = min(cfg.eval_train_samples, size.n_train) if "train" in size.streamed else size.n_train
+    test = min(EVAL_CHUNK, size.n_test) if "test" in size.streamed else size.n_test
+    return train, test
+
+
 def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device | None = None) -> Budget:
     """Refuse ``cfg`` (``ValueError``, one line) if its batches do not fit the training set, its
     run would take more than :data:`MAX_STEPS` optimizer steps, or its data set and model
@@ -84,7 +95,8 @@ def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device 
     from .timeline import make_schedule
 
     cfg = RunConfig.of(cfg).validate()
-    size = data_size(cfg.data, cfg.n_train, cfg.n_test)
+    size = data_size(cfg.data, cfg.n_train, cfg.n_test, root=cfg.data_root, seed=cfg.data_seed,
+                     datasets=cfg.loader_workers > 0)  # fmt: skip
     n, B = size.n_train, cfg.batch_size
     if B > n:
         raise ValueError(f"batch_size={B} is larger than the training set (n_train={n}); use batch_size <= {n}")
@@ -94,13 +106,15 @@ def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device 
             f"use batch_size <= {n // 2} or --sampling replacement"
         )
     itemsize = torch.empty((), dtype=getattr(torch, cfg.dtype)).element_size()
-    values = (size.n_train + size.n_test) * math.prod(size.input_shape)
+    held = _held(cfg, size)
+    values = sum(held) * math.prod(size.input_shape)
     data_bytes = values * (4 + (itemsize if itemsize != 4 else 0))
     memory = available_memory()
     limit = None if memory is None else int(MEMORY_FRACTION * memory)
     if limit is not None and data_bytes > limit:
+        counted = "" if not size.streamed else f" (held in memory: {held[0]} + {held[1]})"
         raise ValueError(
-            f"n_train={size.n_train} + n_test={size.n_test} samples of shape {size.input_shape} take "
+            f"n_train={size.n_train} + n_test={size.n_test} samples{counted} of shape {size.input_shape} take "
             f"{_gib(data_bytes)} in memory, more than {MEMORY_FRACTION:.0%} of the {_gib(memory)} available; "
             "use fewer samples"
         )
@@ -114,15 +128,29 @@ def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device 
             f"{clock.steps_per_original:g} steps per SGD step at l={cfg.l:g}, more at a decayed LR); at most "
             f"{MAX_STEPS:.0e} are allowed: about {MAX_STEPS / per_epoch:.3g} epochs at most here"
         )
+
+    def build():
+        return build_model(cfg.model, input_shape=size.input_shape, num_classes=size.num_classes, norm=cfg.norm,
+                           scale_invariant=cfg.scale_invariant, width=cfg.width)  # fmt: skip
+
     try:
         with torch.device("meta"):
-            model = build_model(cfg.model, input_shape=size.input_shape, num_classes=size.num_classes, norm=cfg.norm,
-                                scale_invariant=cfg.scale_invariant, width=cfg.width)  # fmt: skip
+            model = build()
+    except ValueError:
+        if ":" not in cfg.model:
+            raise
+        model = build()  # a user's factory that cannot run on the meta device (svag.plugins): built for real
     except RuntimeError as err:  # a layer too large even to describe: its size overflows
         raise ValueError(
             f"width={cfg.width:g} makes a layer of {cfg.model} too large to allocate ({str(err).splitlines()[0]}); "
             "use a smaller width"
         ) from None
+    plugins = {k: getattr(cfg, k) for k in ("model", "data", "loss")}
+    if any(":" in v for v in plugins.values()):  # a user's model, data or loss: do they fit together?
+        from .plugins import check_fit
+        from .task import make_task
+
+        check_fit(model, make_task(cfg.loss, size.num_classes), size.input_shape, size.num_classes, plugins)
     n_params = sum(p.numel() for p in model.parameters())
     model_bytes = n_params * replicas * itemsize * _PARAM_COPIES
     if limit is not None and data_bytes + model_bytes > limit:

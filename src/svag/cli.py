@@ -16,7 +16,7 @@ import sys
 
 # command name -> (module under svag.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("demo", "the main job: SGD vs SVAG on MNIST-1D, 3 seeds, figure and table"),
+    "demo": ("demo", "the main job: SGD vs SVAG on MNIST-1D, 5 seeds, figure, table and verdict"),
     "train": ("train", "one SGD or SVAG run into an output folder"),
     "compare": ("compare", "SGD and SVAG for several l and seeds into one folder of runs"),
     "scale": ("scale", "a batch-size sweep under the linear (SGD) or square-root (Adam) scaling rule"),

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 SCHEDULES = ("constant", "multistep", "cosine", "triangle")
-OPTIMIZERS = ("sgd", "adam", "rmsprop")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 NOISE_MODES = ("pairs", "off")
 GRADIENT_NOISE = ("minibatch", "gaussian")
 # Limits on what a config implies, checked before anything runs (a run past them would never end or
@@ -39,6 +39,8 @@ GRADIENT_NOISE = ("minibatch", "gaussian")
 MAX_RECORDS = 100_000
 MAX_CHECKPOINTS = 10_000
 MAX_NOISE_BATCHES = 100_000
+# Fields that say only where a run's output is mirrored, not what it computes: --resume may change them.
+OUTPUT_ONLY = ("tensorboard",)
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -52,20 +54,30 @@ class RunConfig:
     """One SGD (``l = 1``) or SVAG run."""
 
     # data and model
-    data: str = _f("mnist1d", "data set: mnist1d, fashion-mnist, cifar10, cifar100, teacher-student")
+    data: str = _f(
+        "mnist1d",
+        "data set: mnist1d, fashion-mnist, cifar10, cifar100, teacher-student, or your own: package.module:callable or "
+        "path/to/file.py:callable returning (train, test) (svag.plugins)",
+    )
     data_root: str | None = _f(None, "folder holding the data set files (default: the packaged location)")
     n_train: int | None = _f(None, "training samples to use (default: all / the data set's default)")
     n_test: int | None = _f(None, "test samples to use (default: all / the data set's default)")
     data_seed: int = _f(0, "seed of the data set itself (subsets, synthetic data); the same for every run")
-    model: str = _f("mlp", "model: mlp, cnn, preresnet32, vgg16, vgg19, resnet32")
+    model: str = _f(
+        "mlp",
+        "model: mlp, cnn, preresnet32, vgg16, vgg19, resnet32, or your own: package.module:callable or "
+        "path/to/file.py:callable taking input_shape, num_classes (svag.plugins)",
+    )
     norm: str = _f("none", "normalization: bn, gn (8 groups) or none")
     scale_invariant: bool = _f(False, "P1's scale-invariant form (no affine norm, frozen last layer)")
     width: float = _f(1.0, "width multiplier of the model")
     loss: str = _f(
-        "cross_entropy", "task loss: cross_entropy (metric: accuracy) or mse (squared error to one-hot labels)"
+        "cross_entropy",
+        "task loss: cross_entropy (metric: accuracy), mse (squared error to one-hot labels), or your own: "
+        "package.module:callable or path/to/file.py:callable, a svag.task.Task or a mean loss(outputs, targets)",
     )
     # the run being simulated
-    optimizer: str = _f("sgd", "optimizer being simulated: sgd, adam or rmsprop")
+    optimizer: str = _f("sgd", "optimizer being simulated: sgd, adam, adamw (decoupled decay) or rmsprop")
     lr: float = _f(0.1, "learning rate η of the simulated run (SVAG steps with η/l)")
     momentum: float = _f(0.0, "sgd: heavy-ball β; l = 1 runs SGDM, l > 1 simulates SGD at η/(1-β)")
     betas: tuple[float, ...] = _f((0.9, 0.999), "adam: (β1, β2); rmsprop: β2 alone")
@@ -79,6 +91,11 @@ class RunConfig:
     warmup: float = _f(0.0, "linear warm-up length in SGD-equivalent epochs (0: none)")
     epochs: float = _f(10.0, "run length in SGD-equivalent epochs")
     sampling: str = _f("disjoint", "two batches per step: disjoint (one shuffled pass) or replacement")
+    loader_workers: int = _f(
+        0,
+        "load training batches with a PyTorch DataLoader and N worker processes (0: index in-memory tensors); "
+        "the same batches either way (svag.data.loader)",
+    )
     gradient_noise: str = _f(
         "minibatch",
         "minibatch (SGD/SVAG: the noise of real batches) or gaussian (full-batch gradient + Gaussian noise with the "
@@ -99,6 +116,11 @@ class RunConfig:
     device: str = _f("auto", "device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     dtype: str = _f("float32", "parameter dtype: float32 or float64")
     sync_bn: bool = _f(False, "multi-process runs: SyncBatchNorm for single-process equivalence (GPU only)")
+    tensorboard: str = _f(
+        "",
+        "also write every record's scalars as TensorBoard events into DIR/<run folder name> as the run goes "
+        "(svag[tensorboard]; view with tensorboard --logdir DIR; empty: off); --resume may change or drop it",
+    )
 
     def validate(self) -> RunConfig:
         """Raise ``ValueError`` naming the first bad field and what is valid; return self."""
@@ -117,8 +139,11 @@ class RunConfig:
         from .task import LOSSES
 
         check_seed(self.seed)
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.loss not in LOSSES and ":" not in self.loss:  # a plug-in is checked when it is loaded (svag.plugins)
+            raise ValueError(
+                f"loss must be one of {', '.join(LOSSES)} or a plug-in package.module:callable or file.py:callable, "
+                f"got {self.loss!r}"
+            )
         for name in ("lr", "epochs", "eval_every", "width"):
             positive(name)
         positive("batch_size", integer=True)
@@ -148,7 +173,7 @@ class RunConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.momentum and self.optimizer != "sgd":
             raise ValueError(f"momentum applies to --optimizer sgd only, got optimizer {self.optimizer!r}")
-        want = 2 if self.optimizer == "adam" else 1
+        want = 2 if self.optimizer in ("adam", "adamw") else 1
         if self.optimizer != "sgd" and (len(self.betas) not in (want, 2) or not all(0 <= b < 1 for b in self.betas)):
             raise ValueError(f"betas must be {want} number(s) in [0, 1) for {self.optimizer}, got {self.betas}")
         positive("eps", allow_zero=True)
@@ -170,6 +195,12 @@ class RunConfig:
         if self.gradient_noise not in GRADIENT_NOISE:
             raise ValueError(f"gradient_noise must be one of {', '.join(GRADIENT_NOISE)}, got {self.gradient_noise!r}")
         positive("gaussian_chunk", integer=True)
+        positive("loader_workers", integer=True, allow_zero=True)
+        if self.loader_workers and self.gradient_noise == "gaussian":
+            raise ValueError(
+                f"loader_workers applies to minibatch runs, got {self.loader_workers} with gradient_noise gaussian "
+                "(each gaussian step is one pass over the whole training set in memory): use --loader-workers 0"
+            )
         if self.gradient_noise == "gaussian" and self.norm == "bn":
             raise ValueError(
                 "gradient_noise gaussian needs per-sample gradients, which BatchNorm does not have (its batch "

@@ -17,7 +17,9 @@ from torch import nn
 
 from .task import Task
 
-__all__ = ["EnsembleEngine", "SingleEngine", "evaluate", "grad_norm_sq"]
+__all__ = ["EVAL_CHUNK", "EnsembleEngine", "SingleEngine", "evaluate", "evaluate_batches", "grad_norm_sq"]
+
+EVAL_CHUNK = 2048  # samples per forward pass when evaluating (the chunks fix the float sums)
 
 
 class SingleEngine:
@@ -126,20 +128,31 @@ class EnsembleEngine(SingleEngine):
 
 
 @torch.no_grad()
-def evaluate(engine, x: torch.Tensor, y: torch.Tensor, chunk: int = 2048) -> tuple[list[float], dict[str, list[float]]]:
+def evaluate(
+    engine, x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL_CHUNK
+) -> tuple[list[float], dict[str, list[float]]]:
     """Per-replica mean loss and mean of each task metric on ``(x, y)``, in the engine's current mode."""
-    loss = torch.zeros(engine.K, dtype=torch.float64, device=x.device)
-    sums = {m: torch.zeros(engine.K, dtype=torch.float64, device=x.device) for m in engine.task.metrics}
-    for i in range(0, len(x), chunk):
-        l_i, m_i = engine.per_replica_sums(x[i : i + chunk], y[i : i + chunk])
+    return evaluate_batches(engine, ((x[i : i + chunk], y[i : i + chunk]) for i in range(0, len(x), chunk)), x.device)
+
+
+@torch.no_grad()
+def evaluate_batches(engine, batches, device: torch.device | str = "cpu") -> tuple[list[float], dict[str, list[float]]]:
+    """:func:`evaluate` on a data set given as consecutive ``(x, y)`` chunks (a test set read from disk,
+    :class:`svag.data.streamed.Chunks`): sums per chunk, accumulated in float64, over the total count.
+    The same chunks give the same numbers bit for bit."""
+    loss = torch.zeros(engine.K, dtype=torch.float64, device=device)
+    sums = {m: torch.zeros(engine.K, dtype=torch.float64, device=device) for m in engine.task.metrics}
+    n = 0
+    for x, y in batches:
+        l_i, m_i = engine.per_replica_sums(x, y)
         loss += l_i.double()
         for m, v in m_i.items():
             sums[m] += v.double()
-    n = len(x)
+        n += len(x)
     return (loss / n).tolist(), {m: (v / n).tolist() for m, v in sums.items()}
 
 
-def grad_norm_sq(engine, x: torch.Tensor, y: torch.Tensor, chunk: int = 2048) -> list[float]:
+def grad_norm_sq(engine, x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL_CHUNK) -> list[float]:
     """Per-replica ‖∇L‖² of the mean loss over ``(x, y)``, in the engine's current mode."""
     grads = [torch.zeros_like(p) for p in engine.params]
     for i in range(0, len(x), chunk):

@@ -264,8 +264,8 @@ def gaussian_gradient(
     params = list(params)
     grads: list[torch.Tensor | None] = [None] * len(params)
 
-    def add(objective: torch.Tensor) -> None:
-        for j, g in enumerate(torch.autograd.grad(objective, params, allow_unused=True)):
+    def add(losses: torch.Tensor, w: torch.Tensor) -> None:  # ∇ of Σ_i w_i ℓ_i: the vector-Jacobian product
+        for j, g in enumerate(torch.autograd.grad(losses, params, grad_outputs=w, allow_unused=True)):
             if g is not None:
                 grads[j] = g if grads[j] is None else grads[j].add_(g)
 
@@ -277,8 +277,10 @@ def gaussian_gradient(
 
 
 def _weighted_pass(model, task, data, weights, params: list, chunk: int | None, backward) -> torch.Tensor:
-    """The chunk loop of :func:`gaussian_gradient`: ``backward((1/n)Σ_{i∈chunk} w_iℓ_i)`` for each chunk;
-    returns the detached unweighted mean loss. ``backward`` either collects ``autograd.grad`` (the
+    """The chunk loop of :func:`gaussian_gradient`: ``backward(ℓ, w/n)``, the gradient of
+    ``(1/n)Σ_{i∈chunk} w_iℓ_i`` as the vector-Jacobian product of the per-sample losses with ``w/n`` (no
+    weighted sum is formed: bit for bit the gradient of the dot product, one op less each way), for each
+    chunk; returns the detached unweighted mean loss. ``backward`` either collects ``autograd.grad`` (the
     reference, :func:`gaussian_gradient`) or accumulates into ``p.grad`` (:func:`gaussian_step`: what a
     chunked ``loss.backward()`` costs, ``benchmarks/bench_gaussian.py``). The caller checks the model."""
     inputs, targets, n = _check_data(data)
@@ -290,20 +292,19 @@ def _weighted_pass(model, task, data, weights, params: list, chunk: int | None, 
         raise ValueError("there is no parameter to differentiate (none requires grad)")
     loss_fn = _loss_fn(task)
     parts = []  # the detached per-sample losses: one float64 sum at the end
-    # few small ops per chunk (each costs microseconds on a CPU): views made once, w_i/n folded in a dot
+    # few small ops per chunk (each costs microseconds on a CPU): views made once, w_i/n the backward's seed
     pieces = zip(inputs.split(chunk), targets.split(chunk), (weights / n).split(chunk, dim=-1))
     for i, (x, y, w) in enumerate(pieces):
         losses = _chunk_losses(model, loss_fn, x, y, replicas)
         if w.dtype != losses.dtype or w.device != losses.device:
             w = w.to(dtype=losses.dtype, device=losses.device)
-        objective = torch.dot(w, losses) if replicas is None else (w * losses).sum()
-        if i == 0 and not objective.requires_grad:
+        if i == 0 and not losses.requires_grad:
             raise ValueError(
                 "the weighted loss depends on no parameter requiring grad (computed under torch.no_grad(), or "
                 "with a model whose parameters are not the ones differentiated?)"
             )
         parts.append(losses.detach())
-        backward(objective)
+        backward(losses, w)
     return (torch.cat(parts, -1).to(torch.float64).sum(-1) / n).to(losses.dtype)
 
 
@@ -320,15 +321,15 @@ def _variance_factor(optimizer: torch.optim.Optimizer) -> float:
     return factors[0]
 
 
-def _backward_into(model, params: list[torch.Tensor]) -> Callable[[torch.Tensor], None]:
-    """Backward that accumulates into ``p.grad`` of ``params`` only: a plain ``backward()`` when they are
-    all of the model's trainable parameters (the runner's case; ``backward(inputs=...)`` measured ~5%
-    slower on a small MLP), else restricted to them."""
+def _backward_into(model, params: list[torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """``backward(losses, w)`` accumulating ``∇Σ_i w_iℓ_i`` into ``p.grad`` of ``params`` only: a plain
+    ``losses.backward(w)`` when they are all of the model's trainable parameters (the runner's case;
+    ``backward(inputs=...)`` measured ~5% slower on a small MLP), else restricted to them."""
     if isinstance(model, nn.Module):
         mine = {id(p) for p in params}
         if all(id(p) in mine for p in model.parameters() if p.requires_grad):
             return torch.Tensor.backward
-    return lambda objective: torch.autograd.backward(objective, inputs=params)
+    return lambda losses, w: torch.autograd.backward(losses, w, inputs=params)
 
 
 def gaussian_step(
@@ -387,5 +388,8 @@ def gaussian_step(
     loss = _weighted_pass(model, task, data, weights, params, chunk, _backward_into(model, params))
     if all(p.grad is None for p in params):
         raise ValueError("the loss depends on none of the parameters given")
+    mark = getattr(optimizer, "mark_amplified", None)
+    if mark is not None:  # p.grad holds noise of covariance v·Σ: the amplified gradient, built here
+        mark()
     optimizer.step()
     return GaussianStepOutput(loss, c)

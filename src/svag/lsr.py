@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +24,10 @@ __all__ = [
     "MaxBatchPrediction",
     "envelope_batch",
     "error_rise_batch",
+    "predict_from_window",
     "predict_max_batch",
     "predict_max_batch_with_se",
+    "suggest_batch_sizes",
     "verdicts",
 ]
 
@@ -131,6 +133,23 @@ def predict_max_batch_with_se(
     return MaxBatchPrediction(B_star, B_star * math.sqrt(max(rel2, 0.0)))
 
 
+def predict_from_window(batch_size: int, window: Any, tau: float = 2.0) -> MaxBatchPrediction:
+    r"""P1's ``B* = B0·τ·N0/G0`` from the pooled ``G/N`` of a baseline's window, with its SE.
+
+    ``window`` is a :class:`svag.noise.NoiseResult` (``G``, ``N``, their SEs and ``ratio_se``), as
+    :func:`svag.noise.pool_window` returns for the records of the window, or a mapping with those
+    keys. The SE is the delta-method
+    one of the ratio, ``se(B*)/B* = se(G/N)/(G/N)`` (covariance of ``G`` and ``N`` included, see
+    :func:`predict_max_batch_with_se`); ``nan`` when the window has fewer than 2 estimates. Used by
+    ``svag lsr`` and by the Lightning callback (:mod:`svag.lightning`), so both predict alike.
+    """
+    get = window.get if isinstance(window, Mapping) else lambda key: getattr(window, key)
+    G, N, G_se, N_se = get("G"), get("N"), get("G_se"), get("N_se")
+    if math.isfinite(G_se) and math.isfinite(N_se):
+        return predict_max_batch_with_se(batch_size, G, N, tau=tau, ratio_se=get("ratio_se"))
+    return MaxBatchPrediction(predict_max_batch(batch_size, G, N, tau), math.nan)
+
+
 def envelope_batch(
     batch_sizes: Sequence[int], ratios: Sequence[float], tau: float = 2.0, *, among: str = "holding"
 ) -> float:
@@ -154,6 +173,22 @@ def envelope_batch(
         runs = [(b, r) for b, r in runs if r <= tau]
     c = max(r / b for b, r in runs)
     return math.inf if c <= 0 else tau / c
+
+
+def suggest_batch_sizes(batch_size: int, B_star: float, *, beyond: float = 1.5, most: int = 8) -> list[int]:
+    """The batch sizes of a verification sweep for a prediction ``B*``: ``2B0, 4B0, …`` up to the
+    first one ``≥ beyond·B*`` (so the sweep reaches past the predicted failure), at most ``most``.
+
+    Empty when ``B*`` is not finite (no prediction) or ``≤ B0``.
+    """
+    B0 = _check_batch(batch_size)
+    if not (isinstance(B_star, numbers.Real) and math.isfinite(B_star)) or B_star <= B0:
+        return []
+    beyond = _check_finite(beyond, "beyond", positive=True)
+    sizes = [2 * B0]
+    while sizes[-1] < beyond * B_star and len(sizes) < most:
+        sizes.append(2 * sizes[-1])
+    return sizes
 
 
 def _baseline(bs: list[int], baseline_batch: int | None) -> int:

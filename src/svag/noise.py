@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from . import per_sample as _ps
+from .batch_loss import scalar_loss, takes_batch
 
 __all__ = [
     "MinibatchStream",
@@ -495,7 +496,11 @@ def measure_noise(
 
     Args:
         model: the network; ``model(inputs)`` gives the outputs.
-        loss_fn: ``loss_fn(outputs, targets) -> scalar`` **mean** loss over the batch.
+        loss_fn: the **mean** loss over a batch, in the convention of :func:`svag.train_step`:
+            ``loss_fn(batch)`` with ``batch = (inputs, targets)``, returning a scalar, a tuple such
+            as ``(logits, loss)`` or an object with ``.loss`` (:mod:`svag.batch_loss`); or
+            ``loss_fn(outputs, targets) -> scalar`` with ``outputs = model(inputs)`` (two required
+            positional parameters, e.g. ``F.cross_entropy``; the only form ``"per_sample"`` takes).
         data: a ``torch.utils.data.Dataset`` of ``(input, target)`` or an ``(inputs, targets)``
             pair of tensors (the training set); batches are moved to the model's device.
         batch_size: the run's ``B``; ``N`` is the noise of a batch of this size.
@@ -516,7 +521,13 @@ def measure_noise(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters (all have requires_grad=False)")
+    batch_form = takes_batch(loss_fn)
     if method == "per_sample":
+        if batch_form:
+            raise ValueError(
+                "measure_noise: method='per_sample' needs loss_fn(outputs, targets) (it calls the model itself, "
+                "per sample); got loss_fn(batch), which method='minibatch' takes"
+            )
         if m is not None:
             raise ValueError(f"m is only used by method='minibatch', got m={m!r} with method='per_sample'")
         dev = params[0].device
@@ -535,9 +546,8 @@ def measure_noise(
             else:
                 idx = torch.randperm(n, generator=generator)[:B]
             inputs, targets = _take(data, idx, params[0].device)
-            loss = loss_fn(model(inputs), targets)
-            if loss.numel() != 1:
-                raise ValueError(f"loss_fn must return a scalar mean loss, got shape {tuple(loss.shape)}")
+            out = loss_fn((inputs, targets)) if batch_form else loss_fn(model(inputs), targets)
+            loss = scalar_loss(out, "measure_noise")
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             stream.add([torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)])
     return stream.result(B)

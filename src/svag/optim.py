@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import weakref
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -170,6 +171,23 @@ def svag_sgd(
         param.add_(d_p, alpha=-step_size)
 
 
+def check_kernel_flags(group: dict[str, Any]) -> None:
+    """``foreach``/``fused`` of a param group: each ``None`` or a bool, not both ``True`` (as ``torch.optim``).
+
+    They choose torch's multi-tensor (``foreach``) or fused kernels for the update, which is the same
+    update as the default single-tensor path (bit for bit at ``l = 1`` against the torch optimizer with
+    the same flag). ``fused=True`` needs a device and dtype torch's fused kernel supports (CPU and CUDA
+    floating point in torch 2.13); torch's own error says so otherwise.
+    """
+    group.setdefault("foreach", None)
+    group.setdefault("fused", None)
+    for name in ("foreach", "fused"):
+        if group[name] is not None and not isinstance(group[name], bool):
+            raise ValueError(f"{name} must be None, True or False, got {group[name]!r}")
+    if group["foreach"] and group["fused"]:
+        raise ValueError("foreach and fused cannot both be True (as in torch.optim): choose one kernel")
+
+
 class SVAGOptimizer(_Clocked, Optimizer):
     """Base of the SVAG optimizers: the clock, SDE-time bookkeeping and the amplification contract.
 
@@ -180,9 +198,44 @@ class SVAGOptimizer(_Clocked, Optimizer):
     coefficients for the optimizer it is given.
     """
 
+    check_amplified: bool = True  # refuse a step at l > 1 whose p.grad did not come from amplified_backward
+
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self._sde_time = 0.0
+        self._amplified: dict[int, weakref.ref] | None = None
         super().__init__(params, defaults)
+
+    def mark_amplified(self) -> None:
+        """Declare that every ``p.grad`` now holds the amplified gradient (covariance ``l^p·Σ``) for the next
+        :meth:`step`.
+
+        :func:`svag.amplified_backward` (and so :func:`svag.train_step`) calls it. A step at ``l > 1``
+        refuses gradients that were not declared: a plain ``loss.backward(); opt.step()`` would run SGD
+        at ``lr/l`` with SGD's noise, not the SDE of the run being simulated, while :attr:`sde_time`
+        advanced as if it did. Call it yourself after building the amplified gradient another way, or
+        set ``opt.check_amplified = False`` to turn the check off. In-place changes of ``p.grad``
+        (clipping, ``GradScaler.unscale_``, all-reduce) keep the declaration; a new ``p.grad`` tensor
+        (a later ``backward`` after ``zero_grad(set_to_none=True)``) drops it. At ``l = 1`` nothing is
+        checked: a plain backward is exactly the simulated run's gradient there.
+        """
+        self._amplified = {
+            id(p.grad): weakref.ref(p.grad) for g in self.param_groups for p in g["params"] if p.grad is not None
+        }
+
+    def _check_amplified(self, work: list) -> None:
+        marked, self._amplified = getattr(self, "_amplified", None), None  # a declaration covers one step
+        if not self.check_amplified:
+            return
+        for group, _, grads in work:
+            if self.variance_factor(group) == 1.0:
+                continue
+            if marked is None or not all((ref := marked.get(id(g))) is not None and ref() is g for g in grads):
+                raise RuntimeError(
+                    f"{type(self).__name__}.step() at l={group['l']:g}: p.grad did not come from "
+                    "svag.amplified_backward or svag.train_step (a plain loss.backward() gives SGD's noise at lr/l, "
+                    "not the simulated run's SDE); use them, or call opt.mark_amplified() after building the "
+                    "amplified gradient yourself (opt.check_amplified = False turns this check off)"
+                )
 
     def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
         raise NotImplementedError
@@ -191,6 +244,8 @@ class SVAGOptimizer(_Clocked, Optimizer):
         group["l"] = check_l(group["l"])
         group["lr"] = _check_nonneg(group["lr"], "lr")
         group["weight_decay"] = _check_nonneg(group["weight_decay"], "weight_decay")
+        if "fused" in self.defaults:
+            check_kernel_flags(group)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -206,7 +261,9 @@ class SVAGOptimizer(_Clocked, Optimizer):
                 self._check_grads(group, grads)  # every group, before any parameter moves
                 work.append((group, params, grads))
         if not work:  # no gradient at all: nothing moves and no time passes (torch.optim's contract)
+            self._amplified = None
             return loss
+        self._check_amplified(work)
         for group, params, grads in work:
             self._update_group(group, params, grads)
         self._advance_clock()
@@ -242,6 +299,9 @@ class SVAG(SVAGOptimizer):
             arXiv 2307.15196); SVAG simulates that plain SGD, so no momentum buffer is kept. Each step
             is ``x ← x − (heavy_ball_lr(η, β)/l)·(g + λx)`` and covers ``η/((1−β)l)`` of time.
             ``l = 1`` with momentum is real SGDM: :class:`HeavyBallSGD`.
+        foreach, fused: torch's multi-tensor or fused kernel for the update (``torch.optim.SGD``'s flags;
+            :func:`check_kernel_flags`), run at LR ``lr/l``; ``l = 1`` equals ``torch.optim.SGD`` with
+            the same flag bit for bit.
 
     ``p.grad`` must hold the amplified gradient ``a1 g1 + a2 g2`` (covariance ``l·Σ``): use
     :func:`svag.train_step`, which builds it from two batches. :attr:`sde_time` is the SDE time
@@ -265,9 +325,12 @@ class SVAG(SVAGOptimizer):
         *,
         heavy_ball: float = 0.0,
         momentum: float = 0.0,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         _refuse_momentum(momentum)
-        super().__init__(params, {"lr": lr, "l": l, "weight_decay": weight_decay, "heavy_ball": heavy_ball})
+        defaults = {"lr": lr, "l": l, "weight_decay": weight_decay, "heavy_ball": heavy_ball}
+        super().__init__(params, {**defaults, "foreach": foreach, "fused": fused})
 
     @classmethod
     def _lr_factor(cls, heavy_ball: float = 0.0, momentum: float = 0.0, **_: Any) -> float:
@@ -287,6 +350,13 @@ class SVAG(SVAGOptimizer):
 
     def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
         lr = group["lr"] * self.clock(group).lr_factor  # = heavy_ball_lr(η, β), bit for bit
+        if group["foreach"] or group["fused"]:  # torch's kernels for the same update, at lr/l
+            from torch.optim.sgd import sgd
+
+            sgd(params, grads, [None] * len(params), foreach=group["foreach"], fused=group["fused"],
+                weight_decay=group["weight_decay"], momentum=0.0, lr=lr / group["l"], dampening=0.0, nesterov=False,
+                maximize=False)  # fmt: skip
+            return
         svag_sgd(params, grads, lr=lr, l=group["l"], weight_decay=group["weight_decay"])
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from .runfolder import Run
 from .summary import aggregate
 
-__all__ = ["figure_format", "plot_compare", "plot_lsr", "plot_scale", "plot_verdicts", "save_figure"]
+__all__ = ["figure_format", "lsr_figure", "plot_compare", "plot_lsr", "plot_scale", "plot_verdicts", "save_figure"]
 
 LABELS = {
     "test_acc": "test accuracy",
@@ -179,12 +179,21 @@ def _optimizer_names(runs: list[Run]) -> tuple[str, str, str]:
     return base.derived["optimizer_names"]["simulated"], svag.derived["optimizer_names"]["svag"], hyper
 
 
-def plot_lsr(result: dict, path: str | os.PathLike) -> Path:
-    """P1's LSR figure from an ``lsr.json`` result (see :mod:`svag.experiments.lsr_sweep`).
+def _log_limits(values: list[float], pad: float = 1.5) -> tuple[float, float]:
+    """Limits of a log axis holding every positive finite value, with a factor ``pad`` of margin."""
+    vals = [v for v in values if v > 0 and np.isfinite(v)]
+    return (min(vals) / pad, max(vals) * pad) if vals else (1.0, 10.0)
 
-    Top: G/N vs B in log–log, slope-1 lines through each run, the threshold τ, runs above τ in
-    red, the predicted ``B*`` as a red dashed line. Bottom: final train and test error vs B, with
-    the region where the test error rose ≥ 20% above the baseline shaded.
+
+def lsr_figure(result: dict):
+    """P1's LSR figure from an ``lsr.json`` result (see :mod:`svag.experiments.lsr_sweep`), as a
+    matplotlib figure (:func:`plot_lsr` saves it).
+
+    Top: G/N vs B in log–log (mean over seeds, its SE as bars), slope-1 lines through each run, the
+    threshold τ, runs above τ in red, the baseline's predicted ``B*`` as a red dashed line and the
+    sweep's slope-1 envelope as a dotted one. Bottom: final train and test error vs B (mean over
+    seeds, ± SD as bars), with the region where the test error rose ≥ 20% above the baseline shaded.
+    The axis limits hold every marker, bar and line position drawn.
     """
     import math
 
@@ -193,41 +202,63 @@ def plot_lsr(result: dict, path: str | os.PathLike) -> Path:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.6, 6.4), sharex=True)
     bs = [r["batch_size"] for r in rows if r["ratio"] > 0]
     gs = [r["ratio"] for r in rows if r["ratio"] > 0]
+    errs = [r.get("ratio_se", 0.0) or 0.0 for r in rows if r["ratio"] > 0]
+    errs = [e if math.isfinite(e) else 0.0 for e in errs]
+    marks = [b for b in (result["B_star"], result.get("B_star_envelope", math.nan)) if math.isfinite(b) and b > 0]
+    lo, hi = _log_limits([r["batch_size"] for r in rows] + marks)
     if bs:
-        span = [*bs, result["B_star"]] if math.isfinite(result["B_star"]) else bs
-        lo, hi = min(span) / 1.5, max(span) * 1.5
         for b, g in zip(bs, gs):
             top.plot([lo, hi], [g * lo / b, g * hi / b], color="0.8", lw=0.8, zorder=1)
-        errs = [r.get("ratio_se", 0.0) or 0.0 for r in rows if r["ratio"] > 0]
         colors = ["tab:red" if g > tau else "tab:blue" for g in gs]
-        top.errorbar(bs, gs, yerr=[e if math.isfinite(e) else 0 for e in errs], fmt="none", ecolor="0.4", zorder=2)
+        lower = [min(e, 0.9 * g) for g, e in zip(gs, errs)]  # a bar below 0 has no log
+        top.errorbar(bs, gs, yerr=[lower, errs], fmt="none", ecolor="0.4", zorder=2)
         top.scatter(bs, gs, c=colors, zorder=3)
-        top.set_xlim(lo, hi)
     top.axhline(tau, color="k", ls=":", lw=1, label=f"τ = {tau:g}")
     if math.isfinite(result["B_star"]):
-        top.axvline(result["B_star"], color="tab:red", ls="--", label=f"predicted B* ≈ {result['B_star']:.0f}")
+        top.axvline(result["B_star"], color="tab:red", ls="--", label=f"baseline's B* ≈ {result['B_star']:.0f}")
+    env = result.get("B_star_envelope", math.nan)
+    if math.isfinite(env):
+        top.axvline(env, color="tab:red", ls=":", label=f"sweep's slope-1 envelope B* ≈ {env:.0f}")
     top.set_xscale("log", base=2)
     top.set_yscale("log")
+    top.set_xlim(lo, hi)
+    top.set_ylim(*_log_limits([g - lw for g, lw in zip(gs, lower)] + [g + e for g, e in zip(gs, errs)] + [tau]))
     top.set_ylabel("G/N at the run's own B")
-    top.legend(fontsize=8)
+    top.legend(fontsize=7)
     top.grid(alpha=0.3, which="both")
     all_b = [r["batch_size"] for r in rows]
-    bottom.plot(all_b, [r["train_error"] for r in rows], "o-", label="train error")
-    bottom.plot(all_b, [r["test_error"] for r in rows], "s-", label="test error")
+    for key, fmt, label in (("train_error", "o-", "train error"), ("test_error", "s-", "test error")):
+        ys = [r[key] for r in rows]
+        sds = [r.get(f"{key}_sd", math.nan) for r in rows]
+        sds = [v if math.isfinite(v) else 0.0 for v in sds]
+        seeds = max((r.get("n_seeds", 1) for r in rows), default=1)
+        bottom.errorbar(all_b, ys, yerr=sds, fmt=fmt, capsize=2,
+                        label=label + (f" (mean ± SD, {seeds} seeds)" if seeds > 1 else ""))  # fmt: skip
     risen = [r["batch_size"] for r in rows if r["error_rose"]]
     if risen:
-        bottom.axvspan(min(risen) / 1.2, max(all_b) * 1.5, color="tab:red", alpha=0.1, label="test error ≥ +20%")
+        bottom.axvspan(min(risen) / 1.2, hi, color="tab:red", alpha=0.1, label="test error ≥ +20%")
     if math.isfinite(result["B_star"]):
         bottom.axvline(result["B_star"], color="tab:red", ls="--")
+    if rows:
+        ys = [r[k] + s * (r.get(f"{k}_sd", 0.0) if math.isfinite(r.get(f"{k}_sd", math.nan)) else 0.0)
+              for r in rows for k in ("train_error", "test_error") for s in (-1, 1)]  # fmt: skip
+        span = max(ys) - min(ys) or 0.05
+        bottom.set_ylim(min(ys) - 0.1 * span, max(ys) + 0.1 * span)
     bottom.set_xscale("log", base=2)
+    bottom.set_xlim(lo, hi)
     bottom.set_xlabel("batch size B (LSR: η = κη0)")
     bottom.set_ylabel("final error")
-    bottom.legend(fontsize=8)
+    bottom.legend(fontsize=7)
     bottom.grid(alpha=0.3)
     base = result["baseline"]
     fig.suptitle(f"LSR test: baseline B0={base['batch_size']}, η0={base['lr']:g}", fontsize=10)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_lsr(result: dict, path: str | os.PathLike) -> Path:
+    """:func:`lsr_figure` saved to ``path`` (see :func:`save_figure`)."""
+    return save_figure(lsr_figure(result), path)
 
 
 def plot_verdicts(report: dict, path: str | os.PathLike, metrics: tuple[str, ...] | None = None) -> Path:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .engine import evaluate, grad_norm_sq
+from .engine import evaluate, evaluate_batches, grad_norm_sq
 from .noise import default_num_batches, measure_noise, pair_estimates
 from .timeline import TIME_RTOL
 
@@ -36,14 +36,47 @@ M_KEYS = ("G_m", "N_m", "G_m_se", "N_m_se", "gn_ratio_m", "gn_ratio_m_se")
 
 @dataclass
 class Tensors:
-    """A run's data on its device: training set, its evaluation subset, test set, augmentation."""
+    """A run's data on its device: training set, its evaluation subset, test set, augmentation.
+
+    A Dataset-backed run (:mod:`svag.data.streamed`) gives ``train_set``: then ``x, y`` hold only the
+    evaluation subset (the first ``n_eval`` training samples), batches are read from ``train_set``
+    by index (:meth:`take`), and ``test_set`` (a :class:`svag.data.streamed.Chunks`) replaces ``tx, ty``.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
-    tx: torch.Tensor
-    ty: torch.Tensor
+    tx: torch.Tensor | None
+    ty: torch.Tensor | None
     n_eval: int
     augment: Any = None
+    train_set: Any = None  # the training Dataset of (float32 input, int64 label), when not in memory
+    test_set: Any = None  # the test set's evaluation chunks, when not in memory
+
+    @property
+    def n(self) -> int:
+        """The training set's size."""
+        return len(self.x) if self.train_set is None else len(self.train_set)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.tx) if self.test_set is None else len(self.test_set)
+
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training batch at indices ``idx`` (on ``x``'s device), un-augmented."""
+        if self.train_set is None:
+            return self.x[idx], self.y[idx]
+        from .data.streamed import fetch
+
+        x, y = fetch(self.train_set, idx.tolist())
+        return x.to(self.x.device, self.x.dtype), y.to(self.y.device)
+
+    def noise_data(self) -> Any:
+        """The training set as :func:`svag.noise.measure_noise` takes it (the same numbers either way)."""
+        if self.train_set is None:
+            return self.x, self.y
+        from .data.streamed import Cast
+
+        return Cast(self.train_set, self.x.dtype)
 
     @property
     def ex(self) -> torch.Tensor:
@@ -69,6 +102,20 @@ class Recorder:
         self.batch = batch_fn  # (replica, index tensor) -> (x, y) batch, augmented
         # m-batch measurements of an ensemble's replicas run on a copy of one plain model
         self.scratch = copy.deepcopy(plain_model) if engine.K > 1 and cfg.noise_every > 0 else None
+        self.tensorboard: list = []  # one svag.tensorboard_log.EventLog per replica, when asked
+
+    # -- TensorBoard ------------------------------------------------------------------------------
+    def open_tensorboard(self, log_dir, replicas) -> None:
+        """Mirror each replica's records into ``log_dir/<its run folder's name>`` from now on; the
+        records a resumed run writes again replace the old events (:mod:`svag.tensorboard_log`)."""
+        from .tensorboard_log import EventLog
+
+        self.tensorboard = [EventLog(log_dir, r.folder.path.name, first=r.n_records) for r in replicas]
+
+    def close_tensorboard(self) -> None:
+        for log in self.tensorboard:
+            log.close()
+        self.tensorboard = []
 
     # -- G/N from pairs of batch gradients --------------------------------------------------------
     def extra_grads(self, replicas) -> list[torch.Tensor | None]:
@@ -78,7 +125,7 @@ class Recorder:
         saved = engine.buffers()
         batches = []
         for r in replicas:
-            idx = torch.randint(len(self.data.x), (self.cfg.batch_size,), generator=r.noise_gen)
+            idx = torch.randint(self.data.n, (self.cfg.batch_size,), generator=r.noise_gen)
             batches.append(self.batch(r, idx))
         loss = engine.loss(engine.stack(batches))
         grads = list(torch.autograd.grad(loss, engine.params, allow_unused=True))
@@ -103,7 +150,10 @@ class Recorder:
         was_training = engine.training
         engine.train(False)
         train_loss, train_metrics = evaluate(engine, data.ex, data.ey)
-        test_loss, test_metrics = evaluate(engine, data.tx, data.ty)
+        if data.test_set is None:
+            test_loss, test_metrics = evaluate(engine, data.tx, data.ty)
+        else:  # read from its Dataset in evaluate's chunks
+            test_loss, test_metrics = evaluate_batches(engine, data.test_set, data.x.device)
         grad_sq = grad_norm_sq(engine, data.ex, data.ey)
         engine.train(was_training)
         weights = engine.weight_norm_sq()
@@ -120,7 +170,7 @@ class Recorder:
                 "sde_time": t,
                 "step": counters.step,
                 "effective_step": effective,
-                "epoch": effective * cfg.batch_size / len(data.x),
+                "epoch": effective * cfg.batch_size / data.n,
                 "lr": lr,
                 "l": cfg.l,
                 "seed": r.seed,
@@ -137,6 +187,8 @@ class Recorder:
                 res = m_results[k]
                 row.update(zip(M_KEYS, (res.G, res.N, res.G_se, res.N_se, res.ratio, res.ratio_se)))
             r.folder.append_record(row)
+            if self.tensorboard:
+                self.tensorboard[k].add(row, r.n_records)
             r.n_records += 1
             r.last_record = {k: row[k] for k in LAST_RECORD_KEYS if k in row}
 
@@ -161,6 +213,6 @@ class Recorder:
                 continue
             if model is self.scratch:
                 model.load_state_dict(engine.replica_state(k))
-            data = (self.data.x, self.data.y)
+            data = self.data.noise_data()
             results.append(measure_noise(model, engine.task.loss, data, cfg.batch_size, m=m, generator=r.m_gen))
         return results

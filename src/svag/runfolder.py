@@ -26,6 +26,13 @@ that was deleted (:meth:`RunFolder.lost_checkpoint`), while a folder whose statu
 step 0 was stopped before its first checkpoint. (Release 0.1.0 left its status at step 0: in its
 folders a deleted checkpoint looks like none yet.)
 
+**Results sent from elsewhere.** A sweep on a cluster without a shared file system trains each
+run in a folder on its worker; when the run ends, the worker sends :meth:`RunFolder.result_files`
+(config, env, metrics, status: :data:`RESULT_FILES`) and the driver writes them into the sweep's
+folder with :meth:`RunFolder.receive`, status last, each atomically. The checkpoint stays on the
+worker: the received ``status.json`` says where (``checkpoint_kept_at``), so such a folder is
+not taken for one whose checkpoint was lost.
+
 **Versions.** A ``config.json`` without ``schema_version`` is version 1 (release 0.1.0): its
 ``derived`` lacks the clock and the names, which :func:`_upgrade_v1` fills in from the config as
 that release computed them; config fields added since are filled with the ``RunConfig`` defaults.
@@ -33,15 +40,27 @@ that release computed them; config fields added since are filled with the ``RunC
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
-from .records import append_jsonl, is_temporary, read_json, read_jsonl, remove_temporaries, write_json, write_jsonl
+from .records import (
+    append_jsonl,
+    check_writable,
+    decode,
+    is_temporary,
+    read_json,
+    read_jsonl,
+    remove_temporaries,
+    write_json,
+    write_jsonl,
+    write_text,
+)
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "Run", "RunFolder", "Status", "find_runs", "load_runs"]
+__all__ = ["RESULT_FILES", "SCHEMA_VERSION", "STATUSES", "Run", "RunFolder", "Status", "find_runs", "load_runs"]
 
 SCHEMA_VERSION = 2  # folders without "schema_version" in config.json are version 1 (release 0.1.0)
 STATUSES = ("not started", "running", "interrupted", "completed", "diverged", "failed")
@@ -49,6 +68,8 @@ DERIVED_KEYS = ("time_per_epoch", "end_time", "eval_times", "schedule", "clock",
 CLOCK_KEYS = ("power", "l", "lr_factor")
 
 CONFIG, ENV, STATUS, METRICS, CHECKPOINT = "config.json", "env.json", "status.json", "metrics.jsonl", "checkpoint.pt"
+RESULT_FILES = (CONFIG, ENV, METRICS, STATUS)  # what a finished run sends to a driver that cannot see its folder
+KEPT_AT = "checkpoint_kept_at"  # status.json of a received run: where its checkpoint stayed
 
 
 @dataclass(frozen=True)
@@ -192,6 +213,8 @@ class RunFolder:
         if self.has_checkpoint():
             return False
         status = self.status()
+        if status.extra.get(KEPT_AT):  # received from a worker, which kept the checkpoint
+            return False
         return status.status == "completed" or (status.status in ("running", "interrupted") and bool(status.step))
 
     def contents(self) -> list[str]:
@@ -210,6 +233,33 @@ class RunFolder:
         saved = self._saved()
         return Run(self.path, _config(saved), _derived(saved), self.env(), self.status(), self.records(),
                    saved.get("schema_version", 1))  # fmt: skip
+
+    def result_files(self) -> dict[str, str]:
+        """The text of the :data:`RESULT_FILES` present here, to send to a driver (:meth:`receive`)."""
+        return {name: (self.path / name).read_text() for name in RESULT_FILES if (self.path / name).is_file()}
+
+    # -- writing (the runner only; :meth:`receive` for a driver given a worker's files) --------
+    def receive(self, files: dict[str, str], kept_at: str) -> None:
+        """Write the result files of a run trained elsewhere (:meth:`result_files` there): each
+        atomically, ``status.json`` last with ``checkpoint_kept_at = kept_at`` (where the
+        checkpoint stayed), so a reader never sees a finished status before the records."""
+        unknown = sorted(set(files) - set(RESULT_FILES))
+        if unknown or CONFIG not in files or STATUS not in files:
+            raise ValueError(f"a run's result files are {', '.join(RESULT_FILES)} with {CONFIG} and {STATUS}, "
+                             f"got {sorted(files)}")  # fmt: skip
+        try:
+            status = decode(json.loads(files[STATUS]))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"the {STATUS} sent for {self.path} is not valid JSON ({err.msg})") from None
+        Status.from_dict(status, f"the {STATUS} sent for {self.path}")  # a known status, or one line
+        check_writable(self.path, f"cannot write the results of the run into {self.path}")
+        for name in RESULT_FILES[:-1]:
+            if name in files:
+                write_text(self.path / name, files[name])
+            else:
+                (self.path / name).unlink(missing_ok=True)
+        self.checkpoint_path.unlink(missing_ok=True)  # a checkpoint here would be of an older run
+        write_json(self.status_path, {**status, KEPT_AT: kept_at})
 
     # -- writing (the runner only) ------------------------------------------------------------
     def create(self, config: dict, derived: dict, env: dict) -> None:

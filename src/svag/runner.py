@@ -12,6 +12,11 @@ checkpoint is taken between steps only; SIGINT or SIGTERM lets the current step 
 checkpoints, marks the folder ``interrupted`` and raises :class:`RunInterrupted`, so ``--resume``
 continues bit-identically (a second signal stops at once, as a kill would).
 
+With ``loader_workers > 0`` the batches come through ``DataLoader`` workers
+(:mod:`svag.data.loader`), and a data plug-in's ``Dataset`` splits stay on disk
+(:mod:`svag.data.streamed`): the run holds only the evaluation subset, takes ``n`` from the data
+set, and reads every other sample by index, the same numbers as the in-memory path.
+
 **Gaussian-noise runs** (``gradient_noise="gaussian"``, :mod:`svag.gaussian`). Each step is
 :func:`svag.gaussian.gaussian_step` on the **whole training set** (the ``n_train`` samples the run
 loaded: ``--n-train`` is what makes full-batch steps affordable; ``gaussian_chunk`` samples per
@@ -50,7 +55,7 @@ import numpy as np
 import torch
 
 from . import runstate
-from .config import RunConfig
+from .config import OUTPUT_ONLY, RunConfig
 from .distributed import Dist, setup
 from .engine import EnsembleEngine, SingleEngine
 from .gaussian import gaussian_step
@@ -109,11 +114,11 @@ def build_optimizer(cfg: RunConfig, params: list[torch.Tensor]) -> torch.optim.O
         if cfg.momentum and cfg.l == 1:
             return HeavyBallSGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         return SVAG(params, lr=cfg.lr, l=cfg.l, weight_decay=cfg.weight_decay, heavy_ball=cfg.momentum)
-    from .adaptive import SVAGAdam, SVAGRMSprop
+    from .adaptive import SVAGAdam, SVAGAdamW, SVAGRMSprop
 
-    if cfg.optimizer == "adam":
-        betas = tuple(cfg.betas[:2])
-        return SVAGAdam(params, lr=cfg.lr, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay, l=cfg.l)
+    if cfg.optimizer in ("adam", "adamw"):  # adamw: weight_decay is AdamW's decoupled λ_W
+        cls, betas = SVAGAdamW if cfg.optimizer == "adamw" else SVAGAdam, tuple(cfg.betas[:2])
+        return cls(params, lr=cfg.lr, betas=betas, eps=cfg.eps, weight_decay=cfg.weight_decay, l=cfg.l)
     return SVAGRMSprop(params, lr=cfg.lr, beta=cfg.betas[-1], eps=cfg.eps, weight_decay=cfg.weight_decay, l=cfg.l)
 
 
@@ -133,6 +138,18 @@ def _environment(device: torch.device, seed: int, replicas: int, processes: int)
         "trained_with_replicas": replicas,
         "processes": processes,
     }
+
+
+def _streamed(cfg: RunConfig, ds, n_eval: int, seed: int, device: torch.device, dtype: torch.dtype) -> Tensors:
+    """The run's data when its splits stay Datasets (:mod:`svag.data.streamed`): the first ``n_eval``
+    training samples in memory (train loss and ‖∇L‖²), the test set read in evaluation chunks by
+    ``cfg.loader_workers`` processes at each record, training batches read by index."""
+    from .data.streamed import Chunks, fetch
+    from .engine import EVAL_CHUNK
+
+    ex, ey = fetch(ds.train, range(n_eval))
+    test = Chunks(ds.test, EVAL_CHUNK, workers=cfg.loader_workers, seed=seed, device=device, dtype=dtype)
+    return Tensors(ex.to(device, dtype), ey.to(device), None, None, n_eval, None, train_set=ds.train, test_set=test)
 
 
 def _build_models(cfg: RunConfig, seeds: list[int], ds, device: torch.device, dtype: torch.dtype) -> list:
@@ -162,15 +179,19 @@ class _Run:
         self.cfg, self.dist, self.device = cfg, dist, device
         self.progress = progress and dist.main
         dtype = getattr(torch, cfg.dtype)
-        ds = load_dataset(cfg.data, root=cfg.data_root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.data_seed)
+        ds = load_dataset(cfg.data, root=cfg.data_root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.data_seed,
+                          datasets=cfg.loader_workers > 0)  # fmt: skip
         self.ds = ds
         self.gaussian = cfg.gradient_noise == "gaussian"
         if self.gaussian and ds.augment is not None and dist.main:
             _notice(f"{cfg.data}'s training augmentation is not applied: a gaussian run's gradient is over the "
                     "un-augmented training set")  # fmt: skip
-        n_eval = min(cfg.eval_train_samples, len(ds.train_x))
-        self.data = Tensors(ds.train_x.to(device, dtype), ds.train_y.to(device), ds.test_x.to(device, dtype),
-                            ds.test_y.to(device), n_eval, ds.augment)  # fmt: skip
+        n_eval = min(cfg.eval_train_samples, ds.n_train)
+        if hasattr(ds, "train_x"):
+            self.data = Tensors(ds.train_x.to(device, dtype), ds.train_y.to(device), ds.test_x.to(device, dtype),
+                                ds.test_y.to(device), n_eval, ds.augment)  # fmt: skip
+        else:  # a plug-in's Datasets left on disk (svag.data.streamed): only the evaluation subset in memory
+            self.data = _streamed(cfg, ds, n_eval, seeds[0], device, dtype)
         task = make_task(cfg.loss, ds.num_classes)
         models = _build_models(cfg, seeds, ds, device, dtype)
         if cfg.sync_bn and dist.world > 1:
@@ -185,8 +206,15 @@ class _Run:
             from .ensemble import Ensemble
 
             self.engine = EnsembleEngine(Ensemble(models, input_shape=ds.input_shape), task)
-        n = len(self.data.x)
+        n = self.data.n
         self.replicas = [runstate.Replica(cfg, s, f, n) for s, f in zip(seeds, folders)]
+        self.loaders = []  # --loader-workers N: each replica's batches through DataLoader workers, same indices
+        if cfg.loader_workers:
+            from .data.loader import TensorPairs, TrainLoader
+
+            train_set = TensorPairs(ds.train_x, ds.train_y) if self.data.train_set is None else self.data.train_set
+            self.loaders = [TrainLoader(train_set, r.sampler, workers=cfg.loader_workers, seed=r.seed, device=device,
+                                        dtype=dtype) for r in self.replicas]  # fmt: skip
         self.opt = build_optimizer(cfg, self.engine.params)
         dist.attach(self.opt)  # multi-process: average gradients over processes before each update
         self.clock = self.opt.clock()
@@ -216,8 +244,8 @@ class _Run:
         engine = self.engine
         return {
             **self.timeline.to_dict(),
-            "n_train": len(self.data.x),
-            "n_test": len(self.data.tx),
+            "n_train": self.data.n,
+            "n_test": self.data.n_test,
             "input_shape": list(self.ds.input_shape),
             "num_classes": self.ds.num_classes,
             "n_params": sum(p[0].numel() if engine.K > 1 else p.numel() for p in engine.params),
@@ -226,7 +254,16 @@ class _Run:
             "clock": self.clock.to_dict(),
             "optimizer_names": self.opt.names(),
             **({"gaussian_finite_population": self._finite_population} if self.gaussian else {}),
+            **({"plugins": self._plugins()} if self._plugins() else {}),
         }
+
+    def _plugins(self) -> dict:
+        """The fingerprints of the config's plug-ins (:func:`svag.plugins.fingerprints`), for resume."""
+        if not any(":" in str(getattr(self.cfg, k)) for k in ("model", "data", "loss")):
+            return {}
+        from .plugins import fingerprints
+
+        return fingerprints(self.cfg)
 
     @property
     def _finite_population(self) -> bool:
@@ -241,10 +278,25 @@ class _Run:
             idx = self.dist.shard(idx)
         if idx.device != self.data.x.device:
             idx = idx.to(self.data.x.device)
-        xb = self.data.x[idx]
+        xb, yb = self.data.take(idx)
         if self.data.augment is not None:
             xb = self.data.augment(xb, r.aug_gen)
-        return xb, self.data.y[idx]
+        return xb, yb
+
+    def draw(self, k: int) -> tuple:
+        """Replica ``k``'s batches of the next step: its sampler's indices into the in-memory tensors,
+        or the same indices loaded by its DataLoader (:mod:`svag.data.loader`); augmented alike."""
+        r = self.replicas[k]
+        if not self.loaders:
+            return tuple(self.batch(r, idx) for idx in r.sampler.next())
+        augment = self.data.augment
+        pair = self.loaders[k].next()
+        return tuple(b if b is None or augment is None else (augment(b[0], r.aug_gen), b[1]) for b in pair)
+
+    def close(self) -> None:
+        """Stop the DataLoader workers, if any."""
+        for loader in self.loaders:
+            loader.close()
 
     def save(self, status: str = "running") -> None:
         """Checkpoint every replica and make its ``status.json`` current (rank 0 only)."""
@@ -271,9 +323,9 @@ class _Run:
         if self.gaussian:
             return self._gaussian_step()
         engine, c = self.engine, self.counters
-        pairs = [r.sampler.next() for r in self.replicas]
-        b1 = engine.stack([self.batch(r, p[0]) for r, p in zip(self.replicas, pairs)])
-        b2 = None if pairs[0][1] is None else engine.stack([self.batch(r, p[1]) for r, p in zip(self.replicas, pairs)])
+        drawn = [self.draw(k) for k in range(len(self.replicas))]
+        b1 = engine.stack([d[0] for d in drawn])
+        b2 = None if drawn[0][1] is None else engine.stack([d[1] for d in drawn])
         noise = self.noise_from <= self.t < self.noise_to
         extra = None
         if noise and b2 is None and self.noise_period and c.step % self.noise_period == 0:
@@ -438,9 +490,15 @@ def _check_folder(cfg: RunConfig, folder: RunFolder, resume: bool, create: bool)
     notice = None
     if resume and folder.exists():
         saved, mine = folder.config(), cfg.to_dict()
+        for key in OUTPUT_ONLY:  # where the records are mirrored (TensorBoard) may change
+            saved.pop(key, None), mine.pop(key, None)
         if saved != mine:
             diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
             raise ValueError(f"cannot resume {out}: config differs in {diff}; resume with the saved config")
+        if any(":" in str(mine[k]) for k in ("model", "data", "loss")):  # a user's plug-in: the same one?
+            from .plugins import check_resume
+
+            check_resume(folder.derived().get("plugins"), cfg, out)
         if not folder.has_checkpoint():
             notice = _without_checkpoint(folder)
     elif resume and holds:
@@ -508,6 +566,8 @@ def run_replicas(
     cfgs = [replace(cfg, seed=int(s)) for s in seeds]
     dist, device = setup(resolve_device(cfg.device), cfg.batch_size)
     check_budget(cfg, len(seeds), device)  # batches, steps and memory, before any folder is made
+    if dist.world > 1 and cfg.loader_workers:
+        raise ValueError(f"loader_workers runs in one process, got {cfg.loader_workers} under {dist.world} processes")
     if dist.world > 1 and len(seeds) > 1:
         raise ValueError(f"multi-process runs train one seed at a time, got {len(seeds)} seeds")
     if dist.world > 1 and cfg.gradient_noise == "gaussian":
@@ -537,7 +597,13 @@ def run_replicas(
     if dist.main:
         for r in run.live():
             run.report(r, "running")
-    run.train()
+        if cfg.tensorboard:  # live curves beside metrics.jsonl (svag.tensorboard_log)
+            run.recorder.open_tensorboard(cfg.tensorboard, run.replicas)
+    try:
+        run.train()
+    finally:
+        run.close()
+        run.recorder.close_tensorboard()
     results = []
     for r in run.replicas:
         if not r.diverged and dist.main:

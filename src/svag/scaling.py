@@ -136,8 +136,9 @@ def sqrt_rule(hp: Any, kappa: float) -> Any:
     Weight decay: coupled L2 (the default) is unchanged. Decoupled (AdamW) decay, when
     ``hp["decoupled_weight_decay"]`` is ``True``, is scaled as ``λ_W → √κ·λ_W`` (derived, PAPER
     §5): AdamW decays x by ``1 − ηλ_W`` per ``η²`` of time, a rate ``λ_W/η`` that this keeps.
-    Only a dict can carry the flag (:class:`svag.config.RunConfig` has no field for it), e.g.
-    ``{**svag_adamw.defaults, "batch_size": B}`` with ``svag_adamw`` a :class:`svag.adaptive.SVAGAdamW`.
+    A dict carries the flag, e.g. ``{**svag_adamw.defaults, "batch_size": B}`` with ``svag_adamw`` a
+    :class:`svag.adaptive.SVAGAdamW`; a record with ``optimizer="adamw"`` (a :class:`svag.config.RunConfig`)
+    is decoupled without it.
 
     Args:
         hp: dict or dataclass with ``batch_size``, ``lr``, ``eps`` and either ``betas`` (tuple or
@@ -163,7 +164,7 @@ def sqrt_rule(hp: Any, kappa: float) -> Any:
         if isinstance(betas, (str, bytes)) or not isinstance(betas, (tuple, list)) or len(betas) not in (1, 2):
             raise ValueError(f"betas must be a tuple or list of 1 or 2 reals in [0, 1), got {betas!r}")
         changes["betas"] = type(betas)(_scaled_beta(x, kappa, f"betas[{i}]") for i, x in enumerate(betas))
-    decoupled = values.get("decoupled_weight_decay", False)
+    decoupled = values.get("decoupled_weight_decay", values.get("optimizer") == "adamw")  # RunConfig: its optimizer
     if not isinstance(decoupled, bool):
         raise ValueError(f"decoupled_weight_decay must be True or False, got {decoupled!r}")
     if decoupled:

@@ -9,6 +9,9 @@ Because time advances by ``lr(t)/l`` per step, a schedule must stay **strictly p
 at ``lr = 0`` time would stop. Cosine, triangle and warm-up therefore take a positive floor
 (``final_lr``, ``start_lr``) and refuse 0.
 
+:class:`PerStep` carries a schedule written per step of the simulated run (a GPT script's warm-up +
+cosine) to this time axis, for SGD's clock (``t = Σ η_k``) and Adam's (``t = Σ η_k²``) alike.
+
 Each schedule is a small frozen dataclass: call it with ``t`` to get the LR, and
 ``dataclasses.asdict`` / :func:`schedule_from_dict` round-trip it through ``config.json``.
 """
@@ -23,6 +26,7 @@ __all__ = [
     "Constant",
     "Cosine",
     "MultiStep",
+    "PerStep",
     "Schedule",
     "Triangle",
     "Warmup",
@@ -156,7 +160,85 @@ class Warmup(Schedule):
         return self.inner(t) * (self.start_factor + (1.0 - self.start_factor) * frac)
 
 
-_KINDS: dict[str, type[Schedule]] = {cls.kind: cls for cls in (Constant, MultiStep, Cosine, Triangle, Warmup)}
+@dataclass(frozen=True)
+class PerStep(Schedule):
+    r"""A schedule written per step of the simulated run (warm-up + cosine in steps, say), on continuous time.
+
+    Step ``k`` of the simulated run has LR ``lrs[k]`` and covers ``Δ_k = (c·lrs[k])^p`` of continuous
+    time (:meth:`svag.Clock.original_step_time` of its clock, the one owner of the mapping:
+    ``p = 1``, ``t = Σ η_k`` for SGD, P1; ``p = 2``, ``t = Σ η_k²`` for Adam/RMSprop, P2; ``c = 1/(1−β)``
+    with heavy-ball momentum). So
+
+    .. math::  \mathrm{lr}(t) = \eta_k \quad\text{for}\quad T_k \le t < T_{k+1}, \qquad
+               T_k = \sum_{j<k} (c\,\eta_j)^p
+
+    (the last LR after ``horizon = T_n``). An SVAG run at any ``l`` that sets ``group["lr"] =
+    schedule(opt.sde_time)`` before each step then takes ``l^p`` steps at ``η_k``, each covering
+    ``(c·η_k/l)^p``, i.e. exactly the time of the simulated run's step ``k`` (when ``l^p`` is an
+    integer; :meth:`svag_steps`). At ``l = 1`` it is the per-step schedule itself. Boundaries are
+    compared with a relative ``1e-9`` slack (:data:`svag.clock.TIME_RTOL`), since ``sde_time`` is a
+    float sum. Build it with :meth:`for_optimizer` (or :meth:`for_clock`).
+
+    Attributes:
+        lrs: the simulated run's LR at each of its steps, each ``> 0`` (time stops at LR 0).
+        power, lr_factor: ``p`` and ``c`` of the simulated run's clock.
+    """
+
+    lrs: tuple[float, ...]
+    power: int = 1
+    lr_factor: float = 1.0
+    kind = "per_step"
+
+    def __post_init__(self) -> None:
+        from .clock import Clock
+
+        lrs = tuple(self.lrs)
+        if not lrs:
+            raise ValueError("lrs must hold the LR of at least one step, got none")
+        for k, lr in enumerate(lrs):
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+                raise ValueError(f"lrs[{k}] must be a finite number > 0 (time stops at lr = 0), got {lr!r}")
+        object.__setattr__(self, "lrs", tuple(float(lr) for lr in lrs))
+        clock = Clock(self.power, 1.0, self.lr_factor)  # validates power and lr_factor
+        ends, total = [], 0.0
+        for lr in self.lrs:
+            total += clock.original_step_time(lr)
+            ends.append(total)
+        object.__setattr__(self, "_ends", tuple(ends))
+
+    @classmethod
+    def for_clock(cls, lrs, clock) -> PerStep:
+        """The schedule ``lrs`` (a sequence, one LR per simulated step) on ``clock``'s time axis (its ``l`` is
+        ignored: every ``l`` shares the simulated run's time)."""
+        return cls(tuple(lrs), clock.power, clock.lr_factor)
+
+    @classmethod
+    def for_optimizer(cls, lrs, optimizer) -> PerStep:
+        """:meth:`for_clock` with the clock an SVAG optimizer declares (``optimizer.clock()``)."""
+        return cls.for_clock(lrs, optimizer.clock())
+
+    @property
+    def horizon(self) -> float:
+        """``T_n``: the continuous time of the whole simulated run."""
+        return self._ends[-1]
+
+    def svag_steps(self, l: float) -> int:
+        """SVAG steps at amplification ``l`` that cover the run: ``l^p·len(lrs)`` (``l^p`` must be an integer)."""
+        from .clock import TIME_RTOL, Clock
+
+        per = Clock(self.power, l, self.lr_factor).steps_per_original
+        if abs(per - round(per)) > TIME_RTOL * per:
+            raise ValueError(f"l^p = {per:g} is not an integer: SVAG steps at l={l:g} straddle the schedule's steps")
+        return round(per) * len(self.lrs)
+
+    def __call__(self, t: float) -> float:
+        from .clock import TIME_RTOL
+
+        k = bisect.bisect_right(self._ends, t + TIME_RTOL * abs(t))  # sde_time is a float sum: relative slack
+        return self.lrs[min(k, len(self.lrs) - 1)]
+
+
+_KINDS: dict[str, type[Schedule]] = {cls.kind: cls for cls in (Constant, MultiStep, Cosine, Triangle, Warmup, PerStep)}
 
 
 def schedule_to_dict(schedule: Schedule) -> dict:
@@ -165,8 +247,9 @@ def schedule_to_dict(schedule: Schedule) -> dict:
     for f in fields(schedule):  # type: ignore[arg-type]
         value = getattr(schedule, f.name)
         out[f.name] = schedule_to_dict(value) if isinstance(value, Schedule) else value
-    if isinstance(out.get("milestones"), tuple):
-        out["milestones"] = list(out["milestones"])
+    for key in ("milestones", "lrs"):
+        if isinstance(out.get(key), tuple):
+            out[key] = list(out[key])
     return out
 
 
@@ -178,8 +261,9 @@ def schedule_from_dict(data: dict) -> Schedule:
         raise ValueError(f"unknown schedule kind {kind!r}; valid: {', '.join(sorted(_KINDS))}")
     if "inner" in data:
         data["inner"] = schedule_from_dict(data["inner"])
-    if "milestones" in data:
-        data["milestones"] = tuple(data["milestones"])
+    for key in ("milestones", "lrs"):
+        if key in data:
+            data[key] = tuple(data[key])
     valid = {f.name for f in fields(_KINDS[kind])}  # type: ignore[arg-type]
     unknown = set(data) - valid
     if unknown:

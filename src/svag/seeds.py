@@ -15,6 +15,8 @@ spawn_key=(i,))``, which is exactly ``SeedSequence(seed).spawn(n)[i]``:
  3  ``noise_batches`` SGD's extra independent batch for the G/N pair estimates
  4  ``m_batches``     the minibatches of P1's m-batch G/N measurement
  5  ``gaussian``      Gaussian noise (reserved: Gaussian-noise and Euler–Maruyama runs)
+ 6  ``loader``        the seeds of ``DataLoader`` worker processes (:mod:`svag.data.loader`;
+                      the batches' indices come from ``data_order``)
 ==  ================  ===========================================================================
 
 New streams are appended at new indices, so adding one never changes the others. Two streams
@@ -37,7 +39,7 @@ import torch
 
 __all__ = ["STREAMS", "check_seed", "generator", "stream_seed"]
 
-STREAMS = ("init", "data_order", "augment", "noise_batches", "m_batches", "gaussian")
+STREAMS = ("init", "data_order", "augment", "noise_batches", "m_batches", "gaussian", "loader")
 
 
 def check_seed(seed: object) -> int:

@@ -94,7 +94,13 @@ LOSSES = ("cross_entropy", "mse")
 
 
 def make_task(loss: str, num_classes: int | None = None) -> Task:
-    """The task of ``RunConfig.loss`` for a data set with ``num_classes`` classes (None: real targets)."""
+    """The task of ``RunConfig.loss`` for a data set with ``num_classes`` classes (None: real targets).
+    ``loss`` may be a plug-in ``package.module:callable`` / ``path/to/file.py:callable``: a Task
+    subclass or instance, or a mean loss function (:mod:`svag.plugins`)."""
+    if ":" in loss:
+        from .plugins import make_task as plugin_task
+
+        return plugin_task(loss, num_classes)
     if loss == "cross_entropy":
         if not num_classes:
             raise ValueError("loss cross_entropy needs class labels; this data set has real-valued targets: use mse")

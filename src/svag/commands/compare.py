@@ -15,6 +15,7 @@ from ..clock import heavy_ball_lr
 from ..config import add_config_arguments, config_from_args
 from ..experiments.compare import ENSEMBLE_MODES, run_compare, write_summary
 from . import floats
+from ._executor import add_executor_arguments, executor_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,7 +126,7 @@ def print_verdict(out, names: list[str] | None, options: dict) -> None:
 def add_sweep_arguments(parser: argparse.ArgumentParser, per: str) -> None:
     """The flags of a sweep over ``per`` (l, batch size) with several seeds, then the run flags."""
     parser.add_argument("--seeds", type=int, default=3, help=f"number of seeds per {per} (seeds 0..N-1)")
-    parser.add_argument("--jobs", type=int, default=1, help="independent jobs run in parallel worker processes")
+    add_executor_arguments(parser)
     parser.add_argument(
         "--ensemble",
         choices=ENSEMBLE_MODES,
@@ -150,7 +151,7 @@ def describe(cfg) -> str:
             f"l = 1 is SGD with heavy-ball momentum β={cfg.momentum:g} at η={cfg.lr:g}; l > 1 is SVAG of plain SGD at "
             f"η/(1-β)={eff:g}, its small-LR SDE (Wang et al. 2023); time advances by η/(1-β) per SGDM step"
         )
-    if cfg.optimizer in ("adam", "rmsprop"):
+    if cfg.optimizer in ("adam", "adamw", "rmsprop"):
         return (
             f"l = 1 is {cfg.optimizer} at η={cfg.lr:g}; l > 1 is SVAG of {cfg.optimizer} (P2): LR η/l, 1-β → (1-β)/l², "
             f"ε → ε·l, gradient variance ×l²; continuous time t = k·η² (l² steps per original step)"
@@ -181,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         resume=args.resume,
         progress=not args.no_progress,
-        jobs=args.jobs,
+        jobs=executor_from_args(args),
         ensemble=args.ensemble,
         ngd=args.ngd,
     )

@@ -1,8 +1,10 @@
 """The linear-scaling-rule test (P1 §4): from one baseline run (η0, B0) with a constant-LR phase,
 average G and N over the equilibrium window (default: the last sixth of the first constant-LR
-phase), print the predicted largest batch size B* = B0·τ·N0/G0 with its uncertainty; with
---verify B1,B2,... run the linear-scaling sweep (η = κη0, same epochs) and draw P1's figure
-(G/N vs B, errors vs B) and a verdict table (verdicts.md, verdicts.csv)."""
+phase), check that the run is at equilibrium there (svag.equilibrium: a one-line WARNING when G, N,
+G/N or ‖x‖² still trend), print the predicted largest batch size B* = B0·τ·N0/G0 with its
+uncertainty and the batch sizes to verify it with; with --verify B1,B2,... run the linear-scaling
+sweep (η = κη0, same epochs, --seeds seeds per batch size) and draw P1's figure (G/N vs B, errors
+vs B) and a verdict table (verdicts.md, verdicts.csv) with the seeds' spread."""
 
 from __future__ import annotations
 
@@ -13,6 +15,25 @@ from pathlib import Path
 
 from ..config import add_config_arguments, config_from_args
 from . import batch_sizes
+from ._executor import add_executor_arguments, executor_from_args
+
+# the LSR test's defaults, where they differ from RunConfig's (also those of svag.lsr_test). Chosen by
+# measurement (EXPERIMENTS.md §2, "How the default was chosen"): on MNIST-1D this scale-invariant BN CNN
+# reaches the equilibrium of its constant-LR phase (λη = 5e-4: ‖x‖² flat from epoch ~8), G/N grows with
+# slope ≈ 1 along the LSR family, and the test error rises ≥ 20% within 2× of the predicted B*.
+DEFAULTS = dict(
+    model="cnn", norm="bn", scale_invariant=True, lr=0.1, batch_size=32, weight_decay=5e-3, epochs=12.0,
+    schedule="multistep", milestones=(10.0,), eval_every=0.25, eval_train_samples=512, noise_fraction=1.0,
+)  # fmt: skip
+
+
+SEEDS = 3  # seeds per batch size of the verification sweep
+# Intra-op CPU threads unless `--threads` or OMP_NUM_THREADS says otherwise (read by svag.cli), as for
+# the demo: the default's small CNN gains little from a second thread, and with another process on
+# the cores 2 threads wait for each other at every operation. Measured on the 2 cores with other jobs
+# running (load 5-6), one epoch of the 3-seed ensemble at B = 32: 3.6-5.6 s wall with 1 thread,
+# 32-36 s with 2.
+THREADS = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,14 +42,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", type=batch_sizes, default=[], help="batch sizes of the LSR sweep, e.g. 64,128,256")
     parser.add_argument("--tau", type=float, default=2.0, help="threshold τ = C² − 1 of the condition G/N ≤ τ")
     parser.add_argument("--window", type=float, default=1 / 6, help="equilibrium window: last fraction of phase 1")
-    parser.add_argument("--jobs", type=int, default=1, help="runs of the sweep in parallel worker processes")
+    parser.add_argument("--seeds", type=int, default=SEEDS,
+                        help="--verify: seeds per batch size (seeds S..S+N-1 of --seed S), the baseline B0 included; "
+                        "the table gives the errors' spread and judges each rise against it")  # fmt: skip
+    parser.add_argument("--ensemble", default="auto",
+                        help="auto, on or off: train the seeds of each batch size together with stacked parameters "
+                        "(auto: where measured faster; checked by svag.experiments.compare.use_ensemble)")  # fmt: skip
+    add_executor_arguments(parser)  # --jobs, --cluster ray, ... (svag.commands._executor)
     parser.add_argument("--resume", action="store_true", help="reuse/continue runs already in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     add_config_arguments(parser)
-    parser.set_defaults(
-        model="mlp", norm="bn", scale_invariant=True, lr=0.2, batch_size=32, weight_decay=5e-4, epochs=30.0,
-        schedule="multistep", milestones=(24.0,), eval_every=0.5, noise_fraction=1.0,
-    )  # fmt: skip
+    parser.set_defaults(**DEFAULTS)
     parser.epilog = (
         "G/N is measured only inside the equilibrium window (--noise-window defaults to it), "
         "with an extra batch at every SGD step there (--noise-fraction 1)."
@@ -63,7 +87,12 @@ def run(args: argparse.Namespace) -> int:
             base = replace(base, noise_window=window).validate()
         if base.noise != "pairs":
             raise ValueError(f"svag lsr needs --noise pairs to measure G/N, got {base.noise!r}")
-        dirs = run_sweep(base, args.verify, out, resume=args.resume, progress=not args.no_progress, jobs=args.jobs)
+        where = executor_from_args(args)  # local processes or Ray (svag.commands._executor)
+        if isinstance(args.seeds, bool) or args.seeds < 1:
+            raise ValueError(f"--seeds must be an integer >= 1, got {args.seeds}")
+        seeds = args.seeds if args.verify else 1  # the prediction alone needs one baseline run
+        dirs = run_sweep(base, args.verify, out, resume=args.resume, progress=not args.no_progress, jobs=where,
+                         seeds=seeds, ensemble=args.ensemble)  # fmt: skip
     result = lsr_table(dirs, tau=args.tau, fraction=args.window)
     out.mkdir(parents=True, exist_ok=True)
     js, md, csv = write_lsr_outputs(result, out)

@@ -23,6 +23,7 @@ from ..experiments.scale import (
 )
 from ..plotting import plot_scale
 from . import batch_sizes
+from ._executor import executor_from_args
 from .compare import add_sweep_arguments
 
 
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         out,
         resume=args.resume,
         progress=not args.no_progress,
-        jobs=args.jobs,
+        jobs=executor_from_args(args),
         ensemble=args.ensemble,
     )
     md, csv = write_scale_summary(out)

@@ -19,7 +19,10 @@ synthetic ones); ``seed`` is the data set's own seed, the same for every run of 
 Problems with files raise :class:`DataError`, a ``ValueError`` with a one-line message.
 
 :class:`PairSampler` yields the index batches of each step; see :mod:`svag.data.sampling` for the
-``"disjoint"`` and ``"replacement"`` modes and for what an epoch means for SVAG.
+``"disjoint"`` and ``"replacement"`` modes and for what an epoch means for SVAG. :class:`TrainLoader`
+loads the same batches from any map-style ``Dataset`` with ``DataLoader`` workers, for data that
+does not fit in memory (:mod:`svag.data.loader`); with ``datasets=True`` a plug-in's ``Dataset``
+splits stay on disk as a :class:`DatasetSplits` (:mod:`svag.data.streamed`).
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ import numbers
 import os
 from dataclasses import dataclass
 
+from ..plugins import is_spec
 from .base import ArrayDataset, DataError, check_count, default_cache_dir
+from .loader import StepBatches, TensorPairs, TrainLoader
 from .sampling import SAMPLING_MODES, PairSampler
+from .streamed import DatasetSplits
 
 __all__ = [
     "DATASETS",
@@ -37,7 +43,11 @@ __all__ = [
     "ArrayDataset",
     "DataError",
     "DataSize",
+    "DatasetSplits",
     "PairSampler",
+    "StepBatches",
+    "TensorPairs",
+    "TrainLoader",
     "data_size",
     "default_cache_dir",
     "load_dataset",
@@ -54,18 +64,32 @@ class DataSize:
     n_test: int
     input_shape: tuple[int, ...]  # one sample; inputs are float32
     num_classes: int
+    streamed: tuple[str, ...] = ()  # splits read from a Dataset as the run goes, not held in memory
 
 
-def data_size(name: str, n_train: int | None = None, n_test: int | None = None) -> DataSize:
+def data_size(
+    name: str,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    *,
+    root: str | None = None,
+    seed: int = 0,
+    datasets: bool = False,
+) -> DataSize:
     """The sizes :func:`load_dataset` will return, without reading or generating anything.
 
     File-based sets hold a fixed number of samples (their standard files: Fashion-MNIST 60000/10000,
     CIFAR 50000/10000); asking for more raises :class:`DataError` naming what is available. The
-    synthetic sets (``mnist1d``, ``teacher-student``) generate any size.
+    synthetic sets (``mnist1d``, ``teacher-student``) generate any size. A plug-in
+    (:mod:`svag.plugins`) is loaded to know its sizes (``root``, ``seed``: what it is given;
+    ``datasets``: as :func:`load_dataset`).
     """
     from . import mnist1d, teacher_student
 
     n_train, n_test = check_count("n_train", n_train), check_count("n_test", n_test)
+    if is_spec(name):  # a plug-in's sizes are known once it has loaded (it is cached: the run reuses it)
+        ds = load_dataset(name, root=root, n_train=n_train, n_test=n_test, seed=seed, datasets=datasets)
+        return DataSize(ds.n_train, ds.n_test, ds.input_shape, ds.num_classes, getattr(ds, "streamed", ()))
     # name -> (default/available train, test, input shape, classes, generated)
     known = {
         "mnist1d": (mnist1d.DEFAULT_N_TRAIN, mnist1d.DEFAULT_N_TEST, (1, 40), 10, True),
@@ -91,17 +115,22 @@ def load_dataset(
     n_test: int | None = None,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
-) -> ArrayDataset:
+    datasets: bool = False,
+) -> ArrayDataset | DatasetSplits:
     """Load data set ``name`` (one of :data:`DATASETS`) into memory.
 
     Args:
-        name: the data set.
+        name: the data set, or a plug-in ``package.module:callable`` / ``path/to/file.py:callable``
+            (:mod:`svag.plugins` says what it is called with and may return).
         root: folder holding the files of ``fashion-mnist`` (default: Debian's location) or
             ``cifar10`` / ``cifar100`` (default: the cache folder); ignored by the synthetic sets.
         n_train, n_test: sizes (default: all, or the synthetic set's default).
         seed: the data set's seed (subsets; generation of the synthetic sets), an integer >= 0.
         cache_dir: where ``mnist1d`` caches its generation (default ``$SVAG_CACHE`` or
             ``~/.cache/svag``).
+        datasets: keep a plug-in's map-style ``Dataset`` splits on disk (a
+            :class:`~svag.data.streamed.DatasetSplits`, for ``loader_workers > 0``) instead of
+            reading them into memory; the built-in sets are in memory either way.
 
     Raises:
         DataError: unknown name, bad sizes or seed, missing or malformed files.
@@ -110,6 +139,11 @@ def load_dataset(
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise DataError(f"seed must be an integer >= 0, got {seed!r}")
     seed = int(seed)
+    if is_spec(name):
+        from ..plugins import load_data
+
+        root = None if root is None else str(root)
+        return load_data(name, n_train=n_train, n_test=n_test, seed=seed, root=root, datasets=datasets)
     if name == "mnist1d":
         from .mnist1d import load_mnist1d
 

@@ -49,6 +49,11 @@ def use_ensemble(cfg: RunConfig, n_seeds: int, mode: str) -> bool:
         raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {mode!r}")
     if mode == "off" or n_seeds < 2 or (mode == "auto" and cfg.gradient_noise == "gaussian"):
         return False
+    if ":" in cfg.model:  # a user's model (svag.plugins): svag.ensemble stacks the layers of the built-in zoo only
+        if mode == "on":
+            raise ValueError(f"--ensemble on stacks the built-in models only, got the plug-in model {cfg.model!r}: "
+                             "its seeds train one by one (--ensemble auto or off)")  # fmt: skip
+        return False
     if mode == "on":
         return True
     try:

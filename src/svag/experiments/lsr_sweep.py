@@ -5,34 +5,45 @@ The baseline ``(η0, B0)`` logs ``G`` and ``N`` along the run (see :mod:`svag.ru
 denominators are averaged separately (weighted by the number of per-step estimates behind each
 record), giving ``r0 = G0/N0`` and ``B* = B0·τ/r0``. The sweep runs ``(κB0, κη0)`` for the
 same number of epochs, which is the same continuous time, and measures each run's ``G/N`` over the
-same window of continuous time at its own batch size.
+same window of continuous time at its own batch size. With several seeds per batch size the
+table pools ``G/N`` over the seeds (:func:`svag.noise.pool_window`), reports the final errors as
+mean ± SD over seeds, and gives each error rise a Welch t-interval, so a ``≥ 20%`` rise is judged
+against seed noise. Every run gets the equilibrium check of :mod:`svag.equilibrium` over the
+window; the baseline's prediction is printed next to the slope of ``G/N`` in ``B`` below ``τ``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from ..config import RunConfig
-from ..lsr import (
-    MaxBatchPrediction,
-    envelope_batch,
-    error_rise_batch,
-    predict_max_batch,
-    predict_max_batch_with_se,
-    verdicts,
-)
+from ..equilibrium import equilibrium_check, summary_line
+from ..lsr import envelope_batch, error_rise_batch, predict_from_window, suggest_batch_sizes, verdicts
 from ..noise import pool_window
 from ..records import write_csv, write_json, write_text
 from ..runfolder import Run, RunFolder
 from ..schedules import Warmup, schedule_from_dict
-from ..stats import fit_loglog_slope
-from .compare import check_jobs
-from .parallel import Job, run_jobs
+from ..stats import fit_loglog_slope, t_interval, welch_df
+from .compare import check_jobs, seed_jobs, use_ensemble
+from .parallel import run_jobs
 
-__all__ = ["equilibrium_window", "equilibrium_window_epochs", "lsr_table", "run_sweep", "window_ratio"]
+__all__ = [
+    "equilibrium_window",
+    "equilibrium_window_epochs",
+    "lsr_table",
+    "run_dir_name",
+    "run_sweep",
+    "slope_statement",
+    "window_ratio",
+]
+
+LEVEL = 0.95  # the intervals of the slope and of the error rises
 
 
 def _last_fraction(end: float, fraction: float) -> tuple[float, float]:
@@ -85,13 +96,16 @@ def equilibrium_window(run_dir: str | os.PathLike, fraction: float = 1 / 6) -> t
     )
 
 
-def window_ratio(run_dir: str | os.PathLike, window: tuple[float, float]) -> dict:
+def window_ratio(run_dir: str | os.PathLike | list, window: tuple[float, float]) -> dict:
     """:func:`svag.noise.pool_window` of the records inside ``window``: ``G`` and ``N`` averaged apart
     over every per-step estimate in the window, SEs, their covariance ``GN_cov`` and the ratio's
-    delta-method SE (covariance included)."""
+    delta-method SE (covariance included). A list of run folders (the seeds of one batch size) pools
+    the estimates of all of them (independent runs: independent estimates)."""
+    dirs = run_dir if isinstance(run_dir, list) else [run_dir]
     rows = [
         r
-        for r in RunFolder(run_dir).records()
+        for d in dirs
+        for r in RunFolder(d).records()
         if window[0] < r["sde_time"] <= window[1] * (1 + 1e-9) and r.get("noise_count")
     ]
     if not rows:
@@ -110,6 +124,11 @@ def _final_errors(run: Run) -> tuple[float, float, str]:
     return 1 - last["train_acc"], 1 - last["test_acc"], run.status.status
 
 
+def run_dir_name(batch_size: int, seed: int, first_seed: int) -> str:
+    """``B{B}`` for the first seed (the folder of a one-seed sweep), ``B{B}_seed{s}`` for the others."""
+    return f"B{batch_size}" if seed == first_seed else f"B{batch_size}_seed{seed}"
+
+
 def run_sweep(
     base: RunConfig,
     batch_sizes: list[int],
@@ -118,43 +137,120 @@ def run_sweep(
     resume: bool,
     progress: bool,
     jobs: int = 1,
+    seeds: int = 1,
+    ensemble: str = "auto",
     log=None,
 ) -> list[Path]:
     """Run the LSR family ``(κB0, κη0)`` for each batch size in ``batch_sizes``; the baseline
-    is ``base`` itself (B0 = base.batch_size). Returns the run folders (baseline first)."""
+    is ``base`` itself (B0 = base.batch_size). ``seeds`` runs of each batch size, seeds
+    ``base.seed, base.seed + 1, …``, trained together as one stacked ensemble where
+    :func:`svag.experiments.compare.use_ensemble` says so (``ensemble``: auto, on, off).
+    Returns the run folders, the baseline (B0, first seed) first."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"--seeds must be an integer >= 1, got {seeds!r}")
     out = Path(out_dir)
     sizes = [base.batch_size] + [b for b in batch_sizes if b != base.batch_size]
+    seed_list = [base.seed + i for i in range(seeds)]
+    together = use_ensemble(base, seeds, ensemble)
     work = []
     for B in sizes:
         kappa = B / base.batch_size
         cfg = replace(base, batch_size=int(B), lr=base.lr * kappa).validate()
-        work.append(Job(cfg, [cfg.seed], [out / f"B{B}"], [f"B{B} (lr {cfg.lr:g}, κ={kappa:g})"]))
+        names = [run_dir_name(B, s, base.seed) for s in seed_list]
+        for job in seed_jobs(cfg, seed_list, out, names, together):
+            job.names = [f"{n} (lr {cfg.lr:g}, κ={kappa:g})" for n in job.names]
+            work.append(job)
+    if together:
+        say = log or (lambda m: print(m, flush=True))
+        say(f"training the {seeds} seeds of each B together as one stacked ensemble (--ensemble off to disable)")
     check_jobs(work, resume)  # every B's batches, steps, memory and folder, before anything runs
     run_jobs(work, jobs, resume=resume, progress=progress, log=log)
-    return [job.folders[0] for job in work]
+    return [folder for job in work for folder in job.folders]
+
+
+def _spread(values: list[float]) -> float:
+    """Sample SD over seeds (``nan`` for one seed)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+def _rise_interval(mean: float, sd: float, n: int, base_mean: float, base_sd: float, base_n: int) -> list[float]:
+    r"""Welch t-interval of the relative rise ``(ē_B − ē_0)/ē_0`` over seeds (``ē_0`` taken as known):
+
+    .. math::  \frac{ē_B − ē_0 ± t_{ν}\sqrt{s_B^2/n_B + s_0^2/n_0}}{ē_0},\qquad ν \text{ Welch–Satterthwaite}
+
+    ``[nan, nan]`` with fewer than 2 seeds on either side (no spread to judge against)."""
+    if n < 2 or base_n < 2 or not base_mean > 0:
+        return [math.nan, math.nan]
+    terms = [sd**2 / n, base_sd**2 / base_n]
+    low, high = t_interval(mean - base_mean, math.sqrt(sum(terms)), welch_df(terms, [n, base_n]), LEVEL)
+    return [low / base_mean, high / base_mean]
+
+
+def slope_statement(slope: dict, B_star: float, B_envelope: float | None) -> str:
+    """One line setting the slope of ``G/N`` in ``B`` below ``τ`` (with its interval) beside the
+    baseline's ``B*``, and, when the interval excludes the SDE's slope 1, what that does to it:
+    the sweep's slope-1 envelope and the baseline's line give ``B*`` values a factor apart."""
+    head = (
+        f"slope of log G/N vs log B below τ: {slope['slope']:.2f} [{slope['low']:.2f}, {slope['high']:.2f}] "
+        f"({LEVEL:.0%}, {slope['n']} batch sizes; the SDE predicts 1) beside the baseline's B* = {B_star:.4g}"
+    )
+    if not (math.isfinite(slope["low"]) and math.isfinite(B_star)):
+        return head
+    if slope["low"] <= 1 <= slope["high"]:
+        return head + ": consistent with 1, the baseline's slope-1 prediction stands"
+    steeper = slope["low"] > 1
+    tail = (
+        f": {'steeper' if steeper else 'shallower'} than 1, so G/N reaches τ "
+        f"{'sooner' if steeper else 'later'} than the baseline's slope-1 line says"
+    )
+    if B_envelope is not None and math.isfinite(B_envelope):
+        factor = B_envelope / B_star
+        tail += f"; the sweep's slope-1 envelope puts B* at {B_envelope:.4g}, {factor:.2g}× the baseline's"
+    if math.isfinite(slope.get("B_cross", math.nan)):
+        tail += f", the fitted line crosses τ at B ≈ {slope['B_cross']:.4g}"
+    return head + tail
+
+
+def _fit_slope(points: list[tuple[int, float]], tau: float) -> dict:
+    """:func:`svag.stats.fit_loglog_slope` of ``G/N`` on ``B`` with its t-interval (``n − 2`` df) and the
+    batch size where the fitted line reaches ``τ``: ``B = exp((log τ − c)/s)``."""
+    fit = fit_loglog_slope([b for b, _ in points], [g for _, g in points])
+    low, high = (
+        t_interval(fit.slope, fit.slope_se, fit.n - 2, LEVEL) if math.isfinite(fit.slope_se) else (math.nan, math.nan)
+    )
+    cross = math.exp((math.log(tau) - fit.intercept) / fit.slope) if fit.slope > 0 else math.nan
+    return {"slope": fit.slope, "slope_se": fit.slope_se, "n": fit.n, "low": low, "high": high, "B_cross": cross}
 
 
 def lsr_table(run_dirs: list[Path], *, tau: float, fraction: float, rise: float = 0.2) -> dict:
-    """The verdict table and the predictions from a baseline (first) and the sweep runs."""
+    """The verdict table and the predictions from a baseline (first) and the sweep runs (one or
+    more seeds per batch size: runs are grouped by their config's batch size)."""
     base_dir = run_dirs[0]
     base_cfg = RunFolder(base_dir).config()
     window = equilibrium_window(base_dir, fraction)
     base_gn = window_ratio(base_dir, window)
-    if math.isfinite(base_gn["G_se"]) and math.isfinite(base_gn["N_se"]):
-        pred = predict_max_batch_with_se(
-            base_cfg["batch_size"], base_gn["G"], base_gn["N"], tau=tau, ratio_se=base_gn["ratio_se"]
-        )  # the window estimator's delta-method SE, with cov(G, N) (svag.noise.pool_window)
-    else:
-        pred = MaxBatchPrediction(predict_max_batch(base_cfg["batch_size"], base_gn["G"], base_gn["N"], tau), math.nan)
+    # the window estimator's delta-method SE, with cov(G, N) (svag.noise.pool_window; one owner: svag.lsr)
+    pred = predict_from_window(base_cfg["batch_size"], base_gn, tau)
+    base_check = equilibrium_check(RunFolder(base_dir).records(), window)
     result = {
-        "baseline": {"dir": str(base_dir), "batch_size": base_cfg["batch_size"], "lr": base_cfg["lr"], **base_gn},
+        "baseline": {
+            "dir": str(base_dir),
+            "batch_size": base_cfg["batch_size"],
+            "lr": base_cfg["lr"],
+            **base_gn,
+            "equilibrium": base_check,
+        },
         "window": list(window),
         "tau": tau,
         "B_star": pred.B_star,
         "B_star_se": pred.B_star_se,
         "B_simple": base_cfg["batch_size"] / base_gn["ratio"] if base_gn["ratio"] > 0 else math.inf,
+        "suggested_verify": suggest_batch_sizes(base_cfg["batch_size"], pred.B_star),
     }
-    rows = []
+    warnings = []
+    if base_check["warning"]:
+        warnings.append(f"baseline: {base_check['warning'].replace('the run is', 'the baseline is')}")
+    rows, dirs_of = [], defaultdict(list)
     for d in run_dirs:
         folder = RunFolder(d)
         run = folder.load() if folder.exists() else None
@@ -165,35 +261,74 @@ def lsr_table(run_dirs: list[Path], *, tau: float, fraction: float, rise: float 
         except ValueError:
             gn = {"ratio": math.nan, "ratio_se": math.nan, "G": math.nan, "N": math.nan}
         train_err, test_err, status = _final_errors(run)
+        check = base_check if Path(d) == Path(base_dir) else equilibrium_check(run.records, window)
+        B, seed = run.config["batch_size"], run.config["seed"]
         rows.append(
-            {"B": run.config["batch_size"], "lr": run.config["lr"], "status": status, "train_error": train_err,
-             "test_error": test_err, **{k: gn[k] for k in ("G", "N", "ratio", "ratio_se")}}
+            {"B": B, "seed": seed, "lr": run.config["lr"], "status": status, "train_error": train_err,
+             "test_error": test_err, **{k: gn[k] for k in ("G", "N", "ratio", "ratio_se")},
+             "at_equilibrium": check["at_equilibrium"], "equilibrium_warning": check["warning"]}
         )  # fmt: skip
+        if check["warning"] and Path(d) != Path(base_dir):
+            warnings.append(f"B={B} seed {seed}: {check['warning']}")
+        if status == "completed" and math.isfinite(gn["ratio"]):
+            dirs_of[B].append(Path(d))
+    result["warnings"] = warnings
     ok = [r for r in rows if r["status"] == "completed" and math.isfinite(r["ratio"])]
-    if ok:
-        bs = [r["B"] for r in ok]
-        table = verdicts(bs, [r["lr"] for r in ok], [r["ratio"] for r in ok], [r["test_error"] for r in ok],
-                         tau=tau, rise=rise, baseline_batch=base_cfg["batch_size"])  # fmt: skip
-        extra = {r["B"]: r for r in ok}
+    groups: dict[int, list[dict]] = defaultdict(list)
+    for r in ok:
+        groups[r["B"]].append(r)
+    if groups and base_cfg["batch_size"] not in groups:
+        groups.clear()  # the baseline itself did not complete: no rise to measure against
+    if groups:
+        per_b = {}
+        for B, runs in sorted(groups.items()):
+            pooled = window_ratio(dirs_of[B], window) if len(runs) > 1 else runs[0]
+            tests, trains = [r["test_error"] for r in runs], [r["train_error"] for r in runs]
+            per_b[B] = {"lr": runs[0]["lr"], "ratio": pooled["ratio"], "ratio_se": pooled["ratio_se"],
+                        "G": pooled["G"], "N": pooled["N"], "n_seeds": len(runs),
+                        "test_error": float(np.mean(tests)), "test_error_sd": _spread(tests),
+                        "train_error": float(np.mean(trains)), "train_error_sd": _spread(trains)}  # fmt: skip
+        bs = sorted(per_b)
+        table = verdicts(bs, [per_b[b]["lr"] for b in bs], [per_b[b]["ratio"] for b in bs],
+                         [per_b[b]["test_error"] for b in bs], tau=tau, rise=rise,
+                         baseline_batch=base_cfg["batch_size"])  # fmt: skip
+        b0 = per_b[base_cfg["batch_size"]]
         for row in table:
-            src = extra[row["batch_size"]]
-            row.update(train_error=src["train_error"], ratio_se=src["ratio_se"], G=src["G"], N=src["N"])
+            src = per_b[row["batch_size"]]
+            row.update({k: src[k] for k in ("train_error", "ratio_se", "G", "N", "n_seeds", "test_error_sd",
+                                            "train_error_sd")})  # fmt: skip
+            row["rise_interval"] = _rise_interval(src["test_error"], src["test_error_sd"], src["n_seeds"],
+                                                  b0["test_error"], b0["test_error_sd"], b0["n_seeds"])  # fmt: skip
         result["verdicts"] = table
-        positive = [(r["B"], r["ratio"]) for r in ok if r["ratio"] > 0]
+        positive = [(b, per_b[b]["ratio"]) for b in bs if per_b[b]["ratio"] > 0]
         holding = [(b, g) for b, g in positive if g <= tau]
         if len(holding) >= 3:
-            fit = fit_loglog_slope([b for b, _ in holding], [g for _, g in holding])
-            result["slope_below_tau"] = {"slope": fit.slope, "slope_se": fit.slope_se, "n": fit.n}
+            result["slope_below_tau"] = _fit_slope(holding, tau)
         if len(positive) >= 3:
-            fit = fit_loglog_slope([b for b, _ in positive], [g for _, g in positive])
-            result["slope_all"] = {"slope": fit.slope, "slope_se": fit.slope_se, "n": fit.n}
+            result["slope_all"] = _fit_slope(positive, tau)
         if positive:
             result["B_star_envelope"] = envelope_batch([b for b, _ in positive], [g for _, g in positive], tau)
+        if "slope_below_tau" in result:
+            result["slope_statement"] = slope_statement(
+                result["slope_below_tau"], pred.B_star, result.get("B_star_envelope")
+            )
         result["error_rise_batch"] = error_rise_batch(
-            bs, [r["test_error"] for r in ok], rise=rise, baseline_batch=base_cfg["batch_size"]
+            bs, [per_b[b]["test_error"] for b in bs], rise=rise, baseline_batch=base_cfg["batch_size"]
         )
     result["runs"] = rows
     return result
+
+
+def _pm(mean: float, sd: float) -> str:
+    return f"{mean:.4f}" if not math.isfinite(sd) else f"{mean:.4f} ± {sd:.4f}"
+
+
+def _rise_cell(row: dict) -> str:
+    rel = row["relative_error_rise"]
+    low, high = row.get("rise_interval", [math.nan, math.nan])
+    if not math.isfinite(low):
+        return f"{rel:+.0%}"
+    return f"{rel:+.0%} [{low:+.0%}, {high:+.0%}]"
 
 
 def write_lsr_outputs(result: dict, out_dir: str | os.PathLike) -> tuple[Path, Path, Path]:
@@ -201,12 +336,15 @@ def write_lsr_outputs(result: dict, out_dir: str | os.PathLike) -> tuple[Path, P
     out = Path(out_dir)
     write_json(out / "lsr.json", result)
     rows = result.get("verdicts", [])
-    cols = ["batch_size", "lr", "ratio", "ratio_se", "train_error", "test_error", "condition_holds",
-            "relative_error_rise", "error_rose"]  # fmt: skip
-    write_csv(out / "verdicts.csv", rows, cols)
+    cols = ["batch_size", "lr", "ratio", "ratio_se", "n_seeds", "train_error", "train_error_sd", "test_error",
+            "test_error_sd", "condition_holds", "relative_error_rise", "rise_low", "rise_high",
+            "error_rose"]  # fmt: skip
+    csv_rows = [{**r, "rise_low": r["rise_interval"][0], "rise_high": r["rise_interval"][1]} for r in rows]
+    write_csv(out / "verdicts.csv", csv_rows, cols)
+    base = result["baseline"]
     lines = [
-        f"Baseline B0={result['baseline']['batch_size']}, η0={result['baseline']['lr']:g}: "
-        f"G/N = {result['baseline']['ratio']:.4g} ± {result['baseline']['ratio_se']:.2g} over t ∈ "
+        f"Baseline B0={base['batch_size']}, η0={base['lr']:g}: "
+        f"G/N = {base['ratio']:.4g} ± {base['ratio_se']:.2g} over t ∈ "
         f"({result['window'][0]:.4g}, {result['window'][1]:.4g}]; τ = {result['tau']:g}",
         f"Predicted B* = {result['B_star']:.4g} ± {result['B_star_se']:.2g}; "
         f"B_simple = B0/(G/N) = {result['B_simple']:.4g}"
@@ -215,29 +353,52 @@ def write_lsr_outputs(result: dict, out_dir: str | os.PathLike) -> tuple[Path, P
             if math.isnan(result["B_star"])
             else ""
         ),
-        "",
-        "| B | η | G/N | train error | test error | G/N ≤ τ? | error rose ≥ 20%? |",
-        "|---|---|---|---|---|---|---|",
     ]
+    if "equilibrium" in base:
+        lines.append(f"Baseline equilibrium, {summary_line(base['equilibrium'])}")
+    lines += [f"WARNING {w}" for w in result.get("warnings", [])]
+    if len(rows) <= 1 and result.get("suggested_verify"):  # the baseline alone: no sweep yet
+        sizes = ",".join(str(b) for b in result["suggested_verify"])
+        lines.append(f"To check the prediction, run the linear-scaling sweep: --verify {sizes}")
+    seeds = max((r["n_seeds"] for r in rows), default=1)
+    if rows:
+        err = "train error | test error" if seeds == 1 else f"train error (mean ± SD, {seeds} seeds) | test error"
+        rise_head = "test error rise" if seeds == 1 else f"test error rise [{LEVEL:.0%} Welch]"
+        lines += [
+            "",
+            f"| B | η | G/N | {err} | {rise_head} | G/N ≤ τ? | error rose ≥ 20%? |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
     for r in rows:
         yes = {True: "yes", False: "no"}
         lines.append(
-            f"| {r['batch_size']} | {r['lr']:.4g} | {r['ratio']:.4g} ± {r['ratio_se']:.2g} | {r['train_error']:.4f} | "
-            f"{r['test_error']:.4f} | {yes[r['condition_holds']]} | {yes[r['error_rose']]} |"
+            f"| {r['batch_size']} | {r['lr']:.4g} | {r['ratio']:.4g} ± {r['ratio_se']:.2g} | "
+            f"{_pm(r['train_error'], r['train_error_sd'])} | {_pm(r['test_error'], r['test_error_sd'])} | "
+            f"{_rise_cell(r)} | {yes[r['condition_holds']]} | {yes[r['error_rose']]} |"
         )
-    for key, label in (("slope_below_tau", "log-log slope of G/N vs B (G/N ≤ τ)"), ("slope_all", "(all runs)")):
-        if key in result:
-            lines.append(
-                f"\n{label}: {result[key]['slope']:.3f} ± {result[key]['slope_se']:.3f} ({result[key]['n']} runs)"
-            )
+    if "slope_statement" in result:
+        lines.append(f"\n{result['slope_statement']}")
+    if "slope_all" in result:
+        fit = result["slope_all"]
+        lines.append(f"(all runs: {fit['slope']:.3f} ± {fit['slope_se']:.3f}, {fit['n']} batch sizes)")
     if "B_star_envelope" in result:
-        lines.append(f"\nB* from the slope-1 envelope of the sweep: {result['B_star_envelope']:.4g}")
+        lines.append(f"B* from the slope-1 envelope of the sweep: {result['B_star_envelope']:.4g}")
     if "verdicts" in result:
         rb = result.get("error_rise_batch")
-        lines.append(f"first B with test error ≥ 20% above baseline: {rb if rb is not None else 'none'}")
+        which = "test error" if seeds == 1 else f"mean test error over {seeds} seeds"
+        text = f"first B with {which} ≥ 20% above baseline: {rb if rb is not None else 'none'}"
+        if rb is not None and seeds > 1:
+            row = next(r for r in rows if r["batch_size"] == rb)
+            low = row["rise_interval"][0]
+            text += f" ({_rise_cell(row)}: {'beyond' if low > 0 else 'within'} seed noise)"
+        if rb is not None and math.isfinite(result["B_star"]):
+            text += f"; {rb / result['B_star']:.2g}× the baseline's B*"
+        lines.append(text)
     failed = [r for r in result["runs"] if r["status"] != "completed"]
+    several = len({r["seed"] for r in result["runs"]}) > 1
     for r in failed:
-        lines.append(f"run B={r['B']} is {r['status']}")
+        which = f"B={r['B']} seed {r['seed']}" if several else f"B={r['B']}"
+        lines.append(f"run {which} is {r['status']}")
     md = out / "verdicts.md"
     write_text(md, "\n".join(lines) + "\n")
     return out / "lsr.json", md, out / "verdicts.csv"

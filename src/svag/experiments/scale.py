@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 RULES = {"linear": linear_rule, "sqrt": sqrt_rule}
-ADAPTIVE = ("adam", "rmsprop")
+ADAPTIVE = ("adam", "adamw", "rmsprop")
 TABLE_METRICS = ("train_loss", "test_loss", "test_acc", "weight_norm_sq")
 
 

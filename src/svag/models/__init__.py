@@ -80,7 +80,17 @@ def build_model(
 
     Returns:
         The model, in train mode, mapping ``(batch, *input_shape)`` to ``(batch, num_classes)``.
+
+    ``name`` may also be a plug-in, ``package.module:callable`` or ``path/to/file.py:callable``
+    (:mod:`svag.plugins`, which says what the callable receives).
     """
+    from ..plugins import is_spec
+
+    if is_spec(name):
+        from .. import plugins
+
+        return plugins.build_model(name, input_shape=_check_shape(input_shape), num_classes=num_classes, norm=norm,
+                                   scale_invariant=scale_invariant, width=width)  # fmt: skip
     if name not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {name!r}")
     check_norm(norm, scale_invariant)
