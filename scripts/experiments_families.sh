@@ -101,7 +101,16 @@ for norm in bn gn; do
 done
 row fam6-mnist1d-cnn-bn-lr3.2 verdicts.json "${SVAG[@]}" compare --out "$OUT/fam6-mnist1d-cnn-bn-lr3.2" \
   --model cnn --norm bn --scale-invariant true --width 2 --lr 3.2 --epochs 10 "${common[@]}" --batch-size 32
+# (6) EXPERIMENTS §1 on Fashion-MNIST (5000 train / 2000 test): scale-invariant CNN width 1, eta = 0.4,
+# B = 64, 2 epochs, as in §1
+fashion() {
+  row "fam6-fashion-cnn-$1" verdicts.json "${SVAG[@]}" compare --out "$OUT/fam6-fashion-cnn-$1" \
+    --model cnn --norm "$1" --scale-invariant true --width 1 --lr 0.4 --epochs 2 "${common[@]}" \
+    --data fashion-mnist --n-train 5000 --n-test 2000 --eval-train-samples 2000
+}
+fashion bn
 # (6) P1's NGD comparison on a wider net at a smaller batch: MLP width 4 (4x the hidden units), B = 8
 row fam6-ngd-mnist1d-mlp-w4-B8 verdicts.json "${SVAG[@]}" compare --ngd --out "$OUT/fam6-ngd-mnist1d-mlp-w4-B8" \
   --data mnist1d --model mlp --norm none --width 4 --n-train 1000 --lr 0.1 --batch-size 8 --weight-decay 5e-4 \
   --epochs 10 --eval-every 1 --sampling replacement --ls 1,2,4,8 --seeds 8 --no-progress --resume
+fashion gn

@@ -211,6 +211,65 @@ def svag_rmsprop(
         param.addcdiv_(grad, denom, value=-lr_)
 
 
+def _kernel_steps(params: list[torch.Tensor], steps: list[int], fused: bool) -> list[torch.Tensor]:
+    """The step tensors torch's kernels take: torch counts steps in scalar tensors and increments them
+    itself, so they are made from the SVAG step count ``k − 1`` (the optimizer's state keeps the int)."""
+    from torch.optim.optimizer import _get_scalar_dtype
+
+    dtype = _get_scalar_dtype(is_fused=fused)
+    return [torch.tensor(float(k - 1), dtype=dtype, device=p.device if fused else None) for p, k in zip(params, steps)]
+
+
+def _torch_adam(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    l: float,
+    decoupled_weight_decay: bool = False,
+    foreach: bool | None = None,
+    fused: bool | None = None,
+) -> None:
+    """:func:`svag_adam`'s update on torch's ``foreach``/``fused`` Adam kernels (``torch.optim.adam.adam``)
+    with the transformed hyperparameters; ``l = 1`` is ``torch.optim.Adam``/``AdamW`` with the same flag."""
+    from torch.optim.adam import adam
+
+    hp = transformed_hyperparameters(lr, (beta1, beta2), eps, l)
+    wd = svag_decoupled_weight_decay(weight_decay, l) if decoupled_weight_decay else weight_decay
+    adam(params, grads, exp_avgs, exp_avg_sqs, [], _kernel_steps(params, steps, bool(fused)), foreach=foreach,
+         fused=fused, decoupled_weight_decay=decoupled_weight_decay, amsgrad=False, beta1=hp["betas"][0],
+         beta2=hp["betas"][1], lr=hp["lr"], weight_decay=wd, eps=hp["eps"], maximize=False)  # fmt: skip
+
+
+def _torch_rmsprop(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta: float,
+    eps: float,
+    weight_decay: float,
+    l: float,
+) -> None:
+    """:func:`svag_rmsprop`'s update without bias correction on torch's ``foreach`` RMSprop kernel
+    (``torch.optim.rmsprop.rmsprop``, no centering, no momentum) with the transformed hyperparameters;
+    ``l = 1`` is ``torch.optim.RMSprop(alpha=beta, foreach=True)``. torch 2.13 has no fused RMSprop."""
+    from torch.optim.rmsprop import rmsprop
+
+    hp = transformed_hyperparameters(lr, beta, eps, l)
+    rmsprop(params, grads, exp_avg_sqs, [], [], _kernel_steps(params, steps, False), foreach=True, lr=hp["lr"],
+            alpha=hp["betas"], eps=hp["eps"], weight_decay=weight_decay, momentum=0.0, centered=False)  # fmt: skip
+
+
 class _AdaptiveSVAG(SVAGOptimizer):
     """Shared contract of the adaptive SVAG optimizers (P2): their :class:`~svag.optim.Clock` has ``p = 2``, so
     the variance factor is ``l²`` (:func:`svag.train_step` uses ``coefficients(l²)``), a step covers
@@ -317,44 +376,14 @@ class SVAGAdam(_AdaptiveSVAG):
     def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
         states, steps = self._states(params, grads)
         beta1, beta2 = group["betas"]
+        exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+        hyper = {"lr": group["lr"], "beta1": beta1, "beta2": beta2, "eps": group["eps"], "l": group["l"]}
+        hyper.update(weight_decay=group["weight_decay"], decoupled_weight_decay=self._decoupled)
         if group["foreach"] or group["fused"]:
-            self._torch_kernel(group, params, grads, states, steps)
-            return
-        svag_adam(
-            params,
-            grads,
-            [s["exp_avg"] for s in states],
-            [s["exp_avg_sq"] for s in states],
-            steps,
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            l=group["l"],
-            decoupled_weight_decay=self._decoupled,
-        )
-
-    def _torch_kernel(self, group: dict[str, Any], params: list, grads: list, states: list, steps: list) -> None:
-        """``foreach``/``fused``: torch's Adam kernels (``torch.optim.adam.adam``) with the transformed
-        hyperparameters, the same update as :func:`svag_adam`. torch counts steps in scalar tensors and
-        increments them itself: they are made from the SVAG step count ``k − 1`` (state keeps the int)."""
-        from torch.optim.adam import adam
-        from torch.optim.optimizer import _get_scalar_dtype
-
-        fused = bool(group["fused"])
-        hp = transformed_hyperparameters(group["lr"], group["betas"], group["eps"], group["l"])
-        wd = group["weight_decay"]
-        if self._decoupled:
-            wd = svag_decoupled_weight_decay(wd, group["l"])
-        dtype = _get_scalar_dtype(is_fused=fused)
-        state_steps = [
-            torch.tensor(float(k - 1), dtype=dtype, device=p.device if fused else None) for p, k in zip(params, steps)
-        ]
-        adam(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [], state_steps,
-             foreach=group["foreach"], fused=group["fused"], decoupled_weight_decay=self._decoupled, amsgrad=False,
-             beta1=hp["betas"][0], beta2=hp["betas"][1], lr=hp["lr"], weight_decay=wd, eps=hp["eps"],
-             maximize=False)  # fmt: skip
+            flags = {"foreach": group["foreach"], "fused": group["fused"]}
+            _torch_adam(params, grads, exp_avgs, exp_avg_sqs, steps, **flags, **hyper)
+        else:
+            svag_adam(params, grads, exp_avgs, exp_avg_sqs, steps, **hyper)
 
 
 class SVAGAdamW(SVAGAdam):
@@ -416,8 +445,27 @@ class SVAGRMSprop(_AdaptiveSVAG):
     ``c = (1 − β)/η²``. The SVAG transformation is the same for both, since it does not involve
     the bias correction; the two differ only early in training (``t ≲ 1/c``).
 
-    Args, weight decay (coupled, not amplified), ``l``, continuous time (``(lr/l)²`` per step) and
-    cost: as for :class:`SVAGAdam`. State per parameter: ``step``, ``exp_avg_sq``.
+    Weight decay (coupled, not amplified), ``l``, continuous time (``(lr/l)²`` per step) and cost: as
+    for :class:`SVAGAdam`.
+
+    Args:
+        params, lr, eps, weight_decay, l: as for :class:`SVAGAdam` (those of the simulated run).
+        beta: β of the simulated run (P2's β2), in [0, 1).
+        bias_correction: ``True`` (default): P2's RMSprop, ``torch.optim.Adam(betas=(0, beta))``;
+            ``False``: ``torch.optim.RMSprop(alpha=beta)``.
+        foreach, fused: torch's multi-tensor or fused kernel with the transformed hyperparameters
+            (:func:`svag.optim.check_kernel_flags`): by default torch's Adam kernels with β1 = 0, so
+            ``l = 1`` equals ``torch.optim.Adam(params, lr, (0, beta), eps, weight_decay)`` with the same
+            flag bit for bit; with ``bias_correction=False`` torch's ``foreach`` RMSprop kernel (``l = 1``:
+            ``torch.optim.RMSprop(alpha=beta, foreach=True)`` bit for bit). torch has no fused RMSprop,
+            so ``fused=True`` with ``bias_correction=False`` is refused.
+
+    State per parameter: ``step``, ``exp_avg_sq``; on torch's Adam kernels also ``exp_avg``, which
+    those kernels need as their first moment: with β1 = 0 it holds the last step's ``d``, and no
+    update reads its old value (``0·m + d``), so a ``state_dict`` saved under any flags continues under
+    any others (``exp_avg`` is created at the first Adam-kernel step and dropped at the first step on
+    another path). Loading a ``state_dict`` restores the saved groups' flags too, as in
+    ``torch.optim``.
     """
 
     simulated_name = "RMSprop"
@@ -437,13 +485,8 @@ class SVAGRMSprop(_AdaptiveSVAG):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
-        for name, flag in (("foreach", foreach), ("fused", fused)):
-            if flag:  # accepted as the torch optimizers' keywords, refused in one line when asked for
-                raise ValueError(
-                    f"SVAGRMSprop has only the single-tensor update, got {name}={flag!r}; use {name}=None (the "
-                    "foreach/fused kernels are available for SVAG, SVAGAdam and SVAGAdamW)"
-                )
         defaults = {"lr": lr, "beta": beta, "eps": eps, "weight_decay": weight_decay, "l": l}
+        defaults.update(foreach=foreach, fused=fused)
         defaults["bias_correction"] = bias_correction
         super().__init__(params, defaults)
 
@@ -452,18 +495,29 @@ class SVAGRMSprop(_AdaptiveSVAG):
         group["beta"] = check_beta(group["beta"], "beta")
         if not isinstance(group["bias_correction"], bool):
             raise ValueError(f"bias_correction must be True or False, got {group['bias_correction']!r}")
+        if group["fused"] and not group["bias_correction"]:
+            raise ValueError(
+                "SVAGRMSprop(bias_correction=False) is torch.optim.RMSprop, which has no fused kernel in torch, got "
+                "fused=True; use foreach=True, or bias_correction=True (torch's fused Adam with beta1 = 0)"
+            )
 
     def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
         states, steps = self._states(params, grads)
-        svag_rmsprop(
-            params,
-            grads,
-            [s["exp_avg_sq"] for s in states],
-            steps,
-            lr=group["lr"],
-            beta=group["beta"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            l=group["l"],
-            bias_correction=group["bias_correction"],
-        )
+        exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+        beta = group["beta"]
+        hyper = {"lr": group["lr"], "eps": group["eps"], "weight_decay": group["weight_decay"], "l": group["l"]}
+        if group["bias_correction"] and (group["foreach"] or group["fused"]):
+            for state, p in zip(states, params):  # torch's Adam kernels need a first moment; with β1 = 0 it is d
+                if "exp_avg" not in state:
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            exp_avgs = [s["exp_avg"] for s in states]
+            flags = {"foreach": group["foreach"], "fused": group["fused"]}
+            _torch_adam(params, grads, exp_avgs, exp_avg_sqs, steps, beta1=0.0, beta2=beta, **flags, **hyper)
+            return
+        for state in states:  # the Adam kernels' scratch first moment, when this group was on them before
+            state.pop("exp_avg", None)
+        if group["foreach"]:
+            _torch_rmsprop(params, grads, exp_avg_sqs, steps, beta=beta, **hyper)
+        else:
+            hyper["bias_correction"] = group["bias_correction"]
+            svag_rmsprop(params, grads, exp_avg_sqs, steps, beta=beta, **hyper)

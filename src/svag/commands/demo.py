@@ -1,6 +1,6 @@
 """The main job: SGD vs SVAG (l = 2, 4, 8) on MNIST-1D with an MLP, 5 seeds, then the figure,
 the summary table and the verdict: one line per metric saying whether SGD follows its SDE, departs
-from it or whether the seeds cannot tell yet (`svag compare` explains the verdict). About 1.5 minutes
+from it or whether the seeds cannot tell yet (`svag compare` explains the verdict). About a minute
 on 2 CPU cores (the 5 seeds of each l train together as one stacked ensemble); prints where the
 results are.
 
