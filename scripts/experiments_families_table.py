@@ -91,7 +91,7 @@ ROWS: tuple[dict, ...] = (
     dict(name="fam6-ngd-mnist1d-mlp", p1="NGD: SGD vs Gaussian noise of the same covariance",
          setting="MLP, no norm, n 1000, η 0.1, B 32, 30 ep, 12 seeds, l to 8, + NGD", section=S5),
     dict(name="fam6-ngd-mnist1d-mlp-w4-B8", figure=True, p1="NGD on a wider net at a smaller batch",
-         setting="MLP w4, no norm, n 1000, η 0.1, B 8, 10 ep, 8 seeds, l to 8, + NGD", section=S8["f"]),
+         setting="MLP w4, no norm, n 1000, η 0.1, B 8, 10 ep, 8 seeds, l to 4, + NGD", section=S8["f"]),
 )  # fmt: skip
 
 
