@@ -310,3 +310,17 @@ def test_bad_seed_flags_are_one_line_errors_before_any_work(tmp_path, capsys, fl
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not out.exists()
+
+
+def test_lsr_figure_without_any_positive_ratio():
+    """A sweep where no run measured G/N > 0 (tiny runs) still draws its error panel."""
+    import matplotlib.pyplot as plt
+
+    from svag.plotting import lsr_figure
+
+    rows = [(32, -0.01, 0.02, 0.2, 0.40, 0.01), (64, 0.0, 0.0, 0.21, 0.41, 0.02)]
+    fig = lsr_figure(_result(float("nan"), float("nan"), rows))
+    try:
+        assert len(fig.axes[1].get_lines()) >= 2  # train and test error drawn
+    finally:
+        plt.close(fig)

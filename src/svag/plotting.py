@@ -206,6 +206,7 @@ def lsr_figure(result: dict):
     errs = [e if math.isfinite(e) else 0.0 for e in errs]
     marks = [b for b in (result["B_star"], result.get("B_star_envelope", math.nan)) if math.isfinite(b) and b > 0]
     lo, hi = _log_limits([r["batch_size"] for r in rows] + marks)
+    lower: list[float] = []  # error bars below the points (none when no run measured G/N > 0)
     if bs:
         for b, g in zip(bs, gs):
             top.plot([lo, hi], [g * lo / b, g * hi / b], color="0.8", lw=0.8, zorder=1)
