@@ -104,6 +104,10 @@ for norm in bn gn; do
 done
 row fam6-mnist1d-cnn-bn-lr3.2 verdicts.json "${SVAG[@]}" compare --out "$OUT/fam6-mnist1d-cnn-bn-lr3.2" \
   --model cnn --norm bn --scale-invariant true --width 2 --lr 3.2 --epochs 10 "${common[@]}" --batch-size 32
+# (6) §1's large batch at large LR: the linear-scaling image (kappa = 16) of B0 = 32, eta0 = 0.1, 30 epochs
+row fam6-mnist1d-cnn-bn-B512-lr1.6 verdicts.json "${SVAG[@]}" compare --out "$OUT/fam6-mnist1d-cnn-bn-B512-lr1.6" \
+  --data mnist1d --model cnn --norm bn --scale-invariant true --width 2 --lr 1.6 --batch-size 512 --epochs 30 \
+  --eval-every 1 --ls 1,2,4 --seeds 4 --weight-decay 5e-4 --noise off --resume --no-progress
 # (6) EXPERIMENTS §1 on Fashion-MNIST (5000 train / 2000 test): scale-invariant CNN width 1, eta = 0.4,
 # B = 64, 2 epochs, as in §1
 fashion() {

@@ -57,6 +57,8 @@ ROWS: tuple[dict, ...] = (
          setting=f"{SI} CNN w2, GN, η 0.4, B 32, 10 ep", section=S1),
     dict(name="fam6-mnist1d-cnn-bn-lr3.2", p1="large LR (Hellwig's reproduction: η 0.96, B 1024)",
          setting=f"{SI} CNN w2, BN, η 3.2, B 32, 10 ep", section="#where-svag-departs-from-sgd"),
+    dict(name="fam6-mnist1d-cnn-bn-B512-lr1.6", p1="large batch at large LR (the LSR's image, κ = 16)",
+         setting=f"{SI} CNN w2, BN, η 1.6, B 512, 30 ep", section="#where-svag-departs-from-sgd"),
     dict(name="fam6-fashion-cnn-bn", p1="PreResNet-32 BN (§1 on Fashion-MNIST)",
          setting=f"Fashion-MNIST 5000/2000: {SI} CNN w1, BN, η 0.4, B 64, 2 ep", section=S1),
     dict(name="fam6-fashion-cnn-gn", p1="PreResNet-32 GN (§1 on Fashion-MNIST)",
