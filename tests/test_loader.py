@@ -205,15 +205,7 @@ def test_stop_and_resume_through_the_loader(tmp_path, sig):
     run_dir = tmp_path / "stopped"
     rng = random.Random(0)
     target = rng.randrange(3, len(ref) - 3)
-    # no pipes: a killed run's orphaned workers would hold them open until they notice (up to 5 s)
-    proc = subprocess.Popen(_train_cmd(run_dir, cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and _count(run_dir / "metrics.jsonl") < target:
-        assert time.monotonic() < deadline, "the run made no progress"
-        time.sleep(0.005)
-    time.sleep(rng.uniform(0, 0.05))
-    assert proc.poll() is None, "the run ended before the signal"
+    proc = _start_until(_train_cmd(run_dir, cfg), run_dir, target, rng)
     if sig == signal.SIGKILL:
         proc.send_signal(sig)
     else:
@@ -223,6 +215,20 @@ def test_stop_and_resume_through_the_loader(tmp_path, sig):
     assert read_json(run_dir / "status.json")["status"] == ("running" if sig == signal.SIGKILL else "interrupted")
     assert runner.run(cfg, run_dir, resume=True, progress=False).status == "completed"
     assert _strip(read_jsonl(run_dir / "metrics.jsonl")) == _strip(ref)
+
+
+def _start_until(cmd: list[str], run_dir, target: int, rng: random.Random) -> subprocess.Popen:
+    """Start ``cmd`` in its own session and return it, still running, once ``run_dir`` holds ``target``
+    records (plus up to 50 ms drawn from ``rng``)."""
+    # no pipes: a killed run's orphaned workers would hold them open until they notice (up to 5 s)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and _count(run_dir / "metrics.jsonl") < target:
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.005)
+    time.sleep(rng.uniform(0, 0.05))
+    assert proc.poll() is None, "the run ended before the signal"
+    return proc
 
 
 def _count(path) -> int:

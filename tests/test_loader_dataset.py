@@ -3,8 +3,6 @@ reads one file per sample as it trains, never stacks the training set, and write
 same data loaded in memory, G/N included; killed with SIGKILL, it resumes to them."""
 
 import random
-import subprocess
-import time
 from dataclasses import replace
 
 import pytest
@@ -16,7 +14,7 @@ from svag.cli import main
 from svag.config import RunConfig
 from svag.data import DatasetSplits, load_dataset
 from svag.records import read_json, read_jsonl
-from test_loader import _count, _strip, _train_cmd
+from test_loader import _start_until, _strip, _train_cmd
 
 N_TRAIN, N_TEST, N_FILES = 256, 64, 300  # the files hold 300 training samples: the run takes a seeded 256
 
@@ -138,13 +136,7 @@ def test_sigkill_and_resume_from_files(tmp_path, spec):
     rng = random.Random(0)
     target = rng.randrange(2, len(ref.records) - 2)
     cmd = [*_train_cmd(run_dir, cfg), "--data-seed", "3", "--noise-every", "0", "--noise-batches", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and _count(run_dir / "metrics.jsonl") < target:
-        assert time.monotonic() < deadline, "the run made no progress"
-        time.sleep(0.005)
-    time.sleep(rng.uniform(0, 0.05))
-    assert proc.poll() is None, "the run ended before the signal"
+    proc = _start_until(cmd, run_dir, target, rng)
     proc.kill()
     assert proc.wait(timeout=120) == -9 and read_json(run_dir / "status.json")["status"] == "running"
     assert runner.run(cfg, run_dir, resume=True, progress=False).status == "completed"

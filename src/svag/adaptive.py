@@ -140,6 +140,8 @@ def svag_adam(
     weight_decay: float,
     l: float,
     decoupled_weight_decay: bool = False,
+    foreach: bool | None = None,
+    fused: bool | None = None,
 ) -> None:
     r"""Functional core of :class:`SVAGAdam` and :class:`SVAGAdamW`: one Adam step with the transformed
     hyperparameters.
@@ -158,10 +160,21 @@ def svag_adam(
     ``x ← (1 − η'λ_W')·x`` with ``λ_W' = svag_decoupled_weight_decay(weight_decay, l) = λ_W/ℓ``, then
     the Adam step on ``d = g``, in ``torch.optim.AdamW``'s order, so ``l = 1`` equals
     ``torch.optim.AdamW(params, lr, (beta1, beta2), eps, weight_decay)`` bit for bit.
+
+    ``foreach``/``fused``: the same update on torch's multi-tensor or fused Adam kernels
+    (``torch.optim.adam.adam``) with the transformed hyperparameters; ``l = 1`` is
+    ``torch.optim.Adam``/``AdamW`` with the same flag.
     """
     hp = transformed_hyperparameters(lr, (beta1, beta2), eps, l)
     lr_, (b1, b2), eps_ = hp["lr"], hp["betas"], hp["eps"]
     wd_ = svag_decoupled_weight_decay(weight_decay, l) if decoupled_weight_decay else weight_decay
+    if foreach or fused:
+        from torch.optim.adam import adam
+
+        adam(params, grads, exp_avgs, exp_avg_sqs, [], _kernel_steps(params, steps, bool(fused)), foreach=foreach,
+             fused=fused, decoupled_weight_decay=decoupled_weight_decay, amsgrad=False, beta1=b1, beta2=b2, lr=lr_,
+             weight_decay=wd_, eps=eps_, maximize=False)  # fmt: skip
+        return
     for param, grad, exp_avg, exp_avg_sq, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
         if wd_ != 0:
             if decoupled_weight_decay:
@@ -218,34 +231,6 @@ def _kernel_steps(params: list[torch.Tensor], steps: list[int], fused: bool) -> 
 
     dtype = _get_scalar_dtype(is_fused=fused)
     return [torch.tensor(float(k - 1), dtype=dtype, device=p.device if fused else None) for p, k in zip(params, steps)]
-
-
-def _torch_adam(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    exp_avgs: list[torch.Tensor],
-    exp_avg_sqs: list[torch.Tensor],
-    steps: list[int],
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    l: float,
-    decoupled_weight_decay: bool = False,
-    foreach: bool | None = None,
-    fused: bool | None = None,
-) -> None:
-    """:func:`svag_adam`'s update on torch's ``foreach``/``fused`` Adam kernels (``torch.optim.adam.adam``)
-    with the transformed hyperparameters; ``l = 1`` is ``torch.optim.Adam``/``AdamW`` with the same flag."""
-    from torch.optim.adam import adam
-
-    hp = transformed_hyperparameters(lr, (beta1, beta2), eps, l)
-    wd = svag_decoupled_weight_decay(weight_decay, l) if decoupled_weight_decay else weight_decay
-    adam(params, grads, exp_avgs, exp_avg_sqs, [], _kernel_steps(params, steps, bool(fused)), foreach=foreach,
-         fused=fused, decoupled_weight_decay=decoupled_weight_decay, amsgrad=False, beta1=hp["betas"][0],
-         beta2=hp["betas"][1], lr=hp["lr"], weight_decay=wd, eps=hp["eps"], maximize=False)  # fmt: skip
 
 
 def _torch_rmsprop(
@@ -379,11 +364,7 @@ class SVAGAdam(_AdaptiveSVAG):
         exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
         hyper = {"lr": group["lr"], "beta1": beta1, "beta2": beta2, "eps": group["eps"], "l": group["l"]}
         hyper.update(weight_decay=group["weight_decay"], decoupled_weight_decay=self._decoupled)
-        if group["foreach"] or group["fused"]:
-            flags = {"foreach": group["foreach"], "fused": group["fused"]}
-            _torch_adam(params, grads, exp_avgs, exp_avg_sqs, steps, **flags, **hyper)
-        else:
-            svag_adam(params, grads, exp_avgs, exp_avg_sqs, steps, **hyper)
+        svag_adam(params, grads, exp_avgs, exp_avg_sqs, steps, foreach=group["foreach"], fused=group["fused"], **hyper)
 
 
 class SVAGAdamW(SVAGAdam):
@@ -512,7 +493,7 @@ class SVAGRMSprop(_AdaptiveSVAG):
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             exp_avgs = [s["exp_avg"] for s in states]
             flags = {"foreach": group["foreach"], "fused": group["fused"]}
-            _torch_adam(params, grads, exp_avgs, exp_avg_sqs, steps, beta1=0.0, beta2=beta, **flags, **hyper)
+            svag_adam(params, grads, exp_avgs, exp_avg_sqs, steps, beta1=0.0, beta2=beta, **flags, **hyper)
             return
         for state in states:  # the Adam kernels' scratch first moment, when this group was on them before
             state.pop("exp_avg", None)
