@@ -4,8 +4,8 @@
 #
 # One `svag compare` (or `svag lsr`) per row, one after the other, on one thread each, every one with
 # --resume: an interrupted row continues where it stopped and a finished row (its verdicts.json / lsr.json
-# exists) is skipped. Each row's wall and CPU time go to OUT_ROOT/ROW.time (GNU time; a resumed row's file
-# holds its last stretch), which scripts/experiments_families_table.py reads for the table. Give row names
+# exists) is skipped. Each row's wall and CPU time go to OUT_ROOT/ROW.time (GNU time, one line per stretch
+# of a resumed row), which scripts/experiments_families_table.py reads for the table. Give row names
 # to run only those. Rows run in the order below: each family's first row early, the costly ones late.
 # Measured: the 20 rows before the two Fashion-MNIST ones took 54 min of wall time (43 min of CPU) on the
 # 2-core machine shared with other jobs; the Fashion-MNIST rows are estimated at ~35 min of CPU each.
@@ -29,7 +29,7 @@ row() {  # row NAME DONE_FILE COMMAND...: run COMMAND under GNU time unless NAME
   if [ "$ONLY" != "  " ] && [[ "$ONLY" != *" $name "* ]]; then return; fi
   if [ -f "$OUT/$name/$done" ]; then echo "== $name: done ($OUT/$name/$done)"; return; fi
   echo "== $name: $*"
-  /usr/bin/time -f "wall_s=%e user_s=%U sys_s=%S" -o "$OUT/$name.time" "$@"
+  /usr/bin/time -a -f "wall_s=%e user_s=%U sys_s=%S" -o "$OUT/$name.time" "$@"  # -a: a line per stretch
 }
 
 mkdir -p "$OUT"
@@ -38,16 +38,21 @@ mkdir -p "$OUT"
 # conv biases, no normalization, affine everything, eta = 0.1
 row fam1-mnist1d-cnn-none verdicts.json "${SVAG[@]}" compare --out "$OUT/fam1-mnist1d-cnn-none" \
   --model cnn --norm none --scale-invariant false --width 1 --lr 0.1 --epochs 4 "${common[@]}"
-# (2) non-step schedules on continuous time. The triangle (one cycle: 1% of eta up to eta = 0.4 at half
-# the run, back down to 1%) runs first; the cosine (to 1e-3 eta) runs last, shorter: both schedules keep
-# time advancing with a floor, and the steps to cover a stretch dt are dt/eta(t), so a 3-epoch cosine run
-# takes 5926 SGD steps instead of 187 (32x; its last sixth of time takes 93% of them), the triangle ~5x.
-sched() {  # sched NAME EPOCHS LS SEEDS
-  row "fam2-mnist1d-cnn-bn-$1" verdicts.json "${SVAG[@]}" compare --out "$OUT/fam2-mnist1d-cnn-bn-$1" \
-    --model cnn --norm bn --scale-invariant true --width 1 --lr 0.4 --schedule "$1" --epochs "$2" "${common[@]}" \
-    --ls "$3" --seeds "$4"
+# (2) non-step schedules, shaped over the simulated run's steps as P1 does (--schedule-unit step): P1's
+# two-cycle triangle (1% of eta up to eta = 0.4 at a quarter of the run, down to 1% at half, again) and a
+# cosine to 1e-3 eta, 3 epochs each; every l takes exactly l times the SGD run's 188 steps. Then the same
+# one-cycle triangle shaped on continuous time: there the steps to cover a stretch dt are dt/eta(t), ~5x
+# the steps (a cosine to 1e-3 eta shaped on time takes 32x: its last sixth of time takes 93% of them).
+sched() {  # sched NAME EPOCHS LS SEEDS FLAGS...
+  local name=$1 epochs=$2 ls=$3 seeds=$4
+  shift 4
+  row "fam2-mnist1d-cnn-bn-$name" verdicts.json "${SVAG[@]}" compare --out "$OUT/fam2-mnist1d-cnn-bn-$name" \
+    --model cnn --norm bn --scale-invariant true --width 1 --lr 0.4 --epochs "$epochs" "${common[@]}" \
+    --ls "$ls" --seeds "$seeds" "$@"
 }
-sched triangle 2 1,2,4 4
+sched triangle2-steps 3 1,2,4 4 --schedule triangle --cycles 2 --schedule-unit step
+sched cosine-steps 3 1,2,4 4 --schedule cosine --schedule-unit step
+sched triangle 2 1,2,4 4 --schedule triangle --schedule-unit time
 # (5) VGG-16, scale-invariant, BN (then GN below), width 1/16 (4 ... 32 channels), eta = 0.4
 vgg() {
   row "fam5-mnist1d-vgg16-$1" verdicts.json "${SVAG[@]}" compare --out "$OUT/fam5-mnist1d-vgg16-$1" \
@@ -61,6 +66,13 @@ wide() {
     --model cnn --norm "$1" --scale-invariant true --width "$2" --lr 0.4 --epochs 2 "${common[@]}"
 }
 wide bn 2
+# (4) PreResNet-32 itself, scale-invariant, BN and GN, 3 epochs: at its CIFAR width (w1: 16/32/64
+# channels, 157k parameters) and 4x wide as P1 (w4: 64/128/256 channels, 2.5M parameters; one step costs
+# 5.3x w1's, 255 against 48 ms of CPU at B = 64). At w0.25 (4/8/16 channels) GN stays near chance for 5 epochs.
+preres() {  # preres NORM WIDTH
+  row "fam4-mnist1d-preresnet32-$1-w$2" verdicts.json "${SVAG[@]}" compare --out "$OUT/fam4-mnist1d-preresnet32-$1-w$2" \
+    --model preresnet32 --norm "$1" --scale-invariant true --width "$2" --lr 0.4 --epochs 3 "${common[@]}"
+}
 # (3) the LSR test on a net that is not scale-invariant: ResNet-32 with BN and affine parameters,
 # width 1/4 (4/8/16 channels), one seed per batch size; every flag explicit
 row fam3-lsr-mnist1d-resnet32 lsr.json "${SVAG[@]}" lsr --out "$OUT/fam3-lsr-mnist1d-resnet32" --resume --no-progress \
@@ -79,7 +91,6 @@ main1 bn
 row fam1-mnist1d-cnn-none-replacement verdicts.json "${SVAG[@]}" compare \
   --out "$OUT/fam1-mnist1d-cnn-none-replacement" --model cnn --norm none --scale-invariant false --width 1 \
   --lr 0.1 --epochs 4 "${common[@]}" --sampling replacement
-sched cosine 1 1,2 3
 wide bn 0.5
 vgg gn
 # (5) VGG-16 BN at a 4x smaller LR, eta = 0.1: is a departure at eta = 0.4 the step size?
@@ -121,3 +132,7 @@ row fam6-ngd-mnist1d-mlp-w4-B8 verdicts.json "${SVAG[@]}" compare --ngd --out "$
   --data mnist1d --model mlp --norm none --width 4 --n-train 1000 --lr 0.1 --batch-size 8 --weight-decay 5e-4 \
   --epochs 10 --eval-every 1 --sampling replacement --ls 1,2,4 --seeds 8 --no-progress --resume
 fashion gn
+preres bn 1
+preres gn 1
+preres bn 4
+preres gn 4

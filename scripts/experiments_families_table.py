@@ -67,20 +67,30 @@ ROWS: tuple[dict, ...] = (
          setting="CNN w1, no norm, affine, η 0.1, B 64, 4 ep", section=S8["a"]),
     dict(name="fam1-mnist1d-cnn-none-replacement", p1="(the same, batches with replacement)",
          setting="CNN w1, no norm, affine, η 0.1, B 64, 4 ep, with replacement", section=S8["a"]),
-    dict(name="fam2-mnist1d-cnn-bn-cosine", p1="cosine LR schedule",
-         setting=f"{SI} CNN w1, BN, cosine from η 0.4, B 64, 1 ep, l 1, 2, 3 seeds", section=S8["b"]),
-    dict(name="fam2-mnist1d-cnn-bn-triangle", figure=True, p1="triangle LR schedule (two cycles)",
-         setting=f"{SI} CNN w1, BN, triangle to η 0.4 (one cycle), B 64, 2 ep", section=S8["b"]),
+    dict(name="fam2-mnist1d-cnn-bn-triangle2-steps", figure=True, p1="triangle LR schedule (two cycles)",
+         setting=f"{SI} CNN w1, BN, two-cycle triangle to η 0.4 over the steps, B 64, 3 ep", section=S8["b"]),
+    dict(name="fam2-mnist1d-cnn-bn-cosine-steps", figure=True, p1="cosine LR schedule",
+         setting=f"{SI} CNN w1, BN, cosine from η 0.4 over the steps, B 64, 3 ep", section=S8["b"]),
+    dict(name="fam2-mnist1d-cnn-bn-triangle", p1="(a triangle shaped on continuous time, one cycle)",
+         setting=f"{SI} CNN w1, BN, triangle to η 0.4 (one cycle) on time, B 64, 2 ep", section=S8["b"]),
     dict(name="fam3-lsr-mnist1d-resnet32", figure=True, p1="ResNet-32 (not scale-invariant): LSR test",
          setting="ResNet-32 w¼, BN affine, η0 0.1, B0 32, λ 5e-3, 12 ep (×0.1 at 10), B to 1024, 1 seed",
          section=S8["c"], kind="lsr"),
-    dict(name="fam4-mnist1d-cnn-bn-w0.5", p1="PreResNet-32 BN (narrow base of the 4× wide net)",
+    dict(name="fam4-mnist1d-preresnet32-bn-w4", figure=True, p1="PreResNet-32 4× wide, BN",
+         setting=f"{SI} PreResNet-32 w4 (64/128/256 ch), BN, η 0.4, B 64, 3 ep", section=S8["d"]),
+    dict(name="fam4-mnist1d-preresnet32-gn-w4", figure=True, p1="PreResNet-32 4× wide, GN",
+         setting=f"{SI} PreResNet-32 w4, GN, η 0.4, B 64, 3 ep", section=S8["d"]),
+    dict(name="fam4-mnist1d-preresnet32-bn-w1", p1="(PreResNet-32 BN at its base width)",
+         setting=f"{SI} PreResNet-32 w1 (16/32/64 ch), BN, η 0.4, B 64, 3 ep", section=S8["d"]),
+    dict(name="fam4-mnist1d-preresnet32-gn-w1", p1="(PreResNet-32 GN at its base width)",
+         setting=f"{SI} PreResNet-32 w1, GN, η 0.4, B 64, 3 ep", section=S8["d"]),
+    dict(name="fam4-mnist1d-cnn-bn-w0.5", p1="(the same 4× step on the CNN: w½, BN)",
          setting=f"{SI} CNN w½ (16/32 ch), BN, η 0.4, B 64, 2 ep", section=S8["d"]),
-    dict(name="fam4-mnist1d-cnn-bn-w2", p1="PreResNet-32 4× wide, BN",
+    dict(name="fam4-mnist1d-cnn-bn-w2", p1="(… and w2, BN)",
          setting=f"{SI} CNN w2 (64/128 ch), BN, η 0.4, B 64, 2 ep", section=S8["d"]),
-    dict(name="fam4-mnist1d-cnn-gn-w0.5", p1="PreResNet-32 GN (narrow base)",
+    dict(name="fam4-mnist1d-cnn-gn-w0.5", p1="(… w½, GN)",
          setting=f"{SI} CNN w½, GN, η 0.4, B 64, 2 ep", section=S8["d"]),
-    dict(name="fam4-mnist1d-cnn-gn-w2", figure=True, p1="PreResNet-32 4× wide, GN",
+    dict(name="fam4-mnist1d-cnn-gn-w2", p1="(… w2, GN)",
          setting=f"{SI} CNN w2, GN, η 0.4, B 64, 2 ep", section=S8["d"]),
     dict(name="fam5-mnist1d-vgg16-bn", p1="VGG-16 BN",
          setting=f"{SI} VGG-16 w1/16, BN, η 0.4, B 64, 2 ep", section=S8["e"]),
@@ -115,19 +125,40 @@ def metric_cell(metric: dict, index: int, digits: int) -> str:
 
 
 def read_time(path: Path) -> dict[str, float] | None:
-    """GNU time's ``wall_s=… user_s=… sys_s=…`` line (the last one: a resumed row's last stretch)."""
+    """GNU time's ``wall_s=… user_s=… sys_s=…`` lines summed (one per stretch of a resumed row), with
+    ``stretches``, their number."""
     if not path.is_file():
         return None
     lines = [ln for ln in path.read_text().splitlines() if ln.startswith("wall_s=")]
     if not lines:
         return None
-    return {k: float(v) for k, v in (item.split("=") for item in lines[-1].split())}
+    total = {"wall_s": 0.0, "user_s": 0.0, "sys_s": 0.0, "stretches": float(len(lines))}
+    for line in lines:
+        for key, value in (item.split("=") for item in line.split()):
+            total[key] += float(value)
+    return total
 
 
-def time_cell(t: dict[str, float] | None) -> str:
+def training_time(folder: Path) -> float:
+    """Seconds the row's runs trained, from their own ``status.json`` (``wall_time`` survives a resume): the
+    sum over processes, where the seeds one process trained together report the same ``wall_time``."""
+    seen: set[tuple[float, float]] = set()
+    for status in sorted(folder.glob("*/status.json")):
+        data = read_json(status)
+        if isinstance(data.get("wall_time"), (int, float)):
+            seen.add((float(read_json(status.parent / "config.json")["config"]["l"]), float(data["wall_time"])))
+    return sum(wall for _, wall in seen)
+
+
+def time_cell(t: dict[str, float] | None, trained: float = 0.0) -> str:
+    """Wall time (CPU time) of the row, summed over its stretches. Where the runs' own training time is longer
+    (a stretch ran before the script kept every stretch's time), that time is shown instead, marked "≥"."""
     if t is None:
         return "—"
-    return f"{t['wall_s'] / 60:.1f} min (CPU {(t['user_s'] + t['sys_s']) / 60:.1f})"
+    if trained > t["wall_s"]:
+        return f"≥ {trained / 60:.1f} min (training; resumed)"
+    cell = f"{t['wall_s'] / 60:.1f} min (CPU {(t['user_s'] + t['sys_s']) / 60:.1f})"
+    return cell + (f", {t['stretches']:.0f} stretches" if t["stretches"] > 1 else "")
 
 
 def lsr_cells(result: dict) -> list[str]:
@@ -164,7 +195,10 @@ def describe(config: dict, seeds: int) -> str:
     if config["data"] != "mnist1d":
         text = f"{config['data']}: {text}"
     if config["schedule"] != "constant":
-        text += f", {config['schedule']}"
+        cycles = config.get("cycles", 1)
+        text += f", {config['schedule']}" + (f" ×{cycles} cycles" if cycles > 1 else "")
+        if config["schedule"] in ("cosine", "triangle"):
+            text += " on steps" if config.get("schedule_unit") == "step" else " on time"
     text += f", η {config['lr']:g}, B {config['batch_size']}, {config['epochs']:g} ep"
     if config.get("n_train"):
         text += f", n {config['n_train']}"
@@ -176,7 +210,7 @@ def describe(config: dict, seeds: int) -> str:
 def table_row(spec: dict, runs: Path, figures: Path | None = None) -> str:
     folder = runs / spec["name"]
     command = f"`bash {SCRIPT} {runs} {spec['name']}`"
-    timing = time_cell(read_time(runs / f"{spec['name']}.time"))
+    timing = time_cell(read_time(runs / f"{spec['name']}.time"), training_time(folder))
     link = f"[§]({spec['section']})"
     if figures is not None and (figures / f"{spec['name']}.png").is_file():
         link += f" [figure]({(figures / spec['name']).as_posix()}.png)"

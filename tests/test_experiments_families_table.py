@@ -39,16 +39,18 @@ def _values(l, seed):
     }
 
 
+def _derived(l) -> dict:
+    return {"time_per_epoch": 16.0, "end_time": 32.0, "eval_times": TIMES,
+            "schedule": {"kind": "constant", "lr": CFG.lr}, "clock": {"power": 1, "l": float(l), "lr_factor": 1.0},
+            "optimizer_names": {"simulated": "SGD", "svag": "SVAG"}}  # fmt: skip
+
+
 def fabricate_comparison(folder: Path) -> dict:
     """Run folders of a comparison (SGD and SVAG at l = 1, 2, 4, seeds 0-3) and their verdicts.json."""
     for l in LS:
         for seed in SEEDS:
             run = RunFolder(folder / f"l{l}_seed{seed}")
-            derived = {"time_per_epoch": 16.0, "end_time": 32.0, "eval_times": TIMES,
-                       "schedule": {"kind": "constant", "lr": CFG.lr},
-                       "clock": {"power": 1, "l": float(l), "lr_factor": 1.0},
-                       "optimizer_names": {"simulated": "SGD", "svag": "SVAG"}}  # fmt: skip
-            run.create(replace(CFG, l=float(l), seed=seed).to_dict(), derived, {})
+            run.create(replace(CFG, l=float(l), seed=seed).to_dict(), _derived(l), {})
             values = _values(l, seed)
             for j, t in enumerate(TIMES):
                 run.append_record({"sde_time": t, "epoch": float(j), **{k: v[j] for k, v in values.items()}})
@@ -133,3 +135,22 @@ def test_write_refuses_a_file_without_the_markers_in_one_line(tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "expected one" in err and str(doc) in err
     assert doc.read_text() == body
+
+
+def test_time_sums_the_stretches_of_a_resumed_row_and_falls_back_to_the_runs_own_time(tmp_path):
+    """GNU time appends a line per stretch: the cell sums them. Where the runs' own status.json says they
+    trained longer (a stretch whose time was not kept), that is shown instead, marked ≥."""
+    fam = _script()
+    (tmp_path / "r.time").write_text("wall_s=60.00 user_s=30.00 sys_s=6.00\nwall_s=120.00 user_s=54.00 sys_s=0.00\n")
+    t = fam.read_time(tmp_path / "r.time")
+    assert t == {"wall_s": 180.0, "user_s": 84.0, "sys_s": 6.0, "stretches": 2.0}
+    assert fam.time_cell(t) == "3.0 min (CPU 1.5), 2 stretches"
+    # two processes of 4 seeds each (l = 1: 100 s, l = 2: 200 s), the seeds of one process share wall_time
+    for l, wall in ((1, 100.0), (2, 200.0)):
+        for seed in range(4):
+            run = RunFolder(tmp_path / "row" / f"l{l}_seed{seed}")
+            run.create(replace(CFG, l=float(l), seed=seed).to_dict(), _derived(l), {})
+            run.write_status("completed", records=3, wall_time=wall)
+    assert fam.training_time(tmp_path / "row") == 300.0
+    assert fam.time_cell(t, 300.0) == "≥ 5.0 min (training; resumed)"
+    assert fam.time_cell(t, 170.0) == "3.0 min (CPU 1.5), 2 stretches"

@@ -71,3 +71,15 @@ def test_command_line_parses(argv):
         command == "plot" and argv[-1] == "plot"
     ):
         assert parser.parse_args(argv).command == command
+
+
+@pytest.mark.parametrize("doc", ["README.md", "EXPERIMENTS.md", "BENCHMARKS.md"])
+def test_the_files_a_document_names_exist(doc):
+    """Every script, example and figure the document names (`scripts/…`, `examples/…`, `docs/….png`) is
+    in the repository."""
+    root = README.parent
+    text = (root / doc).read_text()
+    pattern = r"(?<![\w/.])((?:scripts|examples|benchmarks)/[\w./-]+\.(?:sh|py)|docs/[\w./-]+\.png)"
+    named = set(re.findall(pattern, text))
+    assert named, f"{doc} names no script or figure"
+    assert sorted(p for p in named if not (root / p).is_file()) == []

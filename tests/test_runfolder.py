@@ -242,3 +242,28 @@ def test_contents_ignore_temporaries_and_a_lost_checkpoint_is_told_by_the_status
     folder.create(RunConfig(l=2.0).to_dict(), DERIVED, {"seed": 0})  # afresh: leftovers go too
     assert sorted(p.name for p in folder.path.iterdir()) == ["config.json", "env.json"]
     assert RunFolder(tmp_path / "absent").contents() == []
+
+
+def test_a_folder_older_than_schedule_unit_keeps_its_time_shaped_schedule(tmp_path):
+    """Cosine and triangle were shaped on continuous time before ``schedule_unit`` existed (its default is
+    now ``step``): a folder without the field reads as ``time`` for them and resumes only as such; for
+    other schedules the field changes nothing and reads as the default."""
+    from svag import runner
+
+    cfg = RunConfig(data="teacher-student", n_train=64, n_test=32, batch_size=16, lr=0.1, epochs=1.0,
+                    schedule="cosine", schedule_unit="time", device="cpu")  # fmt: skip
+    runner.run(cfg, tmp_path / "old", progress=False)
+    path = tmp_path / "old" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["config"]["schedule_unit"]
+    path.write_text(json.dumps(saved))
+    assert RunFolder(tmp_path / "old").config()["schedule_unit"] == "time"
+    runner.run(cfg, tmp_path / "old", progress=False, resume=True)  # the same run: accepted, nothing to do
+    with pytest.raises(ValueError, match=r"config differs in \['schedule_unit'\]"):
+        runner.run(RunConfig(**{**cfg.to_dict(), "schedule_unit": "step"}), tmp_path / "old", progress=False,
+                   resume=True)  # fmt: skip
+    folder = _new(tmp_path)  # constant LR
+    saved = json.loads(folder.config_path.read_text())
+    del saved["config"]["schedule_unit"]
+    folder.config_path.write_text(json.dumps(saved))
+    assert folder.config()["schedule_unit"] == RunConfig().schedule_unit == "step"

@@ -49,6 +49,8 @@ def test_every_l_sees_the_same_lr_at_the_same_time(tmp_path):
         S.Cosine(0.4, horizon=9.0),
         S.Triangle(0.4, peak_time=1.0, horizon=3.0),
         S.Warmup(S.Cosine(0.4, horizon=9.0), warmup_time=1.0),
+        S.Triangle(0.4, peak_time=0.5, horizon=3.0, cycles=2),
+        S.OnSteps(S.Warmup(S.Cosine(0.4, horizon=12), warmup_time=3.0), steps=12, power=2, lr_factor=1.0),
     ],
 )
 def test_round_trip_through_dict(sched):
@@ -69,6 +71,10 @@ def test_positive_everywhere_defaults():
         (lambda: S.Constant(math.nan), "lr must be"),
         (lambda: S.MultiStep(0.1, milestones=(5.0, 2.0)), "milestones must be increasing"),
         (lambda: S.Triangle(0.1, peak_time=5.0, horizon=2.0), "peak_time must be in"),
+        (lambda: S.Triangle(0.1, peak_time=1.5, horizon=4.0, cycles=3), r"peak_time must be in \(0, horizon/cycles"),
+        (lambda: S.Triangle(0.1, peak_time=0.5, horizon=4.0, cycles=0), "cycles must be an integer >= 1, got 0"),
+        (lambda: S.OnSteps(S.Constant(0.1), steps=0), r"steps must be an integer in \[1, "),
+        (lambda: S.OnSteps(S.Constant(0.1), steps=2.5), "steps must be an integer"),
         (lambda: S.Warmup(S.Constant(0.1), warmup_time=1.0, start_factor=0.0), "start_factor must be"),
         (lambda: S.schedule_from_dict({"kind": "exp"}), "unknown schedule kind 'exp'; valid"),
         (
@@ -80,3 +86,61 @@ def test_positive_everywhere_defaults():
 def test_bad_schedules(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def _triangle_reference(t, lr, peak, horizon, start, final, cycles):
+    """Obviously correct: find the cycle by walking, then interpolate on its two legs."""
+    cycle = horizon / cycles
+    t = min(max(t, 0.0), horizon)
+    k = 0
+    while k < cycles - 1 and t >= (k + 1) * cycle:
+        k += 1
+    u = t - k * cycle
+    if u <= peak:
+        return start + (lr - start) * (u / peak)
+    return lr + (final - lr) * ((u - peak) / (cycle - peak))
+
+
+@pytest.mark.parametrize("cycles", [1, 2, 3])
+def test_triangle_cycles_against_a_reference(cycles):
+    tri = S.Triangle(0.8, peak_time=1.0, horizon=6.0 * cycles, start_lr=0.02, final_lr=0.04, cycles=cycles)
+    for i in range(0, 601 * cycles + 50):
+        t = i / 100
+        want = _triangle_reference(t, 0.8, 1.0, 6.0 * cycles, 0.02, 0.04, cycles)
+        assert tri(t) == pytest.approx(want, rel=1e-12, abs=1e-15), t
+    peaks = [tri(1.0 + 6.0 * k) for k in range(cycles)]
+    assert peaks == pytest.approx([0.8] * cycles)  # every cycle reaches lr at its own peak
+
+
+def test_on_steps_is_the_per_step_schedule_of_its_shape_and_every_l_takes_l_p_times_its_steps():
+    """``OnSteps(inner, K)`` equals ``PerStep([inner(0), …, inner(K−1)])``; driving an SVAG clock by
+    ``lr = schedule(t)`` takes ``l^p`` steps at each of those LRs."""
+    from svag.clock import TIME_RTOL, Clock
+
+    inner = S.Triangle(0.5, peak_time=2.5, horizon=10, cycles=2)
+    for power in (1, 2):
+        on = S.OnSteps(inner, steps=10, power=power)
+        ref = S.PerStep(tuple(inner(float(k)) for k in range(10)), power)
+        assert on.horizon == ref.horizon
+        for l in (1, 2, 4):
+            clock, t, lrs = Clock(power, l), 0.0, []
+            while t < on.horizon * (1 - TIME_RTOL):
+                lr = on(t)
+                lrs.append(lr)
+                t += clock.step_time(lr)
+            per = round(l**power)
+            assert len(lrs) == on.svag_steps(l) == per * 10
+            assert lrs == [lr for lr in ref.lrs for _ in range(per)]
+
+
+def test_a_cosine_on_steps_through_the_runner(tmp_path):
+    """``--schedule-unit step`` through the real runner: SGD takes ⌈epochs·n/B⌉ steps, SVAG at l = 2
+    exactly twice as many, and both reach every evaluation time with the same LR."""
+    cfg = RunConfig(data="teacher-student", n_train=128, n_test=64, model="mlp", lr=0.2, batch_size=16,
+                    epochs=1.5, eval_every=0.25, schedule="cosine", schedule_unit="step", checkpoint_every=2.0,
+                    device="cpu")  # fmt: skip
+    sgd, svag2 = (runner.run(replace(cfg, l=l), tmp_path / f"l{l}", progress=False).records for l in (1.0, 2.0))
+    assert sgd[-1]["step"] == 12 and svag2[-1]["step"] == 24  # 1.5 epochs × 128/16 steps
+    assert [r["lr"] for r in sgd] == [r["lr"] for r in svag2]
+    assert [r["sde_time"] for r in svag2] == pytest.approx([r["sde_time"] for r in sgd], rel=1e-9)
+    assert sgd[-1]["lr"] < 0.05 * 0.2  # the cosine decayed inside the run

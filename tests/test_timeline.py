@@ -1,5 +1,7 @@
 """The timeline: epochs converted to continuous time once, with the optimizer's clock."""
 
+import math
+
 import pytest
 
 from svag import schedules as S
@@ -51,3 +53,54 @@ def test_noise_window_and_warmup_in_time():
     assert (tl.noise_from, tl.noise_to, tl.m_interval) == pytest.approx((2 * tau, 3 * tau, 0.5 * tau))
     assert isinstance(tl.schedule, S.Warmup) and tl.schedule.warmup_time == pytest.approx(tau)
     assert tl.to_dict()["schedule"]["kind"] == "warmup"
+
+
+@pytest.mark.parametrize("clock", [SGD, ADAM], ids=["sgd", "adam"])
+def test_cosine_on_steps_runs_over_the_simulated_runs_steps(clock):
+    """``schedule_unit="step"``: K = ⌈epochs·n/B⌉ steps at ``η_k = cosine(k/K)`` (after a warm-up of
+    warmup·n/B steps); the end is the time they cover, Σ original_step_time(η_k)."""
+    cfg = RunConfig(lr=0.3, batch_size=16, epochs=2.5, warmup=0.5, schedule="cosine", schedule_unit="step").validate()
+    n = 100  # 6.25 steps per epoch: K = ⌈15.625⌉ = 16
+    tl = Timeline.of(cfg, n, clock)
+    assert isinstance(tl.schedule, S.OnSteps) and tl.schedule.steps == 16
+    lrs = []
+    for k in range(16):
+        cos = 0.3e-3 + (0.3 - 0.3e-3) * 0.5 * (1 + math.cos(math.pi * k / 16))
+        lrs.append(cos * (0.1 + 0.9 * min(k / 3.125, 1.0)))
+    assert tl.end_time == pytest.approx(sum(clock.original_step_time(lr) for lr in lrs), rel=1e-12)
+    t = 0.0
+    for lr in lrs:
+        assert tl.schedule(t) == pytest.approx(lr, rel=1e-12)
+        t += clock.original_step_time(lr)
+
+
+def test_two_cycle_triangle_on_time_and_steps():
+    base = dict(lr=0.4, batch_size=10, epochs=4.0, schedule="triangle", cycles=2)
+    on_time = Timeline.of(RunConfig(**base, schedule_unit="time").validate(), 100, SGD)
+    assert on_time.end_time == pytest.approx(4 * 10 * 0.4)
+    assert [on_time.schedule(t) for t in (0.0, 4.0, 8.0, 12.0, 16.0)] == pytest.approx([0.004, 0.4, 0.004, 0.4, 0.004])
+    on_steps = Timeline.of(RunConfig(**base).validate(), 100, SGD)  # the default: over the steps
+    lrs = on_steps.schedule._per_step.lrs
+    assert len(lrs) == 40 and lrs[10] == pytest.approx(0.4) and lrs[30] == pytest.approx(0.4)
+    assert lrs[20] == pytest.approx(0.004) and lrs[0] == pytest.approx(0.004)
+
+
+def test_too_many_steps_for_a_per_step_schedule():
+    cfg = RunConfig(
+        lr=0.1, batch_size=1, epochs=1e6, eval_every=1e3, checkpoint_every=1e3, schedule="cosine", schedule_unit="step"
+    ).validate()
+    with pytest.raises(ValueError, match=r"schedule_unit step keeps one LR per step: epochs=1e\+06"):
+        Timeline.of(cfg, 100, SGD)
+
+
+def test_on_steps_evaluates_at_the_simulated_runs_step_boundaries():
+    """Every l reaches T_k exactly, so the grid sits there: k = round(j·eval_every·n/B), and the end."""
+    cfg = RunConfig(lr=0.3, batch_size=16, epochs=2.5, eval_every=0.5, schedule="triangle", cycles=2,
+                    schedule_unit="step").validate()  # fmt: skip
+    tl = Timeline.of(cfg, 100, SGD)  # 6.25 steps per epoch, 16 steps
+    steps = [0, 3, 6, 9, 12, 16]  # round(j·3.125) = 0, 3, 6, 9, 12, (16: 15.625 rounds to 16, the end)
+    assert tl.eval_times == pytest.approx([tl.schedule.time_at(k) for k in steps], rel=1e-15)
+    assert tl.eval_epochs == pytest.approx([k / 6.25 for k in steps])
+    assert tl.eval_times[-1] == tl.end_time
+    on_time = Timeline.of(RunConfig(lr=0.2, batch_size=16, epochs=2.0, eval_every=0.5), 256, SGD)
+    assert on_time.eval_epochs == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])

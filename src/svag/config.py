@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 SCHEDULES = ("constant", "multistep", "cosine", "triangle")
+SCHEDULE_UNITS = ("time", "step")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 NOISE_MODES = ("pairs", "off")
 GRADIENT_NOISE = ("minibatch", "gaussian")
@@ -86,6 +87,13 @@ class RunConfig:
     weight_decay: float = _f(0.0, "L2 weight decay λ (not amplified)")
     l: float = _f(1.0, "SVAG amplification l >= 1 (l = 1 is plain SGD)")
     schedule: str = _f("constant", "LR schedule on continuous time: constant, multistep, cosine, triangle")
+    schedule_unit: str = _f(
+        "step",
+        "cosine/triangle: shaped over the simulated run's steps (step, as P1 and torch's schedulers: every l takes "
+        "exactly l^p times its steps; svag.schedules.OnSteps) or on continuous time (time: covering dt takes "
+        "dt/lr(t) steps, ~32x the steps for a cosine to 1e-3 lr)",
+    )
+    cycles: int = _f(1, "triangle: number of cycles (P1's two-cycle triangle: 2)")
     milestones: tuple[float, ...] = _f((), "multistep: decay points in SGD-equivalent epochs")
     gamma: float = _f(0.1, "multistep: LR factor at each milestone")
     warmup: float = _f(0.0, "linear warm-up length in SGD-equivalent epochs (0: none)")
@@ -164,6 +172,13 @@ class RunConfig:
             raise ValueError(
                 f"gamma must be a decay factor in (0, 1], got {g!r} (a factor > 1 would make each later phase "
                 "longer in continuous time and its LR larger)"
+            )
+        if self.schedule_unit not in SCHEDULE_UNITS:
+            raise ValueError(f"schedule_unit must be one of {', '.join(SCHEDULE_UNITS)}, got {self.schedule_unit!r}")
+        positive("cycles", integer=True)
+        if self.cycles != 1 and self.schedule != "triangle":
+            raise ValueError(
+                f"cycles applies to --schedule triangle only, got cycles={self.cycles} with {self.schedule}"
             )
         if self.warmup >= self.epochs:
             raise ValueError(f"warmup must be shorter than the run (epochs={self.epochs:g}), got {self.warmup:g}")

@@ -307,7 +307,16 @@ class RunFolder:
 
 
 def _config(saved: dict) -> dict:
-    return {**RunConfig().to_dict(), **saved["config"]}
+    """The saved config with the fields a folder predates filled in: with their defaults, except where the
+    default changed since (:func:`_before_field`)."""
+    config = saved["config"]
+    return {**RunConfig().to_dict(), **_before_field(config), **config}
+
+
+def _before_field(config: dict) -> dict:
+    """Values of fields added after ``config`` was written, where they are not the current default:
+    cosine and triangle were shaped on continuous time before ``schedule_unit`` (release 0.2.0) existed."""
+    return {"schedule_unit": "time"} if config.get("schedule") in ("cosine", "triangle") else {}
 
 
 def _derived(saved: dict) -> dict:

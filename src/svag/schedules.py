@@ -10,7 +10,9 @@ at ``lr = 0`` time would stop. Cosine, triangle and warm-up therefore take a pos
 (``final_lr``, ``start_lr``) and refuse 0.
 
 :class:`PerStep` carries a schedule written per step of the simulated run (a GPT script's warm-up +
-cosine) to this time axis, for SGD's clock (``t = Σ η_k``) and Adam's (``t = Σ η_k²``) alike.
+cosine) to this time axis, for SGD's clock (``t = Σ η_k``) and Adam's (``t = Σ η_k²``) alike;
+:class:`OnSteps` does the same for a cosine or triangle read on the step axis (``--schedule-unit step``),
+which keeps each ``l`` at exactly ``l^p`` times the simulated run's steps.
 
 Each schedule is a small frozen dataclass: call it with ``t`` to get the LR, and
 ``dataclasses.asdict`` / :func:`schedule_from_dict` round-trip it through ``config.json``.
@@ -26,6 +28,7 @@ __all__ = [
     "Constant",
     "Cosine",
     "MultiStep",
+    "OnSteps",
     "PerStep",
     "Schedule",
     "Triangle",
@@ -33,6 +36,9 @@ __all__ = [
     "schedule_from_dict",
     "schedule_to_dict",
 ]
+
+
+MAX_STEPS = 10**7  # OnSteps keeps one LR and one end time per step: 10^7 steps are ~0.5 GB of Python floats
 
 
 def _positive(value: float, name: str) -> None:
@@ -110,9 +116,17 @@ class Cosine(Schedule):
 
 @dataclass(frozen=True)
 class Triangle(Schedule):
-    """Linear ramp ``start_lr → lr`` on ``[0, peak_time]``, then ``lr → final_lr`` until ``horizon``.
+    r"""``cycles`` triangles on ``[0, horizon]``: each a linear ramp ``start_lr → lr`` then ``lr → final_lr``.
 
-    ``start_lr = 0`` / ``final_lr = 0`` (the defaults) mean ``1e-2·lr``: time stops at lr = 0.
+    With cycle length ``c = horizon/cycles`` and ``u = t − c·⌊t/c⌋`` the time into the current cycle,
+
+    .. math::  \mathrm{lr}(t) = \begin{cases} s + (\eta - s)\,u/p & u \le p \\
+               \eta + (f - \eta)(u - p)/(c - p) & u > p \end{cases}
+
+    (``p = peak_time``, measured within a cycle; ``f`` after ``horizon``). One cycle (the default) is the
+    triangle of P1's README; P1's figures also use two cycles (the cyclical "triangular" policy of
+    Smith 2017, arXiv 1506.01186). ``start_lr = 0`` / ``final_lr = 0`` (the defaults) mean ``1e-2·lr``:
+    time stops at lr = 0.
     """
 
     lr: float
@@ -120,23 +134,33 @@ class Triangle(Schedule):
     horizon: float
     start_lr: float = 0.0
     final_lr: float = 0.0
+    cycles: int = 1
     kind = "triangle"
 
     def __post_init__(self) -> None:
         _positive(self.lr, "lr")
         _positive(self.horizon, "horizon")
-        if not 0 < self.peak_time < self.horizon:
-            raise ValueError(f"peak_time must be in (0, horizon={self.horizon}), got {self.peak_time!r}")
+        if isinstance(self.cycles, bool) or not isinstance(self.cycles, int) or self.cycles < 1:
+            raise ValueError(f"cycles must be an integer >= 1, got {self.cycles!r}")
+        if not 0 < self.peak_time < self.horizon / self.cycles:
+            raise ValueError(
+                f"peak_time must be in (0, horizon/cycles={self.horizon / self.cycles:g}) (it is measured within "
+                f"a cycle), got {self.peak_time!r}"
+            )
         for name in ("start_lr", "final_lr"):
             value = getattr(self, name) or 1e-2 * self.lr
             _positive(value, name)
             object.__setattr__(self, name, float(value))
 
     def __call__(self, t: float) -> float:
-        if t <= self.peak_time:
-            return self.start_lr + (self.lr - self.start_lr) * max(t, 0.0) / self.peak_time
-        frac = min(t - self.peak_time, self.horizon - self.peak_time) / (self.horizon - self.peak_time)
-        return self.lr + (self.final_lr - self.lr) * frac
+        cycle = self.horizon / self.cycles
+        t = min(max(t, 0.0), self.horizon)
+        u = t - cycle * min(math.floor(t / cycle), self.cycles - 1)  # the end of the last cycle stays in it
+        if u <= self.peak_time:
+            return self.start_lr + (self.lr - self.start_lr) * u / self.peak_time
+        return self.lr + (self.final_lr - self.lr) * min(u - self.peak_time, cycle - self.peak_time) / (
+            cycle - self.peak_time
+        )
 
 
 @dataclass(frozen=True)
@@ -238,7 +262,62 @@ class PerStep(Schedule):
         return self.lrs[min(k, len(self.lrs) - 1)]
 
 
-_KINDS: dict[str, type[Schedule]] = {cls.kind: cls for cls in (Constant, MultiStep, Cosine, Triangle, Warmup, PerStep)}
+@dataclass(frozen=True)
+class OnSteps(Schedule):
+    r"""A schedule of the simulated run's **step** ``k`` (cosine or triangle over its steps, as P1 and
+    ``torch.optim.lr_scheduler`` do it), carried to continuous time by :class:`PerStep`:
+
+    .. math::  \eta_k = \mathrm{inner}(k), \quad k = 0, \dots, \mathrm{steps} - 1, \qquad
+               \mathrm{lr}(t) = \eta_k \ \text{for}\ T_k \le t < T_{k+1}, \quad T_k = \sum_{j<k} (c\,\eta_j)^p
+
+    ``inner`` is any schedule read on the step axis (``Cosine(lr, horizon=steps)``, ``Triangle``,
+    ``Warmup`` of either). SGD then takes ``steps`` steps and SVAG at ``l`` takes ``l^p·steps``, each
+    covering ``(c·η_k/l)^p`` of time: the same continuous-time schedule for every ``l``
+    (:meth:`PerStep.svag_steps`). Shaped on time instead (``Cosine(lr, horizon=T)`` called with ``t``), a
+    schedule spends as many steps on a stretch ``dt`` as ``dt/lr(t)``: a cosine to ``1e-3·lr`` takes ~32×
+    the steps of its constant-LR run, almost all in its tail. Only ``inner``, ``steps`` and the clock
+    are stored (``config.json`` stays small); the per-step LRs are rebuilt.
+    """
+
+    inner: Schedule
+    steps: int
+    power: int = 1
+    lr_factor: float = 1.0
+    kind = "on_steps"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {self.steps!r}")
+        per_step = PerStep(tuple(self.inner(float(k)) for k in range(self.steps)), self.power, self.lr_factor)
+        object.__setattr__(self, "_per_step", per_step)
+
+    @classmethod
+    def for_clock(cls, inner: Schedule, steps: int, clock) -> OnSteps:
+        """``inner`` over ``steps`` steps of the simulated run, on ``clock``'s time axis (its ``l`` is ignored)."""
+        return cls(inner, steps, clock.power, clock.lr_factor)
+
+    @property
+    def horizon(self) -> float:
+        """``T_steps``: the continuous time of the whole simulated run."""
+        return self._per_step.horizon
+
+    def svag_steps(self, l: float) -> int:
+        """SVAG steps at amplification ``l`` that cover the run: ``l^p·steps`` (:meth:`PerStep.svag_steps`)."""
+        return self._per_step.svag_steps(l)
+
+    def time_at(self, step: int) -> float:
+        """``T_step``: the continuous time at which the simulated run has taken ``step`` steps (0 … steps)."""
+        if not 0 <= step <= self.steps:
+            raise ValueError(f"step must be in [0, {self.steps}], got {step!r}")
+        return self._per_step._ends[step - 1] if step else 0.0
+
+    def __call__(self, t: float) -> float:
+        return self._per_step(t)
+
+
+_KINDS: dict[str, type[Schedule]] = {
+    cls.kind: cls for cls in (Constant, MultiStep, Cosine, Triangle, Warmup, PerStep, OnSteps)
+}
 
 
 def schedule_to_dict(schedule: Schedule) -> dict:
@@ -259,7 +338,7 @@ def schedule_from_dict(data: dict) -> Schedule:
     kind = data.pop("kind", None)
     if kind not in _KINDS:
         raise ValueError(f"unknown schedule kind {kind!r}; valid: {', '.join(sorted(_KINDS))}")
-    if "inner" in data:
+    if isinstance(data.get("inner"), dict):
         data["inner"] = schedule_from_dict(data["inner"])
     for key in ("milestones", "lrs"):
         if key in data:

@@ -24,8 +24,11 @@ def make_schedule(cfg, steps_per_epoch: float, clock) -> tuple[S.Schedule, float
     """The LR schedule on continuous time and the run's end time ``T``.
 
     Milestones in SGD-equivalent epochs become times exactly as the simulated run reaches them:
-    phase ``i`` (LR ``η·γ^i``) lasts its epochs times ``τ(η·γ^i)``. Cosine and triangle span
-    ``T = epochs·τ(η)``; warm-up lasts ``warmup·τ(η)``.
+    phase ``i`` (LR ``η·γ^i``) lasts its epochs times ``τ(η·γ^i)``. Cosine and triangle shaped on time
+    span ``T = epochs·τ(η)``; warm-up lasts ``warmup·τ(η)``. Shaped on steps (``schedule_unit="step"``)
+    they run over the simulated run's ``K = ⌈epochs·n/B⌉`` steps, warm-up over ``warmup·n/B`` of them,
+    and ``T`` is the time those steps cover (:class:`svag.schedules.OnSteps`); constant and multistep
+    are the same on either unit.
     """
     tau = steps_per_epoch * clock.original_step_time(cfg.lr)
     if cfg.schedule in ("constant", "multistep"):
@@ -38,12 +41,28 @@ def make_schedule(cfg, steps_per_epoch: float, clock) -> tuple[S.Schedule, float
         sched: S.Schedule = (
             S.MultiStep(cfg.lr, milestones=tuple(times[:-1]), gamma=cfg.gamma) if cfg.milestones else S.Constant(cfg.lr)
         )
+        return (S.Warmup(sched, warmup_time=cfg.warmup * tau) if cfg.warmup > 0 else sched), end
+    on_steps = cfg.schedule_unit == "step"
+    unit = steps_per_epoch if on_steps else tau  # one SGD-equivalent epoch on the schedule's own axis
+    length = cfg.epochs * unit
+    if on_steps:
+        length = math.ceil(length * (1 - TIME_RTOL))  # the simulated run's steps (a partial last one counts)
+        if length > S.MAX_STEPS:
+            raise ValueError(
+                f"schedule_unit step keeps one LR per step: epochs={cfg.epochs:g} × n_train/B = "
+                f"{steps_per_epoch:g} gives {length:.3g} steps, at most {S.MAX_STEPS:.0e} are allowed; use fewer "
+                "epochs or schedule_unit time"
+            )
+    if cfg.schedule == "cosine":
+        sched = S.Cosine(cfg.lr, horizon=length)
     else:
-        end = cfg.epochs * tau
-        sched = S.Cosine(cfg.lr, horizon=end) if cfg.schedule == "cosine" else S.Triangle(cfg.lr, end / 2, end)
+        sched = S.Triangle(cfg.lr, length / cfg.cycles / 2, length, cycles=cfg.cycles)
     if cfg.warmup > 0:
-        sched = S.Warmup(sched, warmup_time=cfg.warmup * tau)
-    return sched, end
+        sched = S.Warmup(sched, warmup_time=cfg.warmup * unit)
+    if not on_steps:
+        return sched, length
+    sched = S.OnSteps.for_clock(sched, length, clock)
+    return sched, sched.horizon
 
 
 @dataclass(frozen=True)
@@ -53,7 +72,8 @@ class Timeline:
     time_per_epoch: float  # τ(η) at the base LR
     end_time: float  # T
     schedule: S.Schedule
-    eval_times: tuple[float, ...]  # t_j = j·eval_every·τ, and T
+    eval_times: tuple[float, ...]  # t_j = j·eval_every·τ, and T (on steps: T_k at k = j·eval_every·n/B, and T)
+    eval_epochs: tuple[float, ...]  # SGD-equivalent epochs of the simulated run at each t_j
     checkpoint_interval: float  # 0: only at the end
     m_interval: float  # P1's m-batch G/N measurement (0: off)
     noise_from: float  # G/N only from steps starting in [noise_from, noise_to)
@@ -65,16 +85,23 @@ class Timeline:
         tau = steps_per_epoch * clock.original_step_time(cfg.lr)
         schedule, end = make_schedule(cfg, steps_per_epoch, clock)
         interval = cfg.eval_every * tau
-        n_pts = math.floor(end / interval * (1 + TIME_RTOL))
-        grid = [j * interval for j in range(n_pts + 1)]
-        if end - grid[-1] > TIME_RTOL * end:
-            grid.append(end)
+        if isinstance(schedule, S.OnSteps):  # at the simulated run's step boundaries: every l lands on them
+            per = cfg.eval_every * steps_per_epoch
+            steps = sorted({min(round(j * per), schedule.steps) for j in range(math.ceil(schedule.steps / per) + 1)})
+            grid, epochs = [schedule.time_at(k) for k in steps], [k / steps_per_epoch for k in steps]
+        else:
+            n_pts = math.floor(end / interval * (1 + TIME_RTOL))
+            grid = [j * interval for j in range(n_pts + 1)]
+            if end - grid[-1] > TIME_RTOL * end:
+                grid.append(end)
+            epochs = [t / tau for t in grid]
         start, stop = cfg.noise_window or (0.0, math.inf)
         return cls(
             time_per_epoch=tau,
             end_time=end,
             schedule=schedule,
             eval_times=tuple(grid),
+            eval_epochs=tuple(epochs),
             checkpoint_interval=cfg.checkpoint_every * tau,
             m_interval=cfg.noise_every * tau,
             noise_from=start * tau,
@@ -87,5 +114,6 @@ class Timeline:
             "time_per_epoch": self.time_per_epoch,
             "end_time": self.end_time,
             "eval_times": list(self.eval_times),
+            "eval_epochs": list(self.eval_epochs),
             "schedule": S.schedule_to_dict(self.schedule),
         }

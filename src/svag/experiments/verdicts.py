@@ -196,7 +196,10 @@ def _index(runs: Sequence[Run]) -> _Index:
             f"{_name(run)} ({what}, seed {run.config['seed']}): {st.status}{why}, {n} of {grid.size} evaluations; "
             "its later values are missing"
         )
-    epochs = np.asarray(ref.derived["eval_times"], dtype=np.float64) / float(ref.derived["time_per_epoch"])
+    if "eval_epochs" in ref.derived:
+        epochs = np.asarray(ref.derived["eval_epochs"], dtype=np.float64)
+    else:  # folders written before eval_epochs: the grid was uniform on time at the base LR
+        epochs = np.asarray(ref.derived["eval_times"], dtype=np.float64) / float(ref.derived["time_per_epoch"])
     return _Index(ladder, ngd, ls, seeds, grid, epochs, paired, ngd_paired, tuple(notes))
 
 
