@@ -84,6 +84,10 @@ ROWS: tuple[dict, ...] = (
          setting=f"{SI} PreResNet-32 w1 (16/32/64 ch), BN, η 0.4, B 64, 3 ep", section=S8["d"]),
     dict(name="fam4-mnist1d-preresnet32-gn-w1", p1="(PreResNet-32 GN at its base width)",
          setting=f"{SI} PreResNet-32 w1, GN, η 0.4, B 64, 3 ep", section=S8["d"]),
+    dict(name="fam4-mnist1d-preresnet32-bn-w1-lr0.1", p1="(PreResNet-32 BN, base width, 4× smaller LR)",
+         setting=f"{SI} PreResNet-32 w1, BN, η 0.1, B 64, 3 ep", section=S8["d"]),
+    dict(name="fam4-mnist1d-preresnet32-gn-w1-lr0.1", p1="(PreResNet-32 GN, base width, 4× smaller LR)",
+         setting=f"{SI} PreResNet-32 w1, GN, η 0.1, B 64, 3 ep", section=S8["d"]),
     dict(name="fam4-mnist1d-cnn-bn-w0.5", p1="(the same 4× step on the CNN: w½, BN)",
          setting=f"{SI} CNN w½ (16/32 ch), BN, η 0.4, B 64, 2 ep", section=S8["d"]),
     dict(name="fam4-mnist1d-cnn-bn-w2", p1="(… and w2, BN)",
@@ -240,7 +244,29 @@ def table(runs: Path, rows: tuple[dict, ...] = ROWS, figures: Path | None = None
     head += ["wall time (CPU)", "section, command"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [table_row(spec, runs, figures) for spec in rows]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + total_line(runs, rows)
+
+
+def total_line(runs: Path, rows: tuple[dict, ...] = ROWS) -> str:
+    """The sum of the time cells of the rows that have results (a "≥" cell adds its training time)."""
+    wall = cpu = 0.0
+    done, lower = 0, False
+    for spec in rows:
+        folder = runs / spec["name"]
+        if not (folder / ("lsr.json" if spec.get("kind") == "lsr" else "verdicts.json")).is_file():
+            continue
+        t, trained = read_time(runs / f"{spec['name']}.time"), training_time(folder)
+        done += 1
+        if t is None or trained > t["wall_s"]:
+            wall, lower = wall + trained, True
+        else:
+            wall += t["wall_s"]
+        cpu += 0.0 if t is None else t["user_s"] + t["sys_s"]
+    at_least = "at least " if lower else ""
+    return (
+        f"All {done} of {len(rows)} rows: {at_least}{wall / 3600:.2f} h of wall time and {at_least}{cpu / 3600:.2f} h "
+        "of CPU (the sum of the time cells)."
+    )
 
 
 def replace_block(text: str, block: str) -> str:

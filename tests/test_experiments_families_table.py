@@ -82,7 +82,11 @@ def test_table_reads_each_rows_verdict_time_and_lsr_result(tmp_path):
     assert (figures / "cmp.png").read_bytes() == b"png"
     text = fam.table(tmp_path, rows, figures=figures)
     lines = text.splitlines()
-    assert len(lines) == 2 + len(rows)
+    assert len(lines) == 2 + len(rows) + 2
+    # the total: cmp's 2.1 min (its fabricated runs report no wall_time); the LSR rows have no time file, so
+    # the sum is a lower bound
+    total = "All 3 of 4 rows: at least 0.04 h of wall time and at least 0.02 h of CPU (the sum of the time cells)."
+    assert lines[-1] == total
     cells = [c.strip() for c in lines[2].strip("|").split("|")]
     # the setting comes from the SGD run's config, not from the row's text (used only for rows not run)
     assert cells[:2] == ["P1 one", "teacher-student: MLP w1, no norm, η 0.1, B 16, 2 ep, n 256, 4 seeds, l = 1, 2, 4"]
@@ -119,7 +123,7 @@ def test_write_replaces_only_the_marked_block(tmp_path, capsys):
     assert fam.main(["--runs", str(tmp_path / "none"), "--write", str(doc)]) == 0
     new = doc.read_text()
     assert new.startswith(f"# Experiments\n\nintro\n\n{fam.BEGIN}\n| P1's experiment |")
-    assert new.endswith(f"|\n{fam.END}\n\n## 1. rest\n") and "old table" not in new
+    assert new.endswith(f"(the sum of the time cells).\n{fam.END}\n\n## 1. rest\n") and "old table" not in new
     assert new.count("not run yet") == len(fam.ROWS)
     again = fam.replace_block(new, fam.table(tmp_path / "none"))
     assert again == new  # idempotent
