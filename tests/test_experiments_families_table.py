@@ -71,15 +71,22 @@ def test_table_reads_each_rows_verdict_time_and_lsr_result(tmp_path):
         "verdicts": [{"batch_size": 256, "condition_holds": True, "error_rose": True},
                      {"batch_size": 2048, "condition_holds": False, "error_rose": False}]})  # fmt: skip
     rows = (
-        dict(name="cmp", p1="P1 one", setting="ours one", section="#one", figure=True),
+        dict(name="cmp", p1="P1 one", setting="ours one", section="#one"),
         dict(name="lsr-ok", p1="P1 lsr", setting="ours lsr", section="#lsr", kind="lsr"),
         dict(name="lsr-bad", p1="P1 lsr2", setting="ours lsr2", section="#lsr", kind="lsr"),
         dict(name="missing", p1="P1 absent", setting="ours absent", section="#absent"),
     )
-    (tmp_path / "cmp" / "verdicts.png").write_bytes(b"png")
+    from PIL import Image
+
+    source = Image.new("RGBA", (40, 20), (255, 255, 255, 255))
+    source.paste((31, 119, 180, 255), (0, 0, 20, 20))  # a line colour beside the white background
+    source.save(tmp_path / "cmp" / "verdicts.png")
     figures = tmp_path / "figs"
-    assert fam.copy_figures(tmp_path, figures, rows) == [figures / "cmp.png"]
-    assert (figures / "cmp.png").read_bytes() == b"png"
+    assert fam.copy_figures(tmp_path, figures, rows) == [figures / "cmp.png"]  # rows without a figure: none
+    with Image.open(figures / "cmp.png") as copy:  # a palette PNG with the same pixels
+        assert copy.format == "PNG" and copy.mode == "P" and copy.size == (40, 20)
+        assert copy.convert("RGB").getpixel((5, 5)) == (31, 119, 180)
+        assert copy.convert("RGB").getpixel((30, 5)) == (255, 255, 255)
     text = fam.table(tmp_path, rows, figures=figures)
     lines = text.splitlines()
     assert len(lines) == 2 + len(rows) + 2
