@@ -237,3 +237,21 @@ def test_status_is_current_at_each_checkpoint(tmp_path, monkeypatch):
     final = read_json(tmp_path / "r" / "status.json")
     assert final["status"] == "completed" and final["records"] == len(rows)
     assert final["last_record"]["sde_time"] == rows[-1]["sde_time"]
+
+
+def test_a_step_shaped_schedule_checkpoints_at_step_boundaries(tmp_path, monkeypatch):
+    """A cosine over the steps checkpoints every checkpoint_every epochs *of steps*: at l = 2, every
+    2·4 SVAG steps of a 16-step SGD run. An interval of time at the base LR would checkpoint only once
+    before the end here: the cosine's second half covers a fifth of its time."""
+    saved = []
+    original = runner._Run.save
+
+    def save_and_record(self, status="running"):
+        original(self, status)
+        saved.append(self.counters.step)
+
+    monkeypatch.setattr(runner._Run, "save", save_and_record)
+    cfg = replace(FAST, n_train=128, batch_size=16, epochs=2.0, eval_every=1.0, checkpoint_every=0.5, l=2.0,
+                  schedule="cosine", schedule_unit="step")  # fmt: skip
+    runner.run(cfg, tmp_path / "r", progress=False)
+    assert saved == [8, 16, 24, 32]

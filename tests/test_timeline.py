@@ -104,3 +104,21 @@ def test_on_steps_evaluates_at_the_simulated_runs_step_boundaries():
     assert tl.eval_times[-1] == tl.end_time
     on_time = Timeline.of(RunConfig(lr=0.2, batch_size=16, epochs=2.0, eval_every=0.5), 256, SGD)
     assert on_time.eval_epochs == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
+
+
+def test_next_checkpoint_on_time_and_on_steps():
+    """On time: every checkpoint_every·τ (bit for bit ``after + interval``). On steps: at T_k for
+    k = round(j·checkpoint_every·n/B), then none (the end saves anyway). Off: never."""
+    on_time = Timeline.of(RunConfig(lr=0.2, batch_size=16, epochs=2.0, checkpoint_every=0.5), 256, SGD)
+    assert on_time.next_checkpoint(0.0) == on_time.checkpoint_interval == pytest.approx(1.6)
+    assert on_time.next_checkpoint(1.6) == 1.6 + 1.6 and on_time.checkpoint_times == ()
+    cfg = RunConfig(lr=0.3, batch_size=16, epochs=2.5, checkpoint_every=1.0, schedule="cosine").validate()
+    tl = Timeline.of(cfg, 100, SGD)  # 6.25 steps per epoch, 16 steps: checkpoints at steps 6, 12 and 16
+    want = [tl.schedule.time_at(k) for k in (6, 12, 16)]
+    assert tl.checkpoint_times == pytest.approx(want, rel=1e-15)
+    got, t = [], 0.0
+    while (t := tl.next_checkpoint(t)) != math.inf:
+        got.append(t)
+    assert got == list(tl.checkpoint_times)
+    off = Timeline.of(RunConfig(lr=0.3, batch_size=16, epochs=2.5, checkpoint_every=0.0, schedule="cosine"), 100, SGD)
+    assert off.next_checkpoint(0.0) == math.inf

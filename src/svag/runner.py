@@ -227,7 +227,7 @@ class _Run:
         self.noise_to = tl.noise_to * (1 - TIME_RTOL) if on else -math.inf
         self.noise_period = round(1 / cfg.noise_fraction) if cfg.noise_fraction > 0 else 0
         self.counters = runstate.Counters(
-            next_ckpt=tl.checkpoint_interval if tl.checkpoint_interval > 0 else float("inf"),
+            next_ckpt=tl.next_checkpoint(0.0),
             next_m=tl.noise_from if tl.m_interval > 0 else float("inf"),
         )
         self.saved_step: int | None = None  # the step of the last checkpoint taken by this process
@@ -385,7 +385,7 @@ class _Run:
                     c.next_eval += 1
                 if t >= c.next_ckpt * (1 - TIME_RTOL):
                     while c.next_ckpt <= t * (1 + TIME_RTOL):
-                        c.next_ckpt += tl.checkpoint_interval
+                        c.next_ckpt = tl.next_checkpoint(c.next_ckpt)
                     self.save()
                 if stop_signal[0]:  # a consistent point: the step, its records and checkpoint are done
                     self.save("interrupted")

@@ -11,6 +11,7 @@ its LR and stops at the same continuous times.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -65,6 +66,11 @@ def make_schedule(cfg, steps_per_epoch: float, clock) -> tuple[S.Schedule, float
     return sched, sched.horizon
 
 
+def _step_grid(per: float, steps: int) -> list[int]:
+    """Steps ``round(j·per)`` for j = 0, 1, … up to ``steps`` (the last one included)."""
+    return sorted({min(round(j * per), steps) for j in range(math.ceil(steps / per) + 1)})
+
+
 @dataclass(frozen=True)
 class Timeline:
     """Every time of a run, in continuous time (see the module docstring)."""
@@ -75,6 +81,7 @@ class Timeline:
     eval_times: tuple[float, ...]  # t_j = j·eval_every·τ, and T (on steps: T_k at k = j·eval_every·n/B, and T)
     eval_epochs: tuple[float, ...]  # SGD-equivalent epochs of the simulated run at each t_j
     checkpoint_interval: float  # 0: only at the end
+    checkpoint_times: tuple[float, ...]  # on steps: T_k at k = j·checkpoint_every·n/B (else empty: the interval)
     m_interval: float  # P1's m-batch G/N measurement (0: off)
     noise_from: float  # G/N only from steps starting in [noise_from, noise_to)
     noise_to: float
@@ -85,10 +92,13 @@ class Timeline:
         tau = steps_per_epoch * clock.original_step_time(cfg.lr)
         schedule, end = make_schedule(cfg, steps_per_epoch, clock)
         interval = cfg.eval_every * tau
+        checkpoints: list[float] = []
         if isinstance(schedule, S.OnSteps):  # at the simulated run's step boundaries: every l lands on them
-            per = cfg.eval_every * steps_per_epoch
-            steps = sorted({min(round(j * per), schedule.steps) for j in range(math.ceil(schedule.steps / per) + 1)})
+            steps = _step_grid(cfg.eval_every * steps_per_epoch, schedule.steps)
             grid, epochs = [schedule.time_at(k) for k in steps], [k / steps_per_epoch for k in steps]
+            if cfg.checkpoint_every > 0:
+                checkpoints = [schedule.time_at(k) for k in _step_grid(cfg.checkpoint_every * steps_per_epoch,
+                                                                       schedule.steps)[1:]]  # fmt: skip
         else:
             n_pts = math.floor(end / interval * (1 + TIME_RTOL))
             grid = [j * interval for j in range(n_pts + 1)]
@@ -103,10 +113,22 @@ class Timeline:
             eval_times=tuple(grid),
             eval_epochs=tuple(epochs),
             checkpoint_interval=cfg.checkpoint_every * tau,
+            checkpoint_times=tuple(checkpoints),
             m_interval=cfg.noise_every * tau,
             noise_from=start * tau,
             noise_to=stop * tau,
         )
+
+    def next_checkpoint(self, after: float) -> float:
+        """The checkpoint time after ``after`` (a checkpoint time or 0): ``after + checkpoint_interval``, or on
+        a step-shaped schedule the next of ``checkpoint_times`` (late in a cosine, time advances slowly:
+        an interval of time would leave its last steps without a checkpoint); ``inf`` when none is left."""
+        if self.checkpoint_interval <= 0:
+            return math.inf
+        if not self.checkpoint_times:
+            return after + self.checkpoint_interval
+        k = bisect.bisect_right(self.checkpoint_times, after * (1 + TIME_RTOL))
+        return self.checkpoint_times[k] if k < len(self.checkpoint_times) else math.inf
 
     def to_dict(self) -> dict:
         """The part of ``config.json``'s ``derived`` that this timeline owns."""
