@@ -79,3 +79,22 @@ def test_records_are_bounded_by_epochs_over_the_interval_for_any_gamma():
     cfg = RunConfig(**TINY, schedule="multistep", milestones=(0.25, 0.5), gamma=1.0, eval_every=0.125).validate()
     clock = SVAG.clock_for(1.0)
     assert len(Timeline.of(cfg, 256, clock).eval_times) == math.floor(cfg.epochs / cfg.eval_every) + 1
+
+
+def test_steps_of_a_schedule_over_the_steps_are_exact():
+    """``OnSteps``: l^p SVAG steps per step of the simulated run, exactly; a non-integer l^p falls back to the
+    integral, which stepping the schedule misses by less than one step per schedule step (a step that
+    straddles a boundary covers its time at the earlier LR)."""
+    from svag.clock import Clock
+    from svag.schedules import Cosine, OnSteps
+
+    sched = OnSteps(Cosine(0.1, horizon=40), steps=40)
+    assert optimizer_steps(sched, sched.horizon, Clock(1, 4.0)) == 160.0
+    adam = OnSteps(Cosine(0.1, horizon=40), steps=40, power=2)  # Adam's clock: l² = 4 steps per step
+    assert optimizer_steps(adam, adam.horizon, Clock(2, 2.0)) == 160.0
+    clock, t, k = Clock(1, 1.5), 0.0, 0
+    while t < sched.horizon * (1 - 1e-9):
+        t += clock.step_time(sched(t))
+        k += 1
+    assert abs(optimizer_steps(sched, sched.horizon, clock) - k) < sched.steps
+    assert optimizer_steps(sched, sched.horizon, clock) == pytest.approx(1.5 * 40, rel=0.01)  # ∫ = l·steps

@@ -62,7 +62,15 @@ def available_memory() -> int | None:
 def optimizer_steps(schedule, end_time: float, clock, points: int = 8192) -> float:
     r"""Optimizer steps a run takes to reach ``end_time``: :math:`\int_0^T dt / \Delta t(\eta(t))`,
     with :math:`\Delta t(\eta)` = ``clock.step_time(η)`` (midpoint rule on ``points`` cells; exact at
-    constant LR, within a cell per milestone otherwise)."""
+    constant LR, within a cell per milestone otherwise). A schedule over the steps
+    (:class:`svag.schedules.OnSteps`) knows its count exactly: ``l^p`` per step of the simulated run."""
+    from .schedules import OnSteps
+
+    if isinstance(schedule, OnSteps):
+        try:
+            return float(schedule.svag_steps(clock.l))
+        except ValueError:  # l^p not an integer: SVAG steps straddle the schedule's steps; integrate
+            pass
     dt = end_time / points
     return sum(dt / clock.step_time(schedule((i + 0.5) * dt)) for i in range(points))
 
