@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # EXPERIMENTS.md §8 and its opening table: P1's experiment families at CPU scale, each with its verdict.
-# Usage: bash scripts/experiments_families.sh [OUT_ROOT] [ROW ...]   (default runs/exp, every row; resumable)
+# Usage: [JOBS=N] bash scripts/experiments_families.sh [OUT_ROOT] [ROW ...]   (default runs/exp, every row;
+# resumable; JOBS=2 trains two runs of a row at once, e.g. two values of l, on the 2 cores)
 #
 # One `svag compare` (or `svag lsr`) per row, one after the other, on one thread each, every one with
 # --resume: an interrupted row continues where it stopped and a finished row (its verdicts.json / lsr.json
@@ -22,7 +23,8 @@ shift || true
 ONLY=" $* "
 SVAG=(.venv/bin/svag --threads 1)
 [ -x .venv/bin/svag ] || SVAG=(python3 run.py svag --threads 1)
-common=(--ls 1,2,4 --seeds 4 --no-progress --resume --noise off --weight-decay 5e-4 --batch-size 64
+JOBS=${JOBS:-1}  # runs of a row at once, one worker process each (svag compare/lsr --jobs)
+common=(--ls 1,2,4 --seeds 4 --no-progress --resume --jobs "$JOBS" --noise off --weight-decay 5e-4 --batch-size 64
   --eval-every 0.5 --eval-train-samples 1000 --data mnist1d)
 
 row() {  # row NAME DONE_FILE COMMAND...: run COMMAND under GNU time unless NAME/DONE_FILE exists
@@ -78,7 +80,7 @@ preres() {  # preres NORM WIDTH [LR]: eta = 0.4 unless LR is given (then the row
 }
 # (3) the LSR test on a net that is not scale-invariant: ResNet-32 with BN and affine parameters,
 # width 1/4 (4/8/16 channels), one seed per batch size; every flag explicit
-row fam3-lsr-mnist1d-resnet32 lsr.json "${SVAG[@]}" lsr --out "$OUT/fam3-lsr-mnist1d-resnet32" --resume --no-progress \
+row fam3-lsr-mnist1d-resnet32 lsr.json "${SVAG[@]}" lsr --out "$OUT/fam3-lsr-mnist1d-resnet32" --resume --no-progress --jobs "$JOBS" \
   --data mnist1d --model resnet32 --norm bn --scale-invariant false --width 0.25 --lr 0.1 --batch-size 32 \
   --weight-decay 5e-3 --epochs 12 --schedule multistep --milestones 10 --gamma 0.1 --eval-every 0.5 \
   --eval-train-samples 1000 --noise pairs --noise-fraction 1 --window 0.1666667 --tau 2 --seeds 1 \
@@ -104,7 +106,7 @@ wide gn 2
 # (6) P1's NGD comparison, EXPERIMENTS §5 (its own scale: MLP, 1000 samples, B = 32, 30 epochs, 12 seeds)
 row fam6-ngd-mnist1d-mlp verdicts.json "${SVAG[@]}" compare --ngd --out "$OUT/fam6-ngd-mnist1d-mlp" \
   --data mnist1d --model mlp --norm none --n-train 1000 --lr 0.1 --batch-size 32 --weight-decay 5e-4 \
-  --epochs 30 --eval-every 2 --sampling replacement --ls 1,2,4,8 --seeds 12 --no-progress --resume
+  --epochs 30 --eval-every 2 --sampling replacement --ls 1,2,4,8 --seeds 12 --no-progress --resume --jobs "$JOBS"
 main1 gn
 # (5) VGG-16 BN at eta = 0.4 for 6 epochs with l up to 8: does SVAG's lead at 2 epochs last, and has
 # the ladder converged?
@@ -121,7 +123,7 @@ row fam6-mnist1d-cnn-bn-lr3.2 verdicts.json "${SVAG[@]}" compare --out "$OUT/fam
 # (6) §1's large batch at large LR: the linear-scaling image (kappa = 16) of B0 = 32, eta0 = 0.1, 30 epochs
 row fam6-mnist1d-cnn-bn-B512-lr1.6 verdicts.json "${SVAG[@]}" compare --out "$OUT/fam6-mnist1d-cnn-bn-B512-lr1.6" \
   --data mnist1d --model cnn --norm bn --scale-invariant true --width 2 --lr 1.6 --batch-size 512 --epochs 30 \
-  --eval-every 1 --ls 1,2,4 --seeds 4 --weight-decay 5e-4 --noise off --resume --no-progress
+  --eval-every 1 --ls 1,2,4 --seeds 4 --weight-decay 5e-4 --noise off --resume --no-progress --jobs "$JOBS"
 # (6) EXPERIMENTS §1 on Fashion-MNIST (5000 train / 2000 test): scale-invariant CNN width 1, eta = 0.4,
 # B = 64, 2 epochs, as in §1
 fashion() {
@@ -133,7 +135,7 @@ fashion bn
 # (6) P1's NGD comparison on a wider net at a smaller batch: MLP width 4 (4x the hidden units), B = 8
 row fam6-ngd-mnist1d-mlp-w4-B8 verdicts.json "${SVAG[@]}" compare --ngd --out "$OUT/fam6-ngd-mnist1d-mlp-w4-B8" \
   --data mnist1d --model mlp --norm none --width 4 --n-train 1000 --lr 0.1 --batch-size 8 --weight-decay 5e-4 \
-  --epochs 10 --eval-every 1 --sampling replacement --ls 1,2,4 --seeds 8 --no-progress --resume
+  --epochs 10 --eval-every 1 --sampling replacement --ls 1,2,4 --seeds 8 --no-progress --resume --jobs "$JOBS"
 fashion gn
 preres bn 1
 preres gn 1
