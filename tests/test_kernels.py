@@ -219,3 +219,25 @@ def test_fused_rmsprop_without_bias_correction_is_refused_in_one_line():
     with pytest.raises(ValueError, match=message):
         opt.add_param_group({"params": model[2].parameters(), "bias_correction": False})
     assert len(opt.param_groups) == 1
+
+
+def test_functional_rmsprop_on_the_foreach_kernel_equals_its_loop_and_refuses_bias_correction():
+    """``svag_rmsprop(foreach=True)`` (torch's RMSprop kernel) is the single-tensor loop to rounding at l = 3;
+    with bias correction it is refused in one line (that kernel has none)."""
+    from svag.adaptive import svag_rmsprop
+
+    torch.manual_seed(0)
+    params = [torch.randn(5, 3), torch.randn(4)]
+    grads = [torch.randn_like(p) for p in params]
+    runs = []
+    for foreach in (False, True):
+        ps, vs = [p.clone() for p in params], [torch.zeros_like(p) for p in params]
+        for k in (1, 2, 3):
+            svag_rmsprop(ps, grads, vs, [k, k], lr=0.01, beta=0.9, eps=1e-8, weight_decay=0.1, l=3.0,
+                         bias_correction=False, foreach=foreach)  # fmt: skip
+        runs.append(ps + vs)
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match=r"svag_rmsprop\(foreach=True\) runs torch's RMSprop kernel"):
+        svag_rmsprop(params, grads, [torch.zeros_like(p) for p in params], [1, 1], lr=0.01, beta=0.9, eps=1e-8,
+                     weight_decay=0.0, l=1.0, foreach=True)  # fmt: skip

@@ -202,6 +202,7 @@ def svag_rmsprop(
     weight_decay: float,
     l: float,
     bias_correction: bool = True,
+    foreach: bool | None = None,
 ) -> None:
     r"""Functional core of :class:`SVAGRMSprop` (transformed hyperparameters as in :func:`svag_adam`):
 
@@ -210,9 +211,25 @@ def svag_rmsprop(
 
     (without the factor ``1/(1 − β'^k)`` when ``bias_correction=False``). The operations are those
     of ``torch.optim.Adam(betas=(0, β))`` (resp. ``torch.optim.RMSprop(alpha=β)``), single-tensor path.
+
+    ``foreach`` (``bias_correction=False`` only): the same update on torch's ``foreach`` RMSprop kernel
+    (``torch.optim.rmsprop.rmsprop``, no centering, no momentum); ``l = 1`` is
+    ``torch.optim.RMSprop(alpha=beta, foreach=True)``. With bias correction the kernels are Adam's with
+    ``β1 = 0``, which keep a first moment: :func:`svag_adam`, as :class:`SVAGRMSprop` does.
     """
     hp = transformed_hyperparameters(lr, beta, eps, l)
     lr_, b, eps_ = hp["lr"], hp["betas"], hp["eps"]
+    if foreach:
+        if bias_correction:
+            raise ValueError(
+                "svag_rmsprop(foreach=True) runs torch's RMSprop kernel, which has no bias correction; pass "
+                "bias_correction=False, or use svag_adam(beta1=0.0, foreach=True) with a first-moment buffer"
+            )
+        from torch.optim.rmsprop import rmsprop
+
+        rmsprop(params, grads, exp_avg_sqs, [], [], _kernel_steps(params, steps, False), foreach=True, lr=lr_,
+                alpha=b, eps=eps_, weight_decay=weight_decay, momentum=0.0, centered=False)  # fmt: skip
+        return
     for param, grad, exp_avg_sq, step in zip(params, grads, exp_avg_sqs, steps):
         if weight_decay != 0:
             grad = grad.add(param, alpha=weight_decay)
@@ -231,28 +248,6 @@ def _kernel_steps(params: list[torch.Tensor], steps: list[int], fused: bool) -> 
 
     dtype = _get_scalar_dtype(is_fused=fused)
     return [torch.tensor(float(k - 1), dtype=dtype, device=p.device if fused else None) for p, k in zip(params, steps)]
-
-
-def _torch_rmsprop(
-    params: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    exp_avg_sqs: list[torch.Tensor],
-    steps: list[int],
-    *,
-    lr: float,
-    beta: float,
-    eps: float,
-    weight_decay: float,
-    l: float,
-) -> None:
-    """:func:`svag_rmsprop`'s update without bias correction on torch's ``foreach`` RMSprop kernel
-    (``torch.optim.rmsprop.rmsprop``, no centering, no momentum) with the transformed hyperparameters;
-    ``l = 1`` is ``torch.optim.RMSprop(alpha=beta, foreach=True)``. torch 2.13 has no fused RMSprop."""
-    from torch.optim.rmsprop import rmsprop
-
-    hp = transformed_hyperparameters(lr, beta, eps, l)
-    rmsprop(params, grads, exp_avg_sqs, [], [], _kernel_steps(params, steps, False), foreach=True, lr=hp["lr"],
-            alpha=hp["betas"], eps=hp["eps"], weight_decay=weight_decay, momentum=0.0, centered=False)  # fmt: skip
 
 
 class _AdaptiveSVAG(SVAGOptimizer):
@@ -497,8 +492,5 @@ class SVAGRMSprop(_AdaptiveSVAG):
             return
         for state in states:  # the Adam kernels' scratch first moment, when this group was on them before
             state.pop("exp_avg", None)
-        if group["foreach"]:
-            _torch_rmsprop(params, grads, exp_avg_sqs, steps, beta=beta, **hyper)
-        else:
-            hyper["bias_correction"] = group["bias_correction"]
-            svag_rmsprop(params, grads, exp_avg_sqs, steps, beta=beta, **hyper)
+        svag_rmsprop(params, grads, exp_avg_sqs, steps, beta=beta, bias_correction=group["bias_correction"],
+                     foreach=group["foreach"], **hyper)  # fmt: skip
