@@ -32,6 +32,8 @@ def make_schedule(cfg, steps_per_epoch: float, clock) -> tuple[S.Schedule, float
     are the same on either unit.
     """
     tau = steps_per_epoch * clock.original_step_time(cfg.lr)
+    on_steps = cfg.schedule_unit == "step" and cfg.schedule in ("cosine", "triangle")
+    unit = steps_per_epoch if on_steps else tau  # one SGD-equivalent epoch on the schedule's own axis
     if cfg.schedule in ("constant", "multistep"):
         edges = [0.0, *cfg.milestones, cfg.epochs]
         times, t = [], 0.0
@@ -42,28 +44,26 @@ def make_schedule(cfg, steps_per_epoch: float, clock) -> tuple[S.Schedule, float
         sched: S.Schedule = (
             S.MultiStep(cfg.lr, milestones=tuple(times[:-1]), gamma=cfg.gamma) if cfg.milestones else S.Constant(cfg.lr)
         )
-        return (S.Warmup(sched, warmup_time=cfg.warmup * tau) if cfg.warmup > 0 else sched), end
-    on_steps = cfg.schedule_unit == "step"
-    unit = steps_per_epoch if on_steps else tau  # one SGD-equivalent epoch on the schedule's own axis
-    length = cfg.epochs * unit
-    if on_steps:
-        length = math.ceil(length * (1 - TIME_RTOL))  # the simulated run's steps (a partial last one counts)
-        if length > S.MAX_STEPS:
-            raise ValueError(
-                f"schedule_unit step keeps one LR per step: epochs={cfg.epochs:g} × n_train/B = "
-                f"{steps_per_epoch:g} gives {length:.3g} steps, at most {S.MAX_STEPS:.0e} are allowed; use fewer "
-                "epochs or schedule_unit time"
-            )
-    if cfg.schedule == "cosine":
-        sched = S.Cosine(cfg.lr, horizon=length)
     else:
-        sched = S.Triangle(cfg.lr, length / cfg.cycles / 2, length, cycles=cfg.cycles)
+        end = cfg.epochs * unit
+        if on_steps:
+            end = math.ceil(end * (1 - TIME_RTOL))  # the simulated run's steps (a partial last one counts)
+            if end > S.MAX_STEPS:
+                raise ValueError(
+                    f"schedule_unit step keeps one LR per step: epochs={cfg.epochs:g} × n_train/B = "
+                    f"{steps_per_epoch:g} gives {end:.3g} steps, at most {S.MAX_STEPS:.0e} are allowed; use fewer "
+                    "epochs or schedule_unit time"
+                )
+        if cfg.schedule == "cosine":
+            sched = S.Cosine(cfg.lr, horizon=end)
+        else:
+            sched = S.Triangle(cfg.lr, end / cfg.cycles / 2, end, cycles=cfg.cycles)
     if cfg.warmup > 0:
         sched = S.Warmup(sched, warmup_time=cfg.warmup * unit)
-    if not on_steps:
-        return sched, length
-    sched = S.OnSteps.for_clock(sched, length, clock)
-    return sched, sched.horizon
+    if on_steps:
+        sched = S.OnSteps.for_clock(sched, end, clock)
+        end = sched.horizon
+    return sched, end
 
 
 def _step_grid(per: float, steps: int) -> list[int]:
@@ -91,7 +91,6 @@ class Timeline:
         steps_per_epoch = n_train / cfg.batch_size
         tau = steps_per_epoch * clock.original_step_time(cfg.lr)
         schedule, end = make_schedule(cfg, steps_per_epoch, clock)
-        interval = cfg.eval_every * tau
         checkpoints: list[float] = []
         if isinstance(schedule, S.OnSteps):  # at the simulated run's step boundaries: every l lands on them
             steps = _step_grid(cfg.eval_every * steps_per_epoch, schedule.steps)
@@ -100,6 +99,7 @@ class Timeline:
                 checkpoints = [schedule.time_at(k) for k in _step_grid(cfg.checkpoint_every * steps_per_epoch,
                                                                        schedule.steps)[1:]]  # fmt: skip
         else:
+            interval = cfg.eval_every * tau
             n_pts = math.floor(end / interval * (1 + TIME_RTOL))
             grid = [j * interval for j in range(n_pts + 1)]
             if end - grid[-1] > TIME_RTOL * end:
