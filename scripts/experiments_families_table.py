@@ -153,14 +153,24 @@ def training_time(folder: Path) -> float:
     return sum(wall for _, wall in seen)
 
 
+def _counted(t: dict[str, float] | None, trained: float) -> tuple[float, float, bool]:
+    """Wall and CPU seconds a row counts, and whether they are a lower bound: GNU time's sums, or the runs'
+    own training time where that is longer (a stretch ran before the script kept every stretch's time)."""
+    cpu = 0.0 if t is None else t["user_s"] + t["sys_s"]
+    if t is None or trained > t["wall_s"]:
+        return trained, cpu, True
+    return t["wall_s"], cpu, False
+
+
 def time_cell(t: dict[str, float] | None, trained: float = 0.0) -> str:
     """Wall time (CPU time) of the row, summed over its stretches. Where the runs' own training time is longer
     (a stretch ran before the script kept every stretch's time), that time is shown instead, marked "≥"."""
-    if t is None:
+    if t is None and not trained:
         return "—"
-    if trained > t["wall_s"]:
-        return f"≥ {trained / 60:.1f} min (training; resumed)"
-    cell = f"{t['wall_s'] / 60:.1f} min (CPU {(t['user_s'] + t['sys_s']) / 60:.1f})"
+    wall, cpu, lower = _counted(t, trained)
+    if lower:
+        return f"≥ {wall / 60:.1f} min (training; resumed)"
+    cell = f"{wall / 60:.1f} min (CPU {cpu / 60:.1f})"
     return cell + (f", {t['stretches']:.0f} stretches" if t["stretches"] > 1 else "")
 
 
@@ -210,61 +220,57 @@ def describe(config: dict, seeds: int) -> str:
     return text + f", {seeds} seeds"
 
 
-def table_row(spec: dict, runs: Path, figures: Path | None = None) -> str:
-    folder = runs / spec["name"]
+def _result(runs: Path, spec: dict) -> Path:
+    """The file a row's command writes last: its ``lsr.json`` or ``verdicts.json``."""
+    return runs / spec["name"] / ("lsr.json" if spec.get("kind") == "lsr" else "verdicts.json")
+
+
+Timing = tuple[dict[str, float] | None, float]  # (read_time(NAME.time), training_time(NAME))
+
+
+def table_row(spec: dict, runs: Path, timing: Timing, figures: Path | None = None) -> str:
+    """One row of the table."""
+    folder, path = runs / spec["name"], _result(runs, spec)
     command = f"`bash {SCRIPT} {runs} {spec['name']}`"
-    timing = time_cell(read_time(runs / f"{spec['name']}.time"), training_time(folder))
     link = f"[§]({spec['section']})"
     if figures is not None and (figures / f"{spec['name']}.png").is_file():
         link += f" [figure]({(figures / spec['name']).as_posix()}.png)"
+    if not path.is_file():
+        return f"| {spec['p1']} | {spec['setting']} | not run yet |  |  | — | {link} {command} |"
     if spec.get("kind") == "lsr":
-        path = folder / "lsr.json"
-        cells = lsr_cells(read_json(path)) if path.is_file() else None
+        cells = lsr_cells(read_json(path))
     else:
-        path = folder / "verdicts.json"
-        cells = None
-        if path.is_file():
-            data = read_verdicts(folder)
-            spec = {**spec, "setting": describe(RunFolder(folder / "l1_seed0").load().config, len(data["seeds"]))}
-            spec["setting"] += ", l = " + ", ".join(f"{x:g}" for x in data["ls"])
-            if data.get("ngd_seeds"):
-                spec["setting"] += " + NGD"
-            end = data["points"]["end"]
-            cells = [metric_cell(data["metrics"][key], end, digits) for key, _, digits in METRICS]
-    if cells is None:
-        cells, timing = ["not run yet", "", ""], "—"
-    return f"| {spec['p1']} | {spec['setting']} | " + " | ".join(cells) + f" | {timing} | {link} {command} |"
+        data = read_verdicts(folder)
+        spec = {**spec, "setting": describe(RunFolder(folder / "l1_seed0").load().config, len(data["seeds"]))}
+        spec["setting"] += ", l = " + ", ".join(f"{x:g}" for x in data["ls"])
+        if data.get("ngd_seeds"):
+            spec["setting"] += " + NGD"
+        end = data["points"]["end"]
+        cells = [metric_cell(data["metrics"][key], end, digits) for key, _, digits in METRICS]
+    cells.append(time_cell(*timing))
+    return f"| {spec['p1']} | {spec['setting']} | " + " | ".join(cells) + f" | {link} {command} |"
 
 
 def table(runs: Path, rows: tuple[dict, ...] = ROWS, figures: Path | None = None) -> str:
-    """The Markdown table of ``rows`` from the results under ``runs``; figure links to ``figures``/NAME.png
-    where that file exists."""
+    """The Markdown table of ``rows`` from the results under ``runs``, then the sum of its time cells; figure
+    links to ``figures``/NAME.png where that file exists."""
     head = ["P1's experiment", "CPU-scale setting (MNIST-1D)"] + [label for _, label, _ in METRICS]
     head += ["wall time (CPU)", "section, command"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += [table_row(spec, runs, figures) for spec in rows]
-    return "\n".join(lines) + "\n\n" + total_line(runs, rows)
+    timings = [(read_time(runs / f"{spec['name']}.time"), training_time(runs / spec["name"])) for spec in rows]
+    lines += [table_row(spec, runs, timing, figures) for spec, timing in zip(rows, timings)]
+    done = [timing for spec, timing in zip(rows, timings) if _result(runs, spec).is_file()]
+    return "\n".join(lines) + "\n\n" + total_line(done, len(rows))
 
 
-def total_line(runs: Path, rows: tuple[dict, ...] = ROWS) -> str:
-    """The sum of the time cells of the rows that have results (a "≥" cell adds its training time)."""
-    wall = cpu = 0.0
-    done, lower = 0, False
-    for spec in rows:
-        folder = runs / spec["name"]
-        if not (folder / ("lsr.json" if spec.get("kind") == "lsr" else "verdicts.json")).is_file():
-            continue
-        t, trained = read_time(runs / f"{spec['name']}.time"), training_time(folder)
-        done += 1
-        if t is None or trained > t["wall_s"]:
-            wall, lower = wall + trained, True
-        else:
-            wall += t["wall_s"]
-        cpu += 0.0 if t is None else t["user_s"] + t["sys_s"]
-    at_least = "at least " if lower else ""
+def total_line(timings: list[Timing], rows: int) -> str:
+    """The sum of the time cells of the rows with results (``timings``, of ``rows`` in all)."""
+    counted = [_counted(t, trained) for t, trained in timings]
+    wall, cpu = sum(c[0] for c in counted), sum(c[1] for c in counted)
+    at_least = "at least " if any(c[2] for c in counted) else ""
     return (
-        f"All {done} of {len(rows)} rows: {at_least}{wall / 3600:.2f} h of wall time and {at_least}{cpu / 3600:.2f} h "
-        "of CPU (the sum of the time cells)."
+        f"All {len(timings)} of {rows} rows: {at_least}{wall / 3600:.2f} h of wall time and {at_least}"
+        f"{cpu / 3600:.2f} h of CPU (the sum of the time cells)."
     )
 
 
