@@ -85,3 +85,11 @@ def test_heavy_ball_clock_and_round_trip_and_bad_input():
         PerStep([])
     with pytest.raises(ValueError, match=r"l\^p = 2\.25 is not an integer"):
         PerStep([0.1], power=2).svag_steps(1.5)
+
+
+def test_time_at_a_step_is_the_sum_of_the_steps_before_it():
+    s = PerStep((0.1, 0.2, 0.4), power=2)
+    assert [s.time_at(k) for k in range(4)] == pytest.approx([0.0, 0.01, 0.05, 0.21], rel=1e-12)
+    for bad in (-1, 4, 1.5):
+        with pytest.raises(ValueError, match=r"step must be an integer in \[0, 3\]"):
+            s.time_at(bad)

@@ -255,6 +255,12 @@ class PerStep(Schedule):
             raise ValueError(f"l^p = {per:g} is not an integer: SVAG steps at l={l:g} straddle the schedule's steps")
         return round(per) * len(self.lrs)
 
+    def time_at(self, step: int) -> float:
+        """``T_step``: the continuous time at which the simulated run has taken ``step`` steps (0 … ``len(lrs)``)."""
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= len(self.lrs):
+            raise ValueError(f"step must be an integer in [0, {len(self.lrs)}], got {step!r}")
+        return self._ends[step - 1] if step else 0.0
+
     def __call__(self, t: float) -> float:
         from .clock import TIME_RTOL
 
@@ -306,10 +312,9 @@ class OnSteps(Schedule):
         return self._per_step.svag_steps(l)
 
     def time_at(self, step: int) -> float:
-        """``T_step``: the continuous time at which the simulated run has taken ``step`` steps (0 … steps)."""
-        if not 0 <= step <= self.steps:
-            raise ValueError(f"step must be in [0, {self.steps}], got {step!r}")
-        return self._per_step._ends[step - 1] if step else 0.0
+        """``T_step``: the continuous time at which the simulated run has taken ``step`` steps
+        (:meth:`PerStep.time_at`)."""
+        return self._per_step.time_at(step)
 
     def __call__(self, t: float) -> float:
         return self._per_step(t)
