@@ -115,7 +115,7 @@ def _train_cmd(out, cfg):
         "--lr", str(cfg.lr), "--batch-size", str(cfg.batch_size), "--epochs", str(cfg.epochs),
         "--eval-every", str(cfg.eval_every), "--checkpoint-every", str(cfg.checkpoint_every),
         "--l", str(cfg.l), "--device", "cpu", "--weight-decay", str(cfg.weight_decay),
-        "--gradient-noise", cfg.gradient_noise,
+        "--gradient-noise", cfg.gradient_noise, "--schedule", cfg.schedule, "--schedule-unit", cfg.schedule_unit,
     ]  # fmt: skip
 
 
@@ -197,6 +197,15 @@ def test_gaussian_run_sigkill_and_resume_bit_identical(tmp_path):
     """A Gaussian-noise (Euler–Maruyama) run killed at a random point resumes exactly: its noise stream
     (seed tree "gaussian") is in the checkpoint. One SIGKILL (seed 0), 256 samples, l = 4."""
     cfg = replace(SIGNAL_CFG, gradient_noise="gaussian", n_train=256, epochs=2.0)
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(ref, cfg), check=True, capture_output=True)
+    _signal_and_resume(tmp_path, ref, signal.SIGKILL, kills=1, seed=0, cfg=cfg)
+
+
+def test_cosine_over_the_steps_sigkill_and_resume_bit_identical(tmp_path):
+    """A cosine over the steps, whose checkpoints sit at step boundaries (Timeline.next_checkpoint), killed at
+    a random point (seed 0) resumes exactly."""
+    cfg = replace(SIGNAL_CFG, schedule="cosine", schedule_unit="step", epochs=2.0)
     ref = tmp_path / "ref"
     subprocess.run(_train_cmd(ref, cfg), check=True, capture_output=True)
     _signal_and_resume(tmp_path, ref, signal.SIGKILL, kills=1, seed=0, cfg=cfg)
