@@ -31,10 +31,10 @@ import torch
 from bench_step import _timed  # seconds per call of fn, over `steps` calls (this folder is on sys.path)
 from svag import SVAG, train_step
 from svag.config import RunConfig
-from svag.engine import EnsembleEngine, SingleEngine
-from svag.ensemble import Ensemble
 from svag.models import build_model
 from svag.runner import run, run_replicas
+from svag.runner.engine import EnsembleEngine, SingleEngine
+from svag.runner.ensemble import Ensemble
 from svag.task import CrossEntropy
 
 SHAPES = {"mlp": (40,), "cnn": (1, 40), "resnet32": (1, 40)}

@@ -1,4 +1,4 @@
-"""The overhead of ``svag.lightning.NoiseCallback`` at its default fraction on the demo MLP (goal <= 5%).
+"""The overhead of ``svag.integrations.lightning.NoiseCallback`` at its default fraction on the demo MLP (goal <= 5%).
 
 A Lightning ``Trainer`` (CPU) fits the demo's network (``svag.models.build_model("mlp")``, MNIST-1D,
 4000 samples, B = 32, ``torch.optim.SGD`` at η = 0.1) for a few epochs, with and without the
@@ -35,7 +35,7 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 import lightning.pytorch as L  # noqa: E402
 
 from svag.data import load_dataset  # noqa: E402
-from svag.lightning import NoiseCallback  # noqa: E402
+from svag.integrations.lightning import NoiseCallback  # noqa: E402
 from svag.models import build_model  # noqa: E402
 
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)

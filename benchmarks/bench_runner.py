@@ -45,7 +45,7 @@ from svag import runner
 from svag.config import RunConfig
 from svag.data import load_dataset
 from svag.models import build_model
-from svag.recorder import Recorder
+from svag.runner.recorder import Recorder
 
 CASES = {  # name: (model, norm)
     "mlp": ("mlp", "none"),

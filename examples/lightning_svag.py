@@ -1,10 +1,10 @@
 """SGD and SVAG inside PyTorch Lightning, with svag's G/N callback (README: "Inside PyTorch Lightning").
 
 1. **SGD as the user trains it**: a LightningModule with automatic optimization, ``torch.optim.SGD``
-   and a ``MultiStepLR`` decay, unchanged; ``svag.lightning.NoiseCallback`` measures G and N at every
+   and a ``MultiStepLR`` decay, unchanged; ``svag.integrations.lightning.NoiseCallback`` measures G and N at every
    step of the window before the decay (the last sixth of the constant-LR phase, as ``svag lsr``), logs them
    with the trainer's logger and ends with P1's prediction B* = B·τ·N/G and its interval.
-2. **The same network with SVAG** (l = 4 by default): the recipe of :mod:`svag.lightning` (manual
+2. **The same network with SVAG** (l = 4 by default): the recipe of :mod:`svag.integrations.lightning` (manual
    optimization, two batches per step from ``pair_loader``, ``svag_training_step`` with the same
    decay on continuous time). Its test accuracy and G/N should match SGD's if SGD follows its SDE.
 
@@ -33,7 +33,7 @@ warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` i
 import lightning.pytorch as L  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
-from svag.lightning import NoiseCallback, pair_loader, svag_training_step  # noqa: E402
+from svag.integrations.lightning import NoiseCallback, pair_loader, svag_training_step  # noqa: E402
 
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 

@@ -21,7 +21,7 @@ import math
 import sys
 from pathlib import Path
 
-from svag.experiments.verdicts import read_verdicts
+from svag.analysis.report import read_verdicts
 from svag.records import atomic_path, read_json, write_text
 from svag.runfolder import RunFolder
 

@@ -1,4 +1,4 @@
-"""Two measured studies on exact-answer problems (library code: ``svag.studies``).
+"""Two measured studies on exact-answer problems (library code: ``svag.problems.studies``).
 
     .venv/bin/python scripts/study_momentum_adaptive.py            # full size, ~3-5 min on 2 CPU cores
     .venv/bin/python scripts/study_momentum_adaptive.py --quick    # small sizes, ~15 s (a smoke run)
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
+from svag.problems.studies import AdaptiveStudyConfig, MomentumStudyConfig, run_adaptive_study, run_momentum_study
 from svag.records import write_json
-from svag.studies import AdaptiveStudyConfig, MomentumStudyConfig, run_adaptive_study, run_momentum_study
 
 MOMENTUM_HEAD = ["β", "η_eff", "η", "Tr SGDM(η)", "Tr SGD(η_eff)", "Tr SDE(η_eff)", "ratio", "ratio − 1"]
 MOMENTUM_HEAD += ["ratio, 1st order", "SGDM/SDE − 1", "SGD/SDE − 1"]

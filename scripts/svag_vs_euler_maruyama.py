@@ -23,7 +23,7 @@ different SDEs, :mod:`svag.runner`).
 their noise (``"data_order"`` vs ``"gaussian"``): the per-seed differences ``d_s = f(SVAG_s) − f(EM_s)``
 are paired by seed, ``E f(SVAG_l) − E f(EM_l)`` is estimated by their mean ``d̄`` with the Student-t
 interval over seeds (df = seeds − 1), and the distance is ``|d̄|`` (biased upwards where the gap is
-below its SE: read the interval). The fitted order is :func:`svag.stats.fit_loglog_slope` of ``|d̄|``
+below its SE: read the interval). The fitted order is :func:`svag.analysis.stats.fit_loglog_slope` of ``|d̄|``
 against ``l`` (OLS, its classical SE). ``f`` at the end of the run: test loss, train loss (the full
 training subset), ``‖x‖²``.
 
@@ -44,13 +44,13 @@ from pathlib import Path
 
 import numpy as np
 
+from svag.analysis.stats import fit_loglog_slope, mean_se, t_interval
 from svag.commands._executor import add_executor_arguments, executor_from_args
 from svag.config import RunConfig
 from svag.experiments.compare import run_compare, run_dir_name
-from svag.experiments.parallel import Executor
+from svag.experiments.executors import Executor
 from svag.records import write_csv, write_json
 from svag.runfolder import RunFolder
-from svag.stats import fit_loglog_slope, mean_se, t_interval
 
 METRICS = ("test_loss", "train_loss", "weight_norm_sq")
 KINDS = {"svag": "minibatch", "em": "gaussian"}  # sub-folder: gradient_noise
@@ -159,7 +159,7 @@ def figure(rows: list[dict], fit: dict[str, dict], path: Path, title: str) -> Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from svag.plotting import save_figure
+    from svag.analysis.plotting import save_figure
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
     for ax, m in zip(axes, METRICS):

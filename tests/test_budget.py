@@ -1,4 +1,4 @@
-"""svag.budget: what a run implies (batches, optimizer steps, memory) is refused before it starts.
+"""svag.runner.budget: what a run implies (batches, optimizer steps, memory) is refused before it starts.
 
 Sizes are chosen so that each refusal holds on any machine (terabytes of data or parameters).
 """
@@ -7,12 +7,12 @@ import math
 
 import pytest
 
-from svag.budget import MAX_STEPS, check_budget, optimizer_steps
 from svag.config import RunConfig
 from svag.data import DataError, data_size, load_dataset
 from svag.optim import SVAG
+from svag.runner.budget import MAX_STEPS, check_budget, optimizer_steps
+from svag.runner.timeline import Timeline
 from svag.schedules import Constant, Cosine
-from svag.timeline import Timeline
 
 TINY = dict(data="teacher-student", n_train=256, n_test=64, batch_size=16, epochs=1.0, device="cpu")
 

@@ -133,7 +133,7 @@ def test_lsr_baseline_and_sweep(tmp_path, capsys):
 
 def test_parallel_jobs_report_a_failed_run_and_finish_the_others(tmp_path):
     from svag.config import RunConfig
-    from svag.experiments.parallel import Job, run_jobs
+    from svag.experiments.executors import Job, run_jobs
 
     good = RunConfig(data="teacher-student", n_train=128, n_test=64, batch_size=16, epochs=1.0, device="cpu")
     bad = RunConfig(data="fashion-mnist", data_root=str(tmp_path / "missing"), epochs=1.0, device="cpu")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from svag.distributed import Dist
+from svag.runner.distributed import Dist
 
 ARGS = ["--data", "teacher-student", "--n-train", "320", "--n-test", "128", "--model", "mlp", "--norm", "gn",
         "--batch-size", "32", "--lr", "0.2", "--weight-decay", "1e-3", "--device", "cpu", "--no-progress"]  # fmt: skip
@@ -126,7 +126,7 @@ def test_sync_bn_needs_gpu_and_batch_must_divide(tmp_path):
 @pytest.mark.parametrize("joined", [True, False])
 def test_finish_worker_exits_with_the_code_and_flushed_output_only_in_a_worker(joined):
     code = (
-        f"import svag.distributed as d; d._joined = {joined}; print('written', end=''); d.finish_worker(3); "
+        f"import svag.runner.distributed as d; d._joined = {joined}; print('written', end=''); d.finish_worker(3); "
         "print(' returned', end='')"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from svag.engine import EnsembleEngine, SingleEngine, evaluate, grad_norm_sq
-from svag.ensemble import Ensemble
+from svag.runner.engine import EnsembleEngine, SingleEngine, evaluate, grad_norm_sq
+from svag.runner.ensemble import Ensemble
 from svag.task import CrossEntropy, SquaredError
 
 

@@ -16,11 +16,11 @@ from torch import nn
 
 from svag import SVAG, train_step
 from svag.config import RunConfig
-from svag.engine import EnsembleEngine, SingleEngine
-from svag.ensemble import Ensemble, supported
 from svag.models import build_model
 from svag.records import read_jsonl
 from svag.runner import run, run_replicas
+from svag.runner.engine import EnsembleEngine, SingleEngine
+from svag.runner.ensemble import Ensemble, supported
 from svag.task import CrossEntropy
 
 SEEDS = [0, 1, 2]

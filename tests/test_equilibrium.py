@@ -1,4 +1,4 @@
-"""The equilibrium check of the LSR test (svag.equilibrium): a window at equilibrium passes, one cut
+"""The equilibrium check of the LSR test (svag.analysis.equilibrium): a window at equilibrium passes, one cut
 short warns.
 
 Synthetic windows: 8 records over t ∈ (500, 600] (the default baseline's window holds 8), G = 0.2
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from svag.equilibrium import QUANTITIES, equilibrium_check, summary_line, trend_across_window, warning_line
+from svag.analysis.equilibrium import QUANTITIES, equilibrium_check, summary_line, trend_across_window, warning_line
 
 WINDOW = (500.0, 600.0)
 

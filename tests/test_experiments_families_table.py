@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from svag.analysis.report import read_verdicts, run_verdicts
 from svag.config import RunConfig
-from svag.experiments.verdicts import read_verdicts, run_verdicts
 from svag.records import write_json
 from svag.runfolder import RunFolder
 

@@ -20,9 +20,9 @@ import pytest
 from svag import runner
 from svag.cli import main
 from svag.config import RunConfig
-from svag.progress import LineProgress
 from svag.records import read_json, write_json
 from svag.runfolder import RunFolder
+from svag.runner.progress import LineProgress
 
 FAST = RunConfig(
     data="teacher-student", n_train=256, n_test=128, model="mlp", lr=0.2, batch_size=16, epochs=1.0,
@@ -259,7 +259,7 @@ def test_line_progress_prints_each_tenth_and_once_a_minute(capsys):
 
 
 def test_parallel_sweep_progress_into_a_pipe_is_plain_lines(tmp_path, capfd):
-    from svag.experiments.parallel import Job, run_jobs
+    from svag.experiments.executors import Job, run_jobs
 
     cfg = replace(FAST, epochs=0.5)
     jobs = [Job(cfg, [s], [tmp_path / f"s{s}"], [f"s{s}"]) for s in (0, 1)]

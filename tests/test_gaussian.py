@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import svag
+from svag.analysis.stats import mc_check
 from svag.gaussian import (
     finite_population_factor,
     gaussian_gradient,
@@ -24,7 +25,6 @@ from svag.gaussian import (
 from svag.models import build_model
 from svag.problems import Moments
 from svag.seeds import generator as seed_generator
-from svag.stats import mc_check
 from svag.task import CrossEntropy, SquaredError
 
 Z_TOL = 4.5

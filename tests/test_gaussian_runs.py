@@ -13,9 +13,9 @@ import torch
 
 from svag import runner
 from svag.config import RunConfig
-from svag.distributed import Dist
 from svag.experiments.compare import use_ensemble
 from svag.records import read_json, read_jsonl
+from svag.runner.distributed import Dist
 
 FAST = RunConfig(
     data="teacher-student", n_train=256, n_test=128, model="mlp", lr=0.2, batch_size=16, epochs=2.0,

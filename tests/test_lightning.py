@@ -1,4 +1,4 @@
-"""svag inside PyTorch Lightning (svag.lightning), against a real Trainer on the CPU: the callback's
+"""svag inside PyTorch Lightning (svag.integrations.lightning), against a real Trainer on the CPU: the callback's
 G/N equals the runner's on the same trajectory, leaves the training as it was, logs through the
 trainer's logger and predicts B* as `svag lsr` does; SVAG in Lightning equals the runner's SVAG."""
 
@@ -21,7 +21,7 @@ from svag import runner
 from svag.config import RunConfig
 from svag.data import PairSampler, load_dataset
 from svag.data.loader import StepBatches
-from svag.lightning import NoiseCallback, pair_loader, svag_training_step
+from svag.integrations.lightning import NoiseCallback, pair_loader, svag_training_step
 from svag.noise import pool_window
 from svag.seeds import stream_seed
 

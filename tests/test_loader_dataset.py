@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from svag import plugins, runner
-from svag.budget import check_budget
 from svag.cli import main
 from svag.config import RunConfig
 from svag.data import DatasetSplits, load_dataset
 from svag.records import read_json, read_jsonl
+from svag.runner.budget import check_budget
 from test_loader import _start_until, _strip, _train_cmd
 
 N_TRAIN, N_TEST, N_FILES = 256, 64, 300  # the files hold 300 training samples: the run takes a seeded 256

@@ -176,7 +176,7 @@ def test_lsr_figure_holds_every_marker(B_star, envelope):
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection, PathCollection
 
-    from svag.plotting import lsr_figure
+    from svag.analysis.plotting import lsr_figure
 
     rows = [(32, 0.05, 0.003, 0.2, 0.40, 0.01), (64, -0.01, 0.02, 0.21, 0.41, 0.02),
             (256, 1.0, 1.5, 0.25, 0.43, 0.05), (2048, 9.0, 0.8, 0.45, 0.60, 0.15)]  # fmt: skip
@@ -316,7 +316,7 @@ def test_lsr_figure_without_any_positive_ratio():
     """A sweep where no run measured G/N > 0 (tiny runs) still draws its error panel."""
     import matplotlib.pyplot as plt
 
-    from svag.plotting import lsr_figure
+    from svag.analysis.plotting import lsr_figure
 
     rows = [(32, -0.01, 0.02, 0.2, 0.40, 0.01), (64, 0.0, 0.0, 0.21, 0.41, 0.02)]
     fig = lsr_figure(_result(float("nan"), float("nan"), rows))

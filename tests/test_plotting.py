@@ -5,7 +5,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from svag.plotting import _base_time_label, _optimizer_names, _step_time, plot_compare
+from svag.analysis.plotting import _base_time_label, _optimizer_names, _step_time, plot_compare
 from svag.runfolder import load_runs
 
 V1 = Path(__file__).parent / "fixtures" / "release_0_1_0"
@@ -41,7 +41,7 @@ def test_figure_format_names_the_suffixes_and_save_leaves_no_temporary(tmp_path)
     import matplotlib.pyplot as plt
     import pytest
 
-    from svag.plotting import figure_format, save_figure
+    from svag.analysis.plotting import figure_format, save_figure
 
     assert figure_format("a/b.PDF") == "pdf" and figure_format("x.svg") == "svg"
     with pytest.raises(ValueError, match=r"^cannot save a figure to out: its name has no suffix .*\.png, \.pdf, \.svg"):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from svag import SVAG, coefficients
+from svag.analysis.stats import fit_loglog_slope
 from svag.problems import (
     Moments,
     NoisyRegression,
@@ -25,7 +26,6 @@ from svag.problems import (
     svag_moments,
     third_cumulant_factor,
 )
-from svag.stats import fit_loglog_slope
 
 LADDER = [1, 2, 4, 8, 16, 32]
 

@@ -22,7 +22,7 @@ import pytest
 
 from svag.cli import main
 from svag.config import RunConfig
-from svag.experiments.parallel import Executor, Job, run_job, run_jobs
+from svag.experiments.executors import Executor, Job, run_job, run_jobs
 from svag.records import read_json, read_jsonl
 
 ray = pytest.importorskip("ray")  # the ray extra is installed wherever the tests run (CI included)
@@ -312,7 +312,7 @@ def test_received_results_need_a_known_status(tmp_path):
 
 
 def test_worker_folder_mirrors_the_driver_path_and_tasks_are_named_after_runs(tmp_path):
-    from svag.experiments.ray_executor import task_name, worker_folder
+    from svag.experiments.executors.ray import task_name, worker_folder
 
     assert worker_folder("/scratch", "/home/u/runs/cmp/l2_seed0") == Path("/scratch/home/u/runs/cmp/l2_seed0")
     assert worker_folder("~/w", "/r/a") == Path(os.path.expanduser("~/w")) / "r" / "a"

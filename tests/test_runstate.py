@@ -4,12 +4,12 @@ from dataclasses import replace
 
 import torch
 
-from svag import runstate
 from svag.config import RunConfig
-from svag.engine import EnsembleEngine, SingleEngine
-from svag.ensemble import Ensemble
 from svag.optim import SVAG
 from svag.runfolder import RunFolder
+from svag.runner import state as runstate
+from svag.runner.engine import EnsembleEngine, SingleEngine
+from svag.runner.ensemble import Ensemble
 from svag.seeds import generator, stream_seed
 from svag.task import CrossEntropy
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from svag.analysis.plotting import plot_scale
 from svag.cli import main
 from svag.config import RunConfig
 from svag.experiments.scale import (
@@ -23,7 +24,6 @@ from svag.experiments.scale import (
     scaled_configs,
     write_scale_summary,
 )
-from svag.plotting import plot_scale
 from svag.records import read_json, write_json
 from svag.runfolder import RunFolder
 

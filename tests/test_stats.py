@@ -10,8 +10,7 @@ import pytest
 import torch
 from scipy import stats
 
-from svag.problems import Moments
-from svag.stats import (
+from svag.analysis.stats import (
     LogLogFit,
     fit_loglog_slope,
     mc_check,
@@ -21,6 +20,7 @@ from svag.stats import (
     t_interval,
     welch_df,
 )
+from svag.problems import Moments
 
 # P1's PreResNet-32 BN row: G/N at each run's own B
 BN_B, BN_RATIO = [128, 512, 1024, 2048], [0.078, 0.36, 1.53, 4.5]

@@ -1,4 +1,4 @@
-"""The momentum and adaptive studies (``svag.studies``): exact formulas, Monte-Carlo checks, measured rates.
+"""The momentum and adaptive studies (``svag.problems.studies``): exact formulas, Monte-Carlo checks, measured rates.
 
 Statistical tests (all seeds fixed, so every run is deterministic; float64 via conftest):
 * SGDM stationary covariance vs ``torch.optim.SGD(momentum=β)``: fast ``R = 20000`` chains, seed 0; slow
@@ -19,9 +19,9 @@ import torch
 
 import svag
 from svag.adaptive import SVAGAdam, SVAGRMSprop
+from svag.analysis.stats import fit_loglog_slope
 from svag.problems import ou_moments, skewed_quadratic
-from svag.stats import fit_loglog_slope
-from svag.studies import (
+from svag.problems.studies import (
     AdaptiveStudyConfig,
     adaptive_problem,
     adaptive_rows,

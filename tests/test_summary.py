@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from svag.analysis.summary import Run, aggregate, load_runs, markdown_table, summary_rows
 from svag.experiments.compare import write_summary
 from svag.runfolder import RunFolder
-from svag.summary import Run, aggregate, load_runs, markdown_table, summary_rows
 
 V1 = Path(__file__).parent / "fixtures" / "release_0_1_0"
 

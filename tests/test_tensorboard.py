@@ -8,10 +8,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import svag
-from svag import recorder as recorder_module
 from svag.cli import main
+from svag.integrations.tensorboard import scalars
 from svag.runfolder import RunFolder
-from svag.tensorboard_log import scalars
+from svag.runner import recorder as recorder_module
 
 CFG = dict(n_train=256, n_test=128, epochs=2.0, eval_every=0.25, checkpoint_every=1.0, l=2.0, batch_size=32)
 

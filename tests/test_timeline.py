@@ -7,7 +7,7 @@ import pytest
 from svag import schedules as S
 from svag.clock import Clock
 from svag.config import RunConfig
-from svag.timeline import Timeline
+from svag.runner.timeline import Timeline
 
 SGD, ADAM = Clock(power=1), Clock(power=2)
 

@@ -1,4 +1,4 @@
-"""Richardson extrapolation over l, the gap and the verdict (svag.verdict).
+"""Richardson extrapolation over l, the gap and the verdict (svag.analysis.richardson).
 
 Exact checks (float64, tolerance 1e-12) compare every interval with a direct computation: the per-seed
 extrapolation and t quantile (paired), Σ c_l² s_l²/n_l with Welch–Satterthwaite df (unpaired), PAPER.md
@@ -25,10 +25,7 @@ import torch
 from scipy import stats
 
 from svag import SVAG, train_step
-from svag.problems import expm, ou_moments, skewed_quadratic, svag_moments
-from svag.stats import stream
-from svag.summary import METRICS
-from svag.verdict import (
+from svag.analysis.richardson import (
     DEFAULT_MARGINS,
     Estimate,
     Margin,
@@ -41,6 +38,9 @@ from svag.verdict import (
     richardson_coefficients,
     verdict,
 )
+from svag.analysis.stats import stream
+from svag.analysis.summary import METRICS
+from svag.problems import expm, ou_moments, skewed_quadratic, svag_moments
 
 LS = [1, 2, 4, 8]
 
@@ -346,7 +346,7 @@ def test_bad_inputs_raise_one_line(call, message):
 
 
 def test_verdict_module_does_not_import_torch():
-    code = "import sys, svag.verdict; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, svag.analysis.richardson; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

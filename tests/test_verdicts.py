@@ -1,4 +1,4 @@
-"""The verdict of a folder of runs (svag.experiments.verdicts): folders → values[t, l, seed], each
+"""The verdict of a folder of runs (svag.analysis.report): folders → values[t, l, seed], each
 outcome, the NGD decomposition, the files, margins on the command line, and a real tiny compare.
 
 Folders are fabricated through :class:`svag.runfolder.RunFolder` (the runner's own writer) with
@@ -16,10 +16,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from svag.cli import main
-from svag.commands.compare import margin
-from svag.config import RunConfig
-from svag.experiments.verdicts import (
+from svag.analysis.plotting import plot_verdicts
+from svag.analysis.report import (
     compute_verdicts,
     ladder_values,
     markdown,
@@ -29,10 +27,12 @@ from svag.experiments.verdicts import (
     verdict_lines,
     write_verdicts,
 )
-from svag.plotting import plot_verdicts
+from svag.analysis.summary import markdown_table, summary_rows
+from svag.cli import main
+from svag.commands.compare import margin
+from svag.config import RunConfig
 from svag.records import encode
 from svag.runfolder import RunFolder, load_runs
-from svag.summary import markdown_table, summary_rows
 
 BASE = RunConfig(data="teacher-student", n_train=256, n_test=128, batch_size=16, lr=0.1, epochs=2.0, eval_every=1.0)
 TIMES = [0.0, 16.0, 32.0]  # the grid the fabricated runs declare (derived["eval_times"]), one epoch = 16

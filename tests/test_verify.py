@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import svag
+from svag.analysis.stats import mc_check
 from svag.cli import main
 from svag.problems import (
     gaussian_kernel_mean,
@@ -27,9 +28,8 @@ from svag.problems import (
     skewed_quadratic,
     svag_moments,
 )
-from svag.records import read_json
-from svag.stats import mc_check
-from svag.verify import (
+from svag.problems.report import plot_verification
+from svag.problems.verify import (
     VerifyConfig,
     gaussian_rows,
     l_ladder,
@@ -38,7 +38,7 @@ from svag.verify import (
     simulate_gaussian,
     simulate_svag,
 )
-from svag.verify_report import plot_verification
+from svag.records import read_json
 
 Z_TOL = 4.5
 FAST_R, FAST_SEED = 4000, 0

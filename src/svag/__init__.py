@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.2.0"
+from svag.version import __version__ as __version__
 
 # public name -> the module that defines it
 _NAMES = {

@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from .clock import check_l
-from .optim import SVAGOptimizer
+from svag.clock import check_l
+from svag.optim import SVAGOptimizer
 
 __all__ = [
     "SVAGAdam",

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from .clock import check_l  # what a valid l is belongs to the clock
+from svag.clock import check_l  # what a valid l is belongs to the clock
 
 __all__ = ["amplified_loss", "check_l", "coefficients"]
 

@@ -24,8 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
-from .plugins import PYTHON, as_spec
+from svag.config import RunConfig
+from svag.data.plugin import as_data_spec
+from svag.experiments.defaults import LSR_CONFIG, LSR_SEEDS, LSR_TAU, LSR_WINDOW
+from svag.integrations import record_sinks
+from svag.plugins import KINDS, PYTHON, as_spec
 
 __all__ = ["CompareResult", "LSRResult", "ScaleResult", "TrainResult", "compare", "lsr_test", "scale", "train"]
 
@@ -119,12 +122,12 @@ def _config(model: Any, data: Any, loss: Any, config: RunConfig | dict | None, f
     values = {**base, **fields}
     for kind, obj in (("model", model), ("data", data), ("loss", loss)):
         if obj is not None:
-            values[kind] = as_spec(obj, kind)
+            values[kind] = as_data_spec(obj) if kind == "data" else as_spec(obj, kind)
     return RunConfig.from_dict(values).validate()
 
 
 def _check_jobs(cfg: RunConfig, jobs: int) -> None:
-    local = [getattr(cfg, k) for k in ("model", "data", "loss") if str(getattr(cfg, k)).startswith(PYTHON)]
+    local = [getattr(cfg, k) for k in KINDS if str(getattr(cfg, k)).startswith(PYTHON)]
     if jobs != 1 and local:
         raise ValueError(
             f"jobs={jobs}: {', '.join(local)} exist only in this process (defined in __main__, a lambda, or data "
@@ -133,7 +136,7 @@ def _check_jobs(cfg: RunConfig, jobs: int) -> None:
 
 
 def _records(out: Path, names: list[str]) -> list[dict]:
-    from .runfolder import RunFolder
+    from svag.runfolder import RunFolder
 
     rows = []
     for name in names:
@@ -162,10 +165,10 @@ def train(
         config: a RunConfig or a dict of its fields; ``fields`` (RunConfig fields) override it.
         resume: continue the run in ``out`` (same config and the same objects).
     """
-    from .runner import run
+    from svag.runner import run
 
     cfg = _config(model, data, loss, config, fields)
-    res = run(cfg, out, resume=resume, progress=progress)
+    res = run(cfg, out, resume=resume, progress=progress, sinks=record_sinks(cfg))
     return TrainResult(Path(res.out_dir), res.status, res.records)
 
 
@@ -192,11 +195,11 @@ def compare(
 ) -> CompareResult:
     """SGD and SVAG at every ``l`` of ``ls`` with seeds ``0..seeds-1`` (as ``svag compare``), the
     summary and the verdict "does SGD follow its SDE?" (``margins``, ``fit``, ``fit_ls``, ``paired``
-    as :func:`svag.experiments.verdicts.compute_verdicts`; needs ≥ 2 seeds and l = 1 among ≥ 2 l)."""
-    from .experiments.compare import run_compare, write_summary
-    from .experiments.verdict_text import CSV_COLUMNS, csv_rows
-    from .experiments.verdicts import missing_requirement, run_verdicts
-    from .summary import summary_rows
+    as :func:`svag.analysis.report.compute_verdicts`; needs ≥ 2 seeds and l = 1 among ≥ 2 l)."""
+    from svag.analysis.report import missing_requirement, run_verdicts
+    from svag.analysis.report_text import CSV_COLUMNS, csv_rows
+    from svag.analysis.summary import summary_rows
+    from svag.experiments.compare import run_compare, write_summary
 
     cfg = _config(model, data, loss, config, {**fields, "l": 1.0, "seed": 0})
     _check_jobs(cfg, jobs)
@@ -204,10 +207,10 @@ def compare(
         raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
     ls = [float(x) for x in ls]
     statuses = run_compare(cfg, ls, list(range(seeds)), out, resume=resume, progress=progress, jobs=jobs,
-                           ensemble=ensemble, ngd=ngd, log=lambda m: None)  # fmt: skip
+                           ensemble=ensemble, ngd=ngd, log=lambda m: None, sinks=record_sinks(cfg))  # fmt: skip
     names = list(statuses)
     write_summary(out, names=names)
-    from .runfolder import RunFolder
+    from svag.runfolder import RunFolder
 
     runs = [RunFolder(Path(out) / n).load() for n in names if RunFolder(Path(out) / n).exists()]
     result = CompareResult(Path(out), statuses, _records(Path(out), names), summary_rows(runs))
@@ -220,7 +223,7 @@ def compare(
         except ValueError as err:  # too few seeds left after a failed run, and the like
             result.note = str(err).splitlines()[0]
     if plots and result.report is not None:
-        from .plotting import plot_verdicts
+        from svag.analysis.plotting import plot_verdicts
 
         plot_verdicts(result.report, Path(out) / "verdicts.png")
     return result
@@ -232,8 +235,8 @@ def lsr_test(
     *,
     out: str | os.PathLike,
     verify: tuple[int, ...] = (),
-    tau: float = 2.0,
-    window: float = 1 / 6,
+    tau: float = LSR_TAU,
+    window: float = LSR_WINDOW,
     seeds: int | None = None,
     ensemble: str = "auto",
     loss: Any = None,
@@ -251,11 +254,10 @@ def lsr_test(
     one ensemble per batch size where ``ensemble`` allows it (``auto``/``on``/``off``)."""
     from dataclasses import replace
 
-    from .commands.lsr import DEFAULTS, SEEDS
-    from .experiments.lsr_sweep import equilibrium_window_epochs, lsr_table, run_sweep, write_lsr_outputs
+    from svag.experiments.lsr_sweep import equilibrium_window_epochs, lsr_table, run_sweep, write_lsr_outputs
 
     if config is None:
-        config = {**RunConfig().to_dict(), **DEFAULTS}
+        config = {**RunConfig().to_dict(), **LSR_CONFIG}
     cfg = _config(model, data, loss, config, fields)
     _check_jobs(cfg, jobs)
     if not (isinstance(tau, (int, float)) and 0 < tau < float("inf")):
@@ -265,15 +267,16 @@ def lsr_test(
         cfg = replace(cfg, noise_window=span).validate()
     if cfg.noise != "pairs":
         raise ValueError(f"the LSR test needs noise='pairs' to measure G/N, got {cfg.noise!r}")
-    seeds = SEEDS if seeds is None else seeds
+    seeds = LSR_SEEDS if seeds is None else seeds
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
     dirs = run_sweep(cfg, list(verify), Path(out), resume=resume, progress=progress, jobs=jobs,
-                     seeds=seeds if verify else 1, ensemble=ensemble, log=lambda m: None)  # fmt: skip
+                     seeds=seeds if verify else 1, ensemble=ensemble, log=lambda m: None,
+                     sinks=record_sinks(cfg))  # fmt: skip
     res = lsr_table(dirs, tau=tau, fraction=window)
     write_lsr_outputs(res, out)
     if plots and res.get("verdicts"):
-        from .plotting import plot_lsr
+        from svag.analysis.plotting import plot_lsr
 
         plot_lsr(res, Path(out) / "lsr.png")
     names = [Path(d).name for d in dirs]
@@ -300,7 +303,7 @@ def scale(
 ) -> ScaleResult:
     """A batch-size sweep under a scaling rule (as ``svag scale``): ``rule`` linear (SGD), sqrt
     (Adam/RMSprop) or auto (the one that keeps the optimizer's SDE), from the config's batch size."""
-    from .experiments.scale import (
+    from svag.experiments.scale import (
         TABLE_METRICS,
         auto_rule,
         base_run,
@@ -316,10 +319,10 @@ def scale(
         raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
     rule = auto_rule(cfg.optimizer)[0] if rule == "auto" else rule
     statuses = run_scale(cfg, rule, list(batch_sizes), list(range(seeds)), out, resume=resume, progress=progress,
-                         jobs=jobs, ensemble=ensemble, log=lambda m: None)  # fmt: skip
+                         jobs=jobs, ensemble=ensemble, log=lambda m: None, sinks=record_sinks(cfg))  # fmt: skip
     write_scale_summary(out)
     if plots:
-        from .plotting import plot_scale
+        from svag.analysis.plotting import plot_scale
 
         plot_scale(scale_curves(out, TABLE_METRICS), Path(out) / "scale.png", base=base_run(out), rule=rule)
     return ScaleResult(Path(out), rule, statuses, scale_rows(out), _records(Path(out), list(statuses)))

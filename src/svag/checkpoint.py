@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .records import _atomic_write
+from svag.records import _atomic_write
 
 __all__ = ["load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
 

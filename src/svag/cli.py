@@ -47,7 +47,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         description=("Simulate the SDE of SGD with SVAG and test the linear scaling rule (Li, Malladi & Arora 2021)."),
         epilog=EXIT_CODES,
     )
-    from . import __version__
+    from svag.version import __version__
 
     parser.add_argument("--version", action="version", version=f"svag {__version__}")
     _add_threads(parser, default=None)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if getattr(args, "preset", None):  # a preset replaces the defaults; explicit flags still win
-        from .config import PRESETS
+        from svag.config import PRESETS
 
         args._command_parser.set_defaults(**PRESETS[args.preset])
         args = parser.parse_args(argv)
@@ -137,6 +137,6 @@ def main(argv: list[str] | None = None) -> int:
             message = "interrupted" if isinstance(err, KeyboardInterrupt) else str(err).splitlines()[0]
             print(f"svag {args.command}: error: {message}", file=sys.stderr)
             code = 130 if isinstance(err, KeyboardInterrupt) else 2
-    if "svag.distributed" in sys.modules:  # a torchrun worker ends here (see finish_worker)
-        sys.modules["svag.distributed"].finish_worker(code)
+    if "svag.runner.distributed" in sys.modules:  # a torchrun worker ends here (see finish_worker)
+        sys.modules["svag.runner.distributed"].finish_worker(code)
     return code

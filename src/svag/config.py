@@ -132,7 +132,7 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Raise ``ValueError`` naming the first bad field and what is valid; return self."""
-        from .clock import check_l
+        from svag.clock import check_l
 
         def positive(name: str, integer: bool = False, allow_zero: bool = False) -> None:
             v = getattr(self, name)
@@ -143,11 +143,12 @@ class RunConfig:
                 raise ValueError(f"{name} must be {kind} {'>= 0' if allow_zero else '> 0'}, got {v!r}")
 
         check_l(self.l)
-        from .seeds import check_seed
-        from .task import LOSSES
+        from svag.plugins import is_spec
+        from svag.seeds import check_seed
+        from svag.task import LOSSES
 
         check_seed(self.seed)
-        if self.loss not in LOSSES and ":" not in self.loss:  # a plug-in is checked when it is loaded (svag.plugins)
+        if self.loss not in LOSSES and not is_spec(self.loss):  # a plug-in is checked when it is loaded (svag.plugins)
             raise ValueError(
                 f"loss must be one of {', '.join(LOSSES)} or a plug-in package.module:callable or file.py:callable, "
                 f"got {self.loss!r}"
@@ -203,7 +204,7 @@ class RunConfig:
                 f"noise_batches must be 0 (P1's max(200, 12800 // B)) or an integer in [2, {MAX_NOISE_BATCHES}], "
                 f"got {self.noise_batches}"
             )
-        from .data.sampling import SAMPLING_MODES
+        from svag.data.sampling import SAMPLING_MODES
 
         if self.sampling not in SAMPLING_MODES:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLING_MODES)}, got {self.sampling!r}")
@@ -232,7 +233,7 @@ class RunConfig:
     def _check_counts(self) -> None:
         """Refuse intervals that imply more records or checkpoints than a run can write. With
         ``gamma <= 1`` a run lasts at most ``epochs`` epochs of time at the base LR, so it takes at
-        most ``epochs / interval`` of each (:class:`svag.timeline.Timeline`)."""
+        most ``epochs / interval`` of each (:class:`svag.runner.timeline.Timeline`)."""
         for name, limit, what in (
             ("eval_every", MAX_RECORDS, "evaluation records"),
             ("noise_every", MAX_RECORDS, "m-batch G/N measurements"),

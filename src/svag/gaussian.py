@@ -62,8 +62,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .per_sample import finite_population_factor
-from .task import Task
+from svag.per_sample import finite_population_factor
+from svag.task import Task
 
 __all__ = [
     "DEFAULT_CHUNK",

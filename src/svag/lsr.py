@@ -9,7 +9,7 @@ predicted to fail beyond ``B* = B0·τ·N0/G0``. P1's figure uses ``τ = 2``.
 
 ``G/N`` here is always measured at each run's own batch size (see :mod:`svag.noise`). The pooled
 ``G/N`` of a window is :func:`svag.noise.pool_window`; the log–log slope of ``G/N`` in ``B`` is
-:func:`svag.stats.fit_loglog_slope`.
+:func:`svag.analysis.stats.fit_loglog_slope`.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def predict_from_window(batch_size: int, window: Any, tau: float = 2.0) -> MaxBa
     keys. The SE is the delta-method
     one of the ratio, ``se(B*)/B* = se(G/N)/(G/N)`` (covariance of ``G`` and ``N`` included, see
     :func:`predict_max_batch_with_se`); ``nan`` when the window has fewer than 2 estimates. Used by
-    ``svag lsr`` and by the Lightning callback (:mod:`svag.lightning`), so both predict alike.
+    ``svag lsr`` and by the Lightning callback (:mod:`svag.integrations.lightning`), so both predict alike.
     """
     get = window.get if isinstance(window, Mapping) else lambda key: getattr(window, key)
     G, N, G_se, N_se = get("G"), get("N"), get("G_se"), get("N_se")

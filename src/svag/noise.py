@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from . import per_sample as _ps
-from .batch_loss import scalar_loss, takes_batch
+from svag import per_sample as _ps
+from svag.batch_loss import scalar_loss, takes_batch
 
 __all__ = [
     "MinibatchStream",

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import torch
 from torch.optim import Optimizer
 
-from .clock import Clock, _check_momentum, check_l, heavy_ball_lr
+from svag.clock import Clock, _check_momentum, check_l, heavy_ball_lr
 
 __all__ = ["SVAG", "Clock", "HeavyBallSGD", "SVAGOptimizer", "heavy_ball_lr", "svag_sgd"]
 

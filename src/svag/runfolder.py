@@ -46,8 +46,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
-from .records import (
+from svag.config import RunConfig
+from svag.records import (
     append_jsonl,
     check_writable,
     decode,
@@ -296,12 +296,12 @@ class RunFolder:
         return rows[:n]
 
     def save_checkpoint(self, state: dict) -> None:
-        from .checkpoint import save_checkpoint  # torch: only the runner needs it
+        from svag.checkpoint import save_checkpoint  # torch: only the runner needs it
 
         save_checkpoint(self.checkpoint_path, state)
 
     def load_checkpoint(self, map_location="cpu") -> dict:
-        from .checkpoint import load_checkpoint
+        from svag.checkpoint import load_checkpoint
 
         return load_checkpoint(self.checkpoint_path, map_location=map_location)
 
@@ -329,7 +329,7 @@ def _upgrade_v1(config: dict, derived: dict) -> dict:
     ``config`` (built on one dummy parameter: the optimizer owns these facts)."""
     import torch
 
-    from .runner import build_optimizer
+    from svag.build import build_optimizer
 
     opt = build_optimizer(RunConfig.from_dict(config), [torch.zeros(1, requires_grad=True)])
     return {**derived, "clock": opt.clock().to_dict(), "optimizer_names": opt.names()}

@@ -214,7 +214,7 @@ class PerStep(Schedule):
     kind = "per_step"
 
     def __post_init__(self) -> None:
-        from .clock import Clock
+        from svag.clock import Clock
 
         lrs = tuple(self.lrs)
         if not lrs:
@@ -248,7 +248,7 @@ class PerStep(Schedule):
 
     def svag_steps(self, l: float) -> int:
         """SVAG steps at amplification ``l`` that cover the run: ``l^p·len(lrs)`` (``l^p`` must be an integer)."""
-        from .clock import TIME_RTOL, Clock
+        from svag.clock import TIME_RTOL, Clock
 
         per = Clock(self.power, l, self.lr_factor).steps_per_original
         if abs(per - round(per)) > TIME_RTOL * per:
@@ -262,7 +262,7 @@ class PerStep(Schedule):
         return self._ends[step - 1] if step else 0.0
 
     def __call__(self, t: float) -> float:
-        from .clock import TIME_RTOL
+        from svag.clock import TIME_RTOL
 
         k = bisect.bisect_right(self._ends, t + TIME_RTOL * abs(t))  # sde_time is a float sum: relative slack
         return self.lrs[min(k, len(self.lrs) - 1)]

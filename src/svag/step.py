@@ -36,8 +36,8 @@ from typing import Any
 
 import torch
 
-from .amplify import amplified_loss, coefficients
-from .batch_loss import scalar_loss
+from svag.amplify import amplified_loss, coefficients
+from svag.batch_loss import scalar_loss
 
 __all__ = ["MODES", "StepOutput", "amplified_backward", "train_step"]
 
@@ -165,7 +165,7 @@ def amplified_backward(
     - **DDP.** With ``no_sync=ddp_model.no_sync``, every forward/backward but the last runs inside
       it, so gradients are all-reduced once per step (``mode="accumulate"``; once per batch when the
       two batch gradients are needed apart: ``max_norm``, ``return_grads``, ``"reference"``).
-      ``svag.distributed``'s own data parallelism needs nothing: it all-reduces in a step pre-hook.
+      ``svag.runner.distributed``'s own data parallelism needs nothing: it all-reduces in a step pre-hook.
     - **Clipping.** Either clip what this returns (``torch.nn.utils.clip_grad_norm_`` on the amplified
       gradient: its norm grows with ``l``, so a fixed threshold clips more and the SDE changes), or
       pass ``max_norm=c``: each batch gradient ``g_i`` is clipped to norm ``c`` **before** the

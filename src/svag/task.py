@@ -16,10 +16,14 @@ each metric ``m``. A new loss is a new :class:`Task` subclass; the runner needs 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LOSSES", "CrossEntropy", "SquaredError", "Task", "make_task"]
+from svag import plugins
+
+__all__ = ["LOSSES", "CrossEntropy", "FunctionTask", "SquaredError", "Task", "make_task", "plugin_task"]
 
 
 class Task:
@@ -97,9 +101,7 @@ def make_task(loss: str, num_classes: int | None = None) -> Task:
     """The task of ``RunConfig.loss`` for a data set with ``num_classes`` classes (None: real targets).
     ``loss`` may be a plug-in ``package.module:callable`` / ``path/to/file.py:callable``: a Task
     subclass or instance, or a mean loss function (:mod:`svag.plugins`)."""
-    if ":" in loss:
-        from .plugins import make_task as plugin_task
-
+    if plugins.is_spec(loss):
         return plugin_task(loss, num_classes)
     if loss == "cross_entropy":
         if not num_classes:
@@ -108,3 +110,51 @@ def make_task(loss: str, num_classes: int | None = None) -> Task:
     if loss == "mse":
         return SquaredError(num_classes)
     raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+
+
+# -- a user's loss (svag.plugins reads the text) -------------------------------------------------
+class FunctionTask(Task):
+    """A :class:`svag.task.Task` around ``loss(outputs, targets) -> mean``; ``per_sample_loss`` is
+    the function on one-sample batches (vmap; :meth:`per_sample_loss_reference` is the loop)."""
+
+    metrics = ("acc",)
+
+    def __init__(self, fn: Callable, name: str) -> None:
+        self.fn, self.name = fn, name
+        self._vmap_ok = True
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.fn(output, target)
+
+    def per_sample_loss_reference(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loop over samples: ``ℓ_i = loss(f(x_i)[None], y_i[None])``."""
+        return torch.stack([self.fn(output[i : i + 1], target[i : i + 1]).reshape(()) for i in range(len(output))])
+
+    def per_sample_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self._vmap_ok:
+            try:
+                return torch.func.vmap(lambda o, t: self.fn(o[None], t[None]).reshape(()))(output, target)
+            except Exception:  # a loss vmap cannot trace (data-dependent control flow): the loop from now on
+                self._vmap_ok = False
+        return self.per_sample_loss_reference(output, target)
+
+    def per_sample_metrics(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"acc": (output.argmax(-1) == target).to(output.dtype)}
+
+    def __repr__(self) -> str:
+        return f"FunctionTask({self.name!r})"
+
+
+def plugin_task(text: str, num_classes: int | None) -> Task:
+    """The :class:`Task` of loss plug-in ``text``."""
+    obj = plugins.resolve(text, "loss")
+    if isinstance(obj, type) and issubclass(obj, Task):
+        obj = plugins.call(obj, {"num_classes": num_classes}, "loss", text)
+    if isinstance(obj, Task):
+        return obj
+    if not callable(obj):
+        raise plugins.PluginError(
+            f"loss {text!r} is a {type(obj).__name__}; expected a svag.task.Task subclass or instance, or a function "
+            "loss(outputs, targets) -> the mean loss over the batch"
+        )
+    return FunctionTask(obj, text)

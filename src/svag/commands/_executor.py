@@ -1,12 +1,12 @@
 """The flags that say where a sweep's runs go (``--jobs``, ``--cluster`` and Ray's), shared by every
 command that runs a sweep: one call adds them, one call reads them into an
-:class:`svag.experiments.parallel.Executor`."""
+:class:`svag.experiments.executors.Executor`."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..experiments.parallel import EXECUTORS, Executor
+from svag.experiments.executors import EXECUTORS, Executor
 
 __all__ = ["add_executor_arguments", "executor_from_args"]
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..clock import heavy_ball_lr
-from ..config import add_config_arguments, config_from_args
-from ..experiments.compare import ENSEMBLE_MODES, run_compare, write_summary
-from . import floats
-from ._executor import add_executor_arguments, executor_from_args
+from svag.clock import heavy_ball_lr
+from svag.commands import floats
+from svag.commands._executor import add_executor_arguments, executor_from_args
+from svag.config import add_config_arguments, config_from_args
+from svag.experiments.compare import ENSEMBLE_MODES, run_compare, write_summary
+from svag.integrations import record_sinks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def margin(text: str) -> tuple[str, str]:
     """``--margin METRIC=VALUE``: an absolute margin (``test_acc=0.02``) or one relative to SGD's value
-    (``test_loss=5%``), checked by :func:`svag.verdict.resolve_margin`."""
-    from ..experiments.verdicts import METRICS
-    from ..verdict import resolve_margin
+    (``test_loss=5%``), checked by :func:`svag.analysis.equivalence.resolve_margin`."""
+    from svag.analysis.equivalence import resolve_margin
+    from svag.analysis.report import METRICS
 
     metric, sep, value = text.partition("=")
     metric, value = metric.strip(), value.strip()
@@ -57,8 +58,8 @@ def add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="METRIC=VALUE",
         help="equivalence margin δ of a metric for the verdict, absolute (test_acc=0.02) or relative to SGD's "
-        "value (test_loss=5%%); repeatable. The defaults (svag.verdict.DEFAULT_MARGINS) are listed with their "
-        "reasons in verdicts.md; gn_ratio has none",
+        "value (test_loss=5%%); repeatable. The defaults (svag.analysis.equivalence.DEFAULT_MARGINS) are listed "
+        "with their reasons in verdicts.md; gn_ratio has none",
     )
     parser.add_argument(
         "--fit",
@@ -79,7 +80,7 @@ def add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def verdict_options(args: argparse.Namespace) -> dict:
-    """:func:`svag.experiments.verdicts.compute_verdicts` keywords from the flags."""
+    """:func:`svag.analysis.report.compute_verdicts` keywords from the flags."""
     return {
         "margins": dict(args.margin),
         "fit": args.fit,
@@ -100,10 +101,10 @@ def check_verdict_options(args: argparse.Namespace, ls: list[float]) -> None:
 
 def print_verdict(out, names: list[str] | None, options: dict) -> None:
     """Compute, write, draw and print the verdict of the runs ``names`` of ``out`` (``options``: of
-    :func:`svag.experiments.verdicts.compute_verdicts`); a comparison that cannot give one (too few
+    :func:`svag.analysis.report.compute_verdicts`); a comparison that cannot give one (too few
     seeds left, no SGD) prints why instead."""
-    from ..experiments.verdicts import run_verdicts, verdict_lines
-    from ..plotting import plot_verdicts
+    from svag.analysis.plotting import plot_verdicts
+    from svag.analysis.report import run_verdicts, verdict_lines
 
     try:
         report, (md, csv, _) = run_verdicts(out, names=names, **options)
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     check_verdict_options(args, args.ls)
     if args.ngd and base.gradient_noise == "gaussian":
         raise ValueError("--ngd adds Gaussian-noise runs to SGD runs, but --gradient-noise is already gaussian")
-    from ..experiments.verdicts import missing_requirement
+    from svag.analysis.report import missing_requirement
 
     skip = missing_requirement(args.ls, args.seeds)
     if base.gradient_noise == "gaussian":
@@ -185,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         jobs=executor_from_args(args),
         ensemble=args.ensemble,
         ngd=args.ngd,
+        sinks=record_sinks(base),
     )
     md, csv = write_summary(args.out, names=list(statuses))  # this sweep's runs only
     failed = {k: v for k, v in statuses.items() if v != "completed"}

@@ -16,9 +16,10 @@ import argparse
 import time
 from pathlib import Path
 
-from ..config import RunConfig
-from ..runfolder import RunFolder
-from ._executor import add_executor_arguments, executor_from_args
+from svag.commands._executor import add_executor_arguments, executor_from_args
+from svag.config import RunConfig
+from svag.integrations import record_sinks
+from svag.runfolder import RunFolder
 
 DEMO = RunConfig(
     data="mnist1d",
@@ -52,10 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ..experiments.compare import run_compare, write_summary
-    from ..experiments.verdicts import missing_requirement
-    from ..plotting import plot_compare
-    from .compare import print_verdict
+    from svag.analysis.plotting import plot_compare
+    from svag.analysis.report import missing_requirement
+    from svag.commands.compare import print_verdict
+    from svag.experiments.compare import run_compare, write_summary
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     statuses = run_compare(
         cfg, LS, list(range(args.seeds)), out, resume=True, progress=not args.no_progress,
-        jobs=executor_from_args(args),
+        jobs=executor_from_args(args), sinks=record_sinks(cfg),
     )  # fmt: skip
     runs = [RunFolder(out / n).load() for n in statuses if RunFolder(out / n).exists()]  # this sweep's runs only
     fig = plot_compare(runs, out / "compare.png")

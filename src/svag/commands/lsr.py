@@ -1,6 +1,6 @@
 """The linear-scaling-rule test (P1 §4): from one baseline run (η0, B0) with a constant-LR phase,
 average G and N over the equilibrium window (default: the last sixth of the first constant-LR
-phase), check that the run is at equilibrium there (svag.equilibrium: a one-line WARNING when G, N,
+phase), check that the run is at equilibrium there (svag.analysis.equilibrium: a one-line WARNING when G, N,
 G/N or ‖x‖² still trend), print the predicted largest batch size B* = B0·τ·N0/G0 with its
 uncertainty and the batch sizes to verify it with; with --verify B1,B2,... run the linear-scaling
 sweep (η = κη0, same epochs, --seeds seeds per batch size) and draw P1's figure (G/N vs B, errors
@@ -13,36 +13,23 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import add_config_arguments, config_from_args
-from . import batch_sizes
-from ._executor import add_executor_arguments, executor_from_args
+from svag.commands import batch_sizes
+from svag.commands._executor import add_executor_arguments, executor_from_args
+from svag.config import add_config_arguments, config_from_args
+from svag.experiments.defaults import LSR_CONFIG, LSR_SEEDS, LSR_TAU, LSR_THREADS, LSR_WINDOW
+from svag.integrations import record_sinks
 
-# the LSR test's defaults, where they differ from RunConfig's (also those of svag.lsr_test). Chosen by
-# measurement (EXPERIMENTS.md §2, "How the default was chosen"): on MNIST-1D this scale-invariant BN CNN
-# reaches the equilibrium of its constant-LR phase (λη = 5e-4: ‖x‖² flat from epoch ~8), G/N grows with
-# slope ≈ 1 along the LSR family, and the test error rises ≥ 20% within 2× of the predicted B*.
-DEFAULTS = dict(
-    model="cnn", norm="bn", scale_invariant=True, lr=0.1, batch_size=32, weight_decay=5e-3, epochs=12.0,
-    schedule="multistep", milestones=(10.0,), eval_every=0.25, eval_train_samples=512, noise_fraction=1.0,
-)  # fmt: skip
-
-
-SEEDS = 3  # seeds per batch size of the verification sweep
-# Intra-op CPU threads unless `--threads` or OMP_NUM_THREADS says otherwise (read by svag.cli), as for
-# the demo: the default's small CNN gains little from a second thread, and with another process on
-# the cores 2 threads wait for each other at every operation. Measured on the 2 cores with other jobs
-# running (load 5-6), one epoch of the 3-seed ensemble at B = 32: 3.6-5.6 s wall with 1 thread,
-# 32-36 s with 2.
-THREADS = 1
+# the command's defaults are the experiment's own (svag.experiments.defaults), shared with svag.lsr_test
+THREADS = LSR_THREADS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/lsr", help="folder for the baseline, the sweep and the outputs")
     parser.add_argument("--baseline", default=None, help="read an existing baseline run folder instead of training")
     parser.add_argument("--verify", type=batch_sizes, default=[], help="batch sizes of the LSR sweep, e.g. 64,128,256")
-    parser.add_argument("--tau", type=float, default=2.0, help="threshold τ = C² − 1 of the condition G/N ≤ τ")
-    parser.add_argument("--window", type=float, default=1 / 6, help="equilibrium window: last fraction of phase 1")
-    parser.add_argument("--seeds", type=int, default=SEEDS,
+    parser.add_argument("--tau", type=float, default=LSR_TAU, help="threshold τ = C² − 1 of the condition G/N ≤ τ")
+    parser.add_argument("--window", type=float, default=LSR_WINDOW, help="equilibrium window: last fraction of phase 1")
+    parser.add_argument("--seeds", type=int, default=LSR_SEEDS,
                         help="--verify: seeds per batch size (seeds S..S+N-1 of --seed S), the baseline B0 included; "
                         "the table gives the errors' spread and judges each rise against it")  # fmt: skip
     parser.add_argument("--ensemble", default="auto",
@@ -52,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="reuse/continue runs already in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     add_config_arguments(parser)
-    parser.set_defaults(**DEFAULTS)
+    parser.set_defaults(**LSR_CONFIG)
     parser.epilog = (
         "G/N is measured only inside the equilibrium window (--noise-window defaults to it), "
         "with an extra batch at every SGD step there (--noise-fraction 1)."
@@ -60,15 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.lsr_sweep import (
+    from svag.analysis.plotting import plot_lsr
+    from svag.experiments.lsr_sweep import (
         equilibrium_window,
         equilibrium_window_epochs,
         lsr_table,
         run_sweep,
         write_lsr_outputs,
     )
-    from ..plotting import plot_lsr
-    from ..runfolder import RunFolder
+    from svag.runfolder import RunFolder
 
     if not (math.isfinite(args.tau) and args.tau > 0):
         raise ValueError(f"--tau must be a finite number > 0, got {args.tau}")
@@ -92,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--seeds must be an integer >= 1, got {args.seeds}")
         seeds = args.seeds if args.verify else 1  # the prediction alone needs one baseline run
         dirs = run_sweep(base, args.verify, out, resume=args.resume, progress=not args.no_progress, jobs=where,
-                         seeds=seeds, ensemble=args.ensemble)  # fmt: skip
+                         seeds=seeds, ensemble=args.ensemble, sinks=record_sinks(base))  # fmt: skip
     result = lsr_table(dirs, tau=args.tau, fraction=args.window)
     out.mkdir(parents=True, exist_ok=True)
     js, md, csv = write_lsr_outputs(result, out)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..records import check_writable
-from .compare import add_verdict_arguments, check_verdict_options, verdict_options
+from svag.commands.compare import add_verdict_arguments, check_verdict_options, verdict_options
+from svag.records import check_writable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,10 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.compare import write_summary
-    from ..experiments.verdicts import FILES, compute_verdicts, read_verdicts, write_verdicts
-    from ..plotting import figure_format, plot_compare, plot_verdicts
-    from ..summary import load_runs
+    from svag.analysis.plotting import figure_format, plot_compare, plot_verdicts
+    from svag.analysis.report import FILES, compute_verdicts, read_verdicts, write_verdicts
+    from svag.analysis.summary import load_runs
+    from svag.experiments.compare import write_summary
 
     figure = Path(args.out) if args.out else Path(args.runs_dir) / "compare.png"
     figure_format(figure)  # a folder or a name without a known suffix: say so before any work

@@ -10,8 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import config_from_args
-from ..experiments.scale import (
+from svag.analysis.plotting import plot_scale
+from svag.commands import batch_sizes
+from svag.commands._executor import executor_from_args
+from svag.commands.compare import add_sweep_arguments
+from svag.config import config_from_args
+from svag.experiments.scale import (
     RULES,
     TABLE_METRICS,
     auto_rule,
@@ -21,10 +25,7 @@ from ..experiments.scale import (
     scaled_configs,
     write_scale_summary,
 )
-from ..plotting import plot_scale
-from . import batch_sizes
-from ._executor import executor_from_args
-from .compare import add_sweep_arguments
+from svag.integrations import record_sinks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         jobs=executor_from_args(args),
         ensemble=args.ensemble,
+        sinks=record_sinks(base),
     )
     md, csv = write_scale_summary(out)
     fig = plot_scale(scale_curves(out, TABLE_METRICS), out / "scale.png", base=base_run(out), rule=rule)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import add_config_arguments, config_from_args
+from svag.config import add_config_arguments, config_from_args
+from svag.integrations import record_sinks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,10 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import runner
+    from svag import runner
 
     cfg = config_from_args(args)
-    result = runner.run(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    result = runner.run(cfg, args.out, resume=args.resume, progress=not args.no_progress, sinks=record_sinks(cfg))
     if not result.records:  # a non-zero rank of a multi-process run: rank 0 reports
         return 0
     last = result.records[-1]

@@ -12,11 +12,11 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from ..records import check_writable
-from ..verify_report import format_tables, write_report
+from svag.problems.report import format_tables, write_report
+from svag.records import check_writable
 
 if TYPE_CHECKING:
-    from ..verify import VerifyConfig
+    from svag.problems.verify import VerifyConfig
 
 QUICK = {"l_max": 8, "replicas": 2000, "em_substeps": 8}
 
@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> VerifyConfig:
-    """The :class:`~svag.verify.VerifyConfig` the flags ask for (``--quick`` changes the defaults only)."""
-    from ..verify import VerifyConfig  # torch: imported by the command, not by ``svag verify --help``
+    """The :class:`~svag.problems.verify.VerifyConfig` the flags ask for (``--quick`` changes the defaults only)."""
+    from svag.problems.verify import VerifyConfig  # torch: imported by the command, not by ``svag verify --help``
 
     base = VerifyConfig(seed=args.seed)
     values = {k: getattr(base, k) for k in QUICK}
@@ -62,7 +62,7 @@ def config_from_args(args: argparse.Namespace) -> VerifyConfig:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..verify import run_verification
+    from svag.problems.verify import run_verification
 
     cfg = config_from_args(args)
     check_writable(args.out, f"cannot write the report into --out {args.out}")  # before the work, not after

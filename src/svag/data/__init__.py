@@ -31,11 +31,11 @@ import numbers
 import os
 from dataclasses import dataclass
 
-from ..plugins import is_spec
-from .base import ArrayDataset, DataError, check_count, default_cache_dir
-from .loader import StepBatches, TensorPairs, TrainLoader
-from .sampling import SAMPLING_MODES, PairSampler
-from .streamed import DatasetSplits
+from svag.data.base import ArrayDataset, DataError, check_count, default_cache_dir
+from svag.data.loader import StepBatches, TensorPairs, TrainLoader
+from svag.data.sampling import SAMPLING_MODES, PairSampler
+from svag.data.streamed import DatasetSplits
+from svag.plugins import is_spec
 
 __all__ = [
     "DATASETS",
@@ -84,7 +84,7 @@ def data_size(
     (:mod:`svag.plugins`) is loaded to know its sizes (``root``, ``seed``: what it is given;
     ``datasets``: as :func:`load_dataset`).
     """
-    from . import mnist1d, teacher_student
+    from svag.data import mnist1d, teacher_student
 
     n_train, n_test = check_count("n_train", n_train), check_count("n_test", n_test)
     if is_spec(name):  # a plug-in's sizes are known once it has loaded (it is cached: the run reuses it)
@@ -140,24 +140,24 @@ def load_dataset(
         raise DataError(f"seed must be an integer >= 0, got {seed!r}")
     seed = int(seed)
     if is_spec(name):
-        from ..plugins import load_data
+        from svag.data.plugin import load_data
 
         root = None if root is None else str(root)
         return load_data(name, n_train=n_train, n_test=n_test, seed=seed, root=root, datasets=datasets)
     if name == "mnist1d":
-        from .mnist1d import load_mnist1d
+        from svag.data.mnist1d import load_mnist1d
 
         return load_mnist1d(n_train=n_train, n_test=n_test, seed=seed, cache_dir=cache_dir)
     if name == "fashion-mnist":
-        from .fashion_mnist import load_fashion_mnist
+        from svag.data.fashion_mnist import load_fashion_mnist
 
         return load_fashion_mnist(root, n_train=n_train, n_test=n_test, seed=seed)
     if name in ("cifar10", "cifar100"):
-        from .cifar import load_cifar
+        from svag.data.cifar import load_cifar
 
         return load_cifar(name, root, n_train=n_train, n_test=n_test, seed=seed)
     if name == "teacher-student":
-        from .teacher_student import load_teacher_student
+        from svag.data.teacher_student import load_teacher_student
 
         return load_teacher_student(n_train=n_train, n_test=n_test, seed=seed)
     raise DataError(f"unknown data set {name!r}; expected one of {', '.join(DATASETS)}")

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .augment import random_crop_flip
-from .base import ArrayDataset, DataError, default_cache_dir, seeded_subset, standardize_uint8
+from svag.data.augment import random_crop_flip
+from svag.data.base import ArrayDataset, DataError, default_cache_dir, seeded_subset, standardize_uint8
 
 __all__ = ["CIFAR", "CifarSpec", "load_cifar", "unpickle_restricted"]
 

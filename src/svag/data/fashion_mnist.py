@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import ArrayDataset, DataError, seeded_subset, standardize_uint8
-from .idx import read_idx
+from svag.data.base import ArrayDataset, DataError, seeded_subset, standardize_uint8
+from svag.data.idx import read_idx
 
 __all__ = ["DEBIAN_ROOT", "FILES", "load_fashion_mnist"]
 

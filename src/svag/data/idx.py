@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .base import DataError
+from svag.data.base import DataError
 
 __all__ = ["IDX_TYPES", "read_idx", "read_idx_header"]
 

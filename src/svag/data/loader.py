@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from .sampling import PairSampler
+from svag.data.sampling import PairSampler
 
 __all__ = ["LOAD_SAMPLES", "StepBatches", "TensorPairs", "TrainLoader", "check_workers", "collate"]
 
@@ -166,7 +166,7 @@ class TrainLoader:
         steps_per_load: int | None = None,
         collate_fn: Callable[[Any], Any] | None = None,
     ) -> None:
-        from ..seeds import check_seed
+        from svag.seeds import check_seed
 
         if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
             raise ValueError(f"dataset must be a map-style Dataset (__getitem__ and __len__), got {type(dataset)}")
@@ -189,7 +189,7 @@ class TrainLoader:
         self._it: Iterator | None = None
 
     def _start(self) -> None:
-        from ..seeds import generator
+        from svag.seeds import generator
 
         loader = DataLoader(
             self.dataset,

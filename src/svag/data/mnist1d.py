@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import ArrayDataset, DataError, default_cache_dir
+from svag.data.base import ArrayDataset, DataError, default_cache_dir
 
 __all__ = ["BASE_SEED", "DEFAULT_N_TEST", "DEFAULT_N_TRAIN", "generation_overrides", "load_mnist1d"]
 

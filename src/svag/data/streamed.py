@@ -9,7 +9,7 @@ and ‖∇L‖² at each record), each step's batches, and one evaluation chunk 
   in-memory path's indices;
 * SGD's extra G/N batches and P1's m-batch draws: the indices of the ``noise_batches`` and
   ``m_batches`` streams, read by index in the run's process (:func:`fetch`, :class:`Cast`);
-* the test set: read in order in chunks of :data:`svag.engine.EVAL_CHUNK` samples by ``DataLoader``
+* the test set: read in order in chunks of :data:`svag.runner.engine.EVAL_CHUNK` samples by ``DataLoader``
   workers at each record (:class:`Chunks`), the chunks of the in-memory evaluation.
 
 Every item goes through :class:`Samples`, the conversion the in-memory path applies before stacking
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .loader import _worker_init, collate
+from svag.data.loader import _worker_init, collate
 
 __all__ = ["Cast", "Chunks", "DatasetSplits", "Samples", "fetch", "sample"]
 
@@ -99,7 +99,7 @@ class DatasetSplits:
 
 class Chunks:
     """``dataset`` in order, ``size`` samples at a time, loaded by ``workers`` processes and handed
-    out on ``device`` (inputs in ``dtype``): the chunks in which :func:`svag.engine.evaluate` reads
+    out on ``device`` (inputs in ``dtype``): the chunks in which :func:`svag.runner.engine.evaluate` reads
     in-memory tensors. Each iteration starts the workers and stops them when it ends; their seeds
     come from the ``loader`` stream of run ``seed`` (never the global RNG)."""
 
@@ -112,7 +112,7 @@ class Chunks:
         return len(self.dataset)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        from ..seeds import generator
+        from svag.seeds import generator
 
         pin = self.device.type == "cuda"
         loader = DataLoader(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import ArrayDataset
+from svag.data.base import ArrayDataset
 
 __all__ = ["DEFAULT_N_TEST", "DEFAULT_N_TRAIN", "load_teacher_student", "teacher_logits"]
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import RunConfig
-from ..records import write_csv, write_text
-from ..runfolder import RunFolder
-from ..summary import load_runs, markdown_table, summary_rows
-from .parallel import Job, run_jobs
+from svag.analysis.summary import load_runs, markdown_table, summary_rows
+from svag.config import RunConfig
+from svag.experiments.executors import Job, run_jobs
+from svag.plugins import is_spec
+from svag.records import write_csv, write_text
+from svag.runfolder import RunFolder
 
 __all__ = [
     "ENSEMBLE_MODES",
@@ -39,7 +41,7 @@ def ngd_dir_name(seed: int) -> str:
 def use_ensemble(cfg: RunConfig, n_seeds: int, mode: str) -> bool:
     """Whether to train the seeds of one ``l`` together (stacked parameters, one process).
 
-    ``auto``: when there are several seeds and :func:`svag.ensemble.is_faster` says the stacked
+    ``auto``: when there are several seeds and :func:`svag.runner.ensemble.is_faster` says the stacked
     model beats running the seeds one after the other on this model (from
     ``benchmarks/bench_ensemble.py``). Gaussian-noise runs (``gradient_noise="gaussian"``) stack only
     with ``on``: their full-batch pass holds the activations of ``seeds × gaussian_chunk`` samples, and
@@ -49,7 +51,7 @@ def use_ensemble(cfg: RunConfig, n_seeds: int, mode: str) -> bool:
         raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {mode!r}")
     if mode == "off" or n_seeds < 2 or (mode == "auto" and cfg.gradient_noise == "gaussian"):
         return False
-    if ":" in cfg.model:  # a user's model (svag.plugins): svag.ensemble stacks the layers of the built-in zoo only
+    if is_spec(cfg.model):  # a user's model (svag.plugins): svag.runner.ensemble stacks the built-in zoo only
         if mode == "on":
             raise ValueError(f"--ensemble on stacks the built-in models only, got the plug-in model {cfg.model!r}: "
                              "its seeds train one by one (--ensemble auto or off)")  # fmt: skip
@@ -57,7 +59,7 @@ def use_ensemble(cfg: RunConfig, n_seeds: int, mode: str) -> bool:
     if mode == "on":
         return True
     try:
-        from ..ensemble import is_faster
+        from svag.runner.ensemble import is_faster
     except ImportError:
         return False
     return bool(is_faster(cfg.model, n_seeds))
@@ -75,13 +77,14 @@ def run_compare(
     ensemble: str = "auto",
     ngd: bool = False,
     log=None,
+    sinks: Sequence = (),
 ) -> dict[str, str]:
     """Run ``base`` at every ``l`` in ``ls`` and every seed; returns ``{run_dir: status}``.
 
     Each ``(l, seed)`` writes ``out_dir/l{l}_seed{seed}/``. With ``ngd``, each seed also runs ``base``
     with ``gradient_noise="gaussian"`` at ``l = 1`` (P1's NGD: full-batch gradient plus Gaussian noise
     with SGD's covariance, the same seed tree) into ``out_dir/ngd_seed{seed}/``, which splits the
-    verdict's gap (:mod:`svag.experiments.verdicts`). The seeds of one ``l`` are trained
+    verdict's gap (:mod:`svag.analysis.report`). The seeds of one ``l`` are trained
     together as an ensemble when :func:`use_ensemble` says so; ``jobs > 1`` runs independent
     jobs in worker processes. Every run is checked before the first starts (:func:`check_jobs`:
     distinct ``l``, budget, folders empty or, with ``resume``, holding a run of the same config);
@@ -102,16 +105,16 @@ def run_compare(
     check_jobs(work, resume)
     if together:
         log(f"training the {len(seeds)} seeds of each l together as one stacked ensemble (--ensemble off to disable)")
-    return run_jobs(work, jobs, resume=resume, progress=progress, log=log)
+    return run_jobs(work, jobs, resume=resume, progress=progress, log=log, sinks=sinks)
 
 
 def check_jobs(work: list[Job], resume: bool) -> None:
     """Check every run of a sweep before any starts, so that a bad sweep fails at once with one
     line and writes nothing: distinct run folders, each job's budget
-    (:func:`svag.budget.check_budget`: batch sizes, steps, memory), and each folder empty or,
+    (:func:`svag.runner.budget.check_budget`: batch sizes, steps, memory), and each folder empty or,
     with ``resume``, holding a run of the same config (the runner's own check, read-only)."""
-    from ..budget import check_budget
-    from ..runner import prepare_folder
+    from svag.runner import prepare_folder
+    from svag.runner.budget import check_budget
 
     folders = [f for job in work for f in job.folders]
     repeated = sorted({str(f) for f in folders if folders.count(f) > 1})

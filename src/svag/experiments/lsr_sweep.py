@@ -8,7 +8,7 @@ same number of epochs, which is the same continuous time, and measures each run'
 same window of continuous time at its own batch size. With several seeds per batch size the
 table pools ``G/N`` over the seeds (:func:`svag.noise.pool_window`), reports the final errors as
 mean ± SD over seeds, and gives each error rise a Welch t-interval, so a ``≥ 20%`` rise is judged
-against seed noise. Every run gets the equilibrium check of :mod:`svag.equilibrium` over the
+against seed noise. Every run gets the equilibrium check of :mod:`svag.analysis.equilibrium` over the
 window; the baseline's prediction is printed next to the slope of ``G/N`` in ``B`` below ``τ``.
 """
 
@@ -17,21 +17,22 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from ..config import RunConfig
-from ..equilibrium import equilibrium_check, summary_line
-from ..lsr import envelope_batch, error_rise_batch, predict_from_window, suggest_batch_sizes, verdicts
-from ..noise import pool_window
-from ..records import write_csv, write_json, write_text
-from ..runfolder import Run, RunFolder
-from ..schedules import Warmup, schedule_from_dict
-from ..stats import fit_loglog_slope, t_interval, welch_df
-from .compare import check_jobs, seed_jobs, use_ensemble
-from .parallel import run_jobs
+from svag.analysis.equilibrium import equilibrium_check, summary_line
+from svag.analysis.stats import fit_loglog_slope, t_interval, welch_df
+from svag.config import RunConfig
+from svag.experiments.compare import check_jobs, seed_jobs, use_ensemble
+from svag.experiments.executors import run_jobs
+from svag.lsr import envelope_batch, error_rise_batch, predict_from_window, suggest_batch_sizes, verdicts
+from svag.noise import pool_window
+from svag.records import write_csv, write_json, write_text
+from svag.runfolder import Run, RunFolder
+from svag.schedules import Warmup, schedule_from_dict
 
 __all__ = [
     "equilibrium_window",
@@ -140,6 +141,7 @@ def run_sweep(
     seeds: int = 1,
     ensemble: str = "auto",
     log=None,
+    sinks: Sequence = (),
 ) -> list[Path]:
     """Run the LSR family ``(κB0, κη0)`` for each batch size in ``batch_sizes``; the baseline
     is ``base`` itself (B0 = base.batch_size). ``seeds`` runs of each batch size, seeds
@@ -164,7 +166,7 @@ def run_sweep(
         say = log or (lambda m: print(m, flush=True))
         say(f"training the {seeds} seeds of each B together as one stacked ensemble (--ensemble off to disable)")
     check_jobs(work, resume)  # every B's batches, steps, memory and folder, before anything runs
-    run_jobs(work, jobs, resume=resume, progress=progress, log=log)
+    run_jobs(work, jobs, resume=resume, progress=progress, log=log, sinks=sinks)
     return [folder for job in work for folder in job.folders]
 
 
@@ -212,7 +214,7 @@ def slope_statement(slope: dict, B_star: float, B_envelope: float | None) -> str
 
 
 def _fit_slope(points: list[tuple[int, float]], tau: float) -> dict:
-    """:func:`svag.stats.fit_loglog_slope` of ``G/N`` on ``B`` with its t-interval (``n − 2`` df) and the
+    """:func:`svag.analysis.stats.fit_loglog_slope` of ``G/N`` on ``B`` with its t-interval (``n − 2`` df) and the
     batch size where the fitted line reaches ``τ``: ``B = exp((log τ − c)/s)``."""
     fit = fit_loglog_slope([b for b, _ in points], [g for _, g in points])
     low, high = (

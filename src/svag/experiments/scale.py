@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..clock import Clock
-from ..config import RunConfig
-from ..records import read_json, write_csv, write_json, write_text
-from ..runfolder import Run, RunFolder
-from ..scaling import linear_rule, sde_constants, sqrt_rule
-from .compare import check_jobs, seed_jobs, use_ensemble
-from .parallel import run_jobs
+from svag.clock import Clock
+from svag.config import RunConfig
+from svag.experiments.compare import check_jobs, seed_jobs, use_ensemble
+from svag.experiments.executors import run_jobs
+from svag.records import read_json, write_csv, write_json, write_text
+from svag.runfolder import Run, RunFolder
+from svag.scaling import linear_rule, sde_constants, sqrt_rule
 
 __all__ = [
     "RULES",
@@ -117,6 +118,7 @@ def run_scale(
     jobs: int = 1,
     ensemble: str = "auto",
     log=None,
+    sinks: Sequence = (),
 ) -> dict[str, str]:
     """Run ``rule(base, B/B0)`` for every ``B`` (plus the base ``B0``) and seed; ``{run_dir: status}``.
 
@@ -124,7 +126,7 @@ def run_scale(
     ``eps``, the rule's invariants from :func:`svag.scaling.sde_constants`, run folders), then the
     runs ``out_dir/B{B}_seed{s}/``; the seeds of one ``B`` train together as an ensemble when
     :func:`svag.experiments.compare.use_ensemble` says so. Bad configs, batch sizes a run cannot
-    use (``B`` larger than the training set, :func:`svag.budget.check_budget`) and folders that are
+    use (``B`` larger than the training set, :func:`svag.runner.budget.check_budget`) and folders that are
     not empty (without ``resume``) raise ``ValueError`` before anything is written.
     """
     log = log or (lambda m: print(m, flush=True))
@@ -166,7 +168,7 @@ def run_scale(
     if together:
         log(f"training the {len(seeds)} seeds of each B together as one stacked ensemble (--ensemble off to disable)")
     write_json(out / "scale.json", spec)
-    return run_jobs(work, jobs, resume=resume, progress=progress, log=log)
+    return run_jobs(work, jobs, resume=resume, progress=progress, log=log, sinks=sinks)
 
 
 # -- reading the sweep back: curves and table -----------------------------------------------------

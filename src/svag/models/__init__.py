@@ -17,12 +17,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .cnn import SmallCNN
-from .mlp import MLP
-from .norm import GN_GROUPS, NORMS, SCALE_INVARIANT_EPS, check_norm, check_width, gn_groups
-from .preresnet import PreResNet
-from .resnet import ResNet
-from .vgg import VGG
+from svag.models import plugin
+from svag.models.cnn import SmallCNN
+from svag.models.mlp import MLP
+from svag.models.norm import GN_GROUPS, NORMS, SCALE_INVARIANT_EPS, check_norm, check_width, gn_groups
+from svag.models.preresnet import PreResNet
+from svag.models.resnet import ResNet
+from svag.models.vgg import VGG
+from svag.plugins import is_spec
 
 __all__ = [
     "GN_GROUPS",
@@ -82,15 +84,11 @@ def build_model(
         The model, in train mode, mapping ``(batch, *input_shape)`` to ``(batch, num_classes)``.
 
     ``name`` may also be a plug-in, ``package.module:callable`` or ``path/to/file.py:callable``
-    (:mod:`svag.plugins`, which says what the callable receives).
+    (:mod:`svag.models.plugin`; :mod:`svag.plugins` says what the callable receives).
     """
-    from ..plugins import is_spec
-
     if is_spec(name):
-        from .. import plugins
-
-        return plugins.build_model(name, input_shape=_check_shape(input_shape), num_classes=num_classes, norm=norm,
-                                   scale_invariant=scale_invariant, width=width)  # fmt: skip
+        return plugin.build_model(name, input_shape=_check_shape(input_shape), num_classes=num_classes, norm=norm,
+                                  scale_invariant=scale_invariant, width=width)  # fmt: skip
     if name not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {name!r}")
     check_norm(norm, scale_invariant)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from .norm import classifier, conv, make_norm, max_pool, scaled, spatial_dims
+from svag.models.norm import classifier, conv, make_norm, max_pool, scaled, spatial_dims
 
 __all__ = ["SmallCNN"]
 

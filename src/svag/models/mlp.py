@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from .norm import classifier, make_norm, scaled
+from svag.models.norm import classifier, make_norm, scaled
 
 __all__ = ["MLP"]
 

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .norm import adaptive_avg_pool, classifier, conv, make_norm, scaled, spatial_dims
-from .resnet import residual_stages
+from svag.models.norm import adaptive_avg_pool, classifier, conv, make_norm, scaled, spatial_dims
+from svag.models.resnet import residual_stages
 
 __all__ = ["PreActBlock", "PreResNet"]
 

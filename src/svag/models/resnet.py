@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .norm import adaptive_avg_pool, classifier, conv, make_norm, scaled, spatial_dims
+from svag.models.norm import adaptive_avg_pool, classifier, conv, make_norm, scaled, spatial_dims
 
 __all__ = ["BasicBlock", "PadShortcut", "ResNet"]
 

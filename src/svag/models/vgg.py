@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from .norm import adaptive_avg_pool, classifier, conv, make_norm, max_pool, scaled, spatial_dims
+from svag.models.norm import adaptive_avg_pool, classifier, conv, make_norm, max_pool, scaled, spatial_dims
 
 __all__ = ["VGG", "VGG_CONFIGS"]
 

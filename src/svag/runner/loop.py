@@ -1,0 +1,332 @@
+"""The runner: one loop for SGD (``l = 1``) and SVAG, driven by continuous SDE time.
+
+``run(config, out_dir)`` trains one model; ``run_replicas(config, seeds, out_dirs)`` trains
+several seeds of the same config at once (stacked parameters, :mod:`svag.runner.ensemble`) and
+writes exactly what the single runs would. What a folder holds is :mod:`svag.runfolder`'s
+business; what a record holds, :mod:`svag.runner.recorder`'s; what a checkpoint holds,
+:mod:`svag.runner.state`'s; when things happen, :mod:`svag.runner.timeline`'s (all on continuous time,
+whose clock belongs to the optimizer). This module builds those pieces and runs the loop.
+
+A record at grid time ``t_j`` is taken after the first step whose ``sde_time >= t_j``. A
+checkpoint is taken between steps only; SIGINT or SIGTERM lets the current step finish, then
+checkpoints, marks the folder ``interrupted`` and raises :class:`RunInterrupted`, so ``--resume``
+continues bit-identically (a second signal stops at once, as a kill would).
+
+With ``loader_workers > 0`` the batches come through ``DataLoader`` workers
+(:mod:`svag.data.loader`), and a data plug-in's ``Dataset`` splits stay on disk
+(:mod:`svag.data.streamed`): the run holds only the evaluation subset, takes ``n`` from the data
+set, and reads every other sample by index, the same numbers as the in-memory path.
+
+**Gaussian-noise runs** (``gradient_noise="gaussian"``, :mod:`svag.gaussian`). Each step is
+:func:`svag.gaussian.gaussian_step` on the **whole training set** (the ``n_train`` samples the run
+loaded: ``--n-train`` is what makes full-batch steps affordable; ``gaussian_chunk`` samples per
+forward/backward) with the same optimizer as the SVAG run, so ``l = 1`` is P1's NGD and ``l > 1``
+Euler–Maruyama of the SDE with step ``η/l`` (weight decay not amplified); clock, timeline and
+records are those of SVAG. The noise ``z`` comes from the replica's ``"gaussian"`` stream of the
+seed tree, saved in every checkpoint, so resume stays bit-identical. The covariance matched is that
+of **one** batch as ``sampling`` draws it: ``Σ_1/B`` with ``replacement``, ``Σ_1(n−B)/(B(n−1))``
+(SGD's, finite population) with ``disjoint``. (SVAG's disjoint pairs carry
+``l·Σ_1(n−B/l)/(B(n−1))`` instead, since the two batches of a step are slightly anti-correlated:
+compare SVAG and Euler–Maruyama at ``l > 1`` with ``sampling="replacement"``, where both are
+``l·Σ_1/B`` exactly.) What does not apply: the sampler is never called (its state stays at its
+start); there is no minibatch pair, so the G/N pair fields of every record are ``None`` (P1's
+m-batch measurement, ``noise_every``, works as usual); the data set's training augmentation
+(CIFAR's crop and flip) is not applied (a line says so); multi-process runs are refused (each
+process would repeat the same full-batch pass). Several seeds train stacked as for SVAG
+(:func:`run_replicas`): each chunk's inputs are shared, each replica draws its ``z`` from its own
+stream, and the memory is that of ``R·gaussian_chunk`` samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Any
+
+import torch
+
+from svag.build import build_models, build_optimizer
+from svag.config import RunConfig
+from svag.data import load_dataset
+from svag.data.loader import TensorPairs, TrainLoader
+from svag.data.streamed import Chunks, fetch
+from svag.gaussian import gaussian_step
+from svag.plugins import KINDS, fingerprints, is_spec
+from svag.runfolder import RunFolder
+from svag.runner import state as runstate
+from svag.runner.distributed import Dist
+from svag.runner.engine import EVAL_CHUNK, EnsembleEngine, SingleEngine
+from svag.runner.ensemble import Ensemble
+from svag.runner.progress import notice, progress_bar
+from svag.runner.recorder import Recorder, Tensors
+from svag.runner.signals import RunInterrupted, stop_on_signals
+from svag.runner.timeline import TIME_RTOL, Timeline
+from svag.step import train_step
+from svag.task import make_task
+
+__all__ = ["Group", "RunDiverged"]
+
+
+class RunDiverged(ValueError):
+    """The training loss became NaN or infinite; everything written so far is kept."""
+
+
+def _streamed(cfg: RunConfig, ds, n_eval: int, seed: int, device: torch.device, dtype: torch.dtype) -> Tensors:
+    """The run's data when its splits stay Datasets (:mod:`svag.data.streamed`): the first ``n_eval``
+    training samples in memory (train loss and ‖∇L‖²), the test set read in evaluation chunks by
+    ``cfg.loader_workers`` processes at each record, training batches read by index."""
+    ex, ey = fetch(ds.train, range(n_eval))
+    test = Chunks(ds.test, EVAL_CHUNK, workers=cfg.loader_workers, seed=seed, device=device, dtype=dtype)
+    return Tensors(ex.to(device, dtype), ey.to(device), None, None, n_eval, None, train_set=ds.train, test_set=test)
+
+
+class Group:
+    """A group of replicas, built from the config: data, engine, optimizer, timeline, recorder."""
+
+    def __init__(self, cfg: RunConfig, seeds: list[int], folders: list[RunFolder], progress: bool, dist: Dist,
+                 device: torch.device) -> None:  # fmt: skip
+        self.cfg, self.dist, self.device = cfg, dist, device
+        self.progress = progress and dist.main
+        dtype = getattr(torch, cfg.dtype)
+        ds = load_dataset(cfg.data, root=cfg.data_root, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.data_seed,
+                          datasets=cfg.loader_workers > 0)  # fmt: skip
+        self.ds = ds
+        self.gaussian = cfg.gradient_noise == "gaussian"
+        if self.gaussian and ds.augment is not None and dist.main:
+            notice(f"{cfg.data}'s training augmentation is not applied: a gaussian run's gradient is over the "
+                    "un-augmented training set")  # fmt: skip
+        n_eval = min(cfg.eval_train_samples, ds.n_train)
+        if hasattr(ds, "train_x"):
+            self.data = Tensors(ds.train_x.to(device, dtype), ds.train_y.to(device), ds.test_x.to(device, dtype),
+                                ds.test_y.to(device), n_eval, ds.augment)  # fmt: skip
+        else:  # a plug-in's Datasets left on disk (svag.data.streamed): only the evaluation subset in memory
+            self.data = _streamed(cfg, ds, n_eval, seeds[0], device, dtype)
+        task = make_task(cfg.loss, ds.num_classes)
+        models = build_models(cfg, seeds, ds, device, dtype)
+        if cfg.sync_bn and dist.world > 1:
+            if device.type != "cuda":
+                raise ValueError(
+                    "--sync-bn needs GPUs (PyTorch's SyncBatchNorm runs on cuda only); on CPU use --norm gn"
+                )
+            models = [torch.nn.SyncBatchNorm.convert_sync_batchnorm(m) for m in models]
+        if len(models) == 1:
+            self.engine: SingleEngine = SingleEngine(models[0], task)
+        else:
+            self.engine = EnsembleEngine(Ensemble(models, input_shape=ds.input_shape), task)
+        n = self.data.n
+        self.replicas = [runstate.Replica(cfg, s, f, n) for s, f in zip(seeds, folders)]
+        self.loaders = []  # --loader-workers N: each replica's batches through DataLoader workers, same indices
+        if cfg.loader_workers:
+            train_set = TensorPairs(ds.train_x, ds.train_y) if self.data.train_set is None else self.data.train_set
+            self.loaders = [TrainLoader(train_set, r.sampler, workers=cfg.loader_workers, seed=r.seed, device=device,
+                                        dtype=dtype) for r in self.replicas]  # fmt: skip
+        self.opt = build_optimizer(cfg, self.engine.params)
+        dist.attach(self.opt)  # multi-process: average gradients over processes before each update
+        self.clock = self.opt.clock()
+        self.timeline = Timeline.of(cfg, n, self.clock)
+        self.recorder = Recorder(cfg, self.engine, self.data, self.timeline, self.clock, dist, self.batch, models[0])
+        tl = self.timeline
+        # G/N pairs from steps starting in [noise_from, noise_to) (up to rounding); SGD: every period-th step
+        on = cfg.noise == "pairs" and not self.gaussian  # a gaussian step has no minibatch pair
+        self.noise_from = tl.noise_from * (1 - TIME_RTOL) if on else math.inf
+        self.noise_to = tl.noise_to * (1 - TIME_RTOL) if on else -math.inf
+        self.noise_period = round(1 / cfg.noise_fraction) if cfg.noise_fraction > 0 else 0
+        self.counters = runstate.Counters(
+            next_ckpt=tl.next_checkpoint(0.0),
+            next_m=tl.noise_from if tl.m_interval > 0 else float("inf"),
+        )
+        self.saved_step: int | None = None  # the step of the last checkpoint taken by this process
+
+    @property
+    def t(self) -> float:
+        return self.opt.sde_time
+
+    def live(self) -> list[runstate.Replica]:
+        return [r for r in self.replicas if not r.diverged]
+
+    def derived(self) -> dict[str, Any]:
+        """What ``config.json`` records besides the config: the timeline, the data, the clock."""
+        engine = self.engine
+        return {
+            **self.timeline.to_dict(),
+            "n_train": self.data.n,
+            "n_test": self.data.n_test,
+            "input_shape": list(self.ds.input_shape),
+            "num_classes": self.ds.num_classes,
+            "n_params": sum(p[0].numel() if engine.K > 1 else p.numel() for p in engine.params),
+            "task": engine.task.name,
+            "metrics": list(engine.task.metrics),
+            "clock": self.clock.to_dict(),
+            "optimizer_names": self.opt.names(),
+            **({"gaussian_finite_population": self._finite_population} if self.gaussian else {}),
+            **({"plugins": self._plugins()} if self._plugins() else {}),
+        }
+
+    def _plugins(self) -> dict:
+        """The fingerprints of the config's plug-ins (:func:`svag.plugins.fingerprints`), for resume."""
+        if not any(is_spec(getattr(self.cfg, k)) for k in KINDS):
+            return {}
+        return fingerprints(self.cfg)
+
+    @property
+    def _finite_population(self) -> bool:
+        """Gaussian runs match one batch as ``sampling`` draws it: without replacement (finite-population
+        factor) for ``disjoint``, with replacement for ``replacement`` (module docstring)."""
+        return self.cfg.sampling == "disjoint"
+
+    def batch(self, r: runstate.Replica, idx: torch.Tensor | None):
+        if idx is None:
+            return None
+        if self.dist.world > 1:
+            idx = self.dist.shard(idx)
+        if idx.device != self.data.x.device:
+            idx = idx.to(self.data.x.device)
+        xb, yb = self.data.take(idx)
+        if self.data.augment is not None:
+            xb = self.data.augment(xb, r.aug_gen)
+        return xb, yb
+
+    def draw(self, k: int) -> tuple:
+        """Replica ``k``'s batches of the next step: its sampler's indices into the in-memory tensors,
+        or the same indices loaded by its DataLoader (:mod:`svag.data.loader`); augmented alike."""
+        r = self.replicas[k]
+        if not self.loaders:
+            return tuple(self.batch(r, idx) for idx in r.sampler.next())
+        augment = self.data.augment
+        pair = self.loaders[k].next()
+        return tuple(b if b is None or augment is None else (augment(b[0], r.aug_gen), b[1]) for b in pair)
+
+    def close(self) -> None:
+        """Stop the DataLoader workers, if any."""
+        for loader in self.loaders:
+            loader.close()
+
+    def save(self, status: str = "running") -> None:
+        """Checkpoint every replica and make its ``status.json`` current (rank 0 only)."""
+        if not self.dist.main:
+            return
+        runstate.save(self.replicas, self.engine, self.opt, self.counters)
+        self.saved_step = self.counters.step
+        for r in self.live():
+            self.report(r, status)
+
+    def report(self, r: runstate.Replica, status: str) -> None:
+        """Make ``r``'s ``status.json`` say where the run is: step, time, records, the last record."""
+        c = self.counters
+        end = self.timeline.end_time
+        r.folder.write_status(status, step=c.step, sde_time=self.t, records=r.n_records, end_time=end,
+                              wall_time=c.elapsed, last_record=r.last_record)  # fmt: skip
+
+    def load(self, states: list[dict[str, Any]]) -> None:
+        self.counters = runstate.load(states, self.replicas, self.engine, self.opt)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def step(self, lr: float) -> list[float]:
+        """One optimizer step of every replica (and its G/N pair); returns each replica's batch loss."""
+        if self.gaussian:
+            return self._gaussian_step()
+        engine, c = self.engine, self.counters
+        drawn = [self.draw(k) for k in range(len(self.replicas))]
+        b1 = engine.stack([d[0] for d in drawn])
+        b2 = None if drawn[0][1] is None else engine.stack([d[1] for d in drawn])
+        noise = self.noise_from <= self.t < self.noise_to
+        extra = None
+        if noise and b2 is None and self.noise_period and c.step % self.noise_period == 0:
+            extra = self.recorder.extra_grads(self.replicas)
+        engine.last_losses = None
+        out = train_step(self.opt, engine.loss, b1, b2, return_grads=noise and b2 is not None)
+        c.step += 1
+        if out.grads is not None:
+            self.recorder.add_pair(self.replicas, *out.grads)
+        elif extra is not None:  # SGD: the step's own gradient stays in p.grad (the update does not touch it)
+            self.recorder.add_pair(self.replicas, [p.grad for p in engine.params], extra)
+        if self.dist.world > 1:
+            loss1 = out.loss1.detach().clone().reshape(1)
+            self.dist.mean_([loss1])
+            return [loss1.item()]
+        return [out.loss1.item()] if engine.K == 1 else engine.last_losses.tolist()
+
+    def _gaussian_step(self) -> list[float]:
+        """One Gaussian-noise step of every replica on the whole training set; returns each replica's
+        full-data mean training loss before the step. Stacked replicas share each chunk's inputs and
+        draw their ``z`` from their own streams, so each gets the weights its single run would."""
+        cfg, engine = self.cfg, self.engine
+        single = engine.K == 1
+        gens = [r.gauss_gen for r in self.replicas]
+        out = gaussian_step(self.opt, engine.model if single else engine.outputs, engine.task,
+                            (self.data.x, self.data.y), batch_size=cfg.batch_size,
+                            generator=gens[0] if single else gens, chunk=cfg.gaussian_chunk,
+                            finite_population=self._finite_population,
+                            replicas=None if single else engine.K)  # fmt: skip
+        self.counters.step += 1
+        return out.loss.reshape(-1).tolist()
+
+    def train(self) -> None:
+        c, tl, grid = self.counters, self.timeline, self.timeline.eval_times
+        self.engine.train(True)
+        start = time.perf_counter() - c.elapsed
+        if c.next_eval == 0 and c.step == 0:
+            self.recorder.record(self.replicas, c, self.t, tl.schedule(0.0))
+            c.next_eval = 1
+        last_lr = None
+        with _progress_bar(self, self.progress) as bar, stop_on_signals() as stop_signal:
+            while self.t < tl.end_time * (1 - TIME_RTOL) and self.live():
+                lr = tl.schedule(self.t * (1 + TIME_RTOL))  # a milestone reached up to rounding counts
+                if lr != last_lr:
+                    for group in self.opt.param_groups:
+                        group["lr"] = lr
+                    last_lr = lr
+                losses = self.step(lr)
+                c.elapsed = time.perf_counter() - start
+                self._check_finite(losses, lr)
+                t = self.t
+                if bar is not None:
+                    bar.update(min(t, tl.end_time) - bar.n)
+                    bar.set_postfix(loss=f"{losses[0]:.4f}", refresh=False)
+                while c.next_eval < len(grid) and t >= grid[c.next_eval] * (1 - TIME_RTOL):
+                    self.recorder.record(self.replicas, c, t, lr)
+                    c.next_eval += 1
+                if t >= c.next_ckpt * (1 - TIME_RTOL):
+                    while c.next_ckpt <= t * (1 + TIME_RTOL):
+                        c.next_ckpt = tl.next_checkpoint(c.next_ckpt)
+                    self.save()
+                if stop_signal[0]:  # a consistent point: the step, its records and checkpoint are done
+                    self.save("interrupted")
+                    raise RunInterrupted(stop_signal[0])
+        c.elapsed = time.perf_counter() - start
+        if self.saved_step != c.step:  # the end, unless a checkpoint was just taken there
+            self.save()
+
+    def _check_finite(self, losses: list[float], lr: float) -> None:
+        for r, loss in zip(self.replicas, losses):
+            if r.diverged or math.isfinite(loss):
+                continue
+            r.diverged = True
+            message = (
+                f"training loss became {loss} at step {self.counters.step} (sde_time {self.t:.6g}, lr {lr:g}, "
+                f"l {self.cfg.l:g}, seed {r.seed}); results so far are kept in {r.out}"
+            )
+            if self.dist.main:
+                r.folder.write_status("diverged", step=self.counters.step, sde_time=self.t, message=message)
+            if len(self.replicas) == 1:
+                raise RunDiverged(message)
+
+
+@contextlib.contextmanager
+def _progress_bar(run: Group, enabled: bool):
+    """A bar over continuous time on a terminal; plain lines every tenth in a log or a pipe
+    (:func:`svag.runner.progress.progress_bar`)."""
+    if not enabled:
+        yield None
+        return
+    n = len(run.replicas)
+    end = run.timeline.end_time
+    bar = progress_bar(end, initial=min(run.t, end), desc=f"l={run.cfg.l:g} {n} seed{'s' if n > 1 else ''}",
+                       value="t={n:.3g}/{total:.3g}", leave=False)  # fmt: skip
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+

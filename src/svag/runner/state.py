@@ -1,0 +1,138 @@
+"""The resumable state of a group of replicas: per-seed streams and counters, and the checkpoints.
+
+A :class:`Replica` is one seed of a run: its folder, its sampler and generators (each from the
+seed tree, :mod:`svag.seeds`), its G/N accumulator and its record count. :class:`Counters` are the
+loop's shared counters. :func:`save` writes one checkpoint per replica folder in the single-run
+format (model, optimizer slice, replica streams, counters, global RNG); :func:`load` restores
+them. A checkpoint is taken only between steps, so a run resumed from it continues exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from svag.checkpoint import rng_state, set_rng_state
+from svag.config import RunConfig
+from svag.noise import NoiseAccumulator
+from svag.runfolder import RunFolder
+from svag.seeds import generator, stream_seed
+
+__all__ = ["Counters", "Replica", "load", "save"]
+
+
+class Replica:
+    """One seed: folder, sampler, generators from the seed tree, noise accumulator, counters.
+
+    A Gaussian-noise run (``gradient_noise="gaussian"``) draws its noise from ``gauss_gen`` (the
+    ``"gaussian"`` stream) and never calls the sampler: the sampler is still built and saved (its
+    state stays at its start), so the checkpoint holds the same streams for both kinds of run.
+    """
+
+    def __init__(self, cfg: RunConfig, seed: int, folder: RunFolder, n: int) -> None:
+        from svag.data import PairSampler
+
+        self.seed, self.folder = seed, folder
+        self.sampler = PairSampler(
+            n,
+            cfg.batch_size,
+            pairs=cfg.l > 1 and cfg.gradient_noise == "minibatch",  # Gaussian runs draw no batch
+            mode=cfg.sampling,
+            seed=stream_seed(seed, "data_order"),
+        )
+        self.aug_gen = generator(seed, "augment")
+        self.noise_gen = generator(seed, "noise_batches")  # SGD's extra batches for G/N
+        self.m_gen = generator(seed, "m_batches")  # draws of the m-batch measurement
+        self.gauss_gen = generator(seed, "gaussian")  # z of the Gaussian-noise step (svag.gaussian)
+        self.acc = NoiseAccumulator(cfg.batch_size)
+        self.n_records = 0
+        self.last_record: dict | None = None  # the last record's summary, for status.json (not checkpointed)
+        self.diverged = False
+
+    @property
+    def out(self):
+        return self.folder.path
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "sampler": self.sampler.state_dict(),
+            "aug_gen": self.aug_gen.get_state(),
+            "noise_gen": self.noise_gen.get_state(),
+            "m_gen": self.m_gen.get_state(),
+            "gauss_gen": self.gauss_gen.get_state(),
+            "acc": dict(self.acc.__dict__),
+            "n_records": self.n_records,
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        self.aug_gen.set_state(state["aug_gen"])
+        self.noise_gen.set_state(state["noise_gen"])
+        self.m_gen.set_state(state["m_gen"])
+        if "gauss_gen" in state:  # checkpoints written before Gaussian-noise runs lack it (never used there)
+            self.gauss_gen.set_state(state["gauss_gen"])
+        self.acc.__dict__.update(state["acc"])
+        self.n_records = state["n_records"]
+
+
+@dataclass
+class Counters:
+    """The loop's position: steps taken, next grid index and next checkpoint/m-batch times."""
+
+    step: int = 0
+    next_eval: int = 0
+    next_ckpt: float = 0.0
+    next_m: float = 0.0
+    elapsed: float = 0.0  # wall time spent training, over every resume
+
+
+def _opt_slice(opt: torch.optim.Optimizer, k: int, K: int) -> dict[str, Any]:
+    """Replica ``k``'s optimizer state (the plain optimizer's ``state_dict``)."""
+    sd = opt.state_dict()
+    if K == 1:
+        return sd
+    state = {
+        i: {key: (v[k] if torch.is_tensor(v) and v.dim() > 0 else v) for key, v in s.items()}
+        for i, s in sd["state"].items()
+    }
+    return {**sd, "state": state}
+
+
+def _opt_merge(opt: torch.optim.Optimizer, states: list[dict[str, Any]]) -> None:
+    if len(states) == 1:
+        opt.load_state_dict(states[0])
+        return
+    merged = dict(states[0])
+    merged["state"] = {
+        i: {
+            key: (torch.stack([st["state"][i][key] for st in states]) if torch.is_tensor(v) and v.dim() > 0 else v)
+            for key, v in s.items()
+        }
+        for i, s in states[0]["state"].items()
+    }
+    opt.load_state_dict(merged)
+
+
+def save(replicas: list[Replica], engine, opt, counters: Counters) -> None:
+    """One checkpoint per replica folder, in the single-run format."""
+    common = {"rng": rng_state(), **asdict(counters)}
+    for k, r in enumerate(replicas):
+        state = {**common, **r.state(), "model": engine.replica_state(k), "optimizer": _opt_slice(opt, k, engine.K)}
+        r.folder.save_checkpoint(state)
+
+
+def load(states: list[dict[str, Any]], replicas: list[Replica], engine, opt) -> Counters:
+    """Restore :func:`save`'s checkpoints (one per replica, in order); return the counters."""
+    engine.load_replica_states([s["model"] for s in states])
+    opt_states = [s["optimizer"] for s in states]
+    if "sde_time" not in opt_states[0] and "own_time" in states[0]:
+        # release 0.1.0: heavy-ball SGD (torch's SGD) had no clock; the loop kept its time as "own_time"
+        opt_states = [{**o, "sde_time": s["own_time"]} for o, s in zip(opt_states, states)]
+    _opt_merge(opt, opt_states)
+    for r, s in zip(replicas, states):
+        r.load(s)
+    first = states[0]
+    set_rng_state(first["rng"])
+    return Counters(**{key: first[key] for key in ("step", "next_eval", "next_ckpt", "next_m", "elapsed")})
