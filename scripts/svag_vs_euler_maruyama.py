@@ -47,10 +47,11 @@ import numpy as np
 from svag.analysis.stats import fit_loglog_slope, mean_se, t_interval
 from svag.commands._executor import add_executor_arguments, executor_from_args
 from svag.config import RunConfig
-from svag.experiments.compare import run_compare, run_dir_name
+from svag.experiments.compare import run_compare
 from svag.experiments.executors import Executor
 from svag.records import write_csv, write_json
 from svag.runfolder import RunFolder
+from svag.sweepfolder import compare_run
 
 METRICS = ("test_loss", "train_loss", "weight_norm_sq")
 KINDS = {"svag": "minibatch", "em": "gaussian"}  # sub-folder: gradient_noise
@@ -83,7 +84,7 @@ def train(base: RunConfig, ls: list[float], seeds: list[int], out: Path, *, jobs
 
 def final_values(out: Path, kind: str, l: float, seed: int) -> dict[str, float]:
     """``f`` at the end of one run: the metrics of its last record (``nan`` if it did not complete)."""
-    folder = RunFolder(out / kind / run_dir_name(l, seed))
+    folder = RunFolder(out / kind / compare_run(l, seed))
     if folder.status().status != "completed":
         return dict.fromkeys(METRICS, math.nan)
     last = folder.records()[-1]

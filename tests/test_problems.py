@@ -10,7 +10,7 @@ import torch
 
 from svag import SVAG, coefficients
 from svag.analysis.stats import fit_loglog_slope
-from svag.problems import (
+from svag.problems.closed_form import (
     Moments,
     NoisyRegression,
     _moment_map,

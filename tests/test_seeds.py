@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from svag.seeds import STREAMS, check_seed, generator, stream_seed
+from svag.seeds import STREAMS, STUDY_STREAMS, check_seed, generator, stream_seed, study_generator
 
 
 def test_no_two_streams_of_any_two_seeds_coincide():
@@ -45,3 +45,19 @@ def test_bad_seed_is_refused(bad):
 def test_unknown_stream_is_refused():
     with pytest.raises(ValueError, match="stream must be one of init, data_order"):
         stream_seed(0, "dropout")
+
+
+def test_study_streams_are_the_seedsequence_nodes_of_release_0_2_0():
+    """A study stream is SeedSequence([seed, node, *keys]) with the node numbers of release 0.2.0 (where
+    svag.stats.stream(seed, node, *keys) drew them), so every number of `svag verify` is unchanged."""
+    state = np.random.SeedSequence([7, 2, 2000]).generate_state(2, dtype=np.uint32)
+    expected = torch.Generator().manual_seed(int(state[0]) * 2**32 + int(state[1]))
+    gen = study_generator(7, "verify.weak_error", 2000)
+    assert torch.equal(torch.rand(5, generator=gen), torch.rand(5, generator=expected))
+    draws = {name: torch.rand(3, generator=study_generator(7, name, 1)) for name in STUDY_STREAMS}
+    assert len({tuple(d.tolist()) for d in draws.values()}) == len(STUDY_STREAMS)  # independent nodes
+    assert not torch.equal(torch.rand(5, generator=study_generator(7, "verify.moments", 1, 2)),
+                           torch.rand(5, generator=study_generator(7, "verify.moments", 2, 1)))  # fmt: skip
+    assert len(set(STUDY_STREAMS.values())) == len(STUDY_STREAMS)
+    with pytest.raises(ValueError, match="study stream must be one of .*got 'bogus'"):
+        study_generator(0, "bogus")

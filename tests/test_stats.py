@@ -16,7 +16,6 @@ from svag.analysis.stats import (
     mc_check,
     mean_se,
     seeds_for_half_width,
-    stream,
     t_interval,
     welch_df,
 )
@@ -100,15 +99,6 @@ def test_mc_check_equals_direct_z_scores():
     flat = [abs(v) for v in (*out["z"]["mean"], *z_cov, out["z"]["sq_norm"], 0.0)]
     assert out["max_abs_z"] == pytest.approx(max(flat), rel=1e-12)
     assert "third" not in mc_check(x, exact)["z"]
-
-
-def test_stream_is_seedsequence_and_reproducible():
-    state = np.random.SeedSequence([7, 1, 2]).generate_state(2, dtype=np.uint32)
-    expected = torch.Generator().manual_seed(int(state[0]) * 2**32 + int(state[1]))
-    assert torch.equal(torch.rand(5, generator=stream(7, 1, 2)), torch.rand(5, generator=expected))
-    assert torch.equal(torch.rand(5, generator=stream(7, 1, 2)), torch.rand(5, generator=stream(7, 1, 2)))
-    assert not torch.equal(torch.rand(5, generator=stream(7, 1, 2)), torch.rand(5, generator=stream(7, 2, 1)))
-    assert not torch.equal(torch.rand(5, generator=stream(7)), torch.rand(5, generator=stream(8)))
 
 
 def test_t_interval_is_scipy_t():

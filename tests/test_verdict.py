@@ -25,20 +25,9 @@ import torch
 from scipy import stats
 
 from svag import SVAG, train_step
-from svag.analysis.richardson import (
-    DEFAULT_MARGINS,
-    Estimate,
-    Margin,
-    contrast,
-    decompose,
-    extrapolate,
-    gap,
-    order_check,
-    resolve_margin,
-    richardson_coefficients,
-    verdict,
-)
-from svag.analysis.stats import stream
+from svag.analysis.equivalence import DEFAULT_MARGINS, Margin, decompose, gap, resolve_margin, verdict
+from svag.analysis.richardson import Estimate, contrast, extrapolate, order_check, richardson_coefficients
+from svag.seeds import study_generator
 from svag.analysis.summary import METRICS
 from svag.problems import expm, ou_moments, skewed_quadratic, svag_moments
 
@@ -373,7 +362,7 @@ def _exact_sq_norm(l, problem=OU, init_sd=0.0):
 
 def _final_sq_norm(problem, l, x0, seed):
     """``‖x_T‖²`` of real SVAG runs (one per row of ``x0``), float64, two fresh minibatches per step."""
-    gen = stream(seed, 5, round(l * 1000))
+    gen = study_generator(seed, "verdict_ladder", round(l * 1000))
     x = torch.nn.Parameter(torch.tensor(x0, dtype=torch.float64))
     opt = SVAG([x], lr=problem.lr, l=l, weight_decay=problem.weight_decay)
     shape = (x0.shape[0], problem.batch_size)

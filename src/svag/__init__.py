@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import importlib
 
+from svag import _moved
 from svag.version import __version__ as __version__
+
+_moved.install()  # old module paths of 0.2.0 stay importable as aliases this release (svag._moved)
 
 # public name -> the module that defines it
 _NAMES = {
@@ -31,8 +34,8 @@ _NAMES = {
     "Clock": "clock",
     "HeavyBallSGD": "optim",
     "RunConfig": "config",
-    "run": "runner",
-    "run_replicas": "runner",
+    "run": "api",  # the runner's, with the record sinks the config asks for (TensorBoard)
+    "run_replicas": "api",
     "load_runs": "runfolder",
     "RunFolder": "runfolder",
     "gaussian_step": "gaussian",
@@ -44,11 +47,13 @@ _NAMES = {
 }
 # public submodules, read as ``svag.<name>``
 _MODULES = (
+    "analysis",
     "api",
     "clock",
     "data",
-    "equilibrium",
+    "experiments",
     "gaussian",
+    "integrations",
     "lsr",
     "models",
     "noise",
@@ -56,15 +61,14 @@ _MODULES = (
     "plugins",
     "problems",
     "runfolder",
+    "runner",
     "scaling",
     "schedules",
     "seeds",
-    "stats",
-    "studies",
     "task",
-    "verdict",
-    "verify",
 )
+# submodules of 0.2.0 that moved (svag._moved): ``svag.<name>`` still reads them, with a FutureWarning
+_MOVED_MODULES = ("equilibrium", "stats", "studies", "verdict", "verify")
 
 __all__ = sorted(["__version__", *_NAMES, *_MODULES])
 
@@ -72,7 +76,7 @@ __all__ = sorted(["__version__", *_NAMES, *_MODULES])
 def __getattr__(name: str) -> object:
     if name in _NAMES:
         value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-    elif name in _MODULES:
+    elif name in _MODULES or name in _MOVED_MODULES:
         value = importlib.import_module(f".{name}", __name__)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,13 +24,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from svag import sweepfolder
 from svag.config import RunConfig
 from svag.data.plugin import as_data_spec
 from svag.experiments.defaults import LSR_CONFIG, LSR_SEEDS, LSR_TAU, LSR_WINDOW
 from svag.integrations import record_sinks
 from svag.plugins import KINDS, PYTHON, as_spec
 
-__all__ = ["CompareResult", "LSRResult", "ScaleResult", "TrainResult", "compare", "lsr_test", "scale", "train"]
+__all__ = [
+    "CompareResult",
+    "LSRResult",
+    "ScaleResult",
+    "TrainResult",
+    "compare",
+    "lsr_test",
+    "run",
+    "run_replicas",
+    "scale",
+    "train",
+]
 
 
 def _pandas():
@@ -146,6 +158,25 @@ def _records(out: Path, names: list[str]) -> list[dict]:
     return rows
 
 
+def run(cfg: RunConfig | dict, out_dir: str | os.PathLike, *, resume: bool = False, progress: bool = True):
+    """:func:`svag.runner.run` with the record sinks ``cfg`` asks for (``tensorboard``): train one run
+    into ``out_dir``; its arguments, result and errors are the runner's."""
+    from svag import runner
+
+    cfg = RunConfig.of(cfg)
+    return runner.run(cfg, out_dir, resume=resume, progress=progress, sinks=record_sinks(cfg))
+
+
+def run_replicas(cfg: RunConfig | dict, seeds: list[int], out_dirs: list[str | os.PathLike], *, resume: bool = False,
+                 progress: bool = True):  # fmt: skip
+    """:func:`svag.runner.run_replicas` with the record sinks ``cfg`` asks for (``tensorboard``): train
+    every seed at once, each into its own folder."""
+    from svag import runner
+
+    cfg = RunConfig.of(cfg)
+    return runner.run_replicas(cfg, seeds, out_dirs, resume=resume, progress=progress, sinks=record_sinks(cfg))
+
+
 def train(
     model: Any = None,
     data: Any = None,
@@ -225,7 +256,7 @@ def compare(
     if plots and result.report is not None:
         from svag.analysis.plotting import plot_verdicts
 
-        plot_verdicts(result.report, Path(out) / "verdicts.png")
+        plot_verdicts(result.report, Path(out) / sweepfolder.VERDICTS_PNG)
     return result
 
 
@@ -278,7 +309,7 @@ def lsr_test(
     if plots and res.get("verdicts"):
         from svag.analysis.plotting import plot_lsr
 
-        plot_lsr(res, Path(out) / "lsr.png")
+        plot_lsr(res, Path(out) / sweepfolder.LSR_PNG)
     names = [Path(d).name for d in dirs]
     return LSRResult(Path(out), res["B_star"], res["B_star_se"], res["B_simple"], res, res.get("verdicts", []),
                      res["runs"], _records(Path(out), names))  # fmt: skip
@@ -324,5 +355,5 @@ def scale(
     if plots:
         from svag.analysis.plotting import plot_scale
 
-        plot_scale(scale_curves(out, TABLE_METRICS), Path(out) / "scale.png", base=base_run(out), rule=rule)
+        plot_scale(scale_curves(out, TABLE_METRICS), Path(out) / sweepfolder.SCALE_PNG, base=base_run(out), rule=rule)
     return ScaleResult(Path(out), rule, statuses, scale_rows(out), _records(Path(out), list(statuses)))

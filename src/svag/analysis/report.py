@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from svag import sweepfolder
 from svag.analysis import equivalence as E
 from svag.analysis import richardson as V
 from svag.analysis.report_text import CSV_COLUMNS, csv_rows, markdown, verdict_lines
@@ -70,7 +71,7 @@ __all__ = [
 METRICS = ("test_loss", "test_acc", "train_loss", "train_acc", "weight_norm_sq", "grad_norm_sq", "gn_ratio")
 # config fields runs of one comparison may differ in: what each run is, not what is simulated
 FREE_FIELDS = ("l", "seed", "gradient_noise", "gaussian_chunk", "device", "checkpoint_every", "data_root")
-FILES = ("verdicts.md", "verdicts.csv", "verdicts.json")
+FILES = (sweepfolder.VERDICTS_MD, sweepfolder.VERDICTS_CSV, sweepfolder.VERDICTS_JSON)
 LEVEL = 0.95  # the level of the intervals shown next to estimates (the verdict's α is separate)
 SCHEMA = 1  # of verdicts.json
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from svag import sweepfolder
 from svag.clock import heavy_ball_lr
 from svag.commands import floats
 from svag.commands._executor import add_executor_arguments, executor_from_args
@@ -111,7 +112,7 @@ def print_verdict(out, names: list[str] | None, options: dict) -> None:
     except ValueError as err:
         print(f"no verdict: {str(err).splitlines()[0]}")
         return
-    fig = plot_verdicts(report, Path(out) / "verdicts.png")
+    fig = plot_verdicts(report, Path(out) / sweepfolder.VERDICTS_PNG)
     end = report["points"]["end"]
     fit = ", ".join(f"{l:g}" for l in report["fit_ls"])
     print(

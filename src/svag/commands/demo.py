@@ -16,6 +16,7 @@ import argparse
 import time
 from pathlib import Path
 
+from svag import sweepfolder
 from svag.commands._executor import add_executor_arguments, executor_from_args
 from svag.config import RunConfig
 from svag.integrations import record_sinks
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         jobs=executor_from_args(args), sinks=record_sinks(cfg),
     )  # fmt: skip
     runs = [RunFolder(out / n).load() for n in statuses if RunFolder(out / n).exists()]  # this sweep's runs only
-    fig = plot_compare(runs, out / "compare.png")
+    fig = plot_compare(runs, out / sweepfolder.COMPARE_PNG)
     md, csv = write_summary(out, names=list(statuses))
     print(md.read_text(), end="")
     skip = missing_requirement(LS, args.seeds)

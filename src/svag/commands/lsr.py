@@ -13,6 +13,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+from svag import sweepfolder
 from svag.commands import batch_sizes
 from svag.commands._executor import add_executor_arguments, executor_from_args
 from svag.config import add_config_arguments, config_from_args
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     js, md, csv = write_lsr_outputs(result, out)
     print(md.read_text(), end="")
     if result.get("verdicts"):
-        fig = plot_lsr(result, out / "lsr.png")
+        fig = plot_lsr(result, out / sweepfolder.LSR_PNG)
         print(f"figure: {fig}")
     print(f"table: {md} and {csv}; all numbers: {js}")
     incomplete = len(result["runs"]) < len(dirs) or any(r["status"] != "completed" for r in result["runs"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from svag import sweepfolder
 from svag.commands.compare import add_verdict_arguments, check_verdict_options, verdict_options
 from svag.records import check_writable
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from svag.analysis.summary import load_runs
     from svag.experiments.compare import write_summary
 
-    figure = Path(args.out) if args.out else Path(args.runs_dir) / "compare.png"
+    figure = Path(args.out) if args.out else Path(args.runs_dir) / sweepfolder.COMPARE_PNG
     figure_format(figure)  # a folder or a name without a known suffix: say so before any work
     runs = load_runs(args.runs_dir)
     check_writable(figure.parent, f"cannot save the figure {figure}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from svag import sweepfolder
 from svag.analysis.plotting import plot_scale
 from svag.commands import batch_sizes
 from svag.commands._executor import executor_from_args
@@ -85,9 +86,9 @@ def run(args: argparse.Namespace) -> int:
         sinks=record_sinks(base),
     )
     md, csv = write_scale_summary(out)
-    fig = plot_scale(scale_curves(out, TABLE_METRICS), out / "scale.png", base=base_run(out), rule=rule)
+    fig = plot_scale(scale_curves(out, TABLE_METRICS), out / sweepfolder.SCALE_PNG, base=base_run(out), rule=rule)
     print(md.read_text(), end="")
-    print(f"figure: {fig}; table: {md} and {csv}; configs: {out / 'scale.json'}")
+    print(f"figure: {fig}; table: {md} and {csv}; configs: {out / sweepfolder.SCALE_JSON}")
     failed = {k: v for k, v in statuses.items() if v != "completed"}
     for name, status in failed.items():
         print(f"  {name}: {status}")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from svag import sweepfolder
 from svag.analysis.summary import load_runs, markdown_table, summary_rows
 from svag.config import RunConfig
 from svag.experiments.executors import Job, run_jobs
@@ -17,9 +18,7 @@ from svag.runfolder import RunFolder
 __all__ = [
     "ENSEMBLE_MODES",
     "check_jobs",
-    "ngd_dir_name",
     "run_compare",
-    "run_dir_name",
     "seed_jobs",
     "use_ensemble",
     "write_summary",
@@ -27,15 +26,6 @@ __all__ = [
 
 TABLE_METRICS = ("test_acc", "test_loss", "train_loss", "weight_norm_sq")
 ENSEMBLE_MODES = ("auto", "on", "off")
-
-
-def run_dir_name(l: float, seed: int) -> str:
-    return f"l{l:g}_seed{seed}"
-
-
-def ngd_dir_name(seed: int) -> str:
-    """The folder of the NGD run (Gaussian noise at ``l = 1``) of ``seed`` in a comparison."""
-    return f"ngd_seed{seed}"
 
 
 def use_ensemble(cfg: RunConfig, n_seeds: int, mode: str) -> bool:
@@ -98,10 +88,11 @@ def run_compare(
     work: list[Job] = []
     for l in ls:
         cfg = replace(base, l=float(l)).validate()
-        work += seed_jobs(cfg, seeds, out, [run_dir_name(l, s) for s in seeds], together)
+        work += seed_jobs(cfg, seeds, out, [sweepfolder.compare_run(l, s) for s in seeds], together)
     if ngd:
         cfg = replace(base, l=1.0, gradient_noise="gaussian").validate()
-        work += seed_jobs(cfg, seeds, out, [ngd_dir_name(s) for s in seeds], use_ensemble(cfg, len(seeds), ensemble))
+        names = [sweepfolder.ngd_run(s) for s in seeds]
+        work += seed_jobs(cfg, seeds, out, names, use_ensemble(cfg, len(seeds), ensemble))
     check_jobs(work, resume)
     if together:
         log(f"training the {len(seeds)} seeds of each l together as one stacked ensemble (--ensemble off to disable)")
@@ -150,7 +141,7 @@ def write_summary(
         if not runs:
             raise FileNotFoundError(f"none of the runs {names} is in {runs_dir}")
     rows = summary_rows(runs, metrics)
-    md, csv = Path(runs_dir) / "summary.md", Path(runs_dir) / "summary.csv"
+    md, csv = Path(runs_dir) / sweepfolder.SUMMARY_MD, Path(runs_dir) / sweepfolder.SUMMARY_CSV
     write_text(md, markdown_table(rows, metrics))
     write_csv(csv, rows)
     return md, csv

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from svag import sweepfolder
 from svag.analysis.equilibrium import equilibrium_check, summary_line
 from svag.analysis.stats import fit_loglog_slope, t_interval, welch_df
 from svag.config import RunConfig
@@ -38,7 +39,6 @@ __all__ = [
     "equilibrium_window",
     "equilibrium_window_epochs",
     "lsr_table",
-    "run_dir_name",
     "run_sweep",
     "slope_statement",
     "window_ratio",
@@ -125,11 +125,6 @@ def _final_errors(run: Run) -> tuple[float, float, str]:
     return 1 - last["train_acc"], 1 - last["test_acc"], run.status.status
 
 
-def run_dir_name(batch_size: int, seed: int, first_seed: int) -> str:
-    """``B{B}`` for the first seed (the folder of a one-seed sweep), ``B{B}_seed{s}`` for the others."""
-    return f"B{batch_size}" if seed == first_seed else f"B{batch_size}_seed{seed}"
-
-
 def run_sweep(
     base: RunConfig,
     batch_sizes: list[int],
@@ -158,7 +153,7 @@ def run_sweep(
     for B in sizes:
         kappa = B / base.batch_size
         cfg = replace(base, batch_size=int(B), lr=base.lr * kappa).validate()
-        names = [run_dir_name(B, s, base.seed) for s in seed_list]
+        names = [sweepfolder.lsr_run(B, s, base.seed) for s in seed_list]
         for job in seed_jobs(cfg, seed_list, out, names, together):
             job.names = [f"{n} (lr {cfg.lr:g}, κ={kappa:g})" for n in job.names]
             work.append(job)
@@ -336,13 +331,13 @@ def _rise_cell(row: dict) -> str:
 def write_lsr_outputs(result: dict, out_dir: str | os.PathLike) -> tuple[Path, Path, Path]:
     """``lsr.json`` (everything), ``verdicts.md`` and ``verdicts.csv``."""
     out = Path(out_dir)
-    write_json(out / "lsr.json", result)
+    write_json(out / sweepfolder.LSR_JSON, result)
     rows = result.get("verdicts", [])
     cols = ["batch_size", "lr", "ratio", "ratio_se", "n_seeds", "train_error", "train_error_sd", "test_error",
             "test_error_sd", "condition_holds", "relative_error_rise", "rise_low", "rise_high",
             "error_rose"]  # fmt: skip
     csv_rows = [{**r, "rise_low": r["rise_interval"][0], "rise_high": r["rise_interval"][1]} for r in rows]
-    write_csv(out / "verdicts.csv", csv_rows, cols)
+    write_csv(out / sweepfolder.VERDICTS_CSV, csv_rows, cols)
     base = result["baseline"]
     lines = [
         f"Baseline B0={base['batch_size']}, η0={base['lr']:g}: "
@@ -401,6 +396,6 @@ def write_lsr_outputs(result: dict, out_dir: str | os.PathLike) -> tuple[Path, P
     for r in failed:
         which = f"B={r['B']} seed {r['seed']}" if several else f"B={r['B']}"
         lines.append(f"run {which} is {r['status']}")
-    md = out / "verdicts.md"
+    md = out / sweepfolder.VERDICTS_MD
     write_text(md, "\n".join(lines) + "\n")
-    return out / "lsr.json", md, out / "verdicts.csv"
+    return out / sweepfolder.LSR_JSON, md, out / sweepfolder.VERDICTS_CSV

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from svag import sweepfolder
 from svag.clock import Clock
 from svag.config import RunConfig
 from svag.experiments.compare import check_jobs, seed_jobs, use_ensemble
@@ -42,7 +43,6 @@ __all__ = [
     "auto_rule",
     "base_run",
     "base_time_at_epoch",
-    "run_dir_name",
     "run_scale",
     "scale_curves",
     "scale_markdown",
@@ -54,10 +54,6 @@ __all__ = [
 RULES = {"linear": linear_rule, "sqrt": sqrt_rule}
 ADAPTIVE = ("adam", "adamw", "rmsprop")
 TABLE_METRICS = ("train_loss", "test_loss", "test_acc", "weight_norm_sq")
-
-
-def run_dir_name(batch_size: int, seed: int) -> str:
-    return f"B{batch_size}_seed{seed}"
 
 
 def auto_rule(optimizer: str) -> tuple[str, str]:
@@ -137,7 +133,7 @@ def run_scale(
     if not resume:
         for b, _, _ in plan:
             for s in seeds:
-                folder = out / run_dir_name(b, s)
+                folder = out / sweepfolder.scale_run(b, s)
                 if folder.exists() and any(folder.iterdir()):
                     raise ValueError(
                         f"{folder} is not empty; pass --resume to continue the sweep or choose another --out"
@@ -145,7 +141,7 @@ def run_scale(
     together = use_ensemble(base, len(seeds), ensemble)
     work = []
     for b, _, cfg in plan:
-        work += seed_jobs(cfg, seeds, out, [run_dir_name(b, s) for s in seeds], together)
+        work += seed_jobs(cfg, seeds, out, [sweepfolder.scale_run(b, s) for s in seeds], together)
     spec = {
         "rule": rule,
         "base_batch_size": base.batch_size,
@@ -154,12 +150,12 @@ def run_scale(
         "x_axis": "base run's continuous time at the same epoch (= each run's own sde_time when the rule holds)",
         "runs": [
             {"kappa": kappa, **_hyper(cfg), "invariants": sde_constants(cfg, rule),
-             "dirs": [run_dir_name(b, s) for s in seeds]}
+             "dirs": [sweepfolder.scale_run(b, s) for s in seeds]}
             for b, kappa, cfg in plan
         ],
     }  # fmt: skip
-    if resume and (out / "scale.json").is_file():
-        old = read_json(out / "scale.json")
+    if resume and (out / sweepfolder.SCALE_JSON).is_file():
+        old = read_json(out / sweepfolder.SCALE_JSON)
         diff = sorted(k for k in spec["base"] if old.get("base", {}).get(k) != spec["base"][k])
         if old.get("rule") != rule or diff:
             what = f"rule {old.get('rule')!r}" if old.get("rule") != rule else f"a base config differing in {diff}"
@@ -167,7 +163,7 @@ def run_scale(
     check_jobs(work, resume)  # every B's batches, steps, memory and folder, before anything is written
     if together:
         log(f"training the {len(seeds)} seeds of each B together as one stacked ensemble (--ensemble off to disable)")
-    write_json(out / "scale.json", spec)
+    write_json(out / sweepfolder.SCALE_JSON, spec)
     return run_jobs(work, jobs, resume=resume, progress=progress, log=log, sinks=sinks)
 
 
@@ -208,7 +204,7 @@ def _load(out_dir: str | os.PathLike) -> tuple[dict, dict[int, list[Run]]]:
     """The sweep's spec and, per batch size, its runs that have records (a seed not started or
     killed before its first record is left out)."""
     out = Path(out_dir)
-    spec = read_json(out / "scale.json")
+    spec = read_json(out / sweepfolder.SCALE_JSON)
     groups: dict[int, list[Run]] = {}
     for entry in spec["runs"]:
         folders = [RunFolder(out / name) for name in entry["dirs"]]
@@ -281,7 +277,7 @@ def scale_rows(out_dir: str | os.PathLike, metrics: tuple[str, ...] = TABLE_METR
     over seeds of each metric, the final test_acc/test_loss minus the base B's, the final epoch,
     the run's own final ``sde_time`` and the base's time at that epoch (equal when the rule holds)."""
     out = Path(out_dir)
-    spec = read_json(out / "scale.json")
+    spec = read_json(out / sweepfolder.SCALE_JSON)
     b0 = int(spec["base_batch_size"])
     adaptive = spec["rule"] == "sqrt" or spec["base"]["optimizer"] in ADAPTIVE
     curves = scale_curves(out, tuple(metrics))
@@ -346,8 +342,8 @@ def write_scale_summary(out_dir: str | os.PathLike, metrics: tuple[str, ...] = T
     """``scale_summary.md`` and ``scale_summary.csv`` in ``out_dir`` (see :func:`scale_rows`)."""
     out = Path(out_dir)
     rows = scale_rows(out, metrics)
-    md, csv = out / "scale_summary.md", out / "scale_summary.csv"
-    write_text(md, scale_markdown(rows, read_json(out / "scale.json"), metrics))
+    md, csv = out / sweepfolder.SCALE_SUMMARY_MD, out / sweepfolder.SCALE_SUMMARY_CSV
+    write_text(md, scale_markdown(rows, read_json(out / sweepfolder.SCALE_JSON), metrics))
     columns = list(dict.fromkeys(k for r in rows for k in r))
     write_csv(csv, rows, columns)
     return md, csv

@@ -72,6 +72,7 @@ from lightning.pytorch.utilities import move_data_to_device
 from torch.utils.data import DataLoader
 
 from svag.batch_loss import scalar_loss
+from svag.clock import Clock, check_l
 from svag.data.loader import StepBatches
 from svag.data.sampling import PairSampler
 from svag.lsr import predict_from_window
@@ -308,7 +309,8 @@ def pair_loader(
     dataset: Any,
     batch_size: int,
     *,
-    l: float = 1.0,
+    l: float | None = None,
+    clock: Clock | None = None,
     seed: int = 0,
     sampling: str = "disjoint",
     steps_per_epoch: int | None = None,
@@ -320,19 +322,23 @@ def pair_loader(
     (``l > 1``), ``(batch, None)`` for SGD, drawn by :class:`svag.data.PairSampler` (the runner's
     sampler, ``sampling`` mode, seeded from the ``data_order`` stream of ``seed``: the runner's batches).
 
-    An epoch of the loader is ``steps_per_epoch`` steps, by default ``round(l·n/B)``: the steps of
-    SVAG(l) that cover one epoch of the simulated SGD run (the runner's SGD-equivalent epoch), so
-    ``max_epochs`` and a :class:`NoiseCallback` window mean the same for every ``l``. For Adam and
-    RMSprop (``l²`` steps per step of the simulated run) pass
-    ``steps_per_epoch=round(opt.clock().steps_per_original * n / B)``. Each epoch continues the same
+    An epoch of the loader is ``steps_per_epoch`` steps, by default ``round(k·n/B)`` with ``k`` the
+    optimizer's steps per step of the simulated run, which its clock owns (:attr:`svag.Clock.steps_per_original`):
+    the steps that cover one epoch of the simulated run (the runner's epoch), so ``max_epochs`` and a
+    :class:`NoiseCallback` window mean the same for every ``l``. Pass ``clock=opt.clock()`` (``k = l``
+    for SVAG, ``l²`` for SVAGAdam/AdamW/RMSprop); ``l`` alone means SVAG's clock at ``l`` (default 1,
+    SGD), and with a clock ``l`` may be left out (it is the clock's). Each epoch continues the same
     stream (epochs never repeat an order). ``loader_kwargs`` go to ``DataLoader`` (``pin_memory``,
     ``prefetch_factor``, ...); the workers' seeds come from the ``loader`` stream.
     """
-    from svag.clock import check_l
-
-    check_l(l)
-    sampler = PairSampler(len(dataset), batch_size, pairs=l > 1, mode=sampling, seed=stream_seed(seed, "data_order"))
-    steps = steps_per_epoch if steps_per_epoch is not None else max(1, round(l * len(dataset) / batch_size))
+    if clock is None:
+        clock = Clock(1, 1.0 if l is None else l)  # SVAG's (P1): l steps per step of the simulated run
+    elif l is not None and check_l(l) != clock.l:
+        raise ValueError(f"l={l:g} differs from the clock's l={clock.l:g}; pass one of them")
+    sampler = PairSampler(len(dataset), batch_size, pairs=clock.l > 1, mode=sampling,
+                          seed=stream_seed(seed, "data_order"))  # fmt: skip
+    per_epoch = clock.steps_per_original * len(dataset) / batch_size
+    steps = steps_per_epoch if steps_per_epoch is not None else max(1, round(per_epoch))
     collate = torch.utils.data.default_collate if collate_fn is None else collate_fn
     B = batch_size
 

@@ -21,7 +21,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from svag.task import CrossEntropy
+
 __all__ = ["CharGPT", "GPTConfig"]
+
+_LOSS = CrossEntropy()  # the mean over every position of every sequence (svag.task)
 
 
 @dataclass(frozen=True)
@@ -123,4 +127,4 @@ class CharGPT(nn.Module):
         logits = self.head(self.ln(x))
         if targets is None:
             return logits, None
-        return logits, F.cross_entropy(logits.reshape(b * t, -1), targets.reshape(b * t))
+        return logits, _LOSS.loss(logits.reshape(b * t, -1), targets.reshape(b * t))  # the task owns the loss
