@@ -2,7 +2,7 @@
 
 The runner trains the MNIST-1D CNN (BatchNorm, B = 32, 4000 samples) once indexing in-memory
 tensors and once loading the same batches with ``loader_workers`` worker processes
-(:mod:`svag.data.loader`); both produce the same records bit for bit (tests/test_loader.py), so
+(:mod:`svag.data.loader`); both produce the same records bit for bit (tests/data/test_loader.py), so
 only the speed differs. Rounds alternate (memory, loader, memory, loader, ...) so that load on a
 shared machine affects both alike; each round is a fresh ``svag.runner.run``.
 

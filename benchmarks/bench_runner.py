@@ -11,14 +11,15 @@ What is timed. The plain loop is the usual one: ``torch.randperm`` shuffling, ba
 each step, on the same model (``svag.models.build_model``) and data (``svag.data.load_dataset``);
 only its step loop is timed. The runner is called as users call it,
 ``svag.runner.run(RunConfig(..., eval_every=epochs, checkpoint_every=0), out, progress=False)``,
-and its training time is the time spent in ``_Run.train`` minus the time spent in
-``Recorder.record`` (the evaluations at t = 0 and at the end) and ``_Run.save`` (the final
+and its training time is the time spent in ``Group.train`` minus the time spent in
+``Recorder.record`` (the evaluations at t = 0 and at the end) and ``Group.save`` (the final
 checkpoint): those methods are wrapped with a stopwatch for the duration of the call. So start-up
 (data, model, files), evaluation and checkpointing are excluded from both sides, and everything
 the runner does per step (sampler, schedule, batch gather, SVAG step, bookkeeping) is included.
 
-``--profile`` runs cProfile over one runner run (MLP, noise off) and prints the functions
-with the most own time per training step, in microseconds.
+``--profile`` runs cProfile over the training steps of one runner run (MLP, noise off; start-up,
+evaluations and checkpoints left out, as in the timing) and prints the functions with the most own
+time per training step, in microseconds.
 
 Intra-op threads default to 1: with 2 threads on a loaded 2-core machine, PyTorch's worker
 threads spin-wait for each other and step times swing by 10-100x between runs.
@@ -45,6 +46,7 @@ from svag import runner
 from svag.config import RunConfig
 from svag.data import load_dataset
 from svag.models import build_model
+from svag.runner.loop import Group
 from svag.runner.recorder import Recorder
 
 CASES = {  # name: (model, norm)
@@ -98,7 +100,7 @@ def runner_step_time(cfg: RunConfig) -> tuple[float, int]:
     """Seconds per training step of ``runner.run(cfg)`` (evaluation and checkpoints excluded)."""
     with (
         tempfile.TemporaryDirectory() as tmp,
-        stopwatch(runner._Run, ("train", "save")) as t,
+        stopwatch(Group, ("train", "save")) as t,
         stopwatch(Recorder, ("record",)) as r,
     ):
         result = runner.run(cfg, Path(tmp) / "run", progress=False)
@@ -155,19 +157,42 @@ def measure(name: str, epochs: float, rounds: int, device: str) -> dict[str, flo
     }
 
 
+@contextlib.contextmanager
+def profiling(prof: cProfile.Profile, owner: type, name: str, on: bool):
+    """Turn ``prof`` on (``on``) or off for the duration of each call of ``owner.<name>``, back on exit."""
+    original = getattr(owner, name)
+
+    def wrapped(*args, **kwargs):
+        prof.enable() if on else prof.disable()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            prof.disable() if on else prof.enable()
+
+    setattr(owner, name, wrapped)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
 def profile(epochs: float, device: str, top: int = 18) -> None:
-    """cProfile one runner run (MLP, noise off): own time per training step, in microseconds."""
+    """cProfile the training steps of one runner run (MLP, noise off): own time per step, in microseconds.
+    What the timing excludes is excluded here too: start-up, evaluations (``Recorder.record``), checkpoints."""
     cfg = config("mlp", "none", "off", epochs, device)
     runner_step_time(cfg)  # warm-up
     prof = cProfile.Profile()
-    with tempfile.TemporaryDirectory() as tmp:
-        prof.enable()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        profiling(prof, Group, "train", on=True),
+        profiling(prof, Recorder, "record", on=False),
+        profiling(prof, Group, "save", on=False),
+    ):
         result = runner.run(cfg, Path(tmp) / "run", progress=False)
-        prof.disable()
     steps = result.records[-1]["step"]
     stats = pstats.Stats(prof)
     rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # by own time
-    print(f"\ncProfile of one runner run (mlp, noise off, {steps} steps; profiler inflates Python calls)")
+    print(f"\ncProfile of one runner run's training steps (mlp, noise off, {steps} steps; profiler inflates calls)")
     print(f"{'own us/step':>12s} {'cum us/step':>12s} {'calls/step':>11s}  function")
     for (file, line, fn), (_, ncalls, tottime, cumtime, _) in rows[:top]:
         where = f"{Path(file).name}:{line}({fn})" if line else fn

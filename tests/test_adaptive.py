@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import svag
+from helpers import assert_same_parameters, tiny_loss, tiny_mlp, train_side_by_side
 from svag.adaptive import (
     SVAGAdam,
     SVAGAdamW,
@@ -36,32 +37,6 @@ OPTIMIZERS = {
 }
 
 
-def _model(seed=0, dtype=torch.float64):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).to(dtype)
-
-
-def _loss(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(16, 5, generator=g, dtype=next(model.parameters()).dtype)
-    y = torch.randint(0, 3, (16,), generator=g)
-    return nn.functional.cross_entropy(model(x), y)
-
-
-def _run(pairs, steps, start=0):
-    """Feed every (model, optimizer) pair the same minibatch losses for ``steps`` steps."""
-    for k in range(start, start + steps):
-        for m, o in pairs:
-            o.zero_grad()
-            _loss(m, k).backward()
-            o.step()
-
-
-def _assert_params_equal(a, b):
-    for pa, pb in zip(a.parameters(), b.parameters()):
-        assert torch.equal(pa, pb)
-
-
 # -- l = 1 is the optimizer being simulated, bit for bit -----------------------------------------
 
 
@@ -69,11 +44,11 @@ def _assert_params_equal(a, b):
 @pytest.mark.parametrize("wd", [0.0, 1e-2])
 @pytest.mark.parametrize("foreach", [False, None])  # None: torch's default (single-tensor on CPU)
 def test_adam_l1_bit_identical_to_torch_adam(dtype, wd, foreach):
-    a, b = _model(dtype=dtype), _model(dtype=dtype)
+    a, b = tiny_mlp(dtype=dtype), tiny_mlp(dtype=dtype)
     opt_a = SVAGAdam(a.parameters(), lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=wd, l=1)
     opt_b = torch.optim.Adam(b.parameters(), lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=wd, foreach=foreach)
-    _run([(a, opt_a), (b, opt_b)], 25)
-    _assert_params_equal(a, b)
+    train_side_by_side([(a, opt_a), (b, opt_b)], 25)
+    assert_same_parameters(a, b)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(opt_a.state[pa]["exp_avg"], opt_b.state[pb]["exp_avg"])
         assert torch.equal(opt_a.state[pa]["exp_avg_sq"], opt_b.state[pb]["exp_avg_sq"])
@@ -83,17 +58,17 @@ def test_adam_l1_bit_identical_to_torch_adam(dtype, wd, foreach):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("foreach", [False, None])  # None: torch's default (single-tensor on CPU)
 def test_adamw_l1_bit_identical_to_torch_adamw_across_a_state_dict_round_trip(dtype, foreach):
-    a, b = _model(dtype=dtype), _model(dtype=dtype)
+    a, b = tiny_mlp(dtype=dtype), tiny_mlp(dtype=dtype)
     hp = {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.3}
     opt_a = SVAGAdamW(a.parameters(), l=1, **hp)
     opt_b = torch.optim.AdamW(b.parameters(), foreach=foreach, **hp)
-    _run([(a, opt_a), (b, opt_b)], 12)
-    _assert_params_equal(a, b)
+    train_side_by_side([(a, opt_a), (b, opt_b)], 12)
+    assert_same_parameters(a, b)
     c = copy.deepcopy(a)  # the SVAG run continues from a state_dict, in lockstep with torch's AdamW
     opt_c = SVAGAdamW(c.parameters(), lr=99.0, l=4)
     opt_c.load_state_dict(copy.deepcopy(opt_a.state_dict()))
-    _run([(c, opt_c), (b, opt_b)], 13, start=12)
-    _assert_params_equal(c, b)
+    train_side_by_side([(c, opt_c), (b, opt_b)], 13, start=12)
+    assert_same_parameters(c, b)
     for pc, pb in zip(c.parameters(), b.parameters()):
         assert torch.equal(opt_c.state[pc]["exp_avg"], opt_b.state[pb]["exp_avg"])
         assert torch.equal(opt_c.state[pc]["exp_avg_sq"], opt_b.state[pb]["exp_avg_sq"])
@@ -101,47 +76,47 @@ def test_adamw_l1_bit_identical_to_torch_adamw_across_a_state_dict_round_trip(dt
 
 
 def test_adamw_default_hyperparameters_equal_torch_default_adamw():
-    a, b = _model(), _model()
-    _run([(a, SVAGAdamW(a.parameters(), lr=0.01)), (b, torch.optim.AdamW(b.parameters(), lr=0.01))], 5)
-    _assert_params_equal(a, b)
+    a, b = tiny_mlp(), tiny_mlp()
+    train_side_by_side([(a, SVAGAdamW(a.parameters(), lr=0.01)), (b, torch.optim.AdamW(b.parameters(), lr=0.01))], 5)
+    assert_same_parameters(a, b)
 
 
 def test_adam_default_hyperparameters_equal_torch_default_adam():
-    a, b = _model(), _model()
-    _run([(a, SVAGAdam(a.parameters(), lr=1e-3)), (b, torch.optim.Adam(b.parameters(), lr=1e-3))], 10)
-    _assert_params_equal(a, b)
+    a, b = tiny_mlp(), tiny_mlp()
+    train_side_by_side([(a, SVAGAdam(a.parameters(), lr=1e-3)), (b, torch.optim.Adam(b.parameters(), lr=1e-3))], 10)
+    assert_same_parameters(a, b)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("wd", [0.0, 1e-2])
 def test_rmsprop_l1_bit_identical_to_adam_with_beta1_zero(dtype, wd):
     """P2's code runs RMSprop as ``torch.optim.Adam(betas=(0, β))``."""
-    a, b = _model(dtype=dtype), _model(dtype=dtype)
+    a, b = tiny_mlp(dtype=dtype), tiny_mlp(dtype=dtype)
     opt_a = SVAGRMSprop(a.parameters(), lr=0.01, beta=0.9, eps=1e-6, weight_decay=wd)
     opt_b = torch.optim.Adam(b.parameters(), lr=0.01, betas=(0.0, 0.9), eps=1e-6, weight_decay=wd, foreach=False)
-    _run([(a, opt_a), (b, opt_b)], 25)
-    _assert_params_equal(a, b)
+    train_side_by_side([(a, opt_a), (b, opt_b)], 25)
+    assert_same_parameters(a, b)
 
 
 @pytest.mark.parametrize("wd", [0.0, 1e-2])
 def test_rmsprop_without_bias_correction_l1_bit_identical_to_torch_rmsprop(wd):
-    a, b = _model(), _model()
+    a, b = tiny_mlp(), tiny_mlp()
     opt_a = SVAGRMSprop(a.parameters(), lr=0.01, beta=0.9, eps=1e-6, weight_decay=wd, bias_correction=False)
     opt_b = torch.optim.RMSprop(b.parameters(), lr=0.01, alpha=0.9, eps=1e-6, weight_decay=wd, foreach=False)
-    _run([(a, opt_a), (b, opt_b)], 25)
-    _assert_params_equal(a, b)
+    train_side_by_side([(a, opt_a), (b, opt_b)], 25)
+    assert_same_parameters(a, b)
 
 
 @pytest.mark.parametrize("l", [2.0, 4.0, 8.0, 2.5])
 def test_adam_l_equals_torch_adam_with_transformed_hyperparameters(l):
     """Given the same (amplified) gradients, SVAGAdam(l) is the official code's construction:
     ``torch.optim.Adam(lr/l, 1 - (1 - β)/l², eps·l)``, bit for bit."""
-    a, b = _model(), _model()
+    a, b = tiny_mlp(), tiny_mlp()
     opt_a = SVAGAdam(a.parameters(), lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-3, l=l)
     betas = (1 - (1 - 0.9) / l**2, 1 - (1 - 0.999) / l**2)
     opt_b = torch.optim.Adam(b.parameters(), lr=0.01 / l, betas=betas, eps=1e-8 * l, weight_decay=1e-3, foreach=False)
-    _run([(a, opt_a), (b, opt_b)], 10)
-    _assert_params_equal(a, b)
+    train_side_by_side([(a, opt_a), (b, opt_b)], 10)
+    assert_same_parameters(a, b)
 
 
 # -- a slow, obviously correct reference ---------------------------------------------------------
@@ -272,14 +247,14 @@ def test_svag_beta_validates():
 
 @pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
 def test_sde_time_advances_by_lr_over_l_squared_and_survives_state_dict(make):
-    model = _model()
+    model = tiny_mlp()
     opt = make(model.parameters(), lr=0.2, l=4)
     for p in model.parameters():
         p.grad = torch.zeros_like(p)  # a step without any gradient adds no time (test_optim)
     for _ in range(3):
         opt.step()
     assert opt.sde_time == pytest.approx(3 * (0.2 / 4) ** 2, rel=1e-15)
-    opt2 = make(_model().parameters(), lr=0.2, l=4)
+    opt2 = make(tiny_mlp().parameters(), lr=0.2, l=4)
     opt2.load_state_dict(opt.state_dict())
     assert opt2.sde_time == opt.sde_time
 
@@ -289,7 +264,7 @@ def test_sde_time_advances_by_lr_over_l_squared_and_survives_state_dict(make):
 def test_train_step_uses_coefficients_of_l_squared(make, mode):
     """With lr = 0 the step leaves x alone and p.grad keeps the gradient train_step built."""
     l = 2.0
-    model = _model()
+    model = tiny_mlp()
     opt = make(model.parameters(), lr=0.0, l=l)
     assert opt.variance_factor(opt.param_groups[0]) == l**2
     b1, b2 = torch.randn(8, 5), torch.randn(8, 5)
@@ -310,14 +285,14 @@ def test_train_step_uses_coefficients_of_l_squared(make, mode):
 
 
 def test_train_step_l1_is_plain_adam():
-    a, b = _model(), _model()
+    a, b = tiny_mlp(), tiny_mlp()
     opt_a = SVAGAdam(a.parameters(), lr=0.01)
     opt_b = torch.optim.Adam(b.parameters(), lr=0.01)
     for k in range(5):
         x = torch.randn(8, 5, generator=torch.Generator().manual_seed(k))
         svag.train_step(opt_a, lambda x: a(x).pow(2).mean(), x, None)
         svag.train_step(opt_b, lambda x: b(x).pow(2).mean(), x, None)
-    _assert_params_equal(a, b)
+    assert_same_parameters(a, b)
 
 
 # -- AdamW's decoupled decay: the same decay per unit of continuous time for every l -------------
@@ -354,28 +329,28 @@ def test_svag_decoupled_weight_decay_is_lambda_over_l():
 def test_adamw_l_equals_adam_step_after_decay_by_lr_over_l_times_wd_over_l():
     """One step at l = 4 from a nonzero state: x ← (1 − (η/4)(λ/4))x, then Adam's step with no decay."""
     l, lr, wd = 4.0, 0.05, 0.2
-    a, b = _model(), _model()
+    a, b = tiny_mlp(), tiny_mlp()
     opt_a = SVAGAdamW(a.parameters(), lr=lr, weight_decay=wd, l=l)
     opt_b = SVAGAdam(b.parameters(), lr=lr, weight_decay=0.0, l=l)
     for k in range(3):
         opt_a.zero_grad()
         opt_b.zero_grad()
-        _loss(a, k).backward()
-        _loss(b, k).backward()
+        tiny_loss(a, k).backward()
+        tiny_loss(b, k).backward()
         with torch.no_grad():
             for p in b.parameters():
                 p.mul_(1 - (lr / l) * (wd / l))
         opt_a.step()
         opt_b.step()
-    _assert_params_equal(a, b)
+    assert_same_parameters(a, b)
 
 
 def test_adamw_clock_names_and_coupling_refusals():
-    opt = SVAGAdamW(_model().parameters(), lr=0.1, l=2)
+    opt = SVAGAdamW(tiny_mlp().parameters(), lr=0.1, l=2)
     assert opt.clock() == SVAGAdam.clock_for(2) == SVAGAdamW.clock_for(2, weight_decay=0.5)
     assert opt.names() == {"simulated": "AdamW", "svag": "SVAG-AdamW"}
     assert opt.param_groups[0]["decoupled_weight_decay"] is True and opt.param_groups[0]["weight_decay"] == 1e-2
-    adam = SVAGAdam(_model().parameters(), lr=0.1)
+    adam = SVAGAdam(tiny_mlp().parameters(), lr=0.1)
     with pytest.raises(ValueError, match=r"SVAGAdam's weight decay is coupled L2.*use SVAGAdamW"):
         adam.load_state_dict(opt.state_dict())
     assert "decoupled_weight_decay" not in adam.param_groups[0]
@@ -389,14 +364,14 @@ def test_adamw_clock_names_and_coupling_refusals():
 
 @pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
 def test_goes_downhill(make):
-    model = _model()
+    model = tiny_mlp()
     opt = make(model.parameters(), lr=0.05, l=2)
-    first = _loss(model, 0).item()
+    first = tiny_loss(model, 0).item()
     for _ in range(50):
         opt.zero_grad()
-        _loss(model, 0).backward()
+        tiny_loss(model, 0).backward()
         opt.step()
-    assert _loss(model, 0).item() < 0.9 * first
+    assert tiny_loss(model, 0).item() < 0.9 * first
 
 
 @pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
@@ -413,7 +388,7 @@ def test_sparse_gradients_are_refused_before_any_update(make):
 
 @pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
 def test_no_grad_no_change(make):
-    model = _model()
+    model = tiny_mlp()
     before = copy.deepcopy(model.state_dict())
     opt = make(model.parameters(), lr=0.5, l=2, weight_decay=0.1)
     opt.step()
@@ -432,23 +407,23 @@ def test_no_grad_no_change(make):
     ],
 )
 def test_state_dict_round_trip_in_lockstep(make, kwargs):
-    a = _model()
+    a = tiny_mlp()
     opt_a = make(a.parameters(), lr=0.01, l=3, weight_decay=1e-3, **kwargs)
-    _run([(a, opt_a)], 5)
+    train_side_by_side([(a, opt_a)], 5)
     b = copy.deepcopy(a)
     opt_b = make(b.parameters(), lr=99.0, l=7)
     opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
     assert opt_b.param_groups[0]["lr"] == 0.01 and opt_b.param_groups[0]["l"] == 3
     keys = {"step", "exp_avg", "exp_avg_sq"} if isinstance(opt_a, SVAGAdam) else {"step", "exp_avg_sq"}
     assert all(set(s) == keys for s in opt_b.state.values())
-    _run([(a, opt_a), (b, opt_b)], 5, start=5)
-    _assert_params_equal(a, b)
+    train_side_by_side([(a, opt_a), (b, opt_b)], 5, start=5)
+    assert_same_parameters(a, b)
     assert opt_a.sde_time == opt_b.sde_time
 
 
 @pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
 def test_param_groups_behave_as_separate_optimizers(make):
-    a, b = _model(), _model()
+    a, b = tiny_mlp(), tiny_mlp()
     la, lb = list(a.children()), list(b.children())
     opt_a = make(
         [{"params": la[0].parameters(), "l": 2.0}, {"params": la[2].parameters(), "lr": 0.05, "l": 8.0}],
@@ -460,11 +435,11 @@ def test_param_groups_behave_as_separate_optimizers(make):
     for k in range(5):
         for o in (opt_a, opt_b1, opt_b2):
             o.zero_grad()
-        _loss(a, k).backward()
-        _loss(b, k).backward()
+        tiny_loss(a, k).backward()
+        tiny_loss(b, k).backward()
         for o in (opt_a, opt_b1, opt_b2):
             o.step()
-    _assert_params_equal(a, b)
+    assert_same_parameters(a, b)
     assert opt_a.sde_time == pytest.approx(5 * (0.02 / 2) ** 2)
     assert opt_a.variance_factor(opt_a.param_groups[1]) == 64.0
 
@@ -474,7 +449,7 @@ def test_deterministic_for_a_seed(make):
     """Every SVAG optimizer (this file and test_optim.py): same seed, same parameters, bitwise."""
 
     def run():
-        model = _model(3)
+        model = tiny_mlp(3)
         opt = make(model.parameters(), lr=0.01, l=2)
         g = torch.Generator().manual_seed(7)
         for _ in range(10):
@@ -507,7 +482,7 @@ BAD_COMMON = [
 @pytest.mark.parametrize("cls", [SVAGAdam, SVAGAdamW])
 def test_adam_bad_hyperparameters_raise(kwargs, match, cls):
     with pytest.raises(ValueError, match=match):
-        cls(_model().parameters(), **kwargs)
+        cls(tiny_mlp().parameters(), **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -521,12 +496,12 @@ def test_adam_bad_hyperparameters_raise(kwargs, match, cls):
 )
 def test_rmsprop_bad_hyperparameters_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        SVAGRMSprop(_model().parameters(), **kwargs)
+        SVAGRMSprop(tiny_mlp().parameters(), **kwargs)
 
 
 @pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
 def test_add_param_group_validates(make):
-    opt = make(_model().parameters(), lr=0.1)
+    opt = make(tiny_mlp().parameters(), lr=0.1)
     with pytest.raises(ValueError, match="l must be"):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "l": 0.0})
     with pytest.raises(ValueError, match="eps must be"):

@@ -5,14 +5,15 @@ import csv
 import json
 import runpy
 import sys
-from pathlib import Path
 
 import pytest
 
+from helpers import ROOT
+from svag import sweepfolder as sf
 from svag.cli import main
 from svag.runfolder import RunFolder
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = ROOT / "examples"
 OWN = EXAMPLES / "own_model_csv"
 
 
@@ -37,7 +38,7 @@ def test_own_model_and_csv_data_through_the_cli(csv_data, tmp_path):
     assert run.derived["input_shape"] == [8] and run.derived["num_classes"] == 3 and run.derived["n_train"] == 200
     assert run.records[-1]["train_loss"] < run.records[0]["train_loss"]  # it learns
     assert main(["compare", "--out", str(tmp_path / "cmp"), "--ls", "1,2", "--seeds", "1", *plug, *small]) == 0
-    assert (tmp_path / "cmp" / "summary.md").is_file() and (tmp_path / "cmp" / "l2_seed0" / "metrics.jsonl").is_file()
+    assert (tmp_path / "cmp" / sf.SUMMARY_MD).is_file() and (tmp_path / "cmp" / "l2_seed0" / "metrics.jsonl").is_file()
 
 
 def test_lsr_from_python(tmp_path, monkeypatch, capsys):
@@ -47,6 +48,6 @@ def test_lsr_from_python(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["lsr_from_python.py", *argv])
     runpy.run_path(str(EXAMPLES / "lsr_from_python.py"), run_name="__main__")
     printed = capsys.readouterr().out
-    result = json.loads((out / "lsr.json").read_text())
+    result = json.loads((out / sf.LSR_JSON).read_text())
     assert f"B* = {result['B_star']:.4g}" in printed and "B =   64: G/N" in printed
     assert RunFolder(out / "B32").config()["model"] == "python:make_model"

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import FIXTURES, strip_wall_time
 from svag import runner
+from svag import sweepfolder as sf
 from svag.cli import main
 from svag.config import RunConfig
 from svag.records import read_json, write_json
@@ -30,11 +32,7 @@ FAST = RunConfig(
 )  # fmt: skip
 FLAGS = ["--data", "teacher-student", "--n-train", "256", "--n-test", "128", "--lr", "0.2", "--batch-size", "16",
          "--epochs", "1", "--eval-every", "0.25", "--checkpoint-every", "0.5", "--device", "cpu"]  # fmt: skip
-V1 = Path(__file__).parent / "fixtures" / "release_0_1_0"
-
-
-def _strip(rows):
-    return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+V1 = FIXTURES / "release_0_1_0"
 
 
 # -- item 2: temporary files left by a kill ---------------------------------------------------------
@@ -106,7 +104,7 @@ def test_resume_starts_afresh_a_run_killed_before_its_first_checkpoint(tmp_path,
         folder.write_status("running", step=0, sde_time=0.0, records=1)
         capsys.readouterr()
         res = runner.run(FAST, out, resume=True, progress=False)
-        assert res.status == "completed" and _strip(res.records) == _strip(ref)
+        assert res.status == "completed" and strip_wall_time(res.records) == strip_wall_time(ref)
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == lines, err
         if lines:
@@ -217,7 +215,7 @@ def test_written_files_follow_the_umask(tmp_path, umask):
         os.umask(old)
     want = 0o666 & ~umask
     files = [tmp_path / "r" / n for n in ("config.json", "env.json", "status.json", "checkpoint.pt", "metrics.jsonl")]
-    files += [tmp_path / "cmp" / n for n in ("compare.png", "summary.md", "summary.csv")]
+    files += [tmp_path / "cmp" / n for n in (sf.COMPARE_PNG, sf.SUMMARY_MD, sf.SUMMARY_CSV)]
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(want) for p in files}
 
 

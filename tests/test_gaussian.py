@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import svag
+from helpers import tiny_mlp
 from svag.analysis.stats import mc_check
 from svag.gaussian import (
     finite_population_factor,
@@ -32,8 +33,7 @@ TASK = CrossEntropy()
 
 
 def _mlp(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+    return tiny_mlp(seed, torch.get_default_dtype())
 
 
 def _gn_cnn(seed=0):

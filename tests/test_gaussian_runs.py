@@ -11,21 +11,21 @@ from dataclasses import replace
 import pytest
 import torch
 
+from helpers import repo_module, strip_wall_time, tiny_mlp
 from svag import runner
 from svag.config import RunConfig
 from svag.experiments.compare import use_ensemble
 from svag.records import read_json, read_jsonl
+from svag.runner import entry
 from svag.runner.distributed import Dist
+from svag.runner.loop import Group
+from svag.runner.recorder import Recorder
 
 FAST = RunConfig(
     data="teacher-student", n_train=256, n_test=128, model="mlp", lr=0.2, batch_size=16, epochs=2.0,
     eval_every=0.5, checkpoint_every=0.5, device="cpu", gradient_noise="gaussian", gaussian_chunk=100,
 )  # fmt: skip
 NOISE_KEYS = ("G", "N", "G_se", "N_se", "GN_cov", "gn_ratio", "gn_ratio_se", "noise_count")
-
-
-def _strip(rows):
-    return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
 
 
 def _run(tmp_path, name, cfg=FAST, **kw):
@@ -50,7 +50,7 @@ def test_records_at_the_times_and_steps_of_the_svag_run(tmp_path, l):
 def test_loss_decreases_and_the_seed_fixes_the_run(tmp_path):
     a = _run(tmp_path, "a", l=2.0)
     assert a[-1]["train_loss"] < 0.7 * a[0]["train_loss"]
-    assert _strip(_run(tmp_path, "again", l=2.0)) == _strip(a)
+    assert strip_wall_time(_run(tmp_path, "again", l=2.0)) == strip_wall_time(a)
     other = _run(tmp_path, "seed1", l=2.0, seed=1)
     assert other[-1]["train_loss"] != a[-1]["train_loss"]
     l1 = _run(tmp_path, "l1", l=1.0)
@@ -92,8 +92,8 @@ def test_kill_after_a_checkpoint_then_resume_is_bit_identical(tmp_path, monkeypa
         folders = [tmp_path / name / f"seed{s}" for s in seeds]
         return runner.run_replicas(cfg, seeds, folders, resume=resume, progress=False)
 
-    want = [_strip(r.records) for r in train("ref")]
-    original = runner.Recorder.record
+    want = [strip_wall_time(r.records) for r in train("ref")]
+    original = Recorder.record
     calls = []
 
     def record_then_die(self, *args, **kw):
@@ -102,22 +102,22 @@ def test_kill_after_a_checkpoint_then_resume_is_bit_identical(tmp_path, monkeypa
         if len(calls) == 6:
             raise _Killed
 
-    monkeypatch.setattr(runner.Recorder, "record", record_then_die)
+    monkeypatch.setattr(Recorder, "record", record_then_die)
     with pytest.raises(_Killed):
         train("killed")
-    monkeypatch.setattr(runner.Recorder, "record", original)
+    monkeypatch.setattr(Recorder, "record", original)
     folder = tmp_path / "killed" / "seed0"
     assert len(read_jsonl(folder / "metrics.jsonl")) == 6
     state = torch.load(folder / "checkpoint.pt", weights_only=False)
     assert "gauss_gen" in state and state["step"] > 0
     got = train("killed", resume=True)
-    assert all(r.status == "completed" for r in got) and [_strip(r.records) for r in got] == want
+    assert all(r.status == "completed" for r in got) and [strip_wall_time(r.records) for r in got] == want
 
 
 def test_sigint_finishes_the_step_checkpoints_and_resumes_bit_identically(tmp_path, monkeypatch):
     cfg = replace(FAST, l=4.0, epochs=2.0, eval_every=0.25, checkpoint_every=2.0)
-    want = _strip(_run(tmp_path, "ref", cfg))
-    original = runner._Run._gaussian_step
+    want = strip_wall_time(_run(tmp_path, "ref", cfg))
+    original = Group._gaussian_step
     steps = []
 
     def step_with_signal(self):
@@ -126,18 +126,19 @@ def test_sigint_finishes_the_step_checkpoints_and_resumes_bit_identically(tmp_pa
             os.kill(os.getpid(), signal.SIGINT)
         return original(self)
 
-    monkeypatch.setattr(runner._Run, "_gaussian_step", step_with_signal)
+    monkeypatch.setattr(Group, "_gaussian_step", step_with_signal)
     with pytest.raises(runner.RunInterrupted):
         runner.run(cfg, tmp_path / "stopped", progress=False)
     assert read_json(tmp_path / "stopped" / "status.json")["status"] == "interrupted"
     assert read_json(tmp_path / "stopped" / "status.json")["step"] == 37
     res = runner.run(cfg, tmp_path / "stopped", resume=True, progress=False)
-    assert res.status == "completed" and _strip(res.records) == want
+    assert res.status == "completed" and strip_wall_time(res.records) == want
 
 
 def test_stacked_seeds_write_what_their_single_runs_write(tmp_path):
     """Three seeds trained as one ensemble (shared chunk inputs, one z stream per replica) against the
-    three single runs: equal up to the rounding of batched kernels."""
+    three single runs: equal up to the rounding of batched float32 kernels (relative 1e-6; how many ulp
+    depends on the CPU's kernels: 8e-9 on one machine, 0 on another)."""
     cfg = replace(FAST, l=2.0)
     stacked = runner.run_replicas(cfg, [0, 1, 2], [tmp_path / f"e{s}" for s in range(3)], progress=False)
     for seed, res in enumerate(stacked):
@@ -146,7 +147,7 @@ def test_stacked_seeds_write_what_their_single_runs_write(tmp_path):
         for a, b in zip(res.records, single):
             assert a["step"] == b["step"] and a["sde_time"] == b["sde_time"]
             for key in ("train_loss", "test_loss", "weight_norm_sq", "grad_norm_sq"):
-                assert a[key] == pytest.approx(b[key], rel=1e-9), key
+                assert a[key] == pytest.approx(b[key], rel=1e-6), key  # float32: a few ulp of batched kernels
     assert stacked[0].records[-1]["train_loss"] != stacked[1].records[-1]["train_loss"]
 
 
@@ -176,8 +177,7 @@ def test_step_gradient_equals_the_reference_gradient(subset):
     from svag.gaussian import gaussian_gradient, gaussian_step, gaussian_weights
     from svag.task import make_task
 
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
+    model = tiny_mlp(0, torch.get_default_dtype())
     data = (torch.randn(23, 5), torch.randint(0, 3, (23,)))
     task = make_task("cross_entropy", 3)
     params = list(model[2].parameters()) if subset else list(model.parameters())
@@ -193,7 +193,7 @@ def test_step_gradient_equals_the_reference_gradient(subset):
 
 
 def test_refuses_multi_process(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "setup", lambda device, batch_size: (Dist(0, 2, 0), device))
+    monkeypatch.setattr(entry, "setup", lambda device, batch_size: (Dist(0, 2, 0), device))
     with pytest.raises(ValueError, match=r"gradient_noise gaussian runs in one process .* without torchrun"):
         runner.run(FAST, tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()
@@ -214,16 +214,16 @@ def test_refuses_bad_config(tmp_path, change, message):
 
 
 def test_augmentation_is_not_applied_and_a_line_says_so(tmp_path, monkeypatch, capsys):
-    import svag.data
+    from svag.runner import loop
 
-    load = svag.data.load_dataset
+    load = loop.load_dataset
 
     def with_augment(*args, **kw):
         ds = load(*args, **kw)
         ds.augment = lambda x, gen: pytest.fail("augmentation applied in a gaussian run")
         return ds
 
-    monkeypatch.setattr(svag.data, "load_dataset", with_augment)
+    monkeypatch.setattr(loop, "load_dataset", with_augment)
     rows = _run(tmp_path, "r", l=2.0)
     assert rows[-1]["epoch"] == pytest.approx(2.0)
     err = capsys.readouterr().err.strip().splitlines()
@@ -245,7 +245,7 @@ def test_cli_train_and_compare(tmp_path, capsys):
         assert read_json(tmp_path / "c" / name / "env.json")["trained_with_replicas"] == 1
     a = read_jsonl(tmp_path / "t" / "metrics.jsonl")
     b = read_jsonl(tmp_path / "c" / "l2_seed0" / "metrics.jsonl")
-    assert _strip(a) == _strip(b)
+    assert strip_wall_time(a) == strip_wall_time(b)
     assert main(["compare", "--out", str(tmp_path / "e"), "--ls", "2", "--seeds", "2", "--ensemble", "on", *tiny]) == 0
     assert read_json(tmp_path / "e" / "l2_seed0" / "env.json")["trained_with_replicas"] == 2
     assert main(["train", "--out", str(tmp_path / "bn"), "--norm", "bn", *tiny]) == 2
@@ -254,14 +254,7 @@ def test_cli_train_and_compare(tmp_path, capsys):
 
 # -- scripts/svag_vs_euler_maruyama.py: SVAG(l) vs Euler–Maruyama(l) on an MNIST-1D MLP ---------------------
 def _script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "scripts" / "svag_vs_euler_maruyama.py"
-    spec = importlib.util.spec_from_file_location("svag_vs_euler_maruyama", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return repo_module("scripts/svag_vs_euler_maruyama.py", "svag_vs_euler_maruyama")
 
 
 def test_svag_vs_em_script_fast_twin(tmp_path, capsys):

@@ -9,23 +9,15 @@ import importlib
 
 import pytest
 import torch
-from torch import nn
 
 import svag
-
-
-def _model(seed=0, dtype=torch.float64):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).to(dtype)
+from helpers import tiny_loss, tiny_mlp
 
 
 def _run(model, opt, steps=8, mark=False):
     for k in range(steps):
-        g = torch.Generator().manual_seed(k)
-        x = torch.randn(16, 5, generator=g, dtype=next(model.parameters()).dtype)
-        y = torch.randint(0, 3, (16,), generator=g)
         opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
+        tiny_loss(model, k).backward()
         if mark:
             opt.mark_amplified()  # a hand-built gradient at l > 1: the documented opt-out
         opt.step()
@@ -37,7 +29,7 @@ FLAGS = [{"foreach": True}, {"fused": True}, {"foreach": False}]
 @pytest.mark.parametrize("flags", FLAGS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_svag_l1_equals_torch_sgd_with_the_same_flag(flags, dtype):
-    a, b = _model(dtype=dtype), _model(dtype=dtype)
+    a, b = tiny_mlp(dtype=dtype), tiny_mlp(dtype=dtype)
     _run(a, svag.SVAG(a.parameters(), lr=0.3, weight_decay=1e-3, **flags))
     _run(b, torch.optim.SGD(b.parameters(), lr=0.3, weight_decay=1e-3, **flags))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
@@ -47,7 +39,7 @@ def test_svag_l1_equals_torch_sgd_with_the_same_flag(flags, dtype):
 @pytest.mark.parametrize(("ours", "theirs"), [(svag.SVAGAdam, torch.optim.Adam), (svag.SVAGAdamW, torch.optim.AdamW)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_adam_and_adamw_l1_equal_torch_with_the_same_flag(flags, ours, theirs, dtype):
-    a, b = _model(dtype=dtype), _model(dtype=dtype)
+    a, b = tiny_mlp(dtype=dtype), tiny_mlp(dtype=dtype)
     opt_a = ours(a.parameters(), lr=0.01, weight_decay=0.1, **flags)
     _run(a, opt_a)
     _run(b, theirs(b.parameters(), lr=0.01, weight_decay=0.1, **flags))
@@ -64,7 +56,7 @@ def test_adam_and_adamw_l1_equal_torch_with_the_same_flag(flags, ours, theirs, d
 ])  # fmt: skip
 def test_kernels_equal_the_single_tensor_path_at_l_above_1(flags, make):
     """The same update at l > 1 (transformed hyperparameters): float64, within 1e-13 relative."""
-    a, b = _model(), _model()
+    a, b = tiny_mlp(), tiny_mlp()
     _run(a, make(a.parameters()), mark=True)
     _run(b, make(b.parameters(), **flags), mark=True)
     for p, q in zip(a.parameters(), b.parameters()):
@@ -84,13 +76,13 @@ def test_the_flags_reach_torch(monkeypatch):
         monkeypatch.setattr(module, name, spy)
     for cls in (svag.SVAG, svag.SVAGAdamW):
         for flags in ({"foreach": True}, {"fused": True}):
-            model = _model()
+            model = tiny_mlp()
             _run(model, cls(model.parameters(), lr=0.01, **flags), steps=1)
     assert seen == [(True, None), (None, True)] * 2
 
 
 def test_bad_flags_are_refused_in_one_line():
-    model = _model()
+    model = tiny_mlp()
     with pytest.raises(ValueError, match="foreach and fused cannot both be True"):
         svag.SVAG(model.parameters(), lr=0.1, foreach=True, fused=True)
     with pytest.raises(ValueError, match="fused must be None, True or False, got 'yes'"):
@@ -115,7 +107,7 @@ def _torch_rmsprop_twin(params, bias_correction, beta=0.95, **flags):
 @pytest.mark.parametrize(("bias_correction", "flags"), [*RMSPROP_FLAGS, (True, {"foreach": False})])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_rmsprop_l1_equals_torch_with_the_same_flag(bias_correction, flags, dtype):
-    a, b = _model(dtype=dtype), _model(dtype=dtype)
+    a, b = tiny_mlp(dtype=dtype), tiny_mlp(dtype=dtype)
     opt_a = svag.SVAGRMSprop(a.parameters(), beta=0.95, bias_correction=bias_correction, **RMSPROP_HP, **flags)
     opt_b = _torch_rmsprop_twin(b.parameters(), bias_correction, **flags)
     _run(a, opt_a)
@@ -138,7 +130,7 @@ def test_rmsprop_kernels_equal_the_single_tensor_path_at_l_above_1(bias_correcti
     """The same update at l > 1 (transformed hyperparameters): bit for bit with foreach (on CPU torch's foreach
     ops run tensor by tensor, the single-tensor path's operations), within 1e-13 relative (float64) with fused,
     whose kernel fuses the arithmetic and rounds differently."""
-    a, b = _model(dtype=dtype), _model(dtype=dtype)
+    a, b = tiny_mlp(dtype=dtype), tiny_mlp(dtype=dtype)
     _run(a, svag.SVAGRMSprop(a.parameters(), beta=0.95, l=l, bias_correction=bias_correction, **RMSPROP_HP), mark=True)
     opt_b = svag.SVAGRMSprop(b.parameters(), beta=0.95, l=l, bias_correction=bias_correction, **RMSPROP_HP, **flags)
     _run(b, opt_b, mark=True)
@@ -154,7 +146,7 @@ def test_rmsprop_kernels_equal_the_single_tensor_path_at_l_above_1(bias_correcti
 def test_rmsprop_kernel_state_dict_round_trip(bias_correction, flags):
     """Saved after 4 steps and loaded into a fresh optimizer (other hyperparameters, no flags): the saved groups'
     flags come back, and the next 4 steps are bit for bit those of the uninterrupted run."""
-    a = _model()
+    a = tiny_mlp()
     opt_a = svag.SVAGRMSprop(a.parameters(), beta=0.95, l=3, bias_correction=bias_correction, **RMSPROP_HP, **flags)
     _run(a, opt_a, steps=4, mark=True)
     b = copy.deepcopy(a)
@@ -176,7 +168,7 @@ def test_rmsprop_switching_flags_between_save_and_load(bias_correction, flags, k
     """State saved on one path, loaded, and continued on the other: at l = 1 bit for bit the torch optimizer
     switched the same way (the Adam kernels' ``exp_avg`` is created, or dropped, at the switch)."""
     first, second = (flags, {"foreach": False}) if kernel_first else ({"foreach": False}, flags)
-    a, b = _model(), _model()
+    a, b = tiny_mlp(), tiny_mlp()
     opt_a = svag.SVAGRMSprop(a.parameters(), beta=0.95, bias_correction=bias_correction, **RMSPROP_HP, **first)
     opt_b = _torch_rmsprop_twin(b.parameters(), bias_correction, **first)
     _run(a, opt_a, steps=4)
@@ -205,13 +197,13 @@ def test_the_rmsprop_flags_reach_torch(monkeypatch):
 
         monkeypatch.setattr(module, name, spy)
     for bias_correction, flags in RMSPROP_FLAGS:
-        model = _model()
+        model = tiny_mlp()
         _run(model, svag.SVAGRMSprop(model.parameters(), lr=0.01, bias_correction=bias_correction, **flags), steps=1)
     assert seen == [("adam", True, None), ("adam", None, True), ("rmsprop", True, None)]
 
 
 def test_fused_rmsprop_without_bias_correction_is_refused_in_one_line():
-    model = _model()
+    model = tiny_mlp()
     message = r"^SVAGRMSprop\(bias_correction=False\) is torch.optim.RMSprop, which has no fused kernel [^\n]*$"
     with pytest.raises(ValueError, match=message):
         svag.SVAGRMSprop(model.parameters(), lr=0.1, bias_correction=False, fused=True)

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from svag import sweepfolder as sf
 from svag.lsr import (
     MaxBatchPrediction,
     envelope_batch,
@@ -227,7 +228,7 @@ def test_lsr_sweep_with_seeds_warns_on_a_baseline_cut_short(tmp_path, capsys):
             "--window", "0.5"]  # fmt: skip
     assert main([*SHORT_BN_MLP, *args]) == 0
     printed = capsys.readouterr().out
-    result = read_json(out / "lsr.json")
+    result = read_json(out / sf.LSR_JSON)
     base_check = result["baseline"]["equilibrium"]
     assert not base_check["at_equilibrium"] and base_check["trends"]["‖x‖²"]["status"] == "trending"
     assert base_check["trends"]["‖x‖²"]["change"] < -0.1  # the norm decays towards its equilibrium
@@ -245,7 +246,7 @@ def test_lsr_sweep_with_seeds_warns_on_a_baseline_cut_short(tmp_path, capsys):
     assert {(r["B"], r["seed"]) for r in result["runs"]} == {(b, s) for b in (32, 64, 128) for s in (0, 1)}
     assert all(isinstance(r["at_equilibrium"], bool) for r in result["runs"])
     assert "slope of log G/N vs log B below τ:" in printed and "beside the baseline's B* =" in printed
-    assert "test error rise [95% Welch]" in printed and (out / "lsr.png").is_file()
+    assert "test error rise [95% Welch]" in printed and (out / sf.LSR_PNG).is_file()
 
 
 def test_lsr_baseline_at_equilibrium_passes_and_suggests_the_sweep(tmp_path, capsys):
@@ -257,7 +258,7 @@ def test_lsr_baseline_at_equilibrium_passes_and_suggests_the_sweep(tmp_path, cap
     out = tmp_path / "lsr"
     assert main([*SHORT_BN_MLP, "--out", str(out), "--epochs", "14", "--milestones", "12"]) == 0
     printed = capsys.readouterr().out
-    result = read_json(out / "lsr.json")
+    result = read_json(out / sf.LSR_JSON)
     assert result["baseline"]["equilibrium"]["at_equilibrium"] and result["warnings"] == []
     assert "WARNING" not in printed and ": at equilibrium" in printed
     sizes = result["suggested_verify"]

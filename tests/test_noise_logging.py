@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 
 from svag import runner
+from svag import sweepfolder as sf
 from svag.config import RunConfig
 from svag.records import read_jsonl
 
@@ -79,7 +80,7 @@ def test_lsr_measures_in_the_equilibrium_window_by_default(tmp_path):
     assert cfg["noise_window"] == [1.5, 2.0] and cfg["noise_fraction"] == 1.0
     rows = read_jsonl(out / "B16" / "metrics.jsonl")
     assert [round(r["epoch"], 6) for r in rows if r["noise_count"]] == [1.75, 2.0]
-    assert read_json(out / "lsr.json")["baseline"]["records"] == 2
+    assert read_json(out / sf.LSR_JSON)["baseline"]["records"] == 2
 
 
 def test_ensemble_replicas_get_the_m_batch_measurement_of_their_seed_run(tmp_path):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import svag
+from helpers import assert_same_parameters, tiny_loss, tiny_mlp, train_side_by_side
 from svag.adaptive import SVAGAdam, SVAGAdamW, SVAGRMSprop
 from svag.clock import Clock
 from svag.optim import HeavyBallSGD
@@ -21,29 +22,13 @@ def _hand_built_gradients(monkeypatch):
     monkeypatch.setattr(svag.optim.SVAGOptimizer, "check_amplified", False)
 
 
-def _model(seed=0, dtype=torch.float32):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).to(dtype)
-
-
-def _loss(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(16, 5, generator=g, dtype=next(model.parameters()).dtype)
-    y = torch.randint(0, 3, (16,), generator=g)
-    return nn.functional.cross_entropy(model(x), y)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("wd", [0.0, 5e-4])
 def test_l1_bit_identical_to_sgd(dtype, wd):
-    a, b = _model().to(dtype), _model().to(dtype)
+    a, b = tiny_mlp(dtype=dtype), tiny_mlp(dtype=dtype)
     opt_a = svag.SVAG(a.parameters(), lr=0.3, l=1, weight_decay=wd)
     opt_b = torch.optim.SGD(b.parameters(), lr=0.3, weight_decay=wd)
-    for k in range(25):
-        for m, o in ((a, opt_a), (b, opt_b)):
-            o.zero_grad()
-            _loss(m, k).backward()
-            o.step()
+    train_side_by_side([(a, opt_a), (b, opt_b)], 25)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
 
@@ -58,18 +43,18 @@ def test_step_rule_with_weight_decay_not_amplified():
 
 
 def test_goes_downhill():
-    model = _model()
+    model = tiny_mlp(dtype=torch.float32)
     opt = svag.SVAG(model.parameters(), lr=0.5, l=2)
-    first = _loss(model, 0).item()
+    first = tiny_loss(model, 0).item()
     for _ in range(50):
         opt.zero_grad()
-        _loss(model, 0).backward()
+        tiny_loss(model, 0).backward()
         opt.step()
-    assert _loss(model, 0).item() < first
+    assert tiny_loss(model, 0).item() < first
 
 
 def test_no_grad_no_change():
-    model = _model()
+    model = tiny_mlp(dtype=torch.float32)
     before = copy.deepcopy(model.state_dict())
     opt = svag.SVAG(model.parameters(), lr=0.5, l=2, weight_decay=0.1)
     opt.step()
@@ -84,13 +69,13 @@ def _zero_grads(model):
 
 
 def test_sde_time_sums_lr_over_l_and_survives_state_dict():
-    model = _model()
+    model = tiny_mlp(dtype=torch.float32)
     opt = svag.SVAG(model.parameters(), lr=0.2, l=4)
     _zero_grads(model)
     for _ in range(3):
         opt.step()
     assert opt.sde_time == pytest.approx(3 * 0.2 / 4, abs=1e-15)
-    opt2 = svag.SVAG(_model().parameters(), lr=0.2, l=4)
+    opt2 = svag.SVAG(tiny_mlp(dtype=torch.float32).parameters(), lr=0.2, l=4)
     opt2.load_state_dict(opt.state_dict())
     assert opt2.sde_time == opt.sde_time
 
@@ -99,21 +84,17 @@ def _continue_in_lockstep(run_a, run_b, ks) -> None:
     """Step two (model, optimizer) pairs on the same losses; they must stay bit-identical."""
     (a, opt_a), (b, opt_b) = run_a, run_b
     for k in ks:
-        for m, o in (run_a, run_b):
-            o.zero_grad()
-            _loss(m, k).backward()
-            o.step()
-    for pa, pb in zip(a.parameters(), b.parameters()):
-        assert torch.equal(pa, pb)
+        train_side_by_side([run_a, run_b], 1, start=k)
+    assert_same_parameters(a, b)
     assert opt_a.sde_time == opt_b.sde_time
 
 
 def test_state_dict_round_trip_in_lockstep():
-    a = _model()
+    a = tiny_mlp(dtype=torch.float32)
     opt_a = svag.SVAG(a.parameters(), lr=0.1, l=3, weight_decay=1e-3)
     for k in range(5):
         opt_a.zero_grad()
-        _loss(a, k).backward()
+        tiny_loss(a, k).backward()
         opt_a.step()
     b = copy.deepcopy(a)
     opt_b = svag.SVAG(b.parameters(), lr=99.0, l=7)
@@ -123,7 +104,7 @@ def test_state_dict_round_trip_in_lockstep():
 
 
 def test_param_groups_behave_as_separate_optimizers():
-    a, b = _model(), _model()
+    a, b = tiny_mlp(dtype=torch.float32), tiny_mlp(dtype=torch.float32)
     layers = list(a.children())
     opt_a = svag.SVAG(
         [
@@ -139,8 +120,8 @@ def test_param_groups_behave_as_separate_optimizers():
     for k in range(5):
         for o in (opt_a, opt_b1, opt_b2):
             o.zero_grad()
-        _loss(a, k).backward()
-        _loss(b, k).backward()
+        tiny_loss(a, k).backward()
+        tiny_loss(b, k).backward()
         opt_a.step()
         opt_b1.step()
         opt_b2.step()
@@ -162,11 +143,11 @@ def test_param_groups_behave_as_separate_optimizers():
 )
 def test_bad_hyperparameters_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        svag.SVAG(_model().parameters(), **kwargs)
+        svag.SVAG(tiny_mlp(dtype=torch.float32).parameters(), **kwargs)
 
 
 def test_add_param_group_validates():
-    opt = svag.SVAG(_model().parameters(), lr=0.1)
+    opt = svag.SVAG(tiny_mlp(dtype=torch.float32).parameters(), lr=0.1)
     with pytest.raises(ValueError, match="l must be"):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "l": 0.0})
     with pytest.raises(ValueError, match="momentum"):
@@ -191,7 +172,7 @@ FACTOR = {"sgd": 1.0, "sgd_heavy_ball": 2.0, "adam": 1.0, "adamw": 1.0, "rmsprop
 @pytest.mark.parametrize("name", ALL)
 def test_clock_of_each_optimizer(name):
     l = 1.0 if name == "sgdm" else 4.0
-    model = _model(dtype=torch.float64)
+    model = tiny_mlp()
     opt = ALL[name](model.parameters(), lr=0.2, l=l)
     clock = opt.clock()
     assert clock == Clock(POWER[name], l, FACTOR[name]) == opt.clock(opt.param_groups[0])
@@ -234,7 +215,7 @@ def test_names_for_figures():
 @pytest.mark.parametrize("wd", [0.0, 5e-4])
 def test_heavy_ball_svag_is_plain_svag_at_lr_over_one_minus_beta(l, wd):
     """Bit for bit what the runner did before (SVAG at lr = η·(1/(1−β)), schedule included)."""
-    a, b = _model(dtype=torch.float64), _model(dtype=torch.float64)
+    a, b = tiny_mlp(), tiny_mlp()
     opt_a = svag.SVAG(a.parameters(), lr=0.03, l=l, weight_decay=wd, heavy_ball=0.9)
     opt_b = svag.SVAG(b.parameters(), lr=0.03 * (1.0 / (1.0 - 0.9)), l=l, weight_decay=wd)
     assert opt_a.param_groups[0]["lr"] == 0.03  # the simulated run's η
@@ -242,26 +223,18 @@ def test_heavy_ball_svag_is_plain_svag_at_lr_over_one_minus_beta(l, wd):
         if k == 5:  # a schedule sets group["lr"] = η(t)
             opt_a.param_groups[0]["lr"] = 0.01
             opt_b.param_groups[0]["lr"] = 0.01 * (1.0 / (1.0 - 0.9))
-        for m, o in ((a, opt_a), (b, opt_b)):
-            o.zero_grad()
-            _loss(m, k).backward()
-            o.step()
-    for pa, pb in zip(a.parameters(), b.parameters()):
-        assert torch.equal(pa, pb)
+        train_side_by_side([(a, opt_a), (b, opt_b)], 1, start=k)
+    assert_same_parameters(a, b)
     assert opt_a.sde_time == opt_b.sde_time
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("wd", [0.0, 5e-4])
 def test_heavy_ball_sgd_bit_identical_to_torch_sgd_with_momentum(dtype, wd):
-    a, b = _model().to(dtype), _model().to(dtype)
+    a, b = tiny_mlp(dtype=dtype), tiny_mlp(dtype=dtype)
     opt_a = HeavyBallSGD(a.parameters(), lr=0.05, momentum=0.9, weight_decay=wd)
     opt_b = torch.optim.SGD(b.parameters(), lr=0.05, momentum=0.9, weight_decay=wd)
-    for k in range(25):
-        for m, o in ((a, opt_a), (b, opt_b)):
-            o.zero_grad()
-            _loss(m, k).backward()
-            o.step()
+    train_side_by_side([(a, opt_a), (b, opt_b)], 25)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
         assert torch.equal(opt_a.state[pa]["momentum_buffer"], opt_b.state[pb]["momentum_buffer"])
@@ -269,11 +242,11 @@ def test_heavy_ball_sgd_bit_identical_to_torch_sgd_with_momentum(dtype, wd):
 
 
 def test_heavy_ball_sgd_sde_time_survives_state_dict():
-    a = _model(dtype=torch.float64)
+    a = tiny_mlp()
     opt_a = HeavyBallSGD(a.parameters(), lr=0.05, momentum=0.5)
     for k in range(3):
         opt_a.zero_grad()
-        _loss(a, k).backward()
+        tiny_loss(a, k).backward()
         opt_a.step()
     b = copy.deepcopy(a)
     opt_b = HeavyBallSGD(b.parameters(), lr=1.0)
@@ -292,17 +265,17 @@ def test_heavy_ball_sgd_sde_time_survives_state_dict():
 )
 def test_heavy_ball_sgd_bad_hyperparameters_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        HeavyBallSGD(_model().parameters(), **kwargs)
-    opt = HeavyBallSGD(_model().parameters(), lr=0.1)
+        HeavyBallSGD(tiny_mlp(dtype=torch.float32).parameters(), **kwargs)
+    opt = HeavyBallSGD(tiny_mlp(dtype=torch.float32).parameters(), lr=0.1)
     with pytest.raises(ValueError, match="not Nesterov"):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "nesterov": True})
 
 
 def test_svag_loads_a_state_dict_saved_before_heavy_ball():
-    opt = svag.SVAG(_model().parameters(), lr=0.1, l=2)
+    opt = svag.SVAG(tiny_mlp(dtype=torch.float32).parameters(), lr=0.1, l=2)
     state = opt.state_dict()
     del state["param_groups"][0]["heavy_ball"]
-    opt2 = svag.SVAG(_model().parameters(), lr=0.5)
+    opt2 = svag.SVAG(tiny_mlp(dtype=torch.float32).parameters(), lr=0.5)
     opt2.load_state_dict(state)
     assert opt2.param_groups[0]["heavy_ball"] == 0.0 and opt2.param_groups[0]["lr"] == 0.1
 
@@ -314,14 +287,14 @@ def _train(pairs, start, steps):
     for k in range(start, start + steps):
         for m, o in pairs:
             o.zero_grad()
-            _loss(m, k).backward()
+            tiny_loss(m, k).backward()
             o.step()
 
 
 @pytest.mark.parametrize("name", ALL)
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
 def test_copied_optimizer_steps_and_keeps_sde_time(name, how):
-    model = _model(dtype=torch.float64)
+    model = tiny_mlp()
     opt = ALL[name](model.parameters(), lr=0.01)
     _train([(model, opt)], 0, 3)
     if how == "deepcopy":
@@ -344,7 +317,7 @@ def test_copied_optimizer_steps_and_keeps_sde_time(name, how):
 
 @pytest.mark.parametrize("name", ALL)
 def test_refused_param_group_is_not_kept(name):
-    opt = ALL[name](_model(dtype=torch.float64).parameters(), lr=0.1)
+    opt = ALL[name](tiny_mlp().parameters(), lr=0.1)
     p = nn.Parameter(torch.ones(2, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"lr must be a finite number >= 0, got -1"):
         opt.add_param_group({"params": [p], "lr": -1})
@@ -364,7 +337,7 @@ def test_refused_param_group_is_not_kept(name):
 def test_load_state_dict_validates_groups_and_leaves_the_optimizer_unchanged(name, key, value, match):
     if name == "sgdm" and key == "l":
         key, value, match = "momentum", 1.5, r"momentum must be a real number in \[0, 1\), got 1.5"
-    model = _model(dtype=torch.float64)
+    model = tiny_mlp()
     opt = ALL[name](model.parameters(), lr=0.01)
     _train([(model, opt)], 0, 2)
     state = copy.deepcopy(opt.state_dict())
@@ -388,7 +361,7 @@ def state_index(opt, p):
 
 @pytest.mark.parametrize("name", ALL)
 def test_no_grad_no_change_every_optimizer(name):
-    model = _model(dtype=torch.float64)
+    model = tiny_mlp()
     before = copy.deepcopy(model.state_dict())
     opt = ALL[name](model.parameters(), lr=0.5, weight_decay=0.1)
     opt.step()

@@ -12,9 +12,12 @@ import torch
 from torch import nn
 
 from svag import plugins
+from svag import sweepfolder as sf
+from svag.build import check_fit
 from svag.cli import main
 from svag.data import load_dataset
-from svag.task import CrossEntropy
+from svag.data import plugin as data_plugin
+from svag.task import CrossEntropy, FunctionTask, make_task
 
 SMALL = ["--n-train", "256", "--n-test", "128", "--no-progress"]
 
@@ -112,15 +115,15 @@ def test_loss_must_be_a_scalar_mean(tmp_path, capsys):
     assert "returned (4,) for a batch of 4; expected a scalar tensor" in err
     err = _error(capsys, ["train", "--out", out, "--loss", f"{f}:summed", *SMALL])
     assert "it is the sum over the batch" in err and "reduction='mean'" in err
-    task = plugins.make_task(f"{f}:mean", 10)
-    plugins.check_fit(nn.Linear(3, 10), task, (3,), 10, {"model": "m", "data": "d", "loss": "l"})  # accepted
+    task = make_task(f"{f}:mean", 10)
+    check_fit(nn.Linear(3, 10), task, (3,), 10, {"model": "m", "data": "d", "loss": "l"})  # accepted
 
 
 def test_function_task_per_sample_equals_the_loop():
     """vmap of the user's mean loss on one-sample batches = the loop (float64, seed 0, n = 7)."""
     gen = torch.Generator().manual_seed(0)
     out, target = torch.randn(7, 4, generator=gen), torch.randint(0, 4, (7,), generator=gen)
-    task = plugins.FunctionTask(lambda o, t: torch.nn.functional.cross_entropy(o, t, label_smoothing=0.1), "ls")
+    task = FunctionTask(lambda o, t: torch.nn.functional.cross_entropy(o, t, label_smoothing=0.1), "ls")
     fast, slow = task.per_sample_loss(out, target), task.per_sample_loss_reference(out, target)
     assert task._vmap_ok and torch.allclose(fast, slow, rtol=1e-12, atol=0)
     assert torch.allclose(fast.mean(), task.loss(out, target), rtol=1e-12)
@@ -128,10 +131,10 @@ def test_function_task_per_sample_equals_the_loop():
     def branchy(o, t):  # data-dependent control flow: vmap cannot trace it, the loop takes over
         return o.square().mean() if float(o.sum()) > 0 else o.abs().mean()
 
-    task = plugins.FunctionTask(branchy, "branchy")
+    task = FunctionTask(branchy, "branchy")
     assert torch.equal(task.per_sample_loss(out, target), task.per_sample_loss_reference(out, target))
     assert not task._vmap_ok
-    assert plugins.make_task("svag.task:CrossEntropy", 4).loss(out, target) == CrossEntropy().loss(out, target)
+    assert make_task("svag.task:CrossEntropy", 4).loss(out, target) == CrossEntropy().loss(out, target)
 
 
 class _Pairs(torch.utils.data.Dataset):
@@ -150,7 +153,7 @@ def test_datasets_are_stacked_subset_and_refused_past_the_memory(tmp_path, monke
     x, y = torch.randn(100, 3, 5, generator=gen, dtype=torch.float32), torch.randint(0, 4, (100,), generator=gen)
     tx, ty = x[:30] + 1, y[:30]
     plugins._REGISTRY.pop("python:data", None)
-    spec = plugins.as_spec((_Pairs(x, y), _Pairs(tx, ty)), "data")
+    spec = data_plugin.as_data_spec((_Pairs(x, y), _Pairs(tx, ty)))
     ds = load_dataset(spec)
     assert torch.equal(ds.train_x, x) and torch.equal(ds.train_y, y) and torch.equal(ds.test_x, tx)
     assert ds.num_classes == int(y.max()) + 1 and ds.input_shape == (3, 5)
@@ -159,11 +162,11 @@ def test_datasets_are_stacked_subset_and_refused_past_the_memory(tmp_path, monke
     assert torch.equal(sub.train_x, x[idx]) and sub.n_test == 30
     with pytest.raises(ValueError, match="asked for 50 samples, only 30 available"):
         load_dataset(spec, n_test=50)
-    monkeypatch.setattr(plugins, "_memory_limit", lambda: 1000)  # 100 samples × 15 floats = 6000 bytes
+    monkeypatch.setattr(data_plugin, "memory_limit", lambda: 1000)  # 100 samples × 15 floats = 6000 bytes
     too_big = r"the train Dataset holds 100 samples of shape \(3, 5\).*use a DataLoader-backed run"
     with pytest.raises(ValueError, match=too_big):
-        plugins.as_spec((_Pairs(x, y), _Pairs(tx, ty)), "data")  # Datasets given as values: read at once
-    later = plugins.as_spec(lambda: (_Pairs(x, y), _Pairs(tx, ty)), "data")  # a callable: read when loaded
+        data_plugin.as_data_spec((_Pairs(x, y), _Pairs(tx, ty)))  # Datasets given as values: read at once
+    later = data_plugin.as_data_spec(lambda: (_Pairs(x, y), _Pairs(tx, ty)))  # a callable: read when loaded
     with pytest.raises(ValueError, match=too_big):
         load_dataset(later)
 
@@ -195,7 +198,7 @@ def test_lsr_on_the_builtin_mlp_imported_as_a_user_model_reproduces_b_star(tmp_p
     args = ["--epochs", "3", "--milestones", "2", "--eval-every", "0.5", *SMALL]
     assert main(["lsr", "--out", str(tmp_path / "builtin"), "--model", "mlp", *args]) == 0  # lsr's default is a CNN
     assert main(["lsr", "--out", str(tmp_path / "user"), "--model", "svag.models.mlp:MLP", *args]) == 0
-    a, b = (json.loads((tmp_path / n / "lsr.json").read_text()) for n in ("builtin", "user"))
+    a, b = (json.loads((tmp_path / n / sf.LSR_JSON).read_text()) for n in ("builtin", "user"))
     assert math.isfinite(a["B_star"]) and a["B_star"] > 0
     assert a["B_star"] == b["B_star"] and a["B_star_se"] == b["B_star_se"]
     assert a["baseline"]["G"] == b["baseline"]["G"] and a["baseline"]["N"] == b["baseline"]["N"]

@@ -3,13 +3,14 @@ parses with the real parser (flags and values exist; nothing is trained)."""
 
 import re
 import shlex
-from pathlib import Path
 
 import pytest
+import torch
 
+from helpers import ROOT, same_print
 from svag import cli
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = ROOT / "README.md"
 
 
 def _blocks(lang: str) -> list[str]:
@@ -46,16 +47,41 @@ def _svag_commands() -> list[list[str]]:
     return commands
 
 
+def _python_blocks() -> list[tuple[str, str]]:
+    """Each Python block and what the README says it prints: the ```text block right after it."""
+    found = re.findall(r"```python\n(.*?)```\n(?:\n?```text\n(.*?)```)?", README.read_text(), flags=re.S)
+    return [(code, shown) for code, shown in found]
+
+
 def test_the_readme_shows_python_and_commands():
-    assert len(_blocks("python")) >= 2 and len(_svag_commands()) >= 2
+    assert len(_python_blocks()) >= 2 and len(_svag_commands()) >= 2
+    assert [i for i, (_, shown) in enumerate(_python_blocks()) if not shown] == []  # each shows its output
 
 
-@pytest.mark.parametrize("index", range(len(_blocks("python"))))
-def test_python_block_runs(index, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("index", range(len(_python_blocks())))
+def test_python_block_prints_what_the_readme_shows(index, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code = _blocks("python")[index]
+    torch.set_default_dtype(torch.float32)  # as a user has it (the suite's default is float64; restored after)
+    torch.manual_seed(0)
+    code, shown = _python_blocks()[index]
     exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "__readme__"})
-    assert capsys.readouterr().out.strip()  # each block prints what it promises
+    printed = capsys.readouterr().out
+    assert same_print(printed, shown) is None, f"{same_print(printed, shown)}\nprinted:\n{printed}"
+
+
+@pytest.mark.parametrize(
+    ("got", "shown", "same"),
+    [
+        ("B* = 111 ± 7\n", "B* = 111 ± 7", True),
+        ("completed 0.4921\n", "completed 0.492", True),
+        ("completed 0.4981\n", "completed 0.492", False),  # beyond the precision shown
+        ("failed 0.492\n", "completed 0.492", False),  # words differ
+        ("1.6 2.5e-03\n", "1.6 2.50e-03", True),
+        ("a\nb\n", "a", False),
+    ],
+)
+def test_same_print_reads_numbers_at_the_precision_shown(got, shown, same):
+    assert (same_print(got, shown) is None) is same
 
 
 @pytest.mark.parametrize("argv", _svag_commands(), ids=lambda a: " ".join(a)[:60])

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import FIXTURES
 from svag import records
 from svag.config import RunConfig
 from svag.experiments.lsr_sweep import _final_errors, equilibrium_window, lsr_table, window_ratio
 from svag.runfolder import SCHEMA_VERSION, STATUSES, RunFolder, Status, _upgrade_v1, find_runs, load_runs
 
-V1 = Path(__file__).parent / "fixtures" / "release_0_1_0"
+V1 = FIXTURES / "release_0_1_0"
 DERIVED = {
     "time_per_epoch": 1.0,
     "end_time": 4.0,
@@ -170,6 +171,21 @@ def test_release_0_1_0_folders_load():
         assert r.derived["clock"] == {"power": 1, "l": r.config["l"], "lr_factor": 1.0}
         assert r.derived["optimizer_names"] == {"simulated": "SGD", "svag": "SVAG"}
     assert RunFolder(runs[1].path).run_config().l == 2.0
+
+
+def test_release_0_2_0_folders_load():
+    """Folders of release 0.2.0 (schema version 2, today's): read as written, nothing upgraded."""
+    root = FIXTURES / "release_0_2_0"
+    runs = load_runs(root)
+    assert [str(r.path.relative_to(root)) for r in runs] == ["compare/l1_seed0", "compare/l2_seed0", "killed/l2_seed0"]
+    assert [r.schema_version for r in runs] == [2, 2, 2] and [r.env["svag"] for r in runs] == ["0.2.0"] * 3
+    assert [r.status.status for r in runs] == ["completed", "completed", "running"]
+    assert runs[2].status.step == 32 and runs[2].status.sde_time == pytest.approx(1.6)
+    assert [len(r.records) for r in runs] == [5, 5, 3]
+    for r in runs:
+        assert set(r.config) == set(RunConfig().to_dict())
+        assert r.derived["end_time"] == pytest.approx(3.2) and r.derived["clock"]["l"] == r.config["l"]
+    assert RunFolder(root / "killed" / "l2_seed0").progress() == pytest.approx(0.5, rel=1e-12)
 
 
 def test_release_0_1_0_progress_and_checkpoints():

@@ -59,5 +59,5 @@ def test_study_streams_are_the_seedsequence_nodes_of_release_0_2_0():
     assert not torch.equal(torch.rand(5, generator=study_generator(7, "verify.moments", 1, 2)),
                            torch.rand(5, generator=study_generator(7, "verify.moments", 2, 1)))  # fmt: skip
     assert len(set(STUDY_STREAMS.values())) == len(STUDY_STREAMS)
-    with pytest.raises(ValueError, match="study stream must be one of .*got 'bogus'"):
+    with pytest.raises(ValueError, match=r"study stream must be one of .*got 'bogus'"):
         study_generator(0, "bogus")

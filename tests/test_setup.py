@@ -1,28 +1,23 @@
 """Set-up and entry points as a user meets them: what `run.py` would install and run (without
 running pip or apt), the README's commands, and the CPU thread count of the main job."""
 
-import importlib.util
 import re
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from helpers import ROOT, repo_module
 from svag import cli
 
-ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
 @pytest.fixture(scope="module")
 def run_py():
     """`run.py` as a module: its functions, not its `main` (which would install)."""
-    spec = importlib.util.spec_from_file_location("svag_run_py", ROOT / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return repo_module("run.py", "svag_run_py")
 
 
 # ---- what run.py installs ------------------------------------------------------------------

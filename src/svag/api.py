@@ -147,6 +147,22 @@ def _check_jobs(cfg: RunConfig, jobs: int) -> None:
         )
 
 
+def _sweep_base(
+    model: Any, data: Any, loss: Any, config: RunConfig | dict | None, fields: dict, jobs: int
+) -> RunConfig:
+    """The base run of a sweep over ``l`` or ``B``: :func:`_config` at ``l = 1``, seed 0, checked for ``jobs``."""
+    cfg = _config(model, data, loss, config, {**fields, "l": 1.0, "seed": 0})
+    _check_jobs(cfg, jobs)
+    return cfg
+
+
+def _check_seeds(seeds: Any) -> int:
+    """``seeds``, the number of seeds ``0..seeds-1`` of a sweep, if it is an integer >= 1."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    return seeds
+
+
 def _records(out: Path, names: list[str]) -> list[dict]:
     from svag.runfolder import RunFolder
 
@@ -232,10 +248,8 @@ def compare(
     from svag.analysis.summary import summary_rows
     from svag.experiments.compare import run_compare, write_summary
 
-    cfg = _config(model, data, loss, config, {**fields, "l": 1.0, "seed": 0})
-    _check_jobs(cfg, jobs)
-    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
-        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    cfg = _sweep_base(model, data, loss, config, fields, jobs)
+    _check_seeds(seeds)
     ls = [float(x) for x in ls]
     statuses = run_compare(cfg, ls, list(range(seeds)), out, resume=resume, progress=progress, jobs=jobs,
                            ensemble=ensemble, ngd=ngd, log=lambda m: None, sinks=record_sinks(cfg))  # fmt: skip
@@ -298,9 +312,7 @@ def lsr_test(
         cfg = replace(cfg, noise_window=span).validate()
     if cfg.noise != "pairs":
         raise ValueError(f"the LSR test needs noise='pairs' to measure G/N, got {cfg.noise!r}")
-    seeds = LSR_SEEDS if seeds is None else seeds
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    seeds = _check_seeds(LSR_SEEDS if seeds is None else seeds)
     dirs = run_sweep(cfg, list(verify), Path(out), resume=resume, progress=progress, jobs=jobs,
                      seeds=seeds if verify else 1, ensemble=ensemble, log=lambda m: None,
                      sinks=record_sinks(cfg))  # fmt: skip
@@ -344,10 +356,8 @@ def scale(
         write_scale_summary,
     )
 
-    cfg = _config(model, data, loss, config, {**fields, "l": 1.0, "seed": 0})
-    _check_jobs(cfg, jobs)
-    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
-        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    cfg = _sweep_base(model, data, loss, config, fields, jobs)
+    _check_seeds(seeds)
     rule = auto_rule(cfg.optimizer)[0] if rule == "auto" else rule
     statuses = run_scale(cfg, rule, list(batch_sizes), list(range(seeds)), out, resume=resume, progress=progress,
                          jobs=jobs, ensemble=ensemble, log=lambda m: None, sinks=record_sinks(cfg))  # fmt: skip

@@ -12,20 +12,23 @@ condition for the LSR, and its official code (summarized in the project's PAPER.
 ``G/N`` (= ``B / B_simple`` of McCandlish et al.) is the quantity of P1's necessary condition
 ``G/N ≤ τ`` (see :mod:`svag.lsr`). ``G`` and ``N`` below are unbiased; their ratio is not
 (``E[Ĝ/N̂] ≠ G/N``): average numerators and denominators separately before dividing.
+
+What a result holds (:class:`NoiseResult`) and how the results of a window pool (:func:`pool_window`)
+live in :mod:`svag.noise_window`; both are importable from here.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from svag import per_sample as _ps
 from svag.batch_loss import scalar_loss, takes_batch
+from svag.noise_window import NoiseResult, from_moments, gn_ratio, pool_window
 
 __all__ = [
     "MinibatchStream",
@@ -40,41 +43,6 @@ __all__ = [
 ]
 
 GradLike = torch.Tensor | Sequence[torch.Tensor | None]
-
-
-@dataclass(frozen=True)
-class NoiseResult:
-    """A measurement of signal and noise at one parameter point (or averaged over an interval).
-
-    Attributes:
-        G: estimate of ``‖∇L‖²`` (unbiased; may come out negative when G ≪ N/m).
-        N: estimate of ``Tr Σ_B``, the minibatch-gradient covariance at ``batch_size``.
-        ratio: ``G / N`` (consistent, not unbiased).
-        G_se, N_se, ratio_se: standard errors (``0.0`` for exact values, ``nan`` if unavailable).
-        m: number of minibatch gradients (``measure_noise``), of per-sample gradients
-            (``method="per_sample"``) or of averaged estimates (:class:`NoiseAccumulator`).
-        batch_size: the batch size ``B`` at which ``N`` is defined (``None`` if not given).
-        GN_cov: covariance of the estimates ``G`` and ``N`` (units of ``G_se**2``): for an average of
-            ``k`` estimates the sample covariance of ``(Ĝ_j, N̂_j)`` divided by ``k``; the jackknife
-            covariance for :class:`MinibatchStream`; ``0.0`` for exact values; ``nan`` if unavailable
-            (fewer than 2 estimates).
-    """
-
-    G: float
-    N: float
-    ratio: float
-    G_se: float
-    N_se: float
-    ratio_se: float
-    m: int
-    batch_size: int | None
-    GN_cov: float = math.nan
-
-
-def _ratio(G: float, N: float) -> float:
-    if N > 0:
-        return G / N
-    return math.nan if G == 0 or math.isnan(G) else math.copysign(math.inf, G)
 
 
 def _flat(g: GradLike, like: GradLike | None = None) -> torch.Tensor:
@@ -188,21 +156,6 @@ def pair_estimates(g1: list[torch.Tensor | None], g2: list[torch.Tensor | None])
     return G, N / 2.0
 
 
-def _from_moments(
-    k: int, G: float, N: float, ss_G: float, ss_N: float, c: float, batch_size: int | None
-) -> NoiseResult:
-    r"""``NoiseResult`` of ``k`` estimates with means ``G, N``, sums of squared deviations ``SS_G, SS_N`` and
-    co-moment ``C = Σ_j (Ĝ_j − G)(N̂_j − N)``: ``se(G)² = SS_G/((k−1)k)``, ``cov = C/((k−1)k)`` and the
-    delta-method ``se(G/N)`` of :class:`NoiseAccumulator` (SEs ``nan`` for ``k < 2``)."""
-    ratio = _ratio(G, N)
-    if k < 2:
-        return NoiseResult(G, N, ratio, math.nan, math.nan, math.nan, k, batch_size, math.nan)
-    vG, vN, cov = ss_G / (k - 1) / k, ss_N / (k - 1) / k, c / (k - 1) / k
-    ratio_var = (vG - 2 * ratio * cov + ratio * ratio * vN) / (N * N) if N > 0 else math.nan
-    ratio_se = math.sqrt(max(ratio_var, 0.0)) if math.isfinite(ratio_var) else math.nan
-    return NoiseResult(G, N, ratio, math.sqrt(vG), math.sqrt(vN), ratio_se, k, batch_size, cov)
-
-
 class NoiseAccumulator:
     r"""Averages per-step estimates ``(Ĝ_k, N̂_k)`` over an interval, numerator and denominator apart.
 
@@ -253,77 +206,7 @@ class NoiseAccumulator:
         """The interval's ``NoiseResult`` (SEs are ``nan`` with fewer than 2 estimates)."""
         if self.count == 0:
             raise ValueError("NoiseAccumulator.result needs at least 1 estimate, got 0")
-        return _from_moments(self.count, *self._mean, *self._m2, self._c, self.batch_size)
-
-
-def pool_window(parts: Iterable[NoiseResult | Mapping[str, Any]]) -> NoiseResult:
-    r"""The pooled ``G/N`` of a window: every per-step estimate of several intervals, as one accumulator.
-
-    Part ``i`` is an interval's :class:`NoiseAccumulator` result: ``k_i`` estimates with means
-    ``G_i, N_i``, standard errors ``se(G_i), se(N_i)`` and covariance ``c_i`` (``GN_cov``). With
-    ``K = Σ_i k_i`` the result is exactly that of one :class:`NoiseAccumulator` fed all ``K`` estimates:
-
-    .. math::  \bar G = \frac1K \sum_i k_i G_i,\qquad \bar N = \frac1K \sum_i k_i N_i,
-
-    .. math::  SS_G = \sum_i (k_i - 1)\,k_i\,se(G_i)^2 + \sum_i k_i (G_i - \bar G)^2 \quad(\text{likewise } SS_N),
-
-    .. math::  C = \sum_i (k_i - 1)\,k_i\,c_i + \sum_i k_i (G_i - \bar G)(N_i - \bar N),
-
-    ``se(Ḡ)² = SS_G/((K−1)K)``, ``se(N̄)² = SS_N/((K−1)K)``, ``cov(Ḡ, N̄) = C/((K−1)K)`` and the
-    delta-method ``se(Ḡ/N̄)`` of :class:`NoiseAccumulator`, covariance included (within-interval terms
-    first, between-interval terms second). A part with ``k_i = 1`` has no within term (its SEs are
-    ``nan``: a single estimate has no spread). The SEs treat all ``K`` estimates as independent draws;
-    use this for averages of per-step pair estimates (``noise="pairs"`` records), not to pool
-    :func:`measure_noise` results, whose ``m`` counts gradients behind one estimate.
-
-    Args:
-        parts: :class:`NoiseResult` objects (``m`` is ``k_i``) or records of ``metrics.jsonl`` (dicts
-            with ``"G"``, ``"N"``, ``"G_se"``, ``"N_se"``, ``"noise_count"`` and ``"GN_cov"``). Parts
-            with no estimate (``k_i`` 0 or ``None``) are skipped. **Records written before ``GN_cov``
-            existed lack it: their within-interval covariance counts as 0** (the between-interval
-            covariance is still included), so the ratio SE is approximate for them.
-
-    Returns:
-        :class:`NoiseResult` with ``m = K``; ``batch_size`` is that of the ``NoiseResult`` parts
-        (``None`` for records).
-
-    Raises:
-        ValueError: no part has an estimate, a mean is not finite, a part with ``k_i ≥ 2`` has a
-            non-finite SE or covariance, or two parts are at different batch sizes.
-    """
-    rows, sizes = [], set()
-    for i, part in enumerate(parts):
-        if isinstance(part, Mapping):  # a metrics.jsonl record
-            k, G, N, G_se, N_se, cov = (part.get(key) for key in ("noise_count", "G", "N", "G_se", "N_se", "GN_cov"))
-        else:
-            k, G, N, G_se, N_se, cov = part.m, part.G, part.N, part.G_se, part.N_se, part.GN_cov
-            sizes.add(part.batch_size)
-        if not k:
-            continue
-        if isinstance(k, bool) or not isinstance(k, numbers.Real) or k != int(k) or k < 0:
-            raise ValueError(f"parts[{i}] count must be a non-negative integer, got {k!r}")
-        k, G, N = int(k), float(G), float(N)
-        if not (math.isfinite(G) and math.isfinite(N)):
-            raise ValueError(f"parts[{i}] must have finite G and N, got G={G!r}, N={N!r}")
-        within = (0.0, 0.0, 0.0)  # (k_i − 1)·k_i·(se(G_i)², se(N_i)², c_i): 0 for a single estimate
-        if k > 1:
-            se_G, se_N = (math.nan if v is None else float(v) for v in (G_se, N_se))
-            within = ((k - 1) * k * se_G**2, (k - 1) * k * se_N**2, (k - 1) * k * float(cov or 0.0))
-            if not all(math.isfinite(v) for v in within):
-                raise ValueError(f"parts[{i}] has k = {k} estimates but G_se={G_se!r}, N_se={N_se!r}, GN_cov={cov!r}")
-        rows.append((k, G, N, within))
-    if not rows:
-        raise ValueError("pool_window needs at least one part with estimates, got none")
-    sizes.discard(None)
-    if len(sizes) > 1:
-        raise ValueError(f"pool_window parts must share one batch size, got {sorted(sizes)}")
-    K = sum(k for k, *_ in rows)
-    G = sum(k * g for k, g, _, _ in rows) / K
-    N = sum(k * n for k, _, n, _ in rows) / K
-    ss_G = sum(w[0] + k * (g - G) ** 2 for k, g, _, w in rows)
-    ss_N = sum(w[1] + k * (n - N) ** 2 for k, _, n, w in rows)
-    c = sum(w[2] + k * (g - G) * (n - N) for k, g, n, w in rows)
-    return _from_moments(K, G, N, ss_G, ss_N, c, sizes.pop() if sizes else None)
+        return from_moments(self.count, *self._mean, *self._m2, self._c, self.batch_size)
 
 
 class MinibatchStream:
@@ -391,7 +274,7 @@ class MinibatchStream:
         MM = float(M @ M)
         N = ss / (m - 1)
         G = MM - N / m
-        res = dict(G=G, N=N, ratio=_ratio(G, N))
+        res = dict(G=G, N=N, ratio=gn_ratio(G, N))
         ses = dict(G=math.nan, N=math.nan, ratio=math.nan)
         cov = math.nan
         if m >= 3:
@@ -534,7 +417,7 @@ def measure_noise(
         chunks = (_take(data, torch.arange(s, min(s + chunk_size, n)), dev) for s in range(0, n, chunk_size))
         with _Preserved(model):
             G, N, count = _ps.per_sample_noise(model, loss_fn, chunks, B, finite_population=not replacement)
-        return NoiseResult(G, N, _ratio(G, N), 0.0, 0.0, 0.0, count, B, 0.0)
+        return NoiseResult(G, N, gn_ratio(G, N), 0.0, 0.0, 0.0, count, B, 0.0)
     m = default_num_batches(B) if m is None else m
     if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 2:
         raise ValueError(f"m must be an integer >= 2, got {m!r}")

@@ -20,8 +20,9 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import operator
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -45,9 +46,11 @@ def _hyperparameter_names(cls: type) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=512)
-def _cached_clock(cls: type, hyper: tuple[tuple[str, Any], ...]) -> Clock:
-    """``cls.clock_for(**dict(hyper))``, remembered: a step asks for its group's clock (~1 µs, not ~20)."""
-    return cls.clock_for(**dict(hyper))
+def _cached_clock(cls: type, values: Any) -> Clock:
+    """``cls.clock_for(**hyper)`` for the values of ``cls._clock_keys`` (one value, or a tuple of them, as
+    ``operator.itemgetter`` gives them), remembered: a step asks for its groups' clocks (~0.3 µs each, not ~20)."""
+    keys = cls._clock_keys
+    return cls.clock_for(**dict(zip(keys, values if len(keys) > 1 else (values,))))
 
 
 class _Clocked:
@@ -59,6 +62,12 @@ class _Clocked:
     simulated_name: ClassVar[str]  # the optimizer being simulated, as figures and tables name it
     svag_name: ClassVar[str]  # its SVAG, as figures and tables name it
     _clock_keys: ClassVar[tuple[str, ...]] = ("l",)  # group keys passed to clock_for
+    _clock_values: ClassVar[Callable[[dict[str, Any]], Any]] = operator.itemgetter("l")  # of _clock_keys
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        keys = cls._clock_keys
+        cls._clock_values = operator.itemgetter(*keys) if keys else lambda group: ()
 
     param_groups: list[dict[str, Any]]
     defaults: dict[str, Any]
@@ -86,7 +95,7 @@ class _Clocked:
     def clock(self, group: dict[str, Any] | None = None) -> Clock:
         """The :class:`Clock` of param group ``group`` (default: the first, which drives :attr:`sde_time`)."""
         group = self.param_groups[0] if group is None else group
-        return _cached_clock(type(self), tuple((key, group[key]) for key in self._clock_keys))
+        return _cached_clock(type(self), self._clock_values(group))
 
     def time_increment(self, group: dict[str, Any]) -> float:
         """Continuous time covered by one step of this group: ``clock(group).step_time(group["lr"])``."""

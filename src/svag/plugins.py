@@ -62,8 +62,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 __all__ = [
     "KINDS",
     "PluginError",
@@ -246,6 +244,8 @@ def _importable(obj: Any) -> str | None:
 
 def _object_hash(obj: Any) -> str | None:
     """SHA-256 of a callable's own source, or of the bytes of the tensors in a data value."""
+    import torch  # only a Python object's fingerprint needs it: parsing specs stays torch-free
+
     tensors = _tensors_in(obj)
     if tensors:
         h = hashlib.sha256()
@@ -260,12 +260,14 @@ def _object_hash(obj: Any) -> str | None:
         return None
 
 
-def _tensors_in(obj: Any) -> list[torch.Tensor]:
+def _tensors_in(obj: Any) -> list:
     """The tensors of a data value: a whole data set (``train_x``, ``train_y``, ``test_x``, ``test_y``, as
     :class:`svag.data.ArrayDataset` holds them), or the tensors of nested pairs and triples."""
     if all(hasattr(obj, a) for a in _DATASET_TENSORS):
         return [getattr(obj, a) for a in _DATASET_TENSORS]
     if isinstance(obj, (tuple, list)):
+        import torch
+
         return [t for part in obj for t in _tensors_in(part)] if not all(
             isinstance(t, torch.Tensor) for t in obj
         ) else list(obj)  # fmt: skip
@@ -338,5 +340,3 @@ def _call(fn: Callable, kwargs: dict, kind: str, text: str) -> Any:
     except Exception as err:
         args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         raise PluginError(f"{kind} {text!r} failed when called with ({args}): {first_line(err)}") from None
-
-

@@ -24,6 +24,8 @@ import bisect
 import math
 from dataclasses import dataclass, field, fields
 
+from svag.clock import TIME_RTOL, Clock
+
 __all__ = [
     "Constant",
     "Cosine",
@@ -214,8 +216,6 @@ class PerStep(Schedule):
     kind = "per_step"
 
     def __post_init__(self) -> None:
-        from svag.clock import Clock
-
         lrs = tuple(self.lrs)
         if not lrs:
             raise ValueError("lrs must hold the LR of at least one step, got none")
@@ -248,8 +248,6 @@ class PerStep(Schedule):
 
     def svag_steps(self, l: float) -> int:
         """SVAG steps at amplification ``l`` that cover the run: ``l^p·len(lrs)`` (``l^p`` must be an integer)."""
-        from svag.clock import TIME_RTOL, Clock
-
         per = Clock(self.power, l, self.lr_factor).steps_per_original
         if abs(per - round(per)) > TIME_RTOL * per:
             raise ValueError(f"l^p = {per:g} is not an integer: SVAG steps at l={l:g} straddle the schedule's steps")
@@ -262,8 +260,6 @@ class PerStep(Schedule):
         return self._ends[step - 1] if step else 0.0
 
     def __call__(self, t: float) -> float:
-        from svag.clock import TIME_RTOL
-
         k = bisect.bisect_right(self._ends, t + TIME_RTOL * abs(t))  # sde_time is a float sum: relative slack
         return self.lrs[min(k, len(self.lrs) - 1)]
 

@@ -24,7 +24,7 @@ At equilibrium ``s = 0``. Verdict per quantity, against a tolerance ``tol`` on `
 
 A run **passes** unless some quantity is ``trending``. Defaults: ``level = 0.99`` per quantity
 (four quantities: at most 4% of stationary windows warn, by the union bound; 2.4% measured on
-synthetic windows in ``tests/test_equilibrium.py``) and ``tol = 0.05`` (a 5% change across the window:
+synthetic windows in ``tests/analysis/test_equilibrium.py``) and ``tol = 0.05`` (a 5% change across the window:
 the 0.2.0 default of ``svag lsr``, whose ‖x‖² still rose 5.8% across its window, 2500-step relaxation
 against 3000 steps of constant LR, is flagged). Why a slope over the window and not first
 half vs second half: ‖x‖² has no per-record standard error, while the residuals of the fit give

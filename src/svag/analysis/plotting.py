@@ -4,6 +4,7 @@ come from each run's ``derived`` (the optimizer's facts, saved by the runner).""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -57,12 +58,11 @@ def plot_compare(
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(
+    _title(
+        fig,
         f"{cfg['data']} / {cfg['model']} (norm={cfg['norm']}), {hyper}, B={cfg['batch_size']}, "
         f"λ={cfg['weight_decay']:g}: {base} vs {svag_name}, mean ± std over seeds",
-        fontsize=10,
     )
-    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -109,6 +109,12 @@ def plot_scale(curves: dict, path: str | os.PathLike, *, base: Run, rule: str) -
         fontsize=10,
     )
     return save_figure(fig, path)
+
+
+def _title(fig, text: str) -> None:
+    """Title ``fig`` (10 pt) and lay it out tight: every figure here but :func:`plot_scale`'s (constrained)."""
+    fig.suptitle(text, fontsize=10)
+    fig.tight_layout()
 
 
 def _base_time_label(base: Run) -> str:
@@ -195,17 +201,26 @@ def lsr_figure(result: dict):
     seeds, ± SD as bars), with the region where the test error rose ≥ 20% above the baseline shaded.
     The axis limits hold every marker, bar and line position drawn.
     """
-    import math
-
     rows = result.get("verdicts", [])
-    tau = result["tau"]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.6, 6.4), sharex=True)
+    marks = [b for b in (result["B_star"], result.get("B_star_envelope", math.nan)) if math.isfinite(b) and b > 0]
+    xlim = _log_limits([r["batch_size"] for r in rows] + marks)
+    _lsr_ratio_panel(top, result, rows, xlim)
+    _lsr_error_panel(bottom, result, rows, xlim)
+    base = result["baseline"]
+    _title(fig, f"LSR test: baseline B0={base['batch_size']}, η0={base['lr']:g}")
+    return fig
+
+
+def _lsr_ratio_panel(top, result: dict, rows: list[dict], xlim: tuple[float, float]) -> None:
+    """The top of :func:`lsr_figure`: G/N vs B (log–log) with its SE bars, slope-1 lines through each run,
+    τ, runs above τ in red, and the baseline's ``B*`` (dashed) and the sweep's envelope (dotted)."""
+    tau = result["tau"]
+    lo, hi = xlim
     bs = [r["batch_size"] for r in rows if r["ratio"] > 0]
     gs = [r["ratio"] for r in rows if r["ratio"] > 0]
     errs = [r.get("ratio_se", 0.0) or 0.0 for r in rows if r["ratio"] > 0]
     errs = [e if math.isfinite(e) else 0.0 for e in errs]
-    marks = [b for b in (result["B_star"], result.get("B_star_envelope", math.nan)) if math.isfinite(b) and b > 0]
-    lo, hi = _log_limits([r["batch_size"] for r in rows] + marks)
     lower: list[float] = []  # error bars below the points (none when no run measured G/N > 0)
     if bs:
         for b, g in zip(bs, gs):
@@ -227,6 +242,12 @@ def lsr_figure(result: dict):
     top.set_ylabel("G/N at the run's own B")
     top.legend(fontsize=7)
     top.grid(alpha=0.3, which="both")
+
+
+def _lsr_error_panel(bottom, result: dict, rows: list[dict], xlim: tuple[float, float]) -> None:
+    """The bottom of :func:`lsr_figure`: final train and test error vs B (mean ± SD over seeds), the
+    region where the test error rose ≥ 20% shaded, the baseline's ``B*`` dashed."""
+    lo, hi = xlim
     all_b = [r["batch_size"] for r in rows]
     for key, fmt, label in (("train_error", "o-", "train error"), ("test_error", "s-", "test error")):
         ys = [r[key] for r in rows]
@@ -251,10 +272,6 @@ def lsr_figure(result: dict):
     bottom.set_ylabel("final error")
     bottom.legend(fontsize=7)
     bottom.grid(alpha=0.3)
-    base = result["baseline"]
-    fig.suptitle(f"LSR test: baseline B0={base['batch_size']}, η0={base['lr']:g}", fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 def plot_lsr(result: dict, path: str | os.PathLike) -> Path:
@@ -282,42 +299,9 @@ def plot_verdicts(report: dict, path: str | os.PathLike, metrics: tuple[str, ...
     for k, metric in enumerate(names):
         rows = report["metrics"][metric]["rows"]
         top, bottom = axes[0][k], axes[1][k]
-        ok = np.array(["gap" in r for r in rows])
-        gap = np.array([r.get("gap", np.nan) for r in rows])
-        low = np.array([r["gap_interval"][0] if "gap" in r else np.nan for r in rows])
-        high = np.array([r["gap_interval"][1] if "gap" in r else np.nan for r in rows])
-        top.axhline(0.0, color="0.5", lw=0.8)
-        top.plot(epochs[ok], gap[ok], color="black", lw=1.4, label="SGD − SDE")
-        top.fill_between(epochs[ok], low[ok], high[ok], color="black", alpha=0.15, lw=0, label="95% interval")
-        delta = np.array([r.get("delta", np.nan) or np.nan for r in rows], dtype=float)
-        if np.isfinite(delta).any():
-            top.plot(epochs, delta, color="tab:blue", ls="--", lw=1, label="±δ (margin)")
-            top.plot(epochs, -delta, color="tab:blue", ls="--", lw=1)
-        for where, j in report["points"].items():
-            outcome = rows[j].get("outcome")
-            if outcome and "gap" in rows[j]:
-                top.plot(epochs[j], gap[j], "o", color=OUTCOME_COLORS[outcome], ms=7, zorder=3)
-                color, ha = OUTCOME_COLORS[outcome], "right" if where == "end" else "center"
-                top.annotate(outcome, (epochs[j], gap[j]), textcoords="offset points", xytext=(0, 8), ha=ha,
-                             fontsize=8, color=color)  # fmt: skip
+        _gap_panel(top, rows, epochs, report["points"])
         top.set_title(LABELS.get(metric, metric), fontsize=10)
-        top.set_xlabel("SGD-equivalent epochs")
-        top.grid(alpha=0.3)
-        row = rows[end]
-        if "sde" in row:
-            dist = np.abs(np.asarray(row["means"], dtype=float) - row["sde"])
-            keep = np.isfinite(dist) & (dist > 0)
-            bottom.loglog(ls[keep], dist[keep], "o-", color="black", label=r"$|\bar\mu_l - \hat\mu_\infty|$")
-            if keep[0]:
-                guide = dist[0] / ls
-                bottom.loglog(ls, guide, color="0.6", ls=":", label="slope −1")
-            if row.get("ngd") is not None and abs(row["ngd"] - row["sde"]) > 0:
-                bottom.loglog([1.0], [abs(row["ngd"] - row["sde"])], "x", color="tab:purple", ms=8, label="NGD")
-        bottom.set_xscale("log", base=2)
-        bottom.set_xticks(ls, [f"{l:g}" for l in ls])
-        bottom.minorticks_off()
-        bottom.set_xlabel("l (1 = SGD)")
-        bottom.grid(alpha=0.3, which="both")
+        _distance_panel(bottom, rows[end], ls)
         if k == 0:
             top.set_ylabel("gap SGD − SDE")
             bottom.set_ylabel(f"distance to the SDE at epoch {epochs[end]:g}")
@@ -326,10 +310,53 @@ def plot_verdicts(report: dict, path: str | os.PathLike, metrics: tuple[str, ...
     s = report["setting"]
     pairing = "paired seeds" if report["paired"] else "unpaired"
     fit = f"{report['fit']} over l = {', '.join(f'{l:g}' for l in report['fit_ls'])}"
-    fig.suptitle(
+    _title(
+        fig,
         f"{s['data']} / {s['model']}, η={s['lr']:g}, B={s['batch_size']}: does SGD follow its SDE? "
         f"SDE = Richardson ({fit}), {len(report['seeds'])} seeds, {pairing}",
-        fontsize=10,
     )
-    fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _gap_panel(top, rows: list[dict], epochs: np.ndarray, points: dict[str, int]) -> None:
+    """A metric's top panel in :func:`plot_verdicts`: the gap SGD − SDE vs epochs with its 95% band, the
+    margin ±δ dashed, and the verdict at each of ``points`` (mid-run, end) in its outcome's color."""
+    ok = np.array(["gap" in r for r in rows])
+    gap = np.array([r.get("gap", np.nan) for r in rows])
+    low = np.array([r["gap_interval"][0] if "gap" in r else np.nan for r in rows])
+    high = np.array([r["gap_interval"][1] if "gap" in r else np.nan for r in rows])
+    top.axhline(0.0, color="0.5", lw=0.8)
+    top.plot(epochs[ok], gap[ok], color="black", lw=1.4, label="SGD − SDE")
+    top.fill_between(epochs[ok], low[ok], high[ok], color="black", alpha=0.15, lw=0, label="95% interval")
+    delta = np.array([r.get("delta", np.nan) or np.nan for r in rows], dtype=float)
+    if np.isfinite(delta).any():
+        top.plot(epochs, delta, color="tab:blue", ls="--", lw=1, label="±δ (margin)")
+        top.plot(epochs, -delta, color="tab:blue", ls="--", lw=1)
+    for where, j in points.items():
+        outcome = rows[j].get("outcome")
+        if outcome and "gap" in rows[j]:
+            top.plot(epochs[j], gap[j], "o", color=OUTCOME_COLORS[outcome], ms=7, zorder=3)
+            color, ha = OUTCOME_COLORS[outcome], "right" if where == "end" else "center"
+            top.annotate(outcome, (epochs[j], gap[j]), textcoords="offset points", xytext=(0, 8), ha=ha,
+                         fontsize=8, color=color)  # fmt: skip
+    top.set_xlabel("SGD-equivalent epochs")
+    top.grid(alpha=0.3)
+
+
+def _distance_panel(bottom, row: dict, ls: np.ndarray) -> None:
+    """A metric's bottom panel in :func:`plot_verdicts`: ``|μ̄_l − μ̂_∞|`` at the end (``row``) vs ``l``,
+    log-log, a slope −1 guide through ``l = 1`` and NGD's distance at ``l = 1`` when there is one."""
+    if "sde" in row:
+        dist = np.abs(np.asarray(row["means"], dtype=float) - row["sde"])
+        keep = np.isfinite(dist) & (dist > 0)
+        bottom.loglog(ls[keep], dist[keep], "o-", color="black", label=r"$|\bar\mu_l - \hat\mu_\infty|$")
+        if keep[0]:
+            guide = dist[0] / ls
+            bottom.loglog(ls, guide, color="0.6", ls=":", label="slope −1")
+        if row.get("ngd") is not None and abs(row["ngd"] - row["sde"]) > 0:
+            bottom.loglog([1.0], [abs(row["ngd"] - row["sde"])], "x", color="tab:purple", ms=8, label="NGD")
+    bottom.set_xscale("log", base=2)
+    bottom.set_xticks(ls, [f"{l:g}" for l in ls])
+    bottom.minorticks_off()
+    bottom.set_xlabel("l (1 = SGD)")
+    bottom.grid(alpha=0.3, which="both")

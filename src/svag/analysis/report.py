@@ -144,6 +144,23 @@ def _index(runs: Sequence[Run]) -> _Index:
     if not runs:
         raise ValueError("no runs to compare: a verdict needs SGD (l = 1) and SVAG runs of one config")
     ref = runs[0]
+    grid = _shared_grid(runs)
+    notes: list[str] = []
+    ladder, ngd = _sort_runs(runs, notes)
+    ls = tuple(sorted({l for l, _ in ladder}))
+    seeds = tuple(sorted({s for _, s in ladder} | set(ngd)))
+    paired, ngd_paired = _pairing(ladder, ngd, ls, notes)
+    notes += _incomplete(runs, ngd, grid.size)
+    if "eval_epochs" in ref.derived:
+        epochs = np.asarray(ref.derived["eval_epochs"], dtype=np.float64)
+    else:  # folders written before eval_epochs: the grid was uniform on time at the base LR
+        epochs = np.asarray(ref.derived["eval_times"], dtype=np.float64) / float(ref.derived["time_per_epoch"])
+    return _Index(ladder, ngd, ls, seeds, grid, epochs, paired, ngd_paired, tuple(notes))
+
+
+def _shared_grid(runs: Sequence[Run]) -> np.ndarray:
+    """The evaluation times of ``runs[0]``, which every run must share, with its config but :data:`FREE_FIELDS`."""
+    ref = runs[0]
     fixed = [k for k in ref.config if k not in FREE_FIELDS]
     grid = np.asarray(ref.derived["eval_times"], dtype=np.float64)
     for run in runs[1:]:
@@ -161,9 +178,13 @@ def _index(runs: Sequence[Run]) -> _Index:
                 f"runs of one comparison must share the evaluation grid: {_name(ref)} has {grid.size} times up to "
                 f"t={grid[-1]:g}, {_name(run)} has {other.size} up to t={other[-1]:g}"
             )
+    return grid
+
+
+def _sort_runs(runs: Sequence[Run], notes: list[str]) -> tuple[dict[tuple[float, int], Run], dict[int, Run]]:
+    """``(ladder, ngd)``: minibatch-noise runs by ``(l, seed)``, NGD by seed; Gaussian ``l > 1`` noted, left out."""
     ladder: dict[tuple[float, int], Run] = {}
     ngd: dict[int, Run] = {}
-    notes: list[str] = []
     for run in runs:
         l, seed = float(run.config["l"]), int(run.config["seed"])
         gaussian = run.config.get("gradient_noise", "minibatch") == "gaussian"
@@ -175,9 +196,12 @@ def _index(runs: Sequence[Run]) -> _Index:
             what = f"NGD seed {seed}" if gaussian else f"l = {l:g}, seed {seed}"
             raise ValueError(f"two runs of {what}: {where[key].path} and {run.path}; keep one")
         where[key] = run
-    ls = tuple(sorted({l for l, _ in ladder}))
+    return ladder, ngd
+
+
+def _pairing(ladder: dict, ngd: dict, ls: tuple[float, ...], notes: list[str]) -> tuple[bool, bool]:
+    """``(paired, ngd_paired)``: every ``l`` has the same seeds; the NGD runs have exactly those (noted if not)."""
     by_l = {l: {s for (m, s) in ladder if m == l} for l in ls}
-    seeds = tuple(sorted({s for _, s in ladder} | set(ngd)))
     paired = len({frozenset(v) for v in by_l.values()}) == 1
     if not paired:
         notes.append(
@@ -188,21 +212,23 @@ def _index(runs: Sequence[Run]) -> _Index:
     ngd_paired = bool(ngd) and paired and set(ngd) == next(iter(by_l.values()), set())
     if ngd and not ngd_paired:
         notes.append(f"NGD runs have seeds {sorted(ngd)}, not the ladder's: the decomposition is unpaired")
+    return paired, ngd_paired
+
+
+def _incomplete(runs: Sequence[Run], ngd: dict[int, Run], size: int) -> list[str]:
+    """A note for each run that did not complete all ``size`` evaluations: its status and why."""
+    notes = []
     for run in runs:
         st, n = run.status, len(run.records)
-        if st.status == "completed" and n == grid.size:
+        if st.status == "completed" and n == size:
             continue
         what = "NGD" if any(run is r for r in ngd.values()) else f"l = {run.config['l']:g}"
         why = f" ({st.message.splitlines()[0]})" if st.message else ""
         notes.append(
-            f"{_name(run)} ({what}, seed {run.config['seed']}): {st.status}{why}, {n} of {grid.size} evaluations; "
+            f"{_name(run)} ({what}, seed {run.config['seed']}): {st.status}{why}, {n} of {size} evaluations; "
             "its later values are missing"
         )
-    if "eval_epochs" in ref.derived:
-        epochs = np.asarray(ref.derived["eval_epochs"], dtype=np.float64)
-    else:  # folders written before eval_epochs: the grid was uniform on time at the base LR
-        epochs = np.asarray(ref.derived["eval_times"], dtype=np.float64) / float(ref.derived["time_per_epoch"])
-    return _Index(ladder, ngd, ls, seeds, grid, epochs, paired, ngd_paired, tuple(notes))
+    return notes
 
 
 def _column(run: Run, metric: str, grid: np.ndarray) -> np.ndarray:

@@ -79,6 +79,24 @@ def _margin_text(entry: dict | None, delta: float | None, digits: int) -> str:
 def markdown(report: Mapping) -> str:
     """``verdicts.md``: the setting, the verdict table at mid-run and at the end, the decomposition
     (with NGD runs), pairing widths, the weak-order check and the notes."""
+    lines = _setting_lines(report) + _table_lines(report)
+    if report.get("ngd_seeds"):
+        lines += _decomposition_lines(report)
+    if report["paired"]:
+        lines += _pairing_lines(report)
+    lines += _order_lines(report) + _margin_lines(report)
+    if report["notes"]:
+        lines += _section("Notes", *(f"- {n}" for n in report["notes"]))
+    return "\n".join(lines) + "\n"
+
+
+def _section(title: str, *lines: str) -> list[str]:
+    """A ``## title`` section of ``verdicts.md``: a blank line, the heading, a blank line, then ``lines``."""
+    return ["", f"## {title}", "", *lines]
+
+
+def _setting_lines(report: Mapping) -> list[str]:
+    """The title, the setting, how the SDE is extrapolated and what each verdict means."""
     level, alpha = report["level"], report["alpha"]
     eq = 1 - 2 * alpha
     ls = ", ".join(f"{l:g}" for l in report["ls"])
@@ -90,7 +108,7 @@ def markdown(report: Mapping) -> str:
     )
     s = report["setting"]
     names = s.get("names") or {}
-    lines = [
+    return [
         "# Does SGD follow its SDE? The verdict",
         "",
         f"{s['data']} / {s['model']} (norm={s['norm']}), {names.get('simulated', s['optimizer'])} η={s['lr']:g}, "
@@ -104,6 +122,13 @@ def markdown(report: Mapping) -> str:
         f"with the seeds per l at which the {eq:.0%} interval's half-width would fall below δ/2 at the observed "
         f"spread. Intervals shown: {level:.0%} (t over seeds).",
         "",
+    ]
+
+
+def _table_lines(report: Mapping) -> list[str]:
+    """One row per metric and report point (mid-run, end): SGD, SDE, the gap and its intervals, δ, the verdict."""
+    level, eq = report["level"], 1 - 2 * report["alpha"]
+    lines = [
         f"| metric | when | SGD | SDE ({level:.0%}) | gap SGD − SDE ({level:.0%}) | {eq:.0%} interval | δ | verdict "
         "| seeds |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -135,48 +160,60 @@ def markdown(report: Mapping) -> str:
                 str(row["seeds"]),
             ]
             lines.append("| " + " | ".join(cells) + " |")
-    if report.get("ngd_seeds"):
-        lines += [
-            "",
-            "## The gap in two parts (NGD runs)",
-            "",
-            "NGD: full-batch gradient plus Gaussian noise with SGD's covariance, at l = 1 (P1's NGD; Euler–Maruyama "
-            f"of the SDE with step η). SGD − NGD is the effect of SGD's non-Gaussian noise, NGD − SDE the "
-            f"discretization error at step η; the two add up to the gap. {level:.0%} intervals.",
-            "",
-            "| metric | when | NGD | SGD − SDE | SGD − NGD (non-Gaussian) | NGD − SDE (discretization) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for metric, entry in report["metrics"].items():
-            for where, j in report["points"].items():
-                row = entry["rows"][j]
-                if not row.get("non_gaussian"):
-                    continue
-                d = _digits(row.get("delta") or (row["gap_interval"][1] - row["gap_interval"][0]) / 4)
-                parts = [row["total"], row["non_gaussian"], row["discretization"]]
-                cells = " | ".join(f"{_signed(p['estimate'], d)} {_pair([p['low'], p['high']], d)}" for p in parts)
-                lines.append(f"| {metric} | {where} | {_fmt(row['ngd'], d)} | {cells} |")
-    if report["paired"]:
-        lines += [
-            "",
-            "## Pairing",
-            "",
-            f"Width of the gap's {level:.0%} interval at the end, paired (as above) and with the same runs treated as "
-            "independent groups (unpaired):",
-            "",
-            "| metric | paired | unpaired | paired / unpaired |",
-            "|---|---|---|---|",
-        ]
-        j = report["points"]["end"]
-        for metric, entry in report["metrics"].items():
+    return lines
+
+
+def _decomposition_lines(report: Mapping) -> list[str]:
+    """With NGD runs: the gap as SGD − NGD (non-Gaussian noise) plus NGD − SDE (discretization)."""
+    level = report["level"]
+    lines = _section(
+        "The gap in two parts (NGD runs)",
+        "NGD: full-batch gradient plus Gaussian noise with SGD's covariance, at l = 1 (P1's NGD; Euler–Maruyama "
+        f"of the SDE with step η). SGD − NGD is the effect of SGD's non-Gaussian noise, NGD − SDE the "
+        f"discretization error at step η; the two add up to the gap. {level:.0%} intervals.",
+        "",
+        "| metric | when | NGD | SGD − SDE | SGD − NGD (non-Gaussian) | NGD − SDE (discretization) |",
+        "|---|---|---|---|---|---|",
+    )
+    for metric, entry in report["metrics"].items():
+        for where, j in report["points"].items():
             row = entry["rows"][j]
-            if "gap_interval_unpaired" not in row:
+            if not row.get("non_gaussian"):
                 continue
-            wp = row["gap_interval"][1] - row["gap_interval"][0]
-            wu = row["gap_interval_unpaired"][1] - row["gap_interval_unpaired"][0]
-            d = _digits(wp / 4)
-            lines.append(f"| {metric} | {_fmt(wp, d)} | {_fmt(wu, d)} | {wp / wu:.2f} |" if wu > 0 else
-                         f"| {metric} | {_fmt(wp, d)} | {_fmt(wu, d)} | — |")  # fmt: skip
+            d = _digits(row.get("delta") or (row["gap_interval"][1] - row["gap_interval"][0]) / 4)
+            parts = [row["total"], row["non_gaussian"], row["discretization"]]
+            cells = " | ".join(f"{_signed(p['estimate'], d)} {_pair([p['low'], p['high']], d)}" for p in parts)
+            lines.append(f"| {metric} | {where} | {_fmt(row['ngd'], d)} | {cells} |")
+    return lines
+
+
+def _pairing_lines(report: Mapping) -> list[str]:
+    """With paired seeds: the width of the gap's interval at the end, paired and unpaired."""
+    level = report["level"]
+    lines = _section(
+        "Pairing",
+        f"Width of the gap's {level:.0%} interval at the end, paired (as above) and with the same runs treated as "
+        "independent groups (unpaired):",
+        "",
+        "| metric | paired | unpaired | paired / unpaired |",
+        "|---|---|---|---|",
+    )
+    j = report["points"]["end"]
+    for metric, entry in report["metrics"].items():
+        row = entry["rows"][j]
+        if "gap_interval_unpaired" not in row:
+            continue
+        wp = row["gap_interval"][1] - row["gap_interval"][0]
+        wu = row["gap_interval_unpaired"][1] - row["gap_interval_unpaired"][0]
+        d = _digits(wp / 4)
+        lines.append(f"| {metric} | {_fmt(wp, d)} | {_fmt(wu, d)} | {wp / wu:.2f} |" if wu > 0 else
+                     f"| {metric} | {_fmt(wp, d)} | {_fmt(wu, d)} | — |")  # fmt: skip
+    return lines
+
+
+def _order_lines(report: Mapping) -> list[str]:
+    """The weak-order-1 check: the metrics whose successive differences do not halve, if any."""
+    level = report["level"]
     flagged = []
     for metric, entry in report["metrics"].items():
         for where, j in report["points"].items():
@@ -184,7 +221,7 @@ def markdown(report: Mapping) -> str:
             if order and any(order["flags"]):
                 ratios = ", ".join(f"{r:.2f}" for r in order["ratios"])
                 flagged.append(f"- {metric} ({where}): ratios {ratios} (expected {order['expected'][0]:.2f})")
-    lines += ["", "## Weak order 1", ""]
+    lines = _section("Weak order 1")
     if len(report["ls"]) < 3:
         lines.append("Checking that successive differences μ_l − μ_{2l} halve needs at least 3 values of l.")
     elif flagged:
@@ -197,7 +234,12 @@ def markdown(report: Mapping) -> str:
     else:
         lines.append(f"Successive differences μ_l − μ_{{2l}} are consistent with 1/l ({level:.0%}) for every metric "
                      "at mid-run and at the end.")  # fmt: skip
-    lines += ["", "## Margins", ""]
+    return lines
+
+
+def _margin_lines(report: Mapping) -> list[str]:
+    """Each metric's margin δ: none, a ``--margin``, or the default with its rationale."""
+    lines = _section("Margins")
     for metric, entry in report["metrics"].items():
         m = entry["margin"]
         if m is None:
@@ -207,9 +249,7 @@ def markdown(report: Mapping) -> str:
         else:
             size = f"{m['value']:.0%} of SGD's value" if m["relative"] else f"{m['value']:g}"
             lines.append(f"- {metric}: {size}, {m['rationale']}")
-    if report["notes"]:
-        lines += ["", "## Notes", "", *(f"- {n}" for n in report["notes"])]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 CSV_COLUMNS = (

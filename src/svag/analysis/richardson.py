@@ -33,7 +33,8 @@ The t-interval is the default; a BCa bootstrap interval (``scipy.stats.bootstrap
 check. Why t: with the 3–20 seeds such studies afford, bootstrap intervals are too narrow (they use the
 plug-in variance and normal-like tails), while the t-interval is exact for Gaussian per-seed values.
 On the OU problem with 10 seeds the t-intervals covered 93.5–95.6% (``‖x_T‖²``, R = 2000); where the
-per-seed values were strongly skewed (skewness 1.8) t covered 91% and BCa 87% (tests/test_verdict.py).
+per-seed values were strongly skewed (skewness 1.8) t covered 91% and BCa 87%
+(tests/analysis/test_richardson_equivalence.py).
 
 The gap ``μ_1 − μ_∞`` and the verdict built on these estimates are :mod:`svag.analysis.equivalence`'s.
 """

@@ -140,6 +140,33 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, per: str) -> None:
     add_config_arguments(parser, skip=("l", "seed"))
 
 
+def sweep_seeds(args: argparse.Namespace) -> list[int]:
+    """The seeds ``0..N-1`` of ``--seeds N`` (:func:`add_sweep_arguments`); ``N < 1`` is refused."""
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    return list(range(args.seeds))
+
+
+def sweep_options(args: argparse.Namespace, base) -> dict:
+    """The run flags of :func:`add_sweep_arguments` as ``run_compare``/``run_scale`` take them: ``resume``,
+    ``progress``, ``jobs`` (the executor the flags name), ``ensemble``, and the record sinks ``base`` asks for."""
+    return {
+        "resume": args.resume,
+        "progress": not args.no_progress,
+        "jobs": executor_from_args(args),
+        "ensemble": args.ensemble,
+        "sinks": record_sinks(base),
+    }
+
+
+def print_failed(statuses: dict[str, str]) -> bool:
+    """Print each run of ``statuses`` that did not complete, with its status; whether there was one."""
+    failed = {k: v for k, v in statuses.items() if v != "completed"}
+    for name, status in failed.items():
+        print(f"  {name}: {status}")
+    return bool(failed)
+
+
 def describe(cfg) -> str:
     """One line saying which runs simulate which SDE."""
     if cfg.gradient_noise == "gaussian":
@@ -162,8 +189,7 @@ def describe(cfg) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    seeds = sweep_seeds(args)
     if not args.ls:
         raise ValueError("--ls must list at least one l >= 1, got none")
     base = config_from_args(args, l=1.0, seed=0)
@@ -177,23 +203,10 @@ def run(args: argparse.Namespace) -> int:
         skip = "the verdict compares SGD's minibatch noise with its SDE; these runs use --gradient-noise gaussian"
     print(f"comparing SGD and SVAG at l = {', '.join(f'{l:g}' for l in args.ls)} with {args.seeds} seed(s)")
     print(describe(base))
-    statuses = run_compare(
-        base,
-        args.ls,
-        list(range(args.seeds)),
-        args.out,
-        resume=args.resume,
-        progress=not args.no_progress,
-        jobs=executor_from_args(args),
-        ensemble=args.ensemble,
-        ngd=args.ngd,
-        sinks=record_sinks(base),
-    )
+    statuses = run_compare(base, args.ls, seeds, args.out, ngd=args.ngd, **sweep_options(args, base))
     md, csv = write_summary(args.out, names=list(statuses))  # this sweep's runs only
-    failed = {k: v for k, v in statuses.items() if v != "completed"}
     print(f"runs in {args.out}; summary: {md} and {csv}")
-    for name, status in failed.items():
-        print(f"  {name}: {status}")
+    failed = print_failed(statuses)
     if skip:
         print(f"no verdict: {skip}")
     else:

@@ -56,11 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
     from svag.analysis.plotting import plot_compare
     from svag.analysis.report import missing_requirement
-    from svag.commands.compare import print_verdict
+    from svag.commands.compare import print_verdict, sweep_seeds
     from svag.experiments.compare import run_compare, write_summary
 
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    seeds = sweep_seeds(args)
     cfg = replace(DEMO, epochs=args.epochs).validate()
     out = Path(args.out)
     print(
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     statuses = run_compare(
-        cfg, LS, list(range(args.seeds)), out, resume=True, progress=not args.no_progress,
+        cfg, LS, seeds, out, resume=True, progress=not args.no_progress,
         jobs=executor_from_args(args), sinks=record_sinks(cfg),
     )  # fmt: skip
     runs = [RunFolder(out / n).load() for n in statuses if RunFolder(out / n).exists()]  # this sweep's runs only

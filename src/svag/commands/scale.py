@@ -13,8 +13,7 @@ from pathlib import Path
 from svag import sweepfolder
 from svag.analysis.plotting import plot_scale
 from svag.commands import batch_sizes
-from svag.commands._executor import executor_from_args
-from svag.commands.compare import add_sweep_arguments
+from svag.commands.compare import add_sweep_arguments, print_failed, sweep_options, sweep_seeds
 from svag.config import config_from_args
 from svag.experiments.scale import (
     RULES,
@@ -26,7 +25,6 @@ from svag.experiments.scale import (
     scaled_configs,
     write_scale_summary,
 )
-from svag.integrations import record_sinks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,8 +57,7 @@ def choose_rule(requested: str, optimizer: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    seeds = sweep_seeds(args)
     if not args.batch_sizes:
         raise ValueError("--batch-sizes needs at least one batch size, e.g. 32,128,512; got none")
     base = config_from_args(args, l=1.0, seed=0)
@@ -73,23 +70,9 @@ def run(args: argparse.Namespace) -> int:
         f"rule from η0 = {base.lr:g}, {base.epochs:g} epochs, {args.seeds} seed(s) each; runs in "
         f"{out}/B{{B}}_seed{{s}}/, outputs {out}/scale.json, scale.png, scale_summary.md/.csv"
     )
-    statuses = run_scale(
-        base,
-        rule,
-        args.batch_sizes,
-        list(range(args.seeds)),
-        out,
-        resume=args.resume,
-        progress=not args.no_progress,
-        jobs=executor_from_args(args),
-        ensemble=args.ensemble,
-        sinks=record_sinks(base),
-    )
+    statuses = run_scale(base, rule, args.batch_sizes, seeds, out, **sweep_options(args, base))
     md, csv = write_scale_summary(out)
     fig = plot_scale(scale_curves(out, TABLE_METRICS), out / sweepfolder.SCALE_PNG, base=base_run(out), rule=rule)
     print(md.read_text(), end="")
     print(f"figure: {fig}; table: {md} and {csv}; configs: {out / sweepfolder.SCALE_JSON}")
-    failed = {k: v for k, v in statuses.items() if v != "completed"}
-    for name, status in failed.items():
-        print(f"  {name}: {status}")
-    return 1 if failed else 0
+    return 1 if print_failed(statuses) else 0

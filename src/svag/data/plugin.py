@@ -63,12 +63,12 @@ def _split(value: Any, split: str, text: str) -> tuple[torch.Tensor, torch.Tenso
     elif _is_dataset(value):
         n = len(value)
         first = _first(value, split, text)
-        sample = torch.as_tensor(first[0])
-        need = n * sample.numel() * 4  # float32
+        first_x = torch.as_tensor(first[0])
+        need = n * first_x.numel() * 4  # float32
         limit = memory_limit()
         if limit is not None and need > limit:
             raise DataError(
-                f"data {text!r}: the {split} Dataset holds {n} samples of shape {tuple(sample.shape)}, "
+                f"data {text!r}: the {split} Dataset holds {n} samples of shape {tuple(first_x.shape)}, "
                 f"{need / 2**30:.3g} GiB as float32 tensors, more than the {limit / 2**30:.3g} GiB (half the memory) "
                 "an in-memory run may use: use a DataLoader-backed run (--loader-workers N)"
             )

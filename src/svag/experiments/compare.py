@@ -18,6 +18,7 @@ from svag.runfolder import RunFolder
 __all__ = [
     "ENSEMBLE_MODES",
     "check_jobs",
+    "ensemble_note",
     "run_compare",
     "seed_jobs",
     "use_ensemble",
@@ -26,6 +27,11 @@ __all__ = [
 
 TABLE_METRICS = ("test_acc", "test_loss", "train_loss", "weight_norm_sq")
 ENSEMBLE_MODES = ("auto", "on", "off")
+
+
+def ensemble_note(n_seeds: int, per: str) -> str:
+    """What a sweep says when :func:`use_ensemble` stacks the seeds of each ``per`` (``l``, ``B``)."""
+    return f"training the {n_seeds} seeds of each {per} together as one stacked ensemble (--ensemble off to disable)"
 
 
 def use_ensemble(cfg: RunConfig, n_seeds: int, mode: str) -> bool:
@@ -95,7 +101,7 @@ def run_compare(
         work += seed_jobs(cfg, seeds, out, names, use_ensemble(cfg, len(seeds), ensemble))
     check_jobs(work, resume)
     if together:
-        log(f"training the {len(seeds)} seeds of each l together as one stacked ensemble (--ensemble off to disable)")
+        log(ensemble_note(len(seeds), "l"))
     return run_jobs(work, jobs, resume=resume, progress=progress, log=log, sinks=sinks)
 
 

@@ -27,7 +27,7 @@ from svag import sweepfolder
 from svag.analysis.equilibrium import equilibrium_check, summary_line
 from svag.analysis.stats import fit_loglog_slope, t_interval, welch_df
 from svag.config import RunConfig
-from svag.experiments.compare import check_jobs, seed_jobs, use_ensemble
+from svag.experiments.compare import check_jobs, ensemble_note, seed_jobs, use_ensemble
 from svag.experiments.executors import run_jobs
 from svag.lsr import envelope_batch, error_rise_batch, predict_from_window, suggest_batch_sizes, verdicts
 from svag.noise import pool_window
@@ -159,7 +159,7 @@ def run_sweep(
             work.append(job)
     if together:
         say = log or (lambda m: print(m, flush=True))
-        say(f"training the {seeds} seeds of each B together as one stacked ensemble (--ensemble off to disable)")
+        say(ensemble_note(seeds, "B"))
     check_jobs(work, resume)  # every B's batches, steps, memory and folder, before anything runs
     run_jobs(work, jobs, resume=resume, progress=progress, log=log, sinks=sinks)
     return [folder for job in work for folder in job.folders]
@@ -222,9 +222,24 @@ def _fit_slope(points: list[tuple[int, float]], tau: float) -> dict:
 def lsr_table(run_dirs: list[Path], *, tau: float, fraction: float, rise: float = 0.2) -> dict:
     """The verdict table and the predictions from a baseline (first) and the sweep runs (one or
     more seeds per batch size: runs are grouped by their config's batch size)."""
-    base_dir = run_dirs[0]
+    window = equilibrium_window(run_dirs[0], fraction)
+    result, base_check = _baseline_prediction(run_dirs[0], window, tau)
+    warnings = []
+    if base_check["warning"]:
+        warnings.append(f"baseline: {base_check['warning'].replace('the run is', 'the baseline is')}")
+    rows, dirs_of = _run_rows(run_dirs, window, base_check, warnings)
+    result["warnings"] = warnings
+    per_b = _per_batch_size(rows, dirs_of, window, result["baseline"]["batch_size"])
+    if per_b:
+        result.update(_sweep_verdicts(per_b, result["baseline"]["batch_size"], tau, rise, result["B_star"]))
+    result["runs"] = rows
+    return result
+
+
+def _baseline_prediction(base_dir: Path, window: tuple[float, float], tau: float) -> tuple[dict, dict]:
+    """The baseline's G/N over ``window``, its equilibrium check and P1's ``B* = B0·τ/(G/N)`` with its SE
+    (:func:`svag.lsr.predict_from_window`); returns the result's head and the check."""
     base_cfg = RunFolder(base_dir).config()
-    window = equilibrium_window(base_dir, fraction)
     base_gn = window_ratio(base_dir, window)
     # the window estimator's delta-method SE, with cov(G, N) (svag.noise.pool_window; one owner: svag.lsr)
     pred = predict_from_window(base_cfg["batch_size"], base_gn, tau)
@@ -244,9 +259,15 @@ def lsr_table(run_dirs: list[Path], *, tau: float, fraction: float, rise: float 
         "B_simple": base_cfg["batch_size"] / base_gn["ratio"] if base_gn["ratio"] > 0 else math.inf,
         "suggested_verify": suggest_batch_sizes(base_cfg["batch_size"], pred.B_star),
     }
-    warnings = []
-    if base_check["warning"]:
-        warnings.append(f"baseline: {base_check['warning'].replace('the run is', 'the baseline is')}")
+    return result, base_check
+
+
+def _run_rows(
+    run_dirs: list[Path], window: tuple[float, float], base_check: dict, warnings: list[str]
+) -> tuple[list[dict], dict[int, list[Path]]]:
+    """One row per run with records (``run_dirs[0]`` the baseline): G/N over ``window``, final errors, status,
+    equilibrium (its warning appended to ``warnings``); and the completed runs with a G/N, by batch size."""
+    base_dir = run_dirs[0]
     rows, dirs_of = [], defaultdict(list)
     for d in run_dirs:
         folder = RunFolder(d)
@@ -269,51 +290,56 @@ def lsr_table(run_dirs: list[Path], *, tau: float, fraction: float, rise: float 
             warnings.append(f"B={B} seed {seed}: {check['warning']}")
         if status == "completed" and math.isfinite(gn["ratio"]):
             dirs_of[B].append(Path(d))
-    result["warnings"] = warnings
-    ok = [r for r in rows if r["status"] == "completed" and math.isfinite(r["ratio"])]
+    return rows, dirs_of
+
+
+def _per_batch_size(rows: list[dict], dirs_of: dict[int, list[Path]], window: tuple[float, float], b0: int) -> dict:
+    """``{B: pooled G/N, mean ± SD of the final errors over its seeds}`` of the completed runs with a G/N; empty
+    when the baseline ``b0`` did not complete (no rise to measure against)."""
     groups: dict[int, list[dict]] = defaultdict(list)
-    for r in ok:
-        groups[r["B"]].append(r)
-    if groups and base_cfg["batch_size"] not in groups:
-        groups.clear()  # the baseline itself did not complete: no rise to measure against
-    if groups:
-        per_b = {}
-        for B, runs in sorted(groups.items()):
-            pooled = window_ratio(dirs_of[B], window) if len(runs) > 1 else runs[0]
-            tests, trains = [r["test_error"] for r in runs], [r["train_error"] for r in runs]
-            per_b[B] = {"lr": runs[0]["lr"], "ratio": pooled["ratio"], "ratio_se": pooled["ratio_se"],
-                        "G": pooled["G"], "N": pooled["N"], "n_seeds": len(runs),
-                        "test_error": float(np.mean(tests)), "test_error_sd": _spread(tests),
-                        "train_error": float(np.mean(trains)), "train_error_sd": _spread(trains)}  # fmt: skip
-        bs = sorted(per_b)
-        table = verdicts(bs, [per_b[b]["lr"] for b in bs], [per_b[b]["ratio"] for b in bs],
-                         [per_b[b]["test_error"] for b in bs], tau=tau, rise=rise,
-                         baseline_batch=base_cfg["batch_size"])  # fmt: skip
-        b0 = per_b[base_cfg["batch_size"]]
-        for row in table:
-            src = per_b[row["batch_size"]]
-            row.update({k: src[k] for k in ("train_error", "ratio_se", "G", "N", "n_seeds", "test_error_sd",
-                                            "train_error_sd")})  # fmt: skip
-            row["rise_interval"] = _rise_interval(src["test_error"], src["test_error_sd"], src["n_seeds"],
-                                                  b0["test_error"], b0["test_error_sd"], b0["n_seeds"])  # fmt: skip
-        result["verdicts"] = table
-        positive = [(b, per_b[b]["ratio"]) for b in bs if per_b[b]["ratio"] > 0]
-        holding = [(b, g) for b, g in positive if g <= tau]
-        if len(holding) >= 3:
-            result["slope_below_tau"] = _fit_slope(holding, tau)
-        if len(positive) >= 3:
-            result["slope_all"] = _fit_slope(positive, tau)
-        if positive:
-            result["B_star_envelope"] = envelope_batch([b for b, _ in positive], [g for _, g in positive], tau)
-        if "slope_below_tau" in result:
-            result["slope_statement"] = slope_statement(
-                result["slope_below_tau"], pred.B_star, result.get("B_star_envelope")
-            )
-        result["error_rise_batch"] = error_rise_batch(
-            bs, [per_b[b]["test_error"] for b in bs], rise=rise, baseline_batch=base_cfg["batch_size"]
-        )
-    result["runs"] = rows
-    return result
+    for r in rows:
+        if r["status"] == "completed" and math.isfinite(r["ratio"]):
+            groups[r["B"]].append(r)
+    if b0 not in groups:
+        return {}
+    per_b = {}
+    for B, runs in sorted(groups.items()):
+        pooled = window_ratio(dirs_of[B], window) if len(runs) > 1 else runs[0]
+        tests, trains = [r["test_error"] for r in runs], [r["train_error"] for r in runs]
+        per_b[B] = {"lr": runs[0]["lr"], "ratio": pooled["ratio"], "ratio_se": pooled["ratio_se"],
+                    "G": pooled["G"], "N": pooled["N"], "n_seeds": len(runs),
+                    "test_error": float(np.mean(tests)), "test_error_sd": _spread(tests),
+                    "train_error": float(np.mean(trains)), "train_error_sd": _spread(trains)}  # fmt: skip
+    return per_b
+
+
+def _sweep_verdicts(per_b: dict, b0: int, tau: float, rise: float, B_star: float) -> dict:
+    """The sweep's part of the result: the verdict per batch size (:func:`svag.lsr.verdicts`) with each error
+    rise's Welch interval, the slopes of G/N in B, the slope-1 envelope's ``B*`` and the first B whose error rose."""
+    out: dict = {}
+    bs = sorted(per_b)
+    table = verdicts(bs, [per_b[b]["lr"] for b in bs], [per_b[b]["ratio"] for b in bs],
+                     [per_b[b]["test_error"] for b in bs], tau=tau, rise=rise, baseline_batch=b0)  # fmt: skip
+    base = per_b[b0]
+    for row in table:
+        src = per_b[row["batch_size"]]
+        row.update({k: src[k] for k in ("train_error", "ratio_se", "G", "N", "n_seeds", "test_error_sd",
+                                        "train_error_sd")})  # fmt: skip
+        row["rise_interval"] = _rise_interval(src["test_error"], src["test_error_sd"], src["n_seeds"],
+                                              base["test_error"], base["test_error_sd"], base["n_seeds"])  # fmt: skip
+    out["verdicts"] = table
+    positive = [(b, per_b[b]["ratio"]) for b in bs if per_b[b]["ratio"] > 0]
+    holding = [(b, g) for b, g in positive if g <= tau]
+    if len(holding) >= 3:
+        out["slope_below_tau"] = _fit_slope(holding, tau)
+    if len(positive) >= 3:
+        out["slope_all"] = _fit_slope(positive, tau)
+    if positive:
+        out["B_star_envelope"] = envelope_batch([b for b, _ in positive], [g for _, g in positive], tau)
+    if "slope_below_tau" in out:
+        out["slope_statement"] = slope_statement(out["slope_below_tau"], B_star, out.get("B_star_envelope"))
+    out["error_rise_batch"] = error_rise_batch(bs, [per_b[b]["test_error"] for b in bs], rise=rise, baseline_batch=b0)
+    return out
 
 
 def _pm(mean: float, sd: float) -> str:
@@ -338,6 +364,15 @@ def write_lsr_outputs(result: dict, out_dir: str | os.PathLike) -> tuple[Path, P
             "error_rose"]  # fmt: skip
     csv_rows = [{**r, "rise_low": r["rise_interval"][0], "rise_high": r["rise_interval"][1]} for r in rows]
     write_csv(out / sweepfolder.VERDICTS_CSV, csv_rows, cols)
+    seeds = max((r["n_seeds"] for r in rows), default=1)
+    lines = _prediction_lines(result, rows) + _verdict_table(rows, seeds) + _sweep_lines(result, rows, seeds)
+    md = out / sweepfolder.VERDICTS_MD
+    write_text(md, "\n".join(lines) + "\n")
+    return out / sweepfolder.LSR_JSON, md, out / sweepfolder.VERDICTS_CSV
+
+
+def _prediction_lines(result: dict, rows: list[dict]) -> list[str]:
+    """The baseline's G/N and ``B*``, its equilibrium, the warnings, and the sweep to run when there is none."""
     base = result["baseline"]
     lines = [
         f"Baseline B0={base['batch_size']}, η0={base['lr']:g}: "
@@ -357,7 +392,12 @@ def write_lsr_outputs(result: dict, out_dir: str | os.PathLike) -> tuple[Path, P
     if len(rows) <= 1 and result.get("suggested_verify"):  # the baseline alone: no sweep yet
         sizes = ",".join(str(b) for b in result["suggested_verify"])
         lines.append(f"To check the prediction, run the linear-scaling sweep: --verify {sizes}")
-    seeds = max((r["n_seeds"] for r in rows), default=1)
+    return lines
+
+
+def _verdict_table(rows: list[dict], seeds: int) -> list[str]:
+    """One row per batch size: η, G/N, the final errors (mean ± SD over ``seeds``), the rise, the two checks."""
+    lines = []
     if rows:
         err = "train error | test error" if seeds == 1 else f"train error (mean ± SD, {seeds} seeds) | test error"
         rise_head = "test error rise" if seeds == 1 else f"test error rise [{LEVEL:.0%} Welch]"
@@ -373,6 +413,12 @@ def write_lsr_outputs(result: dict, out_dir: str | os.PathLike) -> tuple[Path, P
             f"{_pm(r['train_error'], r['train_error_sd'])} | {_pm(r['test_error'], r['test_error_sd'])} | "
             f"{_rise_cell(r)} | {yes[r['condition_holds']]} | {yes[r['error_rose']]} |"
         )
+    return lines
+
+
+def _sweep_lines(result: dict, rows: list[dict], seeds: int) -> list[str]:
+    """The slope of G/N in B, the envelope's ``B*``, the first B whose error rose, and the runs that failed."""
+    lines = []
     if "slope_statement" in result:
         lines.append(f"\n{result['slope_statement']}")
     if "slope_all" in result:
@@ -396,6 +442,4 @@ def write_lsr_outputs(result: dict, out_dir: str | os.PathLike) -> tuple[Path, P
     for r in failed:
         which = f"B={r['B']} seed {r['seed']}" if several else f"B={r['B']}"
         lines.append(f"run {which} is {r['status']}")
-    md = out / sweepfolder.VERDICTS_MD
-    write_text(md, "\n".join(lines) + "\n")
-    return out / sweepfolder.LSR_JSON, md, out / sweepfolder.VERDICTS_CSV
+    return lines

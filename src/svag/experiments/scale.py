@@ -31,7 +31,7 @@ import numpy as np
 from svag import sweepfolder
 from svag.clock import Clock
 from svag.config import RunConfig
-from svag.experiments.compare import check_jobs, seed_jobs, use_ensemble
+from svag.experiments.compare import check_jobs, ensemble_note, seed_jobs, use_ensemble
 from svag.experiments.executors import run_jobs
 from svag.records import read_json, write_csv, write_json, write_text
 from svag.runfolder import Run, RunFolder
@@ -162,7 +162,7 @@ def run_scale(
             raise ValueError(f"cannot resume {out}: its scale.json has {what}; use the same flags or another --out")
     check_jobs(work, resume)  # every B's batches, steps, memory and folder, before anything is written
     if together:
-        log(f"training the {len(seeds)} seeds of each B together as one stacked ensemble (--ensemble off to disable)")
+        log(ensemble_note(len(seeds), "B"))
     write_json(out / sweepfolder.SCALE_JSON, spec)
     return run_jobs(work, jobs, resume=resume, progress=progress, log=log, sinks=sinks)
 

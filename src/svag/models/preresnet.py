@@ -16,13 +16,11 @@ terms and ``f(cW) = f(W)`` for every weight tensor but the frozen head.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
-from svag.models.norm import adaptive_avg_pool, classifier, conv, make_norm, scaled, spatial_dims
-from svag.models.resnet import residual_stages
+from svag.models.norm import adaptive_avg_pool, conv, make_norm
+from svag.models.resnet import CifarResNet
 
 __all__ = ["PreActBlock", "PreResNet"]
 
@@ -61,36 +59,18 @@ class PreActBlock(nn.Module):
         return self.norm3(out) + residual
 
 
-class PreResNet(nn.Module):
-    """PreResNet-(6n+2) for (C, L) signals or (C, H, W) images; ``blocks=5`` is PreResNet-32."""
+class PreResNet(CifarResNet):
+    """PreResNet-(6n+2) for (C, L) signals or (C, H, W) images; ``blocks=5`` is PreResNet-32.
 
-    def __init__(
-        self,
-        input_shape: Sequence[int],
-        num_classes: int,
-        *,
-        norm: str = "bn",
-        scale_invariant: bool = False,
-        width: float = 1.0,
-        blocks: int = 5,
-        name: str = "preresnet32",
-    ) -> None:
-        super().__init__()
-        dims = spatial_dims(input_shape, name)
-        c = [scaled(base, width) for base in (16, 32, 64)]
-        self.stem = nn.Sequential(
-            conv(dims, input_shape[0], c[0], 3, bias=norm == "none"),
-            _post_norm(norm, c[0], dims, scale_invariant),
-        )
-        self.blocks = residual_stages(PreActBlock, dims, c, blocks, norm, scale_invariant)
-        c_in = c[-1]
-        self.final = nn.Sequential(
-            make_norm(norm, c_in, dims, scale_invariant),
-            nn.ReLU(),
-            adaptive_avg_pool(dims),
-            nn.Flatten(),
-        )
-        self.head = classifier(c_in, num_classes, scale_invariant)
+    Stem ``Conv`` (then a norm in scale-invariant form), :class:`PreActBlock` stages, and
+    ``Norm → ReLU → global AvgPool`` before the head.
+    """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.final(self.blocks(self.stem(x))))
+    block = PreActBlock
+    default_name = "preresnet32"
+
+    def stem_norm(self, norm: str, channels: int, dims: int, scale_invariant: bool) -> list[nn.Module]:
+        return [_post_norm(norm, channels, dims, scale_invariant)]
+
+    def final_layers(self, norm: str, channels: int, dims: int, scale_invariant: bool) -> list[nn.Module]:
+        return [make_norm(norm, channels, dims, scale_invariant), nn.ReLU(), adaptive_avg_pool(dims), nn.Flatten()]

@@ -21,7 +21,9 @@ from torch import nn
 
 from svag.models.norm import adaptive_avg_pool, classifier, conv, make_norm, scaled, spatial_dims
 
-__all__ = ["BasicBlock", "PadShortcut", "ResNet"]
+__all__ = ["STAGE_CHANNELS", "BasicBlock", "CifarResNet", "PadShortcut", "ResNet"]
+
+STAGE_CHANNELS = (16, 32, 64)  # channels of the three stages at width 1 (He et al. 2016, §4.2)
 
 
 class PadShortcut(nn.Module):
@@ -71,8 +73,19 @@ def residual_stages(
     return nn.Sequential(*layers)
 
 
-class ResNet(nn.Module):
-    """ResNet-(6n+2) for (C, L) signals or (C, H, W) images; ``blocks=5`` is ResNet-32."""
+class CifarResNet(nn.Module):
+    """The frame of the CIFAR ResNets (He et al. 2016, §4.2): ``stem → blocks → final → head``.
+
+    ``stem``: a 3×3 conv, then :meth:`stem_norm`; ``blocks``: :func:`residual_stages` of the class's
+    ``block`` over :data:`STAGE_CHANNELS` × ``width`` (6n+2 layers for n = ``blocks``); ``final``:
+    :meth:`final_layers`, down to one vector per sample; ``head``: the classifier (frozen when
+    scale-invariant). Built in this order, so the parameters come in it. :class:`ResNet` and
+    :class:`~svag.models.preresnet.PreResNet` say which block, stem norm and final layers; ``name``
+    (default: the class's ``default_name``) is the model's name in error messages.
+    """
+
+    block: type[nn.Module]
+    default_name: str
 
     def __init__(
         self,
@@ -83,20 +96,40 @@ class ResNet(nn.Module):
         scale_invariant: bool = False,
         width: float = 1.0,
         blocks: int = 5,
-        name: str = "resnet32",
+        name: str | None = None,
     ) -> None:
         super().__init__()
-        dims = spatial_dims(input_shape, name)
-        c = [scaled(base, width) for base in (16, 32, 64)]
-        self.stem = nn.Sequential(
-            conv(dims, input_shape[0], c[0], 3, bias=norm == "none"),
-            make_norm(norm, c[0], dims, scale_invariant),
-            nn.ReLU(),
-        )
-        self.blocks = residual_stages(BasicBlock, dims, c, blocks, norm, scale_invariant)
-        c_in = c[-1]
-        self.pool = nn.Sequential(adaptive_avg_pool(dims), nn.Flatten())
-        self.head = classifier(c_in, num_classes, scale_invariant)
+        dims = spatial_dims(input_shape, self.default_name if name is None else name)
+        c = [scaled(base, width) for base in STAGE_CHANNELS]
+        stem_conv = conv(dims, input_shape[0], c[0], 3, bias=norm == "none")
+        self.stem = nn.Sequential(stem_conv, *self.stem_norm(norm, c[0], dims, scale_invariant))
+        self.blocks = residual_stages(self.block, dims, c, blocks, norm, scale_invariant)
+        self.final = nn.Sequential(*self.final_layers(norm, c[-1], dims, scale_invariant))
+        self.head = classifier(c[-1], num_classes, scale_invariant)
+
+    def stem_norm(self, norm: str, channels: int, dims: int, scale_invariant: bool) -> list[nn.Module]:
+        """The layers after the stem's conv."""
+        raise NotImplementedError
+
+    def final_layers(self, norm: str, channels: int, dims: int, scale_invariant: bool) -> list[nn.Module]:
+        """The layers between the last block and the head, ending in ``(batch, channels)``."""
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.blocks(self.stem(x))))
+        return self.head(self.final(self.blocks(self.stem(x))))
+
+
+class ResNet(CifarResNet):
+    """ResNet-(6n+2) for (C, L) signals or (C, H, W) images; ``blocks=5`` is ResNet-32.
+
+    Stem ``Conv → Norm → ReLU``, :class:`BasicBlock` stages, ``global AvgPool`` before the head.
+    """
+
+    block = BasicBlock
+    default_name = "resnet32"
+
+    def stem_norm(self, norm: str, channels: int, dims: int, scale_invariant: bool) -> list[nn.Module]:
+        return [make_norm(norm, channels, dims, scale_invariant), nn.ReLU()]
+
+    def final_layers(self, norm: str, channels: int, dims: int, scale_invariant: bool) -> list[nn.Module]:
+        return [adaptive_avg_pool(dims), nn.Flatten()]

@@ -8,6 +8,7 @@ from svag.config import OUTPUT_ONLY, RunConfig
 from svag.plugins import KINDS, check_resume, is_spec
 from svag.records import NotWritableError, check_writable, temporary_of
 from svag.runfolder import RunFolder
+from svag.runner.progress import notice
 
 __all__ = ["prepare_folder"]
 
@@ -44,7 +45,7 @@ def _check_folder(cfg: RunConfig, folder: RunFolder, resume: bool, create: bool)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} exists and is not a folder")
     holds = folder.contents()  # without our own hidden temporary files
-    notice = None
+    message = None
     if resume and folder.exists():
         saved, mine = folder.config(), cfg.to_dict()
         for key in OUTPUT_ONLY:  # where the records are mirrored (TensorBoard) may change
@@ -55,7 +56,7 @@ def _check_folder(cfg: RunConfig, folder: RunFolder, resume: bool, create: bool)
         if any(is_spec(mine[k]) for k in KINDS):  # a user's plug-in: the same one?
             check_resume(folder.derived().get("plugins"), cfg, out)
         if not folder.has_checkpoint():
-            notice = _without_checkpoint(folder)
+            message = _without_checkpoint(folder)
     elif resume and holds:
         raise ValueError(f"cannot resume {out}: it holds no config.json of a run (it holds {_listing(holds)})")
     elif holds:
@@ -73,9 +74,9 @@ def _check_folder(cfg: RunConfig, folder: RunFolder, resume: bool, create: bool)
         stale = folder.remove_temporaries()
         if resume and stale and not folder.exists():
             partial = temporary_of(stale[0])  # .config.json.XXXXXXXX.tmp -> config.json
-            notice = f"{out} holds no run yet, only a partial {partial} of a start that was killed: starting afresh"
-        if notice:
-            notice(notice)
+            message = f"{out} holds no run yet, only a partial {partial} of a start that was killed: starting afresh"
+        if message:
+            notice(message)
     return resumable
 
 

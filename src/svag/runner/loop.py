@@ -46,6 +46,7 @@ from typing import Any
 
 import torch
 
+from svag.batch_loss import scalar_loss
 from svag.build import build_models, build_optimizer
 from svag.config import RunConfig
 from svag.data import load_dataset
@@ -62,6 +63,7 @@ from svag.runner.progress import notice, progress_bar
 from svag.runner.recorder import Recorder, Tensors
 from svag.runner.signals import RunInterrupted, stop_on_signals
 from svag.runner.timeline import TIME_RTOL, Timeline
+from svag.step import _checked as checked_loss
 from svag.step import train_step
 from svag.task import make_task
 
@@ -121,8 +123,13 @@ class Group:
             train_set = TensorPairs(ds.train_x, ds.train_y) if self.data.train_set is None else self.data.train_set
             self.loaders = [TrainLoader(train_set, r.sampler, workers=cfg.loader_workers, seed=r.seed, device=device,
                                         dtype=dtype) for r in self.replicas]  # fmt: skip
+        self.data_device = self.data.x.device  # where batch indices must be to take a batch
+        # one replica whose batches need no DataLoader, sharding, transfer or augmentation (Group._batches)
+        self.direct = (len(self.replicas) == 1 and not self.loaders and dist.world == 1 and self.data.augment is None
+                       and self.data.train_set is None and self.data_device.type == "cpu")  # fmt: skip
         self.opt = build_optimizer(cfg, self.engine.params)
         dist.attach(self.opt)  # multi-process: average gradients over processes before each update
+        self.single = all(self.opt.variance_factor(g) == 1.0 for g in self.opt.param_groups)  # l = 1: one batch
         self.clock = self.opt.clock()
         self.timeline = Timeline.of(cfg, n, self.clock)
         self.recorder = Recorder(cfg, self.engine, self.data, self.timeline, self.clock, dist, self.batch, models[0])
@@ -180,8 +187,8 @@ class Group:
             return None
         if self.dist.world > 1:
             idx = self.dist.shard(idx)
-        if idx.device != self.data.x.device:
-            idx = idx.to(self.data.x.device)
+        if idx.device != self.data_device:
+            idx = idx.to(self.data_device)
         xb, yb = self.data.take(idx)
         if self.data.augment is not None:
             xb = self.data.augment(xb, r.aug_gen)
@@ -192,7 +199,8 @@ class Group:
         or the same indices loaded by its DataLoader (:mod:`svag.data.loader`); augmented alike."""
         r = self.replicas[k]
         if not self.loaders:
-            return tuple(self.batch(r, idx) for idx in r.sampler.next())
+            i1, i2 = r.sampler.next()
+            return self.batch(r, i1), self.batch(r, i2)
         augment = self.data.augment
         pair = self.loaders[k].next()
         return tuple(b if b is None or augment is None else (augment(b[0], r.aug_gen), b[1]) for b in pair)
@@ -222,30 +230,59 @@ class Group:
         self.counters = runstate.load(states, self.replicas, self.engine, self.opt)
 
     # -- the loop -------------------------------------------------------------------------------
-    def step(self, lr: float) -> list[float]:
+    def step(self) -> list[float]:
         """One optimizer step of every replica (and its G/N pair); returns each replica's batch loss."""
         if self.gaussian:
             return self._gaussian_step()
         engine, c = self.engine, self.counters
-        drawn = [self.draw(k) for k in range(len(self.replicas))]
-        b1 = engine.stack([d[0] for d in drawn])
-        b2 = None if drawn[0][1] is None else engine.stack([d[1] for d in drawn])
-        noise = self.noise_from <= self.t < self.noise_to
+        b1, b2 = self._batches()
+        noise = self.noise_from <= self.opt.sde_time < self.noise_to
         extra = None
         if noise and b2 is None and self.noise_period and c.step % self.noise_period == 0:
             extra = self.recorder.extra_grads(self.replicas)
         engine.last_losses = None
-        out = train_step(self.opt, engine.loss, b1, b2, return_grads=noise and b2 is not None)
+        if b2 is None and self.single:  # SGD (l = 1): train_step's one-batch path, without its per-call set-up
+            grads, loss1 = None, self._one_batch_step(b1)
+        else:
+            out = train_step(self.opt, engine.loss, b1, b2, return_grads=noise and b2 is not None)
+            grads, loss1 = out.grads, out.loss1
         c.step += 1
-        if out.grads is not None:
-            self.recorder.add_pair(self.replicas, *out.grads)
+        if grads is not None:
+            self.recorder.add_pair(self.replicas, *grads)
         elif extra is not None:  # SGD: the step's own gradient stays in p.grad (the update does not touch it)
             self.recorder.add_pair(self.replicas, [p.grad for p in engine.params], extra)
         if self.dist.world > 1:
-            loss1 = out.loss1.detach().clone().reshape(1)
+            loss1 = loss1.detach().clone().reshape(1)
             self.dist.mean_([loss1])
             return [loss1.item()]
-        return [out.loss1.item()] if engine.K == 1 else engine.last_losses.tolist()
+        return [loss1.item()] if engine.K == 1 else engine.last_losses.tolist()
+
+    def _batches(self) -> tuple:
+        """Both batches of the next step, stacked over replicas (the second ``None`` for SGD)."""
+        if self.direct:  # one replica, in-memory tensors on the CPU: the sampler's indices take the batches as is
+            i1, i2 = self.replicas[0].sampler.next()
+            x, y = self.data.x, self.data.y
+            return (x[i1], y[i1]), None if i2 is None else (x[i2], y[i2])
+        drawn = [self.draw(k) for k in range(len(self.replicas))]
+        b1 = self.engine.stack([d[0] for d in drawn])
+        return b1, None if drawn[0][1] is None else self.engine.stack([d[1] for d in drawn])
+
+    def _one_batch_step(self, batch) -> torch.Tensor:
+        """What :func:`svag.train_step` does with one batch at ``l = 1``: zero ``p.grad``, backward of the batch's
+        mean loss, ``opt.step()``; the same operations, so the same numbers. Left out is what it does for any
+        caller on every call, 6–8% of an MLP step on a CPU (``benchmarks/bench_runner.py``): the checks, the 0-d
+        ``reshape`` of the loss (one more autograd node) and the amplification declaration, which ``l = 1``
+        does not need (:meth:`svag.SVAG.mark_amplified`; weak references to every gradient). A loss that is
+        not a 0-d tensor requiring grad goes through :func:`svag.batch_loss.scalar_loss` and train_step's
+        own check, as it would there."""
+        opt = self.opt
+        opt.zero_grad(set_to_none=True)
+        loss = self.engine.loss(batch)
+        if not (isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.requires_grad):
+            loss = checked_loss(scalar_loss(loss, "train_step"), "train_step")
+        loss.backward()
+        opt.step()
+        return loss
 
     def _gaussian_step(self) -> list[float]:
         """One Gaussian-noise step of every replica on the whole training set; returns each replica's
@@ -263,34 +300,34 @@ class Group:
         return out.loss.reshape(-1).tolist()
 
     def train(self) -> None:
-        c, tl, grid = self.counters, self.timeline, self.timeline.eval_times
+        c, tl, opt = self.counters, self.timeline, self.opt
         self.engine.train(True)
         start = time.perf_counter() - c.elapsed
         if c.next_eval == 0 and c.step == 0:
             self.recorder.record(self.replicas, c, self.t, tl.schedule(0.0))
             c.next_eval = 1
-        last_lr = None
+        schedule, end = tl.schedule, tl.end_time * (1 - TIME_RTOL)  # a time is reached up to rounding
+        next_record, next_ckpt = self._next_record(), c.next_ckpt * (1 - TIME_RTOL)
+        last_lr, live = None, bool(self.live())
         with _progress_bar(self, self.progress) as bar, stop_on_signals() as stop_signal:
-            while self.t < tl.end_time * (1 - TIME_RTOL) and self.live():
-                lr = tl.schedule(self.t * (1 + TIME_RTOL))  # a milestone reached up to rounding counts
+            while live and opt.sde_time < end:
+                lr = schedule(opt.sde_time * (1 + TIME_RTOL))  # a milestone reached up to rounding counts
                 if lr != last_lr:
-                    for group in self.opt.param_groups:
+                    for group in opt.param_groups:
                         group["lr"] = lr
                     last_lr = lr
-                losses = self.step(lr)
+                losses = self.step()
                 c.elapsed = time.perf_counter() - start
-                self._check_finite(losses, lr)
-                t = self.t
+                if not all(map(math.isfinite, losses)):
+                    live = self._check_finite(losses, lr)
+                t = opt.sde_time
                 if bar is not None:
                     bar.update(min(t, tl.end_time) - bar.n)
                     bar.set_postfix(loss=f"{losses[0]:.4f}", refresh=False)
-                while c.next_eval < len(grid) and t >= grid[c.next_eval] * (1 - TIME_RTOL):
-                    self.recorder.record(self.replicas, c, t, lr)
-                    c.next_eval += 1
-                if t >= c.next_ckpt * (1 - TIME_RTOL):
-                    while c.next_ckpt <= t * (1 + TIME_RTOL):
-                        c.next_ckpt = tl.next_checkpoint(c.next_ckpt)
-                    self.save()
+                if t >= next_record:
+                    next_record = self._record(t, lr)
+                if t >= next_ckpt:
+                    next_ckpt = self._checkpoint(t)
                 if stop_signal[0]:  # a consistent point: the step, its records and checkpoint are done
                     self.save("interrupted")
                     raise RunInterrupted(stop_signal[0])
@@ -298,7 +335,29 @@ class Group:
         if self.saved_step != c.step:  # the end, unless a checkpoint was just taken there
             self.save()
 
-    def _check_finite(self, losses: list[float], lr: float) -> None:
+    def _next_record(self) -> float:
+        """When the next record is due: its grid time, less the rounding allowed (``inf`` after the last)."""
+        c, grid = self.counters, self.timeline.eval_times
+        return grid[c.next_eval] * (1 - TIME_RTOL) if c.next_eval < len(grid) else math.inf
+
+    def _record(self, t: float, lr: float) -> float:
+        """Take the records due at ``t`` (every grid time reached); when the next one is due."""
+        c, grid = self.counters, self.timeline.eval_times
+        while c.next_eval < len(grid) and t >= grid[c.next_eval] * (1 - TIME_RTOL):
+            self.recorder.record(self.replicas, c, t, lr)
+            c.next_eval += 1
+        return self._next_record()
+
+    def _checkpoint(self, t: float) -> float:
+        """Checkpoint at ``t``, past every checkpoint time reached; when the next one is due."""
+        c = self.counters
+        while c.next_ckpt <= t * (1 + TIME_RTOL):
+            c.next_ckpt = self.timeline.next_checkpoint(c.next_ckpt)
+        self.save()
+        return c.next_ckpt * (1 - TIME_RTOL)
+
+    def _check_finite(self, losses: list[float], lr: float) -> bool:
+        """Mark the replicas whose loss is no longer finite diverged (one replica: raise); whether any is left."""
         for r, loss in zip(self.replicas, losses):
             if r.diverged or math.isfinite(loss):
                 continue
@@ -311,6 +370,7 @@ class Group:
                 r.folder.write_status("diverged", step=self.counters.step, sde_time=self.t, message=message)
             if len(self.replicas) == 1:
                 raise RunDiverged(message)
+        return bool(self.live())
 
 
 @contextlib.contextmanager
@@ -328,5 +388,3 @@ def _progress_bar(run: Group, enabled: bool):
         yield bar
     finally:
         bar.close()
-
-

@@ -10,11 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from svag.config import RunConfig
 from svag.runfolder import RunFolder
-from svag.runner import run_replicas
 
 __all__ = ["EXECUTORS", "Executor", "Job", "finished", "progress_of", "run_job"]
 
@@ -91,6 +88,10 @@ def finished(job: Job) -> bool:
 def run_job(job: Job, resume: bool, threads: int, progress: bool) -> list[str]:
     """Train ``job`` in this process (:func:`svag.runner.run_replicas`); each run's status, a
     ``ValueError`` (diverged, or bad input found only now) as ``failed: ...`` for every run."""
+    import torch  # the run engine and torch load in the process that trains, not with `svag compare --help`
+
+    from svag.runner import run_replicas
+
     if threads:
         torch.set_num_threads(threads)
     try:

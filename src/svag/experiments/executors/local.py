@@ -12,7 +12,6 @@ import os
 import sys
 
 from svag.experiments.executors.jobs import Job, progress_of, run_job
-from svag.runner.progress import progress_bar
 
 __all__ = ["run_local"]
 
@@ -34,6 +33,8 @@ def run_local(jobs: list[Job], n_jobs: int, *, resume: bool, progress: bool, log
     folders = [f for job in jobs for f in job.folders]
     bar = None
     if progress:
+        from svag.runner.progress import progress_bar  # loads the run engine: not at `--help`
+
         bar = progress_bar(1.0, desc="all runs")
     with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(run_job, job, resume, threads, False): job for job in jobs}

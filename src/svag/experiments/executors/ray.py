@@ -183,46 +183,15 @@ def run_on_ray(jobs: list[Job], executor: Executor, *, resume: bool, progress: b
     try:
         _check_room(executor, must_stop and not executor.address, log)
         board = Board.remote()
-        needs = {"num_cpus": executor.cpus_per_run, "num_gpus": executor.gpus_per_run,
-                 "max_retries": executor.retries, "retry_exceptions": False}  # fmt: skip
-        threads = max(1, int(executor.cpus_per_run))
-        for job in jobs:
-            key = task_name(job)
-            ref = _train.options(name=key, **needs).remote(job, threads, board, key, executor.worker_dir)
-            pending[ref] = (key, job)
+        _submit(jobs, executor, board, pending)
         where = f"results sent back to {Path(jobs[0].folders[0]).parent}" if executor.worker_dir else "shared folder"
         log(f"running {len(jobs)} job(s) as Ray tasks ({executor.cpus_per_run:g} CPU, {executor.gpus_per_run:g} GPU "
             f"each; {where})")  # fmt: skip
-        names = [name for job in jobs for name in job.names]
         if progress:
             from svag.runner.progress import progress_bar
 
             bar = progress_bar(1.0, desc="all runs")
-        say = bar.write if bar is not None else log
-        told: dict[str, int] = {}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL)
-            fractions, attempts = ray.get(board.snapshot.remote())
-            for key, n in attempts.items():
-                if n > max(1, told.get(key, 1)):
-                    say(f"{key}: its worker was lost; running it again (attempt {n}) from its last checkpoint")
-                told[key] = n
-            for ref in ready:
-                key, job = pending.pop(ref)
-                try:
-                    out = ray.get(ref)
-                except ray.exceptions.RayError as err:
-                    out = {"statuses": [_failure(err, executor.retries)] * len(job.folders), "files": None}
-                for i, (name, status) in enumerate(zip(job.names, out["statuses"])):
-                    files = (out["files"] or [None] * len(job.folders))[i]
-                    if files and CONFIG in files:
-                        RunFolder(job.folders[i]).receive(files, out["kept_at"][i])
-                    statuses[name] = status
-                    say(f"{name}: {status}")
-                    fractions[name] = 1.0
-            if bar is not None:
-                done = sum(1.0 if n in statuses else fractions.get(n, 0.0) for n in names) / len(names)
-                bar.update(max(done, bar.n) - bar.n)
+        _wait(pending, board, executor, statuses, bar, log)
     except KeyboardInterrupt:
         for ref in pending:  # as a kill would: each run keeps its last checkpoint
             ray.cancel(ref, force=True)
@@ -236,3 +205,45 @@ def run_on_ray(jobs: list[Job], executor: Executor, *, resume: bool, progress: b
         if must_stop:
             ray.shutdown()
     return statuses
+
+
+def _submit(jobs: list[Job], executor: Executor, board, pending: dict) -> None:
+    """One task per job, declaring the executor's CPUs, GPUs and retries, into ``pending`` (``{ref: (key, job)}``)."""
+    needs = {"num_cpus": executor.cpus_per_run, "num_gpus": executor.gpus_per_run,
+             "max_retries": executor.retries, "retry_exceptions": False}  # fmt: skip
+    threads = max(1, int(executor.cpus_per_run))
+    for job in jobs:
+        key = task_name(job)
+        ref = _train.options(name=key, **needs).remote(job, threads, board, key, executor.worker_dir)
+        pending[ref] = (key, job)
+
+
+def _wait(pending: dict, board, executor: Executor, statuses: dict[str, str], bar, log) -> None:
+    """Until ``pending`` is empty: every :data:`POLL` seconds, say which lost tasks run again, take each ended
+    task's statuses (and, with ``worker_dir``, its files) into ``statuses``, and move the bar."""
+    names = [name for _, job in pending.values() for name in job.names]
+    say = bar.write if bar is not None else log
+    told: dict[str, int] = {}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL)
+        fractions, attempts = ray.get(board.snapshot.remote())
+        for key, n in attempts.items():
+            if n > max(1, told.get(key, 1)):
+                say(f"{key}: its worker was lost; running it again (attempt {n}) from its last checkpoint")
+            told[key] = n
+        for ref in ready:
+            key, job = pending.pop(ref)
+            try:
+                out = ray.get(ref)
+            except ray.exceptions.RayError as err:
+                out = {"statuses": [_failure(err, executor.retries)] * len(job.folders), "files": None}
+            for i, (name, status) in enumerate(zip(job.names, out["statuses"])):
+                files = (out["files"] or [None] * len(job.folders))[i]
+                if files and CONFIG in files:
+                    RunFolder(job.folders[i]).receive(files, out["kept_at"][i])
+                statuses[name] = status
+                say(f"{name}: {status}")
+                fractions[name] = 1.0
+        if bar is not None:
+            done = sum(1.0 if n in statuses else fractions.get(n, 0.0) for n in names) / len(names)
+            bar.update(max(done, bar.n) - bar.n)

@@ -2,12 +2,13 @@
 (written here by the real verdict code from fabricated run folders: 3 values of l, 4 seeds, 3 evaluations),
 lsr.json and GNU time files. Under a second in all."""
 
-import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from helpers import repo_module
+from svag import sweepfolder as sf
 from svag.analysis.report import read_verdicts, run_verdicts
 from svag.config import RunConfig
 from svag.records import write_json
@@ -19,11 +20,7 @@ LS, SEEDS = (1, 2, 4), (0, 1, 2, 3)
 
 
 def _script():
-    path = Path(__file__).parents[1] / "scripts" / "experiments_families_table.py"
-    spec = importlib.util.spec_from_file_location("experiments_families_table", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return repo_module("scripts/experiments_families_table.py", "experiments_families_table")
 
 
 def _values(l, seed):
@@ -64,10 +61,10 @@ def test_table_reads_each_rows_verdict_time_and_lsr_result(tmp_path):
     report = fabricate_comparison(tmp_path / "cmp")
     assert report == read_verdicts(tmp_path / "cmp")
     (tmp_path / "cmp.time").write_text("wall_s=126.00 user_s=50.00 sys_s=10.00\n")
-    write_json(tmp_path / "lsr-ok" / "lsr.json", {"B_star": 512.4, "B_star_se": 20.2, "error_rise_batch": 1024,
+    write_json(tmp_path / "lsr-ok" / sf.LSR_JSON, {"B_star": 512.4, "B_star_se": 20.2, "error_rise_batch": 1024,
         "verdicts": [{"batch_size": 32, "condition_holds": True, "error_rose": False},
                      {"batch_size": 1024, "condition_holds": False, "error_rose": True}]})  # fmt: skip
-    write_json(tmp_path / "lsr-bad" / "lsr.json", {"B_star": 600.0, "B_star_se": 30.0, "error_rise_batch": 256,
+    write_json(tmp_path / "lsr-bad" / sf.LSR_JSON, {"B_star": 600.0, "B_star_se": 30.0, "error_rise_batch": 256,
         "verdicts": [{"batch_size": 256, "condition_holds": True, "error_rose": True},
                      {"batch_size": 2048, "condition_holds": False, "error_rose": False}]})  # fmt: skip
     rows = (
@@ -80,7 +77,7 @@ def test_table_reads_each_rows_verdict_time_and_lsr_result(tmp_path):
 
     source = Image.new("RGBA", (40, 20), (255, 255, 255, 255))
     source.paste((31, 119, 180, 255), (0, 0, 20, 20))  # a line colour beside the white background
-    source.save(tmp_path / "cmp" / "verdicts.png")
+    source.save(tmp_path / "cmp" / sf.VERDICTS_PNG)
     figures = tmp_path / "figs"
     assert fam.copy_figures(tmp_path, figures, rows) == [figures / "cmp.png"]  # rows without a figure: none
     with Image.open(figures / "cmp.png") as copy:  # a palette PNG with the same pixels

@@ -27,9 +27,9 @@ from scipy import stats
 from svag import SVAG, train_step
 from svag.analysis.equivalence import DEFAULT_MARGINS, Margin, decompose, gap, resolve_margin, verdict
 from svag.analysis.richardson import Estimate, contrast, extrapolate, order_check, richardson_coefficients
-from svag.seeds import study_generator
 from svag.analysis.summary import METRICS
 from svag.problems import expm, ou_moments, skewed_quadratic, svag_moments
+from svag.seeds import study_generator
 
 LS = [1, 2, 4, 8]
 

@@ -5,16 +5,16 @@ The expected numbers are the fixture's own records (tests/fixtures/release_0_1_0
 
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import FIXTURES
 from svag.analysis.summary import Run, aggregate, load_runs, markdown_table, summary_rows
 from svag.experiments.compare import write_summary
 from svag.runfolder import RunFolder
 
-V1 = Path(__file__).parent / "fixtures" / "release_0_1_0"
+V1 = FIXTURES / "release_0_1_0"
 
 
 def test_summary_rows_of_a_release_0_1_0_comparison():

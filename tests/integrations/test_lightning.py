@@ -8,7 +8,6 @@ import runpy
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import lightning.pytorch as L
 import pytest
@@ -17,7 +16,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import svag
+from helpers import ROOT
 from svag import runner
+from svag.build import build_models
 from svag.config import RunConfig
 from svag.data import PairSampler, load_dataset
 from svag.data.loader import StepBatches
@@ -25,7 +26,6 @@ from svag.integrations.lightning import NoiseCallback, pair_loader, svag_trainin
 from svag.noise import pool_window
 from svag.seeds import stream_seed
 
-ROOT = Path(__file__).resolve().parents[1]
 CFG = RunConfig(
     data="mnist1d", n_train=256, n_test=64, model="mlp", lr=0.1, batch_size=16, epochs=3.0, eval_every=1.0,
     checkpoint_every=0.0, eval_train_samples=64, noise_fraction=0.25, dtype="float64", device="cpu", seed=3,
@@ -73,7 +73,7 @@ class SVAGClassifier(L.LightningModule):
 def _builtin(cfg: RunConfig):
     """The runner's data set and model for ``cfg`` (same initialization from the seed tree)."""
     ds = load_dataset(cfg.data, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.data_seed)
-    (model,) = runner._build_models(cfg, [cfg.seed], ds, torch.device("cpu"), torch.float64)
+    (model,) = build_models(cfg, [cfg.seed], ds, torch.device("cpu"), torch.float64)
     return TensorDataset(ds.train_x.double(), ds.train_y), model
 
 
@@ -230,3 +230,21 @@ def test_example_runs_small(tmp_path, monkeypatch, capsys):
     runpy.run_path(str(ROOT / "examples" / "lightning_svag.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "B* = B·τ·N/G" in out and "| SVAG l=2 |" in out
+
+
+def test_pair_loader_epoch_comes_from_the_optimizers_clock():
+    """One loader epoch covers one epoch of the simulated run, as the optimizer's clock counts it:
+    n/B steps for SGD, l·n/B for SVAG (P1), l²·n/B for SVAGAdam (P2's square-root rule) — here n = 96,
+    B = 8, l = 2: 12, 24 and 48 steps of pairs."""
+    data = TensorDataset(torch.randn(96, 3), torch.randint(0, 2, (96,)))
+    model = torch.nn.Linear(3, 2)
+    sgd = pair_loader(data, 8)
+    svag_sgd = pair_loader(data, 8, clock=svag.SVAG(model.parameters(), lr=0.1, l=2).clock())
+    adam = svag.SVAGAdam(model.parameters(), lr=1e-3, l=2)
+    svag_adam = pair_loader(data, 8, clock=adam.clock())
+    assert [len(loader) for loader in (sgd, svag_sgd, svag_adam)] == [12, 24, 48]
+    assert len(pair_loader(data, 8, l=2)) == 24  # l alone: SVAG's clock
+    batch1, batch2 = next(iter(svag_adam))
+    assert batch1[0].shape == batch2[0].shape == (8, 3) and next(iter(sgd))[1] is None
+    with pytest.raises(ValueError, match="l=4 differs from the clock's l=2"):
+        pair_loader(data, 8, l=4, clock=adam.clock())

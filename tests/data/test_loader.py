@@ -4,9 +4,6 @@ index for index and bit for bit, resumable after SIGKILL, on a data set of one f
 import os
 import random
 import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 
 import pytest
@@ -14,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 import svag
+from helpers import start_until, strip_wall_time, train_cmd
 from svag import runner
 from svag.cli import main
 from svag.config import RunConfig
@@ -154,10 +152,6 @@ RUN = RunConfig(
 )  # fmt: skip
 
 
-def _strip(rows):
-    return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
-
-
 @pytest.mark.parametrize(
     "cfg",
     [replace(RUN, l=2.0), replace(RUN, model="cnn", norm="bn", width=0.25, epochs=1.0, sampling="replacement")],
@@ -168,7 +162,7 @@ def test_run_through_the_loader_equals_the_in_memory_run(tmp_path, cfg):
     pairs; SGD with its extra G/N batches and BatchNorm), wall time aside."""
     a = runner.run(cfg, tmp_path / "memory", progress=False).records
     b = runner.run(replace(cfg, loader_workers=2), tmp_path / "loader", progress=False).records
-    assert len(a) > 2 and _strip(a) == _strip(b)
+    assert len(a) > 2 and strip_wall_time(a) == strip_wall_time(b)
     assert any(r["noise_count"] for r in a)
 
 
@@ -179,18 +173,8 @@ def test_stacked_seeds_through_the_loader_equal_the_in_memory_ones(tmp_path):
     dirs = {side: [tmp_path / side / f"s{s}" for s in (0, 1)] for side in ("memory", "loader")}
     a = runner.run_replicas(cfg, [0, 1], dirs["memory"], progress=False)
     b = runner.run_replicas(replace(cfg, loader_workers=1), [0, 1], dirs["loader"], progress=False)
-    assert [_strip(r.records) for r in a] == [_strip(r.records) for r in b]
-    assert _strip(a[0].records) != _strip(a[1].records)
-
-
-def _train_cmd(out, cfg: RunConfig) -> list[str]:
-    return [sys.executable, "-m", "svag", "train", "--out", str(out), "--data", cfg.data, "--n-train",
-            str(cfg.n_train), "--n-test", str(cfg.n_test), "--model", cfg.model, "--lr", str(cfg.lr), "--batch-size",
-            str(cfg.batch_size), "--epochs", str(cfg.epochs), "--eval-every", str(cfg.eval_every),
-            "--checkpoint-every", str(cfg.checkpoint_every), "--eval-train-samples", str(cfg.eval_train_samples),
-            "--l", str(cfg.l), "--noise-fraction", str(cfg.noise_fraction), "--device", "cpu",
-            "--loader-workers", str(cfg.loader_workers), "--threads", "1",
-            "--no-progress"]  # fmt: skip
+    assert [strip_wall_time(r.records) for r in a] == [strip_wall_time(r.records) for r in b]
+    assert strip_wall_time(a[0].records) != strip_wall_time(a[1].records)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
@@ -205,7 +189,7 @@ def test_stop_and_resume_through_the_loader(tmp_path, sig):
     run_dir = tmp_path / "stopped"
     rng = random.Random(0)
     target = rng.randrange(3, len(ref) - 3)
-    proc = _start_until(_train_cmd(run_dir, cfg), run_dir, target, rng)
+    proc = start_until(train_cmd(run_dir, cfg, "--threads", "1"), run_dir, target, rng)
     if sig == signal.SIGKILL:
         proc.send_signal(sig)
     else:
@@ -214,25 +198,4 @@ def test_stop_and_resume_through_the_loader(tmp_path, sig):
     assert proc.returncode == (-sig if sig == signal.SIGKILL else 128 + sig)
     assert read_json(run_dir / "status.json")["status"] == ("running" if sig == signal.SIGKILL else "interrupted")
     assert runner.run(cfg, run_dir, resume=True, progress=False).status == "completed"
-    assert _strip(read_jsonl(run_dir / "metrics.jsonl")) == _strip(ref)
-
-
-def _start_until(cmd: list[str], run_dir, target: int, rng: random.Random) -> subprocess.Popen:
-    """Start ``cmd`` in its own session and return it, still running, once ``run_dir`` holds ``target``
-    records (plus up to 50 ms drawn from ``rng``)."""
-    # no pipes: a killed run's orphaned workers would hold them open until they notice (up to 5 s)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and _count(run_dir / "metrics.jsonl") < target:
-        assert time.monotonic() < deadline, "the run made no progress"
-        time.sleep(0.005)
-    time.sleep(rng.uniform(0, 0.05))
-    assert proc.poll() is None, "the run ended before the signal"
-    return proc
-
-
-def _count(path) -> int:
-    try:
-        return path.read_text().count("\n")
-    except FileNotFoundError:
-        return 0
+    assert strip_wall_time(read_jsonl(run_dir / "metrics.jsonl")) == strip_wall_time(ref)

@@ -1,19 +1,15 @@
 """The character-level GPT (svag.models.gpt), its text (svag.data.text) and the example that trains it."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import svag
+from helpers import repo_module
 from svag.data.text import CharText, synthetic_text
 from svag.models.gpt import CharGPT, GPTConfig
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _gpt(seed=0, **kw):
@@ -82,10 +78,7 @@ def test_micro_batched_gpt_steps_equal_whole_batches(make):
 
 def test_the_example_runs_at_tiny_size_on_a_given_text(tmp_path, monkeypatch):
     """examples/char_gpt.py --size tiny --text FILE --out JSON: every family of runs, finite numbers."""
-    spec = importlib.util.spec_from_file_location("char_gpt", ROOT / "examples" / "char_gpt.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "char_gpt", module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    module = repo_module("examples/char_gpt.py", "char_gpt")
     (tmp_path / "corpus.txt").write_text(synthetic_text(4000, data_seed=7), encoding="utf-8")
     out = module.main(["--size", "tiny", "--text", str(tmp_path / "corpus.txt"), "--out", str(tmp_path / "r.json")])
     saved = json.loads((tmp_path / "r.json").read_text())

@@ -1,7 +1,7 @@
 """The data registry, ArrayDataset and the synthetic teacher-student set.
 
-Per-data-set tests: test_data_mnist1d.py, test_data_idx.py (IDX reader, Fashion-MNIST),
-test_data_cifar.py (CIFAR, augmentation), test_data_sampling.py (PairSampler)."""
+Per-data-set tests: test_mnist1d.py, test_idx.py (IDX reader, Fashion-MNIST),
+test_cifar.py (CIFAR, augmentation), test_sampling.py (PairSampler)."""
 
 import numpy as np
 import pytest

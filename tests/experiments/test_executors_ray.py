@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import count_lines, strip_wall_time
+from svag import sweepfolder as sf
 from svag.cli import main
 from svag.config import RunConfig
 from svag.experiments.executors import Executor, Job, run_job, run_jobs
@@ -47,19 +49,8 @@ def cluster(tmp_path_factory):
             ray.shutdown()
 
 
-def _strip(rows):
-    return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
-
-
 def _metrics(folder):
-    return _strip(read_jsonl(Path(folder) / "metrics.jsonl"))
-
-
-def _records(path: Path) -> int:
-    try:
-        return path.read_text().count("\n")
-    except FileNotFoundError:
-        return 0
+    return strip_wall_time(read_jsonl(Path(folder) / "metrics.jsonl"))
 
 
 def _reference(cfg: RunConfig, seed: int, folder: Path) -> list[dict]:
@@ -93,7 +84,7 @@ def _kill_worker_at(task: str, metrics: Path, at_record: int, rng: random.Random
     only the worker of the retried task counts (a process other than the ones killed)."""
     while True:
         pid = _worker_pid(task)
-        if pid is not None and pid not in killed and _records(metrics) >= at_record:
+        if pid is not None and pid not in killed and count_lines(metrics) >= at_record:
             break
         if stop.wait(0.005):  # the sweep ended first: the test reports the kills that did not land
             return
@@ -143,9 +134,9 @@ def test_lsr_verify_on_ray_equals_local(tmp_path, cluster, capsys):
     for run in ("B16", "B32", "B64"):
         assert _metrics(tmp_path / "ray" / run) == _metrics(tmp_path / "local" / run)
         assert read_json(tmp_path / "ray" / run / "status.json")["status"] == "completed"
-    for table in ("verdicts.md", "verdicts.csv"):
+    for table in (sf.VERDICTS_MD, sf.VERDICTS_CSV):
         assert (tmp_path / "ray" / table).read_text() == (tmp_path / "local" / table).read_text()
-    assert (tmp_path / "ray" / "lsr.png").is_file()
+    assert (tmp_path / "ray" / sf.LSR_PNG).is_file()
 
 
 @pytest.mark.slow
@@ -277,7 +268,7 @@ def _stop_driver_and_resume(tmp_path, cluster, capsys, sig: int) -> None:
     while (
         not (l1 / "status.json").is_file()
         or read_json(l1 / "status.json")["status"] != "completed"
-        or _records(l16 / "metrics.jsonl") < at
+        or count_lines(l16 / "metrics.jsonl") < at
     ):
         assert driver.poll() is None and time.monotonic() < deadline, driver.stderr.read().decode()[-3000:]
         time.sleep(0.005)
@@ -286,7 +277,7 @@ def _stop_driver_and_resume(tmp_path, cluster, capsys, sig: int) -> None:
     _, err = driver.communicate()
     if sig == signal.SIGINT:
         assert driver.returncode == 130 and "continue it with --resume" in err.decode(), err.decode()[-3000:]
-    killed_at = _records(l16 / "metrics.jsonl")
+    killed_at = count_lines(l16 / "metrics.jsonl")
     while _worker_pid("svag:l16_seed0") is not None:  # Ray ends a dead driver's tasks (measured: 0.05 s)
         assert time.monotonic() < deadline + 60, "the dead driver's task is still running"
         time.sleep(0.005)

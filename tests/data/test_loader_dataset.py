@@ -8,13 +8,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from svag import plugins, runner
+from helpers import start_until, strip_wall_time, train_cmd
+from svag import runner
 from svag.cli import main
 from svag.config import RunConfig
 from svag.data import DatasetSplits, load_dataset
+from svag.data import plugin as data_plugin
 from svag.records import read_json, read_jsonl
 from svag.runner.budget import check_budget
-from test_loader import _start_until, _strip, _train_cmd
 
 N_TRAIN, N_TEST, N_FILES = 256, 64, 300  # the files hold 300 training samples: the run takes a seeded 256
 
@@ -85,12 +86,12 @@ def test_run_from_files_equals_the_in_memory_run(tmp_path, spec, monkeypatch):
     training set is never stacked: stacking refuses past 1000 bytes here (it holds 40960), and the
     data set refuses more than 255 reads in the run's process (the run makes 64 + 4·16 + 3·2·16)."""
     ref = runner.run(replace(RUN, data=f"{spec}:load_all"), tmp_path / "memory", progress=False).records
-    monkeypatch.setattr(plugins, "_memory_limit", lambda: 1000)
+    monkeypatch.setattr(data_plugin, "memory_limit", lambda: 1000)
     cfg = replace(RUN, data=f"{spec}:load", loader_workers=2)
     ds = load_dataset(cfg.data, n_train=N_TRAIN, n_test=N_TEST, seed=3, datasets=True)
     assert isinstance(ds, DatasetSplits) and (ds.n_train, ds.n_test, ds.input_shape) == (N_TRAIN, N_TEST, (1, 40))
     got = runner.run(cfg, tmp_path / "files", progress=False).records
-    assert len(ref) == 5 and _strip(got) == _strip(ref)
+    assert len(ref) == 5 and strip_wall_time(got) == strip_wall_time(ref)
     assert sum(r["noise_count"] or 0 for r in ref) == 4 and sum("G_m" in r for r in ref) == 3
     derived = read_json(tmp_path / "files" / "config.json")["derived"]
     assert (derived["n_train"], derived["n_test"]) == (N_TRAIN, N_TEST)
@@ -105,8 +106,8 @@ def test_stacked_seeds_from_files_equal_the_in_memory_ones(tmp_path, spec):
     dirs = {side: [tmp_path / side / f"s{s}" for s in (0, 1)] for side in ("memory", "files")}
     a = runner.run_replicas(replace(cfg, data=f"{spec}:load_all"), [0, 1], dirs["memory"], progress=False)
     b = runner.run_replicas(replace(cfg, data=f"{spec}:load", loader_workers=1), [0, 1], dirs["files"], progress=False)
-    assert [_strip(r.records) for r in a] == [_strip(r.records) for r in b]
-    assert _strip(a[0].records) != _strip(a[1].records)
+    assert [strip_wall_time(r.records) for r in a] == [strip_wall_time(r.records) for r in b]
+    assert strip_wall_time(a[0].records) != strip_wall_time(a[1].records)
 
 
 def test_budget_counts_only_what_stays_in_memory(spec):
@@ -135,9 +136,9 @@ def test_sigkill_and_resume_from_files(tmp_path, spec):
     run_dir = tmp_path / "killed"
     rng = random.Random(0)
     target = rng.randrange(2, len(ref.records) - 2)
-    cmd = [*_train_cmd(run_dir, cfg), "--data-seed", "3", "--noise-every", "0", "--noise-batches", "2"]
-    proc = _start_until(cmd, run_dir, target, rng)
+    cmd = [*train_cmd(run_dir, cfg, "--threads", "1"), "--data-seed", "3", "--noise-every", "0", "--noise-batches", "2"]
+    proc = start_until(cmd, run_dir, target, rng)
     proc.kill()
     assert proc.wait(timeout=120) == -9 and read_json(run_dir / "status.json")["status"] == "running"
     assert runner.run(cfg, run_dir, resume=True, progress=False).status == "completed"
-    assert _strip(read_jsonl(run_dir / "metrics.jsonl")) == _strip(ref.records)
+    assert strip_wall_time(read_jsonl(run_dir / "metrics.jsonl")) == strip_wall_time(ref.records)

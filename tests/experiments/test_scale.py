@@ -8,11 +8,12 @@ Whole file: about 15 s on 2 CPU cores.
 import contextlib
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import FIXTURES
+from svag import sweepfolder as sf
 from svag.analysis.plotting import plot_scale
 from svag.cli import main
 from svag.config import RunConfig
@@ -27,7 +28,7 @@ from svag.experiments.scale import (
 from svag.records import read_json, write_json
 from svag.runfolder import RunFolder
 
-V1 = Path(__file__).parent / "fixtures" / "release_0_1_0"
+V1 = FIXTURES / "release_0_1_0"
 
 TINY = ["--data", "teacher-student", "--n-train", "256", "--n-test", "128", "--batch-size", "16", "--epochs", "1",
         "--device", "cpu", "--no-progress"]  # fmt: skip
@@ -49,11 +50,11 @@ def test_cli_writes_runs_figure_and_table(adam_sweep):
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["B16_seed0", "B16_seed1", "B64_seed0", "B64_seed1"]
     for name in ("B16_seed0", "B64_seed1"):
         assert read_json(out / name / "status.json")["status"] == "completed"
-    assert (out / "scale.png").stat().st_size > 10_000
-    md = (out / "scale_summary.md").read_text().splitlines()
+    assert (out / sf.SCALE_PNG).stat().st_size > 10_000
+    md = (out / sf.SCALE_SUMMARY_MD).read_text().splitlines()
     rows = [line for line in md if line.startswith("| ") and line[2].isdigit()]
     assert [r.split(" | ")[0] for r in rows] == ["| 16", "| 64"]
-    csv = (out / "scale_summary.csv").read_text().splitlines()
+    csv = (out / sf.SCALE_SUMMARY_CSV).read_text().splitlines()
     head = csv[0].split(",")
     for col in ("batch_size", "kappa", "lr", "beta1", "beta2", "eps", "test_acc_final", "test_acc_final_std",
                 "test_loss_diff", "test_acc_diff", "weight_norm_sq_final"):  # fmt: skip
@@ -65,7 +66,7 @@ def test_cli_writes_runs_figure_and_table(adam_sweep):
 
 
 def test_sqrt_rule_configs(adam_sweep):
-    spec = read_json(adam_sweep / "scale.json")
+    spec = read_json(adam_sweep / sf.SCALE_JSON)
     assert spec["rule"] == "sqrt" and spec["base"]["batch_size"] == 16 and spec["base"]["lr"] == 0.001
     runs = {r["batch_size"]: r for r in spec["runs"]}
     big = runs[64]
@@ -97,19 +98,19 @@ def test_resume_keeps_completed_runs(adam_sweep, capsys):
                  "--resume", *ADAM, *TINY])  # fmt: skip
     assert code == 0
     assert [p.stat().st_mtime_ns for p in files] == before
-    assert "scale_summary.md" in capsys.readouterr().out
+    assert sf.SCALE_SUMMARY_MD in capsys.readouterr().out
 
 
 def test_existing_runs_need_resume_with_the_same_flags(adam_sweep, capsys):
     code = main(["scale", "--out", str(adam_sweep), "--batch-sizes", "64", "--seeds", "2", *ADAM, *TINY])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "is not empty; pass --resume" in err[0]
-    before = (adam_sweep / "scale.json").read_text()
+    before = (adam_sweep / sf.SCALE_JSON).read_text()
     code = main(["scale", "--out", str(adam_sweep), "--batch-sizes", "64", "--seeds", "2", "--eval-every", "0.5",
                  "--resume", "--optimizer", "adam", "--lr", "0.002", *TINY])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "a base config differing in ['lr']" in err[0]
-    assert (adam_sweep / "scale.json").read_text() == before
+    assert (adam_sweep / sf.SCALE_JSON).read_text() == before
 
 
 def test_sgd_linear_rule_with_a_schedule(tmp_path, capsys):
@@ -122,14 +123,14 @@ def test_sgd_linear_rule_with_a_schedule(tmp_path, capsys):
                  *TINY])  # fmt: skip
     assert code == 0
     assert "rule: linear (auto: sgd" in capsys.readouterr().out
-    runs = {r["batch_size"]: r for r in read_json(out / "scale.json")["runs"]}
+    runs = {r["batch_size"]: r for r in read_json(out / sf.SCALE_JSON)["runs"]}
     assert runs[32]["lr"] == pytest.approx(0.25, rel=1e-12) and runs[32]["kappa"] == 2.0
     curves = scale_curves(out, ("train_loss",))["train_loss"]
     for c in curves:
         np.testing.assert_allclose(c.epoch, [0, 0.25, 0.5, 1.0], rtol=1e-12)
         np.testing.assert_allclose(c.x, c.sde_time, rtol=1e-9, atol=1e-15)
     assert curves[1].sde_time[-1] == pytest.approx(0.5 * 16 * 0.125 + 0.5 * 16 * 0.0625, rel=1e-9)
-    assert (out / "scale.png").is_file()
+    assert (out / sf.SCALE_PNG).is_file()
 
 
 def test_wrong_rule_shows_on_the_x_axis(tmp_path, capsys):
@@ -212,7 +213,7 @@ def test_readers_on_release_0_1_0_folders(tmp_path):
     shutil.copytree(V1 / "killed" / "l2_seed0", out / "B16_seed1")
     base = RunFolder(out / "B16_seed0").run_config()
     entry = {"kappa": 1.0, "lr": 0.1, "batch_size": 16, "betas": list(base.betas), "eps": base.eps}
-    write_json(out / "scale.json", {
+    write_json(out / sf.SCALE_JSON, {
         "rule": "linear", "base_batch_size": 16, "seeds": [0, 1], "base": base.to_dict(),
         "runs": [{**entry, "dirs": ["B16_seed0", "B16_seed1"]},
                  {**entry, "kappa": 2.0, "lr": 0.2, "batch_size": 32, "dirs": ["B32_seed0", "B32_seed1"]}],
@@ -226,5 +227,5 @@ def test_readers_on_release_0_1_0_folders(tmp_path):
     md, _ = write_scale_summary(out, ("test_acc", "test_loss"))
     assert "2 (1 completed)" in md.read_text() and "no records" in md.read_text()
     assert base_run(out).derived["clock"] == {"power": 1, "l": 1.0, "lr_factor": 1.0}
-    fig = plot_scale(scale_curves(out, ("test_acc",)), out / "scale.png", base=base_run(out), rule="linear")
+    fig = plot_scale(scale_curves(out, ("test_acc",)), out / sf.SCALE_PNG, base=base_run(out), rule="linear")
     assert fig.stat().st_size > 10_000

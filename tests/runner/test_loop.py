@@ -1,20 +1,21 @@
 """The runner: records, the shared continuous-time grid, divergence, exact resume."""
 
 import math
+import os
 import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
+from helpers import FIXTURES, RELEASES, count_lines, strip_wall_time, train_cmd
 from svag import runner
 from svag.config import RunConfig
 from svag.records import read_json, read_jsonl
+from svag.runner.loop import Group
 
 FIELDS = {
     "sde_time", "step", "effective_step", "epoch", "lr", "train_loss", "train_acc", "test_loss",
@@ -25,10 +26,6 @@ FAST = RunConfig(
     data="teacher-student", n_train=256, n_test=128, model="mlp", lr=0.2, batch_size=16, epochs=2.0,
     eval_every=0.5, checkpoint_every=0.5, device="cpu",
 )  # fmt: skip
-
-
-def _strip(rows):
-    return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
 
 
 def test_writes_records_config_env(tmp_path):
@@ -108,24 +105,6 @@ def test_milestone_reached_up_to_rounding_switches_the_lr(tmp_path):
     assert rows[0]["lr"] == pytest.approx(0.1) and rows[-1]["lr"] == pytest.approx(0.01)
 
 
-def _train_cmd(out, cfg):
-    return [
-        sys.executable, "-m", "svag", "train", "--out", str(out), "--no-progress",
-        "--data", cfg.data, "--n-train", str(cfg.n_train), "--n-test", str(cfg.n_test), "--model", cfg.model,
-        "--lr", str(cfg.lr), "--batch-size", str(cfg.batch_size), "--epochs", str(cfg.epochs),
-        "--eval-every", str(cfg.eval_every), "--checkpoint-every", str(cfg.checkpoint_every),
-        "--l", str(cfg.l), "--device", "cpu", "--weight-decay", str(cfg.weight_decay),
-        "--gradient-noise", cfg.gradient_noise, "--schedule", cfg.schedule, "--schedule-unit", cfg.schedule_unit,
-    ]  # fmt: skip
-
-
-def _records(path) -> int:
-    try:
-        return path.read_text().count("\n")
-    except FileNotFoundError:
-        return 0
-
-
 SIGNAL_CFG = replace(FAST, l=4.0, epochs=4.0, n_train=512, eval_every=0.25, checkpoint_every=0.5, weight_decay=1e-3)
 
 
@@ -133,7 +112,7 @@ SIGNAL_CFG = replace(FAST, l=4.0, epochs=4.0, n_train=512, eval_every=0.25, chec
 def reference(tmp_path_factory):
     """The uninterrupted run that every signal test compares with."""
     ref = tmp_path_factory.mktemp("signals") / "ref"
-    subprocess.run(_train_cmd(ref, SIGNAL_CFG), check=True, capture_output=True)
+    subprocess.run(train_cmd(ref, SIGNAL_CFG), check=True, capture_output=True)
     return ref
 
 
@@ -144,17 +123,17 @@ def _signal_and_resume(tmp_path, ref, sig: int, kills: int, seed: int, cfg=SIGNA
     random delay of up to 50 ms, so it hits training, evaluation or checkpoint writing. SIGKILL
     leaves the folder at its last checkpoint; SIGINT and SIGTERM let the step finish, checkpoint,
     mark the folder ``interrupted`` and exit with 128 + the signal number."""
-    total = _records(ref / "metrics.jsonl")
+    total = count_lines(ref / "metrics.jsonl")
     run_dir = tmp_path / "stopped"
     rng = random.Random(seed)
     targets = sorted(rng.sample(range(2, total - 2), kills))
     stopped = 0
     for attempt in range(kills + 5):
-        cmd = _train_cmd(run_dir, cfg) + (["--resume"] if attempt else [])
+        cmd = train_cmd(run_dir, cfg) + (["--resume"] if attempt else [])
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if stopped < kills:
             deadline = time.monotonic() + 120
-            while proc.poll() is None and _records(run_dir / "metrics.jsonl") < targets[stopped]:
+            while proc.poll() is None and count_lines(run_dir / "metrics.jsonl") < targets[stopped]:
                 assert time.monotonic() < deadline, "the run made no progress"
                 time.sleep(0.005)
             time.sleep(rng.uniform(0, 0.05))
@@ -171,8 +150,8 @@ def _signal_and_resume(tmp_path, ref, sig: int, kills: int, seed: int, cfg=SIGNA
             assert read_json(run_dir / "status.json")["status"] == "interrupted"
             assert "--resume" in err.decode()
     assert stopped == kills, f"only {stopped} of {kills} signals landed before the run ended"
-    a = _strip(read_jsonl(ref / "metrics.jsonl"))
-    b = _strip(read_jsonl(run_dir / "metrics.jsonl"))
+    a = strip_wall_time(read_jsonl(ref / "metrics.jsonl"))
+    b = strip_wall_time(read_jsonl(run_dir / "metrics.jsonl"))
     assert len(a) == total and a == b
     assert all(math.isfinite(r["test_loss"]) for r in a)
 
@@ -189,7 +168,7 @@ def test_signal_and_resume_bit_identical_many(tmp_path, sig):
     """Heavy: four signals at random points (seeds 1..3) of a 12-epoch run."""
     cfg = replace(SIGNAL_CFG, epochs=12.0)
     ref = tmp_path / "ref"
-    subprocess.run(_train_cmd(ref, cfg), check=True, capture_output=True)
+    subprocess.run(train_cmd(ref, cfg), check=True, capture_output=True)
     _signal_and_resume(tmp_path, ref, sig, kills=4, seed=int(sig), cfg=cfg)
 
 
@@ -198,7 +177,7 @@ def test_gaussian_run_sigkill_and_resume_bit_identical(tmp_path):
     (seed tree "gaussian") is in the checkpoint. One SIGKILL (seed 0), 256 samples, l = 4."""
     cfg = replace(SIGNAL_CFG, gradient_noise="gaussian", n_train=256, epochs=2.0)
     ref = tmp_path / "ref"
-    subprocess.run(_train_cmd(ref, cfg), check=True, capture_output=True)
+    subprocess.run(train_cmd(ref, cfg), check=True, capture_output=True)
     _signal_and_resume(tmp_path, ref, signal.SIGKILL, kills=1, seed=0, cfg=cfg)
 
 
@@ -207,36 +186,59 @@ def test_cosine_over_the_steps_sigkill_and_resume_bit_identical(tmp_path):
     a random point (seed 0) resumes exactly."""
     cfg = replace(SIGNAL_CFG, schedule="cosine", schedule_unit="step", epochs=2.0)
     ref = tmp_path / "ref"
-    subprocess.run(_train_cmd(ref, cfg), check=True, capture_output=True)
+    subprocess.run(train_cmd(ref, cfg), check=True, capture_output=True)
     _signal_and_resume(tmp_path, ref, signal.SIGKILL, kills=1, seed=0, cfg=cfg)
 
 
-FIXTURE = Path(__file__).parent / "fixtures" / "release_0_1_0"
+@pytest.mark.parametrize("release", RELEASES)
+def test_resumes_a_folder_written_by_an_earlier_release(tmp_path, monkeypatch, release):
+    """A run that release 0.1.0 or 0.2.0 left after its first checkpoint (as a SIGKILL would; MLP, l = 2,
+    32 of 64 steps) resumes with today's code. Bit for bit, both computed here: resumed, stopped again by
+    SIGINT at step 45 and resumed once more, it ends with the records of the uninterrupted resume. And it
+    continues the trajectory the release wrote for the uninterrupted run: the same steps, times and epochs,
+    every value within 1e-5 relative (that file was written on another machine, whose float32 kernels may
+    round otherwise; a lost random stream or optimizer state would differ by far more)."""
+    old = FIXTURES / release
+    for name in ("straight", "stopped"):
+        shutil.copytree(old / "killed" / "l2_seed0", tmp_path / name)
+    cfg = RunConfig.from_dict(read_json(tmp_path / "straight" / "config.json")["config"])
+    straight = runner.run(cfg, tmp_path / "straight", resume=True, progress=False).records
+    step = Group.step
 
+    def step_then_sigint(self):
+        out = step(self)
+        if self.counters.step == 45:
+            os.kill(os.getpid(), signal.SIGINT)  # honoured at the loop's next consistent point
+        return out
 
-def test_resumes_a_folder_written_by_release_0_1_0(tmp_path):
-    """A run that release 0.1.0 left after its first checkpoint resumes with today's code and ends
-    with exactly the records that release wrote for the uninterrupted run (all fields it wrote)."""
-    folder = tmp_path / "l2_seed0"
-    shutil.copytree(FIXTURE / "killed" / "l2_seed0", folder)
-    cfg = RunConfig.from_dict(read_json(folder / "config.json")["config"])
-    res = runner.run(cfg, folder, resume=True, progress=False)
-    want = read_jsonl(FIXTURE / "compare" / "l2_seed0" / "metrics.jsonl")
-    assert res.status == "completed" and len(res.records) == len(want)
-    for got, old in zip(res.records, want):
-        assert {k: got[k] for k in old if k != "wall_time"} == {k: v for k, v in old.items() if k != "wall_time"}
+    monkeypatch.setattr(Group, "step", step_then_sigint)
+    with pytest.raises(runner.RunInterrupted):
+        runner.run(cfg, tmp_path / "stopped", resume=True, progress=False)
+    assert read_json(tmp_path / "stopped" / "status.json")["step"] == 45
+    monkeypatch.setattr(Group, "step", step)
+    again = runner.run(cfg, tmp_path / "stopped", resume=True, progress=False).records
+    assert strip_wall_time(again) == strip_wall_time(straight)
+
+    written = read_jsonl(old / "compare" / "l2_seed0" / "metrics.jsonl")
+    assert len(straight) == len(written) == 5
+    for got, want in zip(straight, written):
+        for key, value in want.items():
+            if key in ("step", "sde_time", "epoch", "effective_step") or not isinstance(value, float):
+                assert got[key] == value, key
+            elif key != "wall_time":
+                assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
 
 
 def test_status_is_current_at_each_checkpoint(tmp_path, monkeypatch):
     """status.json says where the run is at every checkpoint: step, time, records, the last record."""
     seen = []
-    original = runner._Run.save
+    original = Group.save
 
     def save_and_read(self, status="running"):
         original(self, status)
         seen.append(read_json(self.replicas[0].out / "status.json"))
 
-    monkeypatch.setattr(runner._Run, "save", save_and_read)
+    monkeypatch.setattr(Group, "save", save_and_read)
     rows = runner.run(FAST, tmp_path / "r", progress=False).records
     assert [s["status"] for s in seen] == ["running"] * len(seen)
     steps = [s["step"] for s in seen]
@@ -253,13 +255,13 @@ def test_a_step_shaped_schedule_checkpoints_at_step_boundaries(tmp_path, monkeyp
     2·4 SVAG steps of a 16-step SGD run. An interval of time at the base LR would checkpoint only once
     before the end here: the cosine's second half covers a fifth of its time."""
     saved = []
-    original = runner._Run.save
+    original = Group.save
 
     def save_and_record(self, status="running"):
         original(self, status)
         saved.append(self.counters.step)
 
-    monkeypatch.setattr(runner._Run, "save", save_and_record)
+    monkeypatch.setattr(Group, "save", save_and_record)
     cfg = replace(FAST, n_train=128, batch_size=16, epochs=2.0, eval_every=1.0, checkpoint_every=0.5, l=2.0,
                   schedule="cosine", schedule_unit="step")  # fmt: skip
     runner.run(cfg, tmp_path / "r", progress=False)

@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from svag import sweepfolder as sf
 from svag.analysis.plotting import plot_verdicts
 from svag.analysis.report import (
     compute_verdicts,
@@ -246,7 +247,7 @@ def test_outputs_are_written_and_read_back(tmp_path):
     runs = ladder(tmp_path, lambda l, s: {"test_loss": constant(1.0 + _jitter(l, s, 0.01)),
                                           "gn_ratio": [None, 0.1, 0.2]})  # fmt: skip
     report, (md, csv, js) = run_verdicts(tmp_path)
-    assert [p.name for p in (md, csv, js)] == ["verdicts.md", "verdicts.csv", "verdicts.json"]
+    assert [p.name for p in (md, csv, js)] == [sf.VERDICTS_MD, sf.VERDICTS_CSV, sf.VERDICTS_JSON]
     back = read_verdicts(tmp_path)
     assert encode(back) == encode(report)
     assert math.isnan(back["metrics"]["gn_ratio"]["rows"][0]["means"][0])  # NaN survives the round trip
@@ -257,13 +258,13 @@ def test_outputs_are_written_and_read_back(tmp_path):
     assert text.startswith("# Does SGD follow its SDE? The verdict") and "| test_loss | end (epoch 2) |" in text
     assert "## Pairing" in text and "paired: seed s starts from the same initialization" in text
     assert write_verdicts(tmp_path, back)[0].read_text() == text  # the report alone rewrites the same files
-    figure = plot_verdicts(back, tmp_path / "verdicts.png")
+    figure = plot_verdicts(back, tmp_path / sf.VERDICTS_PNG)
     assert figure.stat().st_size > 10_000
     assert len(runs) == 9
 
 
 def test_read_verdicts_refuses_another_file(tmp_path):
-    (tmp_path / "verdicts.json").write_text('{"schema": 99}')
+    (tmp_path / sf.VERDICTS_JSON).write_text('{"schema": 99}')
     with pytest.raises(ValueError, match="is not a verdicts file of schema 1"):
         read_verdicts(tmp_path)
 
@@ -323,15 +324,15 @@ def test_compare_prints_and_writes_the_verdict_and_plot_redraws_it(tmp_path, cap
     assert [line.split(":")[0] for line in lines] == ["test_loss", "test_acc", "train_loss", "train_acc",
                                                       "weight_norm_sq", "grad_norm_sq"]  # fmt: skip
     assert "(δ = 0.050, 2 seeds" in lines[1]
-    for name in ("verdicts.md", "verdicts.csv", "verdicts.json", "verdicts.png"):
+    for name in (sf.VERDICTS_MD, sf.VERDICTS_CSV, sf.VERDICTS_JSON, sf.VERDICTS_PNG):
         assert (out / name).stat().st_size > 0
     report = read_verdicts(out)
     assert report["metrics"]["test_acc"]["margin"]["given"] == "0.05"
-    saved = (out / "verdicts.json").read_bytes()
-    (out / "verdicts.png").unlink()
+    saved = (out / sf.VERDICTS_JSON).read_bytes()
+    (out / sf.VERDICTS_PNG).unlink()
     assert main(["plot", str(out)]) == 0
     assert f"verdict figure: {out / 'verdicts.png'} (from {out / 'verdicts.json'})" in capsys.readouterr().out
-    assert (out / "verdicts.png").stat().st_size > 10_000 and (out / "verdicts.json").read_bytes() == saved
+    assert (out / sf.VERDICTS_PNG).stat().st_size > 10_000 and (out / sf.VERDICTS_JSON).read_bytes() == saved
     assert main(["plot", str(out), "--fit-ls", "1,4"]) == 2  # a fit the ladder cannot give
     assert "--fit-ls must list at least 2 values of --ls (1, 2), got 1, 4" in capsys.readouterr().err
 
@@ -342,7 +343,7 @@ def test_compare_with_one_seed_runs_and_skips_the_verdict(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "no verdict: the verdict needs at least 2 values of l with l = 1 (SGD) among them and at least 2 seeds " \
            "per l; got l = 1, 2 and 1 seed" in printed  # fmt: skip
-    assert not (out / "verdicts.md").exists() and (out / "summary.md").exists()
+    assert not (out / sf.VERDICTS_MD).exists() and (out / sf.SUMMARY_MD).exists()
     assert main(["plot", str(out), "--margin", "test_acc=0.02"]) == 2  # asked for a verdict it cannot give
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the verdict needs at least 2 values of l" in err[0]
@@ -368,6 +369,6 @@ def test_compare_ngd_adds_gaussian_runs_and_splits_the_gap(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "    = non-Gaussian noise (SGD − NGD) " in printed and "+ discretization (NGD − SDE) " in printed
     assert read_verdicts(out)["ngd_seeds"] == [0, 1]
-    assert "| 1 (NGD) | 2 |" in (out / "summary.md").read_text()
+    assert "| 1 (NGD) | 2 |" in (out / sf.SUMMARY_MD).read_text()
     assert main(["compare", "--out", str(tmp_path / "x"), "--ngd", "--norm", "bn", *TINY]) == 2  # BN: no NGD
     assert "gradient_noise gaussian needs per-sample gradients" in capsys.readouterr().err

@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats
 
 from svag.analysis.stats import (

@@ -3,18 +3,22 @@ run's ``derived`` (what its optimizer declared), not from the optimizer's name i
 
 import shutil
 from dataclasses import replace
-from pathlib import Path
 
+import pytest
+
+from helpers import FIXTURES, RELEASES
+from svag import sweepfolder as sf
 from svag.analysis.plotting import _base_time_label, _optimizer_names, _step_time, plot_compare
 from svag.runfolder import load_runs
 
-V1 = Path(__file__).parent / "fixtures" / "release_0_1_0"
+V1 = FIXTURES / "release_0_1_0"
 
 
-def test_plot_compare_of_a_release_0_1_0_folder(tmp_path):
-    shutil.copytree(V1 / "compare", tmp_path / "c")
+@pytest.mark.parametrize("release", RELEASES)
+def test_plot_compare_of_a_folder_of_an_earlier_release(tmp_path, release):
+    shutil.copytree(FIXTURES / release / "compare", tmp_path / "c")
     runs = load_runs(tmp_path / "c")
-    path = plot_compare(runs, tmp_path / "c" / "compare.png", metrics=("train_loss", "test_acc"), x="sde_time")
+    path = plot_compare(runs, tmp_path / "c" / sf.COMPARE_PNG, metrics=("train_loss", "test_acc"), x="sde_time")
     assert path.stat().st_size > 10_000
     assert _optimizer_names(runs) == ("SGD", "SVAG", "η=0.1")
 
