@@ -33,4 +33,3 @@ def _svag_cache(tmp_path_factory):
     mp.setenv("SVAG_CACHE", str(tmp_path_factory.mktemp("svag-cache")))
     yield
     mp.undo()
-
