@@ -264,14 +264,19 @@ def _stop_driver_and_resume(tmp_path, cluster, capsys, sig: int) -> None:
     driver = subprocess.Popen([sys.executable, "-m", "svag", *args, "--address", cluster], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     l1, l16 = out / "l1_seed0", out / "l16_seed0"
-    deadline = time.monotonic() + 120
-    while (
-        not (l1 / "status.json").is_file()
-        or read_json(l1 / "status.json")["status"] != "completed"
-        or count_lines(l16 / "metrics.jsonl") < at
-    ):
-        assert driver.poll() is None and time.monotonic() < deadline, driver.stderr.read().decode()[-3000:]
-        time.sleep(0.005)
+    deadline = time.monotonic() + 300  # generous: on a loaded 2-core machine the driver's start alone takes 30 s
+    try:
+        while (
+            not (l1 / "status.json").is_file()
+            or read_json(l1 / "status.json")["status"] != "completed"
+            or count_lines(l16 / "metrics.jsonl") < at
+        ):
+            assert driver.poll() is None and time.monotonic() < deadline, driver.stderr.read().decode()[-3000:]
+            time.sleep(0.005)
+    except BaseException:
+        driver.kill()  # not left running into the next tests
+        driver.communicate()
+        raise
     time.sleep(rng.uniform(0, 0.05))
     driver.send_signal(sig)
     _, err = driver.communicate()

@@ -74,18 +74,9 @@ def _held(cfg: RunConfig, size) -> tuple[int, int]:
     return train, test
 
 
-def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device | None = None) -> Budget:
-    """Refuse ``cfg`` (``ValueError``, one line) if its batches do not fit the training set, its
-    run would take more than :data:`MAX_STEPS` optimizer steps, or its data set and model
-    (``replicas`` seeds trained together) would not fit in :data:`MEMORY_FRACTION` of the memory
-    (:func:`available_memory`; on a CUDA ``device`` also of the device's). Returns the
-    :class:`Budget`. Validates ``cfg`` first; reads and allocates nothing.
-    """
-
-    cfg = RunConfig.of(cfg).validate()
-    size = data_size(cfg.data, cfg.n_train, cfg.n_test, root=cfg.data_root, seed=cfg.data_seed,
-                     datasets=cfg.loader_workers > 0)  # fmt: skip
-    n, B = size.n_train, cfg.batch_size
+def _check_batches(cfg: RunConfig, n: int) -> None:
+    """A batch (two disjoint ones for SVAG's minibatch noise) must fit in the ``n`` training samples."""
+    B = cfg.batch_size
     if B > n:
         raise ValueError(f"batch_size={B} is larger than the training set (n_train={n}); use batch_size <= {n}")
     if cfg.l > 1 and cfg.sampling == "disjoint" and cfg.gradient_noise == "minibatch" and 2 * B > n:
@@ -93,19 +84,11 @@ def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device 
             f"batch_size={B}: SVAG (l={cfg.l:g}) draws two disjoint batches per step, 2·B = {2 * B} > n_train = {n}; "
             f"use batch_size <= {n // 2} or --sampling replacement"
         )
-    itemsize = torch.empty((), dtype=getattr(torch, cfg.dtype)).element_size()
-    held = _held(cfg, size)
-    values = sum(held) * math.prod(size.input_shape)
-    data_bytes = values * (4 + (itemsize if itemsize != 4 else 0))
-    memory = available_memory()
-    limit = None if memory is None else int(MEMORY_FRACTION * memory)
-    if limit is not None and data_bytes > limit:
-        counted = "" if not size.streamed else f" (held in memory: {held[0]} + {held[1]})"
-        raise ValueError(
-            f"n_train={size.n_train} + n_test={size.n_test} samples{counted} of shape {size.input_shape} take "
-            f"{_gib(data_bytes)} in memory, more than {MEMORY_FRACTION:.0%} of the {_gib(memory)} available; "
-            "use fewer samples"
-        )
+
+
+def _check_steps(cfg: RunConfig, n: int) -> float:
+    """The run's optimizer steps (its clock and schedule), refused past :data:`MAX_STEPS`."""
+    B = cfg.batch_size
     clock = build_optimizer(cfg, [torch.zeros(1, requires_grad=True)]).clock()
     schedule, end = make_schedule(cfg, n / B, clock)
     steps = optimizer_steps(schedule, end, clock)
@@ -116,6 +99,12 @@ def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device 
             f"{clock.steps_per_original:g} steps per SGD step at l={cfg.l:g}, more at a decayed LR); at most "
             f"{MAX_STEPS:.0e} are allowed: about {MAX_STEPS / per_epoch:.3g} epochs at most here"
         )
+    return steps
+
+
+def _described_model(cfg: RunConfig, size) -> torch.nn.Module:
+    """The run's model on the meta device (shapes only, nothing allocated); a user's factory that cannot
+    run there is built for real; a user's model, data and loss are checked to fit together."""
 
     def build():
         return build_model(cfg.model, input_shape=size.input_shape, num_classes=size.num_classes, norm=cfg.norm,
@@ -136,7 +125,36 @@ def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device 
     plugins = {k: getattr(cfg, k) for k in KINDS}
     if any(map(is_spec, plugins.values())):  # a user's model, data or loss: do they fit together?
         check_fit(model, make_task(cfg.loss, size.num_classes), size.input_shape, size.num_classes, plugins)
-    n_params = sum(p.numel() for p in model.parameters())
+    return model
+
+
+def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device | None = None) -> Budget:
+    """Refuse ``cfg`` (``ValueError``, one line) if its batches do not fit the training set, its
+    run would take more than :data:`MAX_STEPS` optimizer steps, or its data set and model
+    (``replicas`` seeds trained together) would not fit in :data:`MEMORY_FRACTION` of the memory
+    (:func:`available_memory`; on a CUDA ``device`` also of the device's). Returns the
+    :class:`Budget`. Validates ``cfg`` first; reads and allocates nothing.
+    """
+
+    cfg = RunConfig.of(cfg).validate()
+    size = data_size(cfg.data, cfg.n_train, cfg.n_test, root=cfg.data_root, seed=cfg.data_seed,
+                     datasets=cfg.loader_workers > 0)  # fmt: skip
+    _check_batches(cfg, size.n_train)
+    itemsize = torch.empty((), dtype=getattr(torch, cfg.dtype)).element_size()
+    held = _held(cfg, size)
+    values = sum(held) * math.prod(size.input_shape)
+    data_bytes = values * (4 + (itemsize if itemsize != 4 else 0))
+    memory = available_memory()
+    limit = None if memory is None else int(MEMORY_FRACTION * memory)
+    if limit is not None and data_bytes > limit:
+        counted = "" if not size.streamed else f" (held in memory: {held[0]} + {held[1]})"
+        raise ValueError(
+            f"n_train={size.n_train} + n_test={size.n_test} samples{counted} of shape {size.input_shape} take "
+            f"{_gib(data_bytes)} in memory, more than {MEMORY_FRACTION:.0%} of the {_gib(memory)} available; "
+            "use fewer samples"
+        )
+    steps = _check_steps(cfg, size.n_train)
+    n_params = sum(p.numel() for p in _described_model(cfg, size).parameters())
     model_bytes = n_params * replicas * itemsize * _PARAM_COPIES
     if limit is not None and data_bytes + model_bytes > limit:
         raise ValueError(
