@@ -39,7 +39,7 @@ import torch
 from svag.amplify import amplified_loss, coefficients
 from svag.batch_loss import scalar_loss
 
-__all__ = ["MODES", "StepOutput", "amplified_backward", "train_step"]
+__all__ = ["MODES", "StepOutput", "amplified_backward", "checked_loss", "train_step"]
 
 MODES = ("accumulate", "fused", "reference")
 
@@ -291,7 +291,7 @@ class _Backward:
         self.loss_fn, self.k, self.scaler, self.no_sync, self.caller = loss_fn, k, scaler, no_sync, caller
 
     def loss(self, batch: Any) -> torch.Tensor:
-        return _checked(scalar_loss(self.loss_fn(batch), self.caller), self.caller)
+        return checked_loss(scalar_loss(self.loss_fn(batch), self.caller), self.caller)
 
     def _context(self, last: bool) -> AbstractContextManager:
         return contextlib.nullcontext() if last or self.no_sync is None else self.no_sync()
@@ -329,7 +329,7 @@ class _Backward:
         return StepOutput(total1, total2)
 
 
-def _checked(loss: torch.Tensor, caller: str = "train_step") -> torch.Tensor:
+def checked_loss(loss: torch.Tensor, caller: str = "train_step") -> torch.Tensor:
     """``loss`` if backward can run through it, else a ``ValueError`` saying why it cannot."""
     if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
         raise ValueError(

@@ -63,8 +63,7 @@ from svag.runner.progress import notice, progress_bar
 from svag.runner.recorder import Recorder, Tensors
 from svag.runner.signals import RunInterrupted, stop_on_signals
 from svag.runner.timeline import TIME_RTOL, Timeline
-from svag.step import _checked as checked_loss
-from svag.step import train_step
+from svag.step import checked_loss, train_step
 from svag.task import make_task
 
 __all__ = ["Group", "RunDiverged"]
