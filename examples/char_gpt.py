@@ -62,10 +62,10 @@ def warmup_cosine(steps: int, peak: float, warmup_fraction: float = 0.1, floor: 
     return lrs
 
 
-def make_optimizer(name: str, params, lr: float, l: float, weight_decay: float, betas=(0.9, 0.99)):
+def make_optimizer(name: str, params, lr: float, l: float, weight_decay: float, betas=(0.9, 0.99), eps=1e-8):
     if name == "sgd":
         return svag.SVAG(params, lr=lr, l=l, weight_decay=weight_decay)
-    return svag.SVAGAdamW(params, lr=lr, l=l, weight_decay=weight_decay, betas=betas, eps=1e-8)
+    return svag.SVAGAdamW(params, lr=lr, l=l, weight_decay=weight_decay, betas=betas, eps=eps)
 
 
 @torch.no_grad()
@@ -91,6 +91,7 @@ def train(
     batch_size: int | None = None,
     steps: int | None = None,
     betas=(0.9, 0.99),
+    eps: float = 1e-8,
     max_norm: float | None = None,
     clip: str = "per_batch",
 ) -> dict:
@@ -100,7 +101,7 @@ def train(
     batch_size = batch_size or size.batch_size
     steps = steps or size.steps
     model = CharGPT(replace(size.gpt, vocab_size=text.vocab_size), generator=seeds.generator(seed, "init"))
-    opt = make_optimizer(optimizer, model.parameters(), peak_lr, l, weight_decay, betas)
+    opt = make_optimizer(optimizer, model.parameters(), peak_lr, l, weight_decay, betas, eps)
     schedule = PerStep.for_optimizer(warmup_cosine(steps, peak_lr), opt)
     order, extra = seeds.generator(seed, "data_order"), seeds.generator(seed, "noise_batches")
     noise = NoiseAccumulator(batch_size)
@@ -164,8 +165,9 @@ FAMILIES = ("sgd", "adamw", "rules", "clip")
 
 def experiments(text: CharText, size: Size, families=FAMILIES, sgd_lr: float = 0.3, log=print) -> dict:
     """The runs of each family in ``families``: ``sgd`` (SGD vs SVAG l = 2, 4 at peak LR ``sgd_lr``), ``adamw``
-    (AdamW vs SVAG-AdamW l = 2), ``rules`` (AdamW over ``size.batch_sizes`` under the square-root and the
-    linear rule), ``clip`` (initialization norms; SGD/SVAG with each batch gradient clipped vs the amplified
+    (AdamW vs SVAG-AdamW l = 2), ``rules`` (AdamW over ``size.batch_sizes`` under every transfer rule of
+    :data:`svag.scaling.RULES`: square-root, LR-only √κ, AdamW timescale, β half-life, and the linear rule as the
+    control), ``clip`` (initialization norms; SGD/SVAG with each batch gradient clipped vs the amplified
     one clipped, at half the initial batch-gradient norm)."""
     out: dict = {"size": {**asdict(size), "gpt": asdict(replace(size.gpt, vocab_size=text.vocab_size))}}
     n_seeds = range(size.seeds)
@@ -184,15 +186,21 @@ def experiments(text: CharText, size: Size, families=FAMILIES, sgd_lr: float = 0
         family("adamw", [train(text, size, "adamw", l, 3e-3, s, weight_decay=0.1) for l in (1, 2) for s in n_seeds])
     base = {"lr": 3e-3, "betas": (0.9, 0.99), "eps": 1e-8, "weight_decay": 0.1, "batch_size": size.batch_sizes[0],
             "decoupled_weight_decay": True}  # fmt: skip
-    for rule in ("sqrt", "linear") if "rules" in families else ():
+    for rule in scaling.RULES if "rules" in families else ():  # linear: η·κ only, the control (wrong for Adam)
         runs = []
         for b in size.batch_sizes:
             kappa = b / size.batch_sizes[0]
-            hp = (scaling.sqrt_rule if rule == "sqrt" else _adamw_linear)(base, kappa)
+            if kappa >= scaling.rule_limit(base, rule):
+                continue
+            hp = scaling.RULES[rule](base, kappa)
             steps = max(1, round(size.steps / kappa))  # the same samples (and, under the sqrt rule, the same time)
-            kw = {"weight_decay": hp["weight_decay"], "batch_size": b, "steps": steps, "betas": tuple(hp["betas"])}
+            kw = {"weight_decay": hp["weight_decay"], "batch_size": b, "steps": steps, "betas": tuple(hp["betas"]),
+                  "eps": hp["eps"]}  # fmt: skip
             runs += [train(text, size, "adamw", 1, hp["lr"], s, **kw) for s in n_seeds]
         family(f"{rule}_rule", runs, by="batch_size")
+    if "rules" in families:
+        out["rules"] = rule_verdicts(out, base)
+        log(out["rules"]["answer"])
     if "clip" not in families:
         return out
     out["init_norms"] = init_norms(text, size)
@@ -205,9 +213,25 @@ def experiments(text: CharText, size: Size, families=FAMILIES, sgd_lr: float = 0
     return out
 
 
-def _adamw_linear(hp: dict, kappa: float) -> dict:
-    """The linear rule applied to AdamW (the wrong rule for Adam, P2): η → κη, batch κB, nothing else; the control."""
-    return {**hp, "lr": hp["lr"] * kappa, "batch_size": round(hp["batch_size"] * kappa)}
+def rule_verdicts(out: dict, base: dict) -> dict:
+    """Each rule's validation loss at every κ against the base run's, by the equivalence verdict of `svag scale
+    --rule A,B` (:func:`svag.experiments.scale.rule_cell`: paired seeds, margin 2% of the base loss), as
+    ``rules.json`` holds it (:func:`svag.analysis.plotting.plot_rules` draws it)."""
+    from svag.experiments.scale import rule_cell, rule_row, rule_summary, rules_answer
+
+    b0 = base["batch_size"]
+    result: dict = {"metrics": ["test_loss"], "alpha": 0.05, "rules": {}}
+    for rule in scaling.RULES:
+        runs = out[f"{rule}_rule"]
+        at = {
+            b: {r["seed"]: r["val_loss"] for r in runs if r["batch_size"] == b} for b in {r["batch_size"] for r in runs}
+        }
+        lr = {r["batch_size"]: r["peak_lr"] for r in runs}
+        cells = {b: {"test_loss": rule_cell(at[b0], at[b], "test_loss")} for b in at if b != b0}
+        rows = [rule_row(b, b / b0, lr[b], cells[b]) for b in sorted(cells)]
+        result["rules"][rule] = rule_summary(rows, b0, scaling.rule_limit(base, rule))
+    result["answer"] = rules_answer(result)
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -217,6 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, help="write every run's numbers to this JSON file")
     parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated subset of {FAMILIES}")
     parser.add_argument("--sgd-lr", type=float, default=0.3, help="peak LR of the SGD runs (default 0.3)")
+    parser.add_argument("--figure", type=Path, help="with the rules family: draw the rule verdicts to this file")
     args = parser.parse_args(argv)
     families = tuple(args.families.split(","))
     if not families or not set(families) <= set(FAMILIES):
@@ -227,6 +252,10 @@ def main(argv: list[str] | None = None) -> dict:
     out = experiments(text, size, families, args.sgd_lr)
     if args.out:
         records.write_json(args.out, out)
+    if args.figure and "rules" in out:
+        from svag.analysis.plotting import plot_rules
+
+        plot_rules(out["rules"], args.figure)
     return out
 
 

@@ -21,6 +21,8 @@ from svag.adaptive import (
     transformed_hyperparameters,
 )
 
+pytestmark = pytest.mark.determinism  # bit-for-bit claims: run at one and at two threads (conftest)
+
 
 @pytest.fixture(autouse=True)
 def _hand_built_gradients(monkeypatch):
@@ -508,3 +510,76 @@ def test_add_param_group_validates(make):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "eps": -1.0})
     with pytest.raises(ValueError, match="real parameters only"):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, dtype=torch.complex128))]})
+
+
+# ---- the preconditioner's weights w = 1/(√v̂ + ε) (the preconditioned signal-to-noise ratio, svag.noise) ----
+
+TORCH_TWINS = {  # (svag optimizer at l = 1, the torch optimizer it equals, w from torch's state)
+    "adam": (lambda ps: SVAGAdam(ps, lr=0.01, betas=(0.8, 0.9), eps=1e-3),
+             lambda ps: torch.optim.Adam(ps, lr=0.01, betas=(0.8, 0.9), eps=1e-3), "exp_avg_sq", 0.9, 1e-3, True),
+    "adamw": (lambda ps: SVAGAdamW(ps, lr=0.01, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.1),
+              lambda ps: torch.optim.AdamW(ps, lr=0.01, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.1), "exp_avg_sq",
+              0.9, 1e-3, True),
+    "rmsprop": (lambda ps: SVAGRMSprop(ps, lr=0.01, beta=0.9, eps=1e-3),
+                lambda ps: torch.optim.Adam(ps, lr=0.01, betas=(0.0, 0.9), eps=1e-3), "exp_avg_sq", 0.9, 1e-3, True),
+    "rmsprop-torch": (lambda ps: SVAGRMSprop(ps, lr=0.01, beta=0.9, eps=1e-3, bias_correction=False),
+                      lambda ps: torch.optim.RMSprop(ps, lr=0.01, alpha=0.9, eps=1e-3), "square_avg", 0.9, 1e-3, False),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", TORCH_TWINS)
+def test_preconditioner_weights_are_those_of_torchs_state(name):
+    """l = 1, float64: after 3 steps side by side with its torch twin, w = 1/(√(v/(1 − β2^k)) + ε) from torch's
+    own state (RMSprop without bias correction: 1/(√v + ε)); before any step there are none."""
+    make, make_torch, key, beta2, eps, bias = TORCH_TWINS[name]
+    ours, theirs = tiny_mlp(), tiny_mlp()
+    opt, ref = make(list(ours.parameters())), make_torch(list(theirs.parameters()))
+    assert opt.preconditioner_weights() is None
+    train_side_by_side([(ours, opt), (theirs, ref)], steps=3)
+    weights = opt.preconditioner_weights()
+    for w, p in zip(weights, theirs.parameters(), strict=True):
+        state = ref.state[p]
+        k = int(state["step"])
+        v_hat = state[key] / (1 - beta2**k) if bias else state[key]
+        torch.testing.assert_close(w, 1 / (v_hat.sqrt() + eps), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("make", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_preconditioner_weights_at_l_use_svags_transformed_beta_and_eps(make):
+    """l = 2: the update divides by √(v/(1 − β2'^k)) + ε·l with 1 − β2' = (1 − β2)/l² (P2), read off the state;
+    ``params`` picks and orders the parameters; a parameter not stepped yet has none; a foreign one raises."""
+    model = tiny_mlp()
+    params = list(model.parameters())
+    opt = make(params, lr=0.01, eps=1e-3, l=2.0)
+    params[0].requires_grad_(False)  # never stepped: no state
+    for k in range(2):
+        opt.zero_grad()
+        tiny_loss(model, k).backward()
+        opt.step()
+    weights = opt.preconditioner_weights(params[::-1])
+    assert weights[-1] is None
+    beta2 = svag_beta(0.999, 2.0)
+    for w, p in zip(weights[:-1], params[::-1][:-1]):
+        v = opt.state[p]["exp_avg_sq"]
+        torch.testing.assert_close(w, 1 / ((v / (1 - beta2**2)).sqrt() + 2e-3), rtol=1e-14, atol=0)
+    with pytest.raises(ValueError, match=r"params\[0\] is not a parameter of this"):
+        opt.preconditioner_weights([nn.Parameter(torch.zeros(2))])
+
+
+def test_preconditioner_weights_of_stacked_replicas_are_per_replica():
+    """A stacked (K, ...) parameter (the ensembles' layout) gets (K, ...) weights; slice k equals the weights of
+    replica k's parameter stepped alone with the same gradients (float64, 1e-15)."""
+    gen = torch.Generator().manual_seed(0)
+    stacked = nn.Parameter(torch.randn(2, 3, 4, generator=gen, dtype=torch.float64))
+    alone = [nn.Parameter(stacked.detach()[k].clone()) for k in range(2)]
+    opts = [SVAGAdamW([p], lr=0.01) for p in (stacked, *alone)]
+    for _ in range(3):
+        g = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64)
+        for p, grad in zip((stacked, *alone), (g, g[0], g[1])):
+            p.grad = grad.clone()
+        for opt in opts:
+            opt.step()
+    (w,) = opts[0].preconditioner_weights()
+    assert w.shape == (2, 3, 4)
+    for k in range(2):
+        torch.testing.assert_close(w[k], opts[k + 1].preconditioner_weights()[0], rtol=1e-15, atol=0)

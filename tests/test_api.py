@@ -98,18 +98,36 @@ def test_compare_returns_runs_summary_and_verdicts(tmp_path):
         res.table("nope")
 
 
-def test_lsr_test_equals_svag_lsr(tmp_path):
-    """Bit for bit, on the same number of threads (`svag lsr` sets one; the Python API leaves the
-    process's own, which the suite's conftest sets to one: with 2 the sums of a step round otherwise)."""
+def test_lsr_test_equals_svag_lsr(tmp_path, monkeypatch):
+    """Bit for bit, on PyTorch's two threads: `svag lsr` and svag.lsr_test both train on their default
+    one thread (svag.experiments.defaults.LSR_THREADS; with 2 the sums of a step round otherwise), and
+    the API puts the caller's thread count back."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # set, both would keep PyTorch's count instead
+    torch.set_num_threads(2)  # the conftest's one thread would hide a missing default
     fields = dict(epochs=3, milestones=(2.0,), **TINY)
     res = svag.lsr_test(make_model, "mnist1d", out=tmp_path / "api", **fields)
+    assert torch.get_num_threads() == 2
     argv = ["lsr", "--out", str(tmp_path / "cli"), "--model", f"{__name__}:make_model"]
     assert main([*argv, "--epochs", "3", "--milestones", "2", *TINY_ARGS]) == 0
+    assert [RunFolder(tmp_path / d / "B32").env()["threads"] for d in ("api", "cli")] == [1, 1]
     cli = json.loads((tmp_path / "cli" / sf.LSR_JSON).read_text())
     assert res.B_star == cli["B_star"] and res.B_star_se == cli["B_star_se"] and res.B_simple == cli["B_simple"]
     assert [r["batch_size"] for r in res.table("verdicts")] == [32] and res.B_star > 0
     assert {r["run"] for r in res.records} == {"B32"}
     assert _rows(res.records) == _rows(RunFolder(tmp_path / "cli" / "B32").records())
+
+
+def test_threads_are_set_for_the_call_and_put_back(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(1)
+    svag.train(make_model, out=tmp_path / "two", epochs=0.5, eval_every=0.5, threads=2, **TINY)
+    assert RunFolder(tmp_path / "two").env()["threads"] == 2 and torch.get_num_threads() == 1
+    torch.set_num_threads(2)
+    svag.train(make_model, out=tmp_path / "own", epochs=0.5, eval_every=0.5, **TINY)  # svag train's: PyTorch's
+    assert RunFolder(tmp_path / "own").env()["threads"] == 2 and torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match="threads must be an integer >= 0, got -1"):
+        svag.train(make_model, out=tmp_path / "bad", threads=-1, **TINY)
+    assert torch.get_num_threads() == 2 and not (tmp_path / "bad").exists()
 
 
 def test_lsr_test_runs_seeds_per_batch_size(tmp_path):

@@ -44,6 +44,7 @@ MAY_IMPORT = {
 CORE_MODULES = (
     *("amplify", "clock", "optim", "adaptive", "step", "batch_loss", "task", "seeds", "schedules", "scaling"),
     *("noise", "noise_window", "per_sample", "gaussian", "lsr", "plugins", "memory", "version"),
+    "interrupts",  # SIGINT/SIGTERM outside the loop: a leaf the front, the runner and the executors share
 )
 ROOT_LAYERS = {
     **dict.fromkeys(CORE_MODULES, CORE),
@@ -66,6 +67,7 @@ TORCH_FREE = {
     *("analysis.stats", "analysis.richardson", "analysis.equivalence", "analysis.report_text"),
     "analysis.equilibrium",
     *("plugins", "config", "records", "runfolder", "sweepfolder", "analysis.summary"),  # what `--help` loads
+    "schedules",  # runfolder reads the epochs of older folders from their schedule
 }
 TORCH_FREE_CORE = {"clock", "scaling", "lsr", "version"}  # core modules those may import at module level
 # Optional integrations: only their own modules, or the lazy paths that chose them, may import them

@@ -5,6 +5,8 @@ import torch
 
 from svag.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
+pytestmark = pytest.mark.determinism  # bit-for-bit claims: run at one and at two threads (conftest)
+
 
 def test_round_trip_and_rng_state(tmp_path):
     path = tmp_path / "checkpoint.pt"

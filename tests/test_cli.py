@@ -231,7 +231,7 @@ BAD_INPUTS = [
     (["scale", *SHORT, "--batch-sizes", "64,64", "--seeds", "1"], "values must be distinct, got '64,64'"),
     (["lsr", *SHORT, "--milestones", "0.8", "--model", "mlp", "--verify", "100000"], "batch_size=100000 is larger"),
     (["lsr", *SHORT, "--milestones", "0.8", "--verify", "64,64"], "values must be distinct, got '64,64'"),
-    (["lsr", *SHORT, "--milestones", "0.8", "--schedule", "cosine"], "schedule 'cosine', which has no constant-LR"),
+    (["lsr", *SHORT, "--schedule", "cosine"], "schedule 'cosine', which has no constant-LR"),  # lsr's milestones go
     (["lsr", *SHORT, "--milestones", "0.8", "--warmup", "0.75"], "starts inside the warm-up (until 0.75)"),
     (["lsr", *SHORT, "--milestones", "0.8", "--tau", "nan"], "--tau must be a finite number > 0, got nan"),
     (["verify", "--l-max", "1000000000"], "l_max=1000000000, replicas=10000, em_substeps=32 would take about"),

@@ -25,6 +25,8 @@ FAST = RunConfig(
     data="teacher-student", n_train=256, n_test=128, model="mlp", lr=0.2, batch_size=16, epochs=2.0,
     eval_every=0.5, checkpoint_every=0.5, device="cpu", gradient_noise="gaussian", gaussian_chunk=100,
 )  # fmt: skip
+
+pytestmark = pytest.mark.determinism  # bit-for-bit claims: run at one and at two threads (conftest)
 NOISE_KEYS = ("G", "N", "G_se", "N_se", "GN_cov", "gn_ratio", "gn_ratio_se", "noise_count")
 
 

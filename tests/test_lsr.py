@@ -152,6 +152,29 @@ def test_equilibrium_window_refuses_a_window_inside_the_warmup():
     assert equilibrium_window_epochs(cfg, 1 / 12) == pytest.approx((5.5, 6.0))
 
 
+@pytest.mark.parametrize("unit", ["step", "time"])
+def test_equilibrium_window_of_a_multistep_on_either_unit(tmp_path, unit):
+    """A trained run's window in SDE time: the last fraction of the time before its first decay, which on
+    steps is the start of step ⌈m·n/B⌉ (MultiStepLR's milestone) and on time m·τ. n/B = 4.6875: a warm-up of
+    1 epoch runs steps 0–4 at 0.1·(0.1 + 0.9·k/4.6875), then 0.1 per step until milestone 6 → step 29."""
+    from svag.clock import Clock
+    from svag.config import RunConfig
+    from svag.experiments.lsr_sweep import equilibrium_window
+    from svag.runfolder import RunFolder
+    from svag.runner.timeline import Timeline
+
+    cfg = RunConfig(lr=0.1, batch_size=64, epochs=8.0, schedule="multistep", milestones=(6.0,), warmup=1.0,
+                    schedule_unit=unit).validate()  # fmt: skip
+    tl = Timeline.of(cfg, 300, Clock(1))
+    derived = {**tl.to_dict(), "clock": Clock(1).to_dict(), "optimizer_names": {}, "n_train": 300}
+    RunFolder(tmp_path / "r").create(cfg.to_dict(), derived, {})
+    warm = sum(0.1 * (0.1 + 0.9 * k / 4.6875) for k in range(5)) if unit == "step" else 4.6875 * 0.1
+    end = warm + 24 * 0.1 if unit == "step" else 6 * 4.6875 * 0.1
+    assert equilibrium_window(tmp_path / "r", 0.5) == pytest.approx((end / 2, end), rel=1e-12)
+    with pytest.raises(ValueError, match=rf"starts inside the warm-up \(until {warm:.4g}\)"):
+        equilibrium_window(tmp_path / "r", 0.95)
+
+
 # -- the figure keeps every marker inside its axes (issue 15) ------------------------------------------
 
 

@@ -14,6 +14,8 @@ from torch import nn
 import svag
 from svag.amplify import coefficients
 
+pytestmark = pytest.mark.determinism  # bit-for-bit claims: run at one and at two threads (conftest)
+
 
 def _model(seed=0, dtype=torch.float64):
     torch.manual_seed(seed)

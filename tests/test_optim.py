@@ -13,6 +13,8 @@ from svag.adaptive import SVAGAdam, SVAGAdamW, SVAGRMSprop
 from svag.clock import Clock
 from svag.optim import HeavyBallSGD
 
+pytestmark = pytest.mark.determinism  # bit-for-bit claims: run at one and at two threads (conftest)
+
 
 @pytest.fixture(autouse=True)
 def _hand_built_gradients(monkeypatch):

@@ -59,13 +59,13 @@ def test_non_finite_floats_and_none_round_trip(tmp_path):
 def test_create_writes_the_current_schema_and_reads_back(tmp_path):
     folder = _new(tmp_path)
     saved = json.loads(folder.config_path.read_text())
-    assert list(saved) == ["schema_version", "config", "derived"] and saved["schema_version"] == SCHEMA_VERSION == 2
-    assert folder.exists() and folder.schema_version() == 2
+    assert list(saved) == ["schema_version", "config", "derived"] and saved["schema_version"] == SCHEMA_VERSION == 3
+    assert folder.exists() and folder.schema_version() == 3
     assert folder.run_config() == RunConfig(l=2.0) and folder.derived() == DERIVED and folder.env() == {"seed": 0}
     assert folder.status() == Status("not started") and folder.records() == [] and folder.progress() == 0.0
     assert not folder.has_checkpoint()
     run = folder.load()
-    assert (run.path, run.schema_version, run.status.status, run.records) == (folder.path, 2, "not started", [])
+    assert (run.path, run.schema_version, run.status.status, run.records) == (folder.path, 3, "not started", [])
 
 
 def test_create_starts_afresh_and_needs_the_optimizer_facts(tmp_path):
@@ -103,11 +103,11 @@ def test_status_is_typed_and_validated(tmp_path):
 def test_keep_records_for_resume(tmp_path):
     folder = _new(tmp_path)
     for i in range(3):
-        folder.append_record({"sde_time": float(i)})
+        folder.append_record({"sde_time": 2.0 * i})  # at DERIVED's evaluation times
     with open(folder.metrics_path, "a") as fh:
-        fh.write('{"sde_time": 3')  # killed mid-append
-    assert [r["sde_time"] for r in folder.records()] == [0.0, 1.0, 2.0]
-    assert folder.keep_records(2) == [{"sde_time": 0.0}, {"sde_time": 1.0}]
+        fh.write('{"sde_time": 6')  # killed mid-append
+    assert [r["sde_time"] for r in folder.records()] == [0.0, 2.0, 4.0]
+    assert folder.keep_records(2) == [{"sde_time": 0.0}, {"sde_time": 2.0}]
     assert folder.metrics_path.read_text().count("\n") == 2
     with pytest.raises(ValueError, match=r"cannot resume .*run: metrics.jsonl has 2 records, the checkpoint expects 5"):
         folder.keep_records(5)
@@ -135,8 +135,8 @@ def test_checkpoint_round_trip(tmp_path):
 
 def test_unreadable_configs_are_named(tmp_path):
     folder = _new(tmp_path)
-    records.write_json(folder.config_path, {"schema_version": 3, "config": {}, "derived": {}})
-    with pytest.raises(ValueError, match="schema_version 3; this svag reads versions 1 to 2"):
+    records.write_json(folder.config_path, {"schema_version": 4, "config": {}, "derived": {}})
+    with pytest.raises(ValueError, match="schema_version 4; this svag reads versions 1 to 3"):
         folder.load()
     records.write_json(folder.config_path, {"config": {}})
     with pytest.raises(ValueError, match=r"config.json is not the config of a run: it needs 'config' and 'derived'"):
@@ -174,7 +174,7 @@ def test_release_0_1_0_folders_load():
 
 
 def test_release_0_2_0_folders_load():
-    """Folders of release 0.2.0 (schema version 2, today's): read as written, nothing upgraded."""
+    """Folders of release 0.2.0 (schema version 2; constant LR): read as written, nothing upgraded."""
     root = FIXTURES / "release_0_2_0"
     runs = load_runs(root)
     assert [str(r.path.relative_to(root)) for r in runs] == ["compare/l1_seed0", "compare/l2_seed0", "killed/l2_seed0"]
@@ -283,3 +283,54 @@ def test_a_folder_older_than_schedule_unit_keeps_its_time_shaped_schedule(tmp_pa
     del saved["config"]["schedule_unit"]
     folder.config_path.write_text(json.dumps(saved))
     assert folder.config()["schedule_unit"] == RunConfig().schedule_unit == "step"
+
+
+def test_a_multistep_folder_of_schema_2_resumes_and_reads_on_time(tmp_path, monkeypatch):
+    """Schema versions 1 and 2 shaped a multistep on continuous time whatever ``schedule_unit`` said (release
+    0.2.0 saved ``"step"``, its default, which then shaped cosine and triangle only). Such a folder, stopped
+    mid-run, reads as ``time``, refuses ``step`` and resumes on time: it ends with the records of the
+    uninterrupted time-shaped run (12 SGD steps here; on steps 13). Its ``eval_epochs``, saved as time over
+    τ (1.5 at the end), read as the simulated run's epochs (2.0)."""
+    import os
+    import signal
+    from dataclasses import replace
+
+    from helpers import strip_wall_time
+    from svag import runner
+    from svag.runner.loop import Group
+
+    cfg = RunConfig(data="teacher-student", n_train=100, n_test=50, batch_size=16, lr=0.1, epochs=2.0,
+                    schedule="multistep", milestones=(1.0,), gamma=0.5, eval_every=0.5, checkpoint_every=0.5,
+                    schedule_unit="time", device="cpu")  # fmt: skip
+    straight = runner.run(cfg, tmp_path / "straight", progress=False).records
+    assert straight[-1]["step"] == 12
+    assert runner.run(replace(cfg, schedule_unit="step"), tmp_path / "new", progress=False).records[-1]["step"] == 13
+    step = Group.step
+
+    def step_then_sigint(self):
+        out = step(self)
+        if self.counters.step == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # honoured at the loop's next consistent point
+        return out
+
+    monkeypatch.setattr(Group, "step", step_then_sigint)
+    with pytest.raises(runner.RunInterrupted):
+        runner.run(cfg, tmp_path / "old", progress=False)
+    monkeypatch.setattr(Group, "step", step)
+    folder = RunFolder(tmp_path / "old")
+    saved = json.loads(folder.config_path.read_text())
+    saved["schema_version"], saved["config"]["schedule_unit"] = 2, "step"  # as release 0.2.0 wrote it,
+    tau = saved["derived"]["time_per_epoch"]
+    saved["derived"]["eval_epochs"] = [t / tau for t in saved["derived"]["eval_times"]]  # its epochs too
+    folder.config_path.write_text(json.dumps(saved))
+    assert folder.config()["schedule_unit"] == "time" and folder.run_config().schedule_unit == "time"
+    with pytest.raises(ValueError, match=r"config differs in \['schedule_unit'\]"):
+        runner.run(replace(cfg, schedule_unit="step"), folder.path, progress=False, resume=True)
+    resumed = runner.run(folder.run_config(), folder.path, progress=False, resume=True).records
+    assert strip_wall_time(resumed) == strip_wall_time(straight)
+    assert saved["derived"]["eval_epochs"][-1] == pytest.approx(1.5)
+    assert folder.derived()["eval_epochs"] == pytest.approx([0.0, 0.5, 1.0, 2.0], rel=1e-12)
+    assert folder.load().derived["eval_epochs"][-1] == pytest.approx(2.0, rel=1e-12)
+    saved["schema_version"] = 3  # written by this svag: the config says step, and it ran on steps
+    folder.config_path.write_text(json.dumps(saved))
+    assert folder.config()["schedule_unit"] == "step" and folder.derived()["eval_epochs"][-1] == pytest.approx(1.5)

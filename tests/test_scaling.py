@@ -122,3 +122,78 @@ def test_sqrt_rule_reads_svag_adamw_hyperparameters_but_not_run_config():
 def test_bad_input_raises_clear_errors(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+# -- the transfer rules side by side (svag.scaling.RULES) ------------------------------------------------
+from svag.scaling import RULES, adamw_timescale_rule, beta_halflife_rule, rule_limit, sqrt_lr_rule  # noqa: E402
+
+ADAMW = {"batch_size": 16, "lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1, "optimizer": "adamw"}
+
+
+def _same_record(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        (a[k] == pytest.approx(b[k], rel=1e-12)) if not isinstance(a[k], (tuple, str)) else
+        (a[k] == b[k] if isinstance(a[k], str) else a[k] == pytest.approx(b[k], rel=1e-12))
+        for k in a
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_every_rule_is_the_identity_at_kappa_1_and_composes(name):
+    """κ = 1 changes nothing; κ1 then κ2 is κ1·κ2 (so a ladder built from any rung is the same ladder)."""
+    rule = RULES[name]
+    assert _same_record(rule(ADAMW, 1), ADAMW)
+    for k1, k2 in ((2, 2), (2, 4), (4, 2)):
+        assert _same_record(rule(rule(ADAMW, k1), k2), rule(ADAMW, k1 * k2)), (k1, k2)
+
+
+def test_what_each_rule_changes():
+    k, root = 4, 2.0
+    assert sqrt_lr_rule(ADAMW, k) == {**ADAMW, "batch_size": 64, "lr": 1e-3 * root}
+    ts = adamw_timescale_rule(ADAMW, k)  # Power Lines: η kept, λ·κ keeps B/(ηλD)
+    assert ts["lr"] == 1e-3 and ts["weight_decay"] == pytest.approx(0.4) and ts["betas"] == ADAMW["betas"]
+    half = adamw_timescale_rule(ADAMW, k, lr_exponent=0.5)  # Wang & Aitchison with √κ·η: P2's λ·√κ
+    p2 = sqrt_rule(ADAMW, k)
+    assert half["lr"] == pytest.approx(p2["lr"]) and half["weight_decay"] == pytest.approx(p2["weight_decay"])
+    for hp in (ADAMW, ts, half):  # the timescale B/(ηλ) is what the rule keeps
+        assert hp["batch_size"] / (hp["lr"] * hp["weight_decay"]) == pytest.approx(16 / (1e-3 * 0.1))
+    hl = beta_halflife_rule(ADAMW, k)
+    assert hl["betas"] == pytest.approx((0.9**4, 0.999**4)) and hl["lr"] == pytest.approx(2e-3)
+    assert hl["eps"] == pytest.approx(5e-9) and hl["weight_decay"] == pytest.approx(0.2)
+
+
+def test_halflife_rule_agrees_with_p2_to_first_order_and_reaches_past_its_limit():
+    """β^κ = 1 − κ(1 − β) + O((1 − β)²): at 1 − β = 1e-4 the two agree to ~κ²·1e-8; at κ = 16 with β1 = 0.9
+    P2's rule is undefined, the half-life rule is not (and its half-life in samples is the base one)."""
+    hp = {**ADAMW, "betas": (0.9999, 0.99999)}
+    for k in (2, 4, 8):
+        a, b = beta_halflife_rule(hp, k)["betas"], sqrt_rule(hp, k)["betas"]
+        assert all(abs(x - y) < k**2 * 1e-8 for x, y in zip(a, b))
+    far = beta_halflife_rule(ADAMW, 16)
+    assert 0 < far["betas"][0] < 1
+    half_life = lambda beta, B: B * math.log(0.5) / math.log(beta)  # noqa: E731 - samples
+    assert half_life(far["betas"][0], 256) == pytest.approx(half_life(0.9, 16))
+    with pytest.raises(ValueError, match="must be < 1"):
+        sqrt_rule(ADAMW, 16)
+
+
+def test_rule_limits():
+    assert rule_limit(ADAMW, "sqrt") == pytest.approx(10.0)  # κ(1 − β1) < 1
+    assert rule_limit({**ADAMW, "betas": (0.0, 0.99)}, "sqrt") == pytest.approx(100.0)  # β1 = 0: β2 binds
+    assert all(rule_limit(ADAMW, r) == math.inf for r in RULES if r != "sqrt")
+    with pytest.raises(ValueError, match="rule must be one of linear, sqrt, sqrt_lr, adamw_timescale, beta_halflife"):
+        rule_limit(ADAMW, "cubic")
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: adamw_timescale_rule({**ADAMW, "optimizer": "adam"}, 2), r"needs decoupled weight decay"),
+        (lambda: adamw_timescale_rule(ADAMW, 2, lr_exponent=1.5), r"lr_exponent must be in \[0, 1\], got 1.5"),
+        (lambda: beta_halflife_rule({**ADAMW, "betas": (0.9, 1.0)}, 2), r"betas\[1\] must be a real number in"),
+        (lambda: sqrt_lr_rule(ADAMW, -2), r"kappa must be a finite number > 0, got -2"),
+    ],
+)  # fmt: skip
+def test_rules_refuse_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -6,6 +6,8 @@ from torch import nn
 
 import svag
 
+pytestmark = pytest.mark.determinism  # bit-for-bit claims: run at one and at two threads (conftest)
+
 
 def _bn_model(seed=0):
     torch.manual_seed(seed)

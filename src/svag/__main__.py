@@ -2,6 +2,6 @@
 
 import sys
 
-from svag.cli import main
+from svag.cli import entry_point
 
-sys.exit(main())
+sys.exit(entry_point())

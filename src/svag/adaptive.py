@@ -21,6 +21,10 @@ unit time, i.e. the drift ``−(λ_W/η)·x`` in the SDE. SVAG keeps it with ``�
 (:func:`svag_decoupled_weight_decay`): a step then multiplies by ``1 − (η/ℓ)(λ_W/ℓ)`` and covers
 ``(η/ℓ)²``, the same rate ``λ_W/η``. This is the square-root rule's ``λ_W → √κ·λ_W`` (PAPER §5,
 :func:`svag.scaling.sqrt_rule`) at ``κ = 1/ℓ²``, as ``η → η/ℓ`` is its ``η → √κ·η``.
+
+The weights ``w = 1/(√v̂ + ε')`` an update divides by (:func:`preconditioner_weights`; each optimizer's
+:meth:`~SVAGAdam.preconditioner_weights` for its current state) weigh the preconditioned signal-to-noise
+ratio whose growth along the square-root rule says where that rule must fail (:mod:`svag.noise`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ __all__ = [
     "SVAGAdam",
     "SVAGAdamW",
     "SVAGRMSprop",
+    "preconditioner_weights",
     "svag_adam",
     "svag_beta",
     "svag_decoupled_weight_decay",
@@ -241,6 +246,43 @@ def svag_rmsprop(
         param.addcdiv_(grad, denom, value=-lr_)
 
 
+def preconditioner_weights(
+    exp_avg_sq: torch.Tensor, step: int, beta2: float, eps: float, l: float = 1.0, *, bias_correction: bool = True
+) -> torch.Tensor:
+    r"""The weights of an adaptive update's diagonal preconditioner: :math:`w = 1/(\sqrt{\hat v} + \epsilon')`.
+
+    .. math::  \hat v = \frac{v}{1 - \beta_2'^{\,k}}, \qquad w_i = \frac{1}{\sqrt{\hat v_i} + \epsilon'},
+               \qquad (\beta_2', \epsilon') = \text{transformed\_hyperparameters}(\cdot, \beta_2, \epsilon, \ell)
+
+    ``v`` is the optimizer's second moment ``exp_avg_sq`` after ``k`` steps (``step``), ``β2'`` and ``ε'``
+    SVAG's transformed ones (P2: ``1 − β2' = (1 − β2)/ℓ²``, ``ε' = ε·ℓ``): the update
+    ``x ← x − η'·m̂·w`` of :func:`svag_adam` (RMSprop: ``d·w``, :func:`svag_rmsprop`; without the
+    factor ``1/(1 − β2'^k)`` when ``bias_correction=False``) divides by exactly this ``√v̂ + ε'``, computed
+    with the kernels' operations. These ``w_i`` weigh the coordinates of the **preconditioned
+    signal-to-noise ratio** ``R(B) = Σ_i w_i Ĝ_i² / Σ_i w_i σ_i²/B`` (:mod:`svag.noise`, "The preconditioned
+    ratio"): a uniform factor in ``w`` cancels there, so SVAG's ``w`` (``v ≈ Ĝ² + ℓ²σ²/B``, ``ε' = εℓ``) is
+    ``1/ℓ`` times the simulated run's with the signal term damped by ``ℓ²``. A coordinate with ``v̂_i = 0``
+    and ``ε = 0`` has ``w_i = inf`` (and the update itself divides ``0/0``).
+
+    Args:
+        exp_avg_sq: the second moment ``v`` (any shape, e.g. a stacked ensemble's ``(K, ...)``).
+        step: the number ``k >= 1`` of steps that built ``v`` (the bias correction's count).
+        beta2, eps, l: ``β2``, ``ε`` and ℓ of the **simulated** run (as the optimizer's groups hold them).
+        bias_correction: ``False`` for ``torch.optim.RMSprop``'s update (``v̂ = v``).
+
+    Returns:
+        ``w``, a new tensor of ``exp_avg_sq``'s shape and dtype.
+    """
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 1:
+        raise ValueError(f"step must be an integer >= 1 (the steps that built exp_avg_sq), got {step!r}")
+    hp = transformed_hyperparameters(0.0, beta2, eps, l)
+    b2, eps_ = hp["betas"], hp["eps"]
+    denom = exp_avg_sq.detach().sqrt()
+    if bias_correction:
+        denom = denom / (1 - b2**step) ** 0.5  # as svag_adam: (v.sqrt() / bias_correction2**0.5) + eps
+    return denom.add_(eps_).reciprocal_()
+
+
 def _kernel_steps(params: list[torch.Tensor], steps: list[int], fused: bool) -> list[torch.Tensor]:
     """The step tensors torch's kernels take: torch counts steps in scalar tensors and increments them
     itself, so they are made from the SVAG step count ``k − 1`` (the optimizer's state keeps the int)."""
@@ -268,6 +310,45 @@ class _AdaptiveSVAG(SVAGOptimizer):
     def _check_grads(self, group: dict[str, Any], grads: list[torch.Tensor]) -> None:
         if any(g.is_sparse for g in grads):  # as torch.optim.Adam: checked before any parameter moves
             raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+
+    def _second_moment(self, group: dict[str, Any]) -> tuple[float, bool]:
+        """``(β2, bias_correction)`` of ``group``'s second moment (those of the simulated run)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def preconditioner_weights(self, params: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor | None] | None:
+        r"""Per parameter, the weights ``w = 1/(√v̂ + ε')`` of the current state (:func:`preconditioner_weights`).
+
+        They are the weights the **next** update divides by, and depend only on the gradients of earlier
+        steps: taken before a step, they are independent of that step's batches, as the unbiased pair
+        estimates of the preconditioned ratio need (:func:`svag.noise.pair_estimates` with ``weights``;
+        the state after the step holds the step's own gradient). A stacked ensemble's ``(K, ...)``
+        parameter gets ``(K, ...)`` weights, one slice per replica.
+
+        Args:
+            params: the parameters to return weights for, in this order (default: every parameter of
+                ``param_groups``, in order); each must be one of the optimizer's.
+
+        Returns:
+            a list with one tensor per parameter, ``None`` for a parameter not stepped yet (no state);
+            ``None`` instead of the list while no parameter has been stepped (before the first step).
+        """
+        group_of = {id(p): g for g in self.param_groups for p in g["params"]}
+        if params is None:
+            params = [p for g in self.param_groups for p in g["params"]]
+        out: list[torch.Tensor | None] = []
+        for i, p in enumerate(params):
+            group = group_of.get(id(p))
+            if group is None:
+                raise ValueError(f"params[{i}] is not a parameter of this {type(self).__name__}")
+            state = self.state.get(p)
+            if not state or int(state["step"]) < 1:
+                out.append(None)
+                continue
+            beta2, bias_correction = self._second_moment(group)
+            out.append(preconditioner_weights(state["exp_avg_sq"], int(state["step"]), beta2, group["eps"],
+                                              group["l"], bias_correction=bias_correction))  # fmt: skip
+        return out if any(w is not None for w in out) else None
 
     def _states(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> tuple[list[dict[str, Any]], list[int]]:
         states, steps = [], []
@@ -352,6 +433,9 @@ class SVAGAdam(_AdaptiveSVAG):
                 f"{type(self).__name__}'s weight decay is {kind}, got decoupled_weight_decay={decoupled!r}; "
                 f"for {'coupled L2' if self._decoupled else 'decoupled (AdamW)'} decay use {other}"
             )
+
+    def _second_moment(self, group: dict[str, Any]) -> tuple[float, bool]:
+        return group["betas"][1], True
 
     def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
         states, steps = self._states(params, grads)
@@ -476,6 +560,9 @@ class SVAGRMSprop(_AdaptiveSVAG):
                 "SVAGRMSprop(bias_correction=False) is torch.optim.RMSprop, which has no fused kernel in torch, got "
                 "fused=True; use foreach=True, or bias_correction=True (torch's fused Adam with beta1 = 0)"
             )
+
+    def _second_moment(self, group: dict[str, Any]) -> tuple[float, bool]:
+        return group["beta"], group["bias_correction"]
 
     def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
         states, steps = self._states(params, grads)

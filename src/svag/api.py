@@ -15,11 +15,25 @@ else (a function in your script or notebook, a lambda, tensors, a Dataset) is re
 ``python:NAME`` with a fingerprint (:func:`svag.plugins.as_spec`): to resume such a run call the
 same function again with ``resume=True`` and the same objects (a changed object is refused); the
 CLI cannot resume it, and it runs in this process (``jobs=1``).
+
+**Arguments** are checked before any run starts or any folder is made, with the command line's one-line
+messages where the check is shared (the config's fields: :meth:`RunConfig.validate`; the sweep's:
+:mod:`svag.experiments.arguments`): a bad value raises ``ValueError`` (``TypeError`` for a value of the
+wrong kind) naming the keyword, the value and what is valid.
+
+**Threads.** Every call that trains takes ``threads=``, PyTorch's intra-op CPU threads while it runs, with
+its command's default (``--threads``, :func:`svag.experiments.defaults.resolve_threads`): ``lsr_test`` one
+thread (:data:`~svag.experiments.defaults.LSR_THREADS`, as ``svag lsr``, so the two give the same numbers
+bit for bit), the others PyTorch's own (``0``), and when ``OMP_NUM_THREADS`` is set, PyTorch's (which
+follows it). The thread count you had is put back when the call returns. ``jobs > 1`` runs each job in a
+worker process on ``cores // jobs`` threads, as the commands do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +41,23 @@ from typing import Any
 from svag import sweepfolder
 from svag.config import RunConfig
 from svag.data.plugin import as_data_spec
-from svag.experiments.defaults import LSR_CONFIG, LSR_SEEDS, LSR_TAU, LSR_WINDOW
+from svag.experiments import arguments
+from svag.experiments.defaults import (
+    LSR_CONFIG,
+    LSR_SEEDS,
+    LSR_TAU,
+    LSR_THREADS,
+    LSR_WINDOW,
+    TORCH_THREADS,
+    resolve_threads,
+)
 from svag.integrations import record_sinks
 from svag.plugins import KINDS, PYTHON, as_spec
 
 __all__ = [
     "CompareResult",
     "LSRResult",
+    "RulesResult",
     "ScaleResult",
     "TrainResult",
     "compare",
@@ -100,9 +124,10 @@ class CompareResult(_Tables):
 
 @dataclass
 class LSRResult(_Tables):
-    """The LSR test: ``B_star`` ± ``B_star_se`` (P1's B* = B0·τ·N/G over the baseline's window),
-    ``B_simple``; ``verdicts`` per batch size of the sweep, ``runs``, ``records``; ``result`` is
-    lsr.json."""
+    """The LSR test: ``B_star`` ± ``B_star_se`` (P1's B* = B0·τ·N/G over the baseline's window; for Adam,
+    AdamW and RMSprop from the preconditioned G/N, with the square-root rule's own limit in
+    ``result["B_rule_limit"]`` and which binds first in ``result["binding_limit"]``), ``B_simple``;
+    ``verdicts`` per batch size of the sweep, ``runs``, ``records``; ``result`` is lsr.json."""
 
     TABLES = ("verdicts", "runs", "records")
     out_dir: Path
@@ -128,6 +153,21 @@ class ScaleResult(_Tables):
     records: list[dict]
 
 
+@dataclass
+class RulesResult(_Tables):
+    """Transfer rules side by side (``scale(..., rules=[...])``): ``answer`` (one line: where each rule held and
+    departed), ``verdicts`` per rule and batch size (rules.csv), ``result`` (rules.json), ``statuses``,
+    ``records`` of every run (``run`` is ``{rule}/B{B}_seed{s}``)."""
+
+    TABLES = ("verdicts", "records")
+    out_dir: Path
+    answer: str
+    verdicts: list[dict]
+    result: dict
+    statuses: dict[str, str]
+    records: list[dict]
+
+
 def _config(model: Any, data: Any, loss: Any, config: RunConfig | dict | None, fields: dict) -> RunConfig:
     """A validated :class:`RunConfig`: ``config`` (or the defaults), then the plug-ins, then ``fields``."""
     base = RunConfig.of(config).to_dict() if config is not None else RunConfig().to_dict()
@@ -139,6 +179,7 @@ def _config(model: Any, data: Any, loss: Any, config: RunConfig | dict | None, f
 
 
 def _check_jobs(cfg: RunConfig, jobs: int) -> None:
+    """Refuse ``jobs > 1`` where a plug-in exists only in this process (worker processes cannot load it)."""
     local = [getattr(cfg, k) for k in KINDS if str(getattr(cfg, k)).startswith(PYTHON)]
     if jobs != 1 and local:
         raise ValueError(
@@ -148,19 +189,46 @@ def _check_jobs(cfg: RunConfig, jobs: int) -> None:
 
 
 def _sweep_base(
-    model: Any, data: Any, loss: Any, config: RunConfig | dict | None, fields: dict, jobs: int
+    model: Any, data: Any, loss: Any, config: RunConfig | dict | None, fields: dict, jobs: int, sweep: str
 ) -> RunConfig:
-    """The base run of a sweep over ``l`` or ``B``: :func:`_config` at ``l = 1``, seed 0, checked for ``jobs``."""
+    """The base run of a sweep over ``l`` or ``B``: :func:`_config` at ``l = 1``, seed 0, checked for ``jobs``.
+    The sweep sets ``l`` and ``seed`` itself (its command has no ``--l``, ``--seed``): giving them is refused."""
+    given = [f"{k}={fields[k]!r}" for k in ("l", "seed") if k in fields]
+    if given:
+        own = "every l of ls" if sweep == "compare" else "l = 1"
+        raise ValueError(f"{sweep} sets l and seed itself ({own}, seeds 0..seeds-1): drop {', '.join(given)}")
     cfg = _config(model, data, loss, config, {**fields, "l": 1.0, "seed": 0})
     _check_jobs(cfg, jobs)
     return cfg
 
 
-def _check_seeds(seeds: Any) -> int:
-    """``seeds``, the number of seeds ``0..seeds-1`` of a sweep, if it is an integer >= 1."""
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
-    return seeds
+def _switches(**values: Any) -> None:
+    """Refuse an on/off keyword (``resume``, ``progress``, ``plots``, ...) that is not ``True`` or ``False``."""
+    for name, value in values.items():
+        arguments.switch(value, name)
+
+
+def _threads(threads: Any, default: int) -> int:
+    """The threads a call trains on (0: leave PyTorch's): ``threads`` if given (an integer >= 0), else its
+    command's ``default`` unless ``OMP_NUM_THREADS`` is set (:func:`svag.experiments.defaults.resolve_threads`)."""
+    given = None if threads is None else arguments.count(threads, "threads", 0)
+    return resolve_threads(given, default, os.environ)
+
+
+@contextlib.contextmanager
+def _on_threads(n: int):
+    """PyTorch's intra-op threads set to ``n`` while the block runs (0: left as they are), then put back."""
+    if not n:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _records(out: Path, names: list[str]) -> list[dict]:
@@ -174,23 +242,40 @@ def _records(out: Path, names: list[str]) -> list[dict]:
     return rows
 
 
-def run(cfg: RunConfig | dict, out_dir: str | os.PathLike, *, resume: bool = False, progress: bool = True):
+def run(cfg: RunConfig | dict, out_dir: str | os.PathLike, *, resume: bool = False, progress: bool = True,
+        threads: int | None = None):  # fmt: skip
     """:func:`svag.runner.run` with the record sinks ``cfg`` asks for (``tensorboard``): train one run
-    into ``out_dir``; its arguments, result and errors are the runner's."""
+    into ``out_dir``; its arguments, result and errors are the runner's. ``threads``: PyTorch's threads
+    while it trains (default: ``svag train``'s, PyTorch's own; see the module docstring), put back after."""
     from svag import runner
 
-    cfg = RunConfig.of(cfg)
-    return runner.run(cfg, out_dir, resume=resume, progress=progress, sinks=record_sinks(cfg))
+    arguments.folder(out_dir, "out_dir")
+    _switches(resume=resume, progress=progress)
+    n = _threads(threads, TORCH_THREADS)
+    cfg = RunConfig.of(cfg).validate()
+    with _on_threads(n):
+        return runner.run(cfg, out_dir, resume=resume, progress=progress, sinks=record_sinks(cfg))
 
 
 def run_replicas(cfg: RunConfig | dict, seeds: list[int], out_dirs: list[str | os.PathLike], *, resume: bool = False,
-                 progress: bool = True):  # fmt: skip
+                 progress: bool = True, threads: int | None = None):  # fmt: skip
     """:func:`svag.runner.run_replicas` with the record sinks ``cfg`` asks for (``tensorboard``): train
-    every seed at once, each into its own folder."""
+    every seed at once, each into its own folder. ``threads``: as :func:`run`."""
     from svag import runner
+    from svag.seeds import check_seed
 
-    cfg = RunConfig.of(cfg)
-    return runner.run_replicas(cfg, seeds, out_dirs, resume=resume, progress=progress, sinks=record_sinks(cfg))
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (list, tuple, range)):
+        raise TypeError(f"seeds must be a list of seeds (integers >= 0), got {seeds!r}")
+    seeds = arguments.distinct([check_seed(s) for s in seeds], f"seeds={seeds!r}")
+    if isinstance(out_dirs, (str, bytes, os.PathLike)) or not isinstance(out_dirs, (list, tuple)):
+        raise TypeError(f"out_dirs must be a list of folders, one per seed, got {out_dirs!r}")
+    for out in out_dirs:
+        arguments.folder(out, "out_dirs")
+    _switches(resume=resume, progress=progress)
+    n = _threads(threads, TORCH_THREADS)
+    cfg = RunConfig.of(cfg).validate()
+    with _on_threads(n):
+        return runner.run_replicas(cfg, seeds, out_dirs, resume=resume, progress=progress, sinks=record_sinks(cfg))
 
 
 def train(
@@ -202,20 +287,31 @@ def train(
     config: RunConfig | dict | None = None,
     resume: bool = False,
     progress: bool = False,
+    threads: int | None = None,
     **fields: Any,
 ) -> TrainResult:
     """One SGD (``l = 1``) or SVAG run of ``model`` on ``data`` into ``out`` (as ``svag train``).
 
     Args:
-        model, data, loss: objects or text (see the module docstring; ``None``: the config's).
+        model, data, loss: objects or text (see the module docstring; ``None``: the config's). A model
+            is a factory ``model(input_shape, num_classes)``, not a built ``nn.Module``.
         out: the run folder (empty or absent unless ``resume``).
         config: a RunConfig or a dict of its fields; ``fields`` (RunConfig fields) override it.
         resume: continue the run in ``out`` (same config and the same objects).
+        threads: PyTorch's intra-op threads while it trains; default ``svag train``'s (PyTorch's own),
+            ``0`` leaves them as they are; your thread count is put back after.
+
+    Raises:
+        ValueError, TypeError: a bad argument (one line), before anything is trained or written.
     """
     from svag.runner import run
 
+    arguments.folder(out, "out")
+    _switches(resume=resume, progress=progress)
+    n = _threads(threads, TORCH_THREADS)
     cfg = _config(model, data, loss, config, fields)
-    res = run(cfg, out, resume=resume, progress=progress, sinks=record_sinks(cfg))
+    with _on_threads(n):
+        res = run(cfg, out, resume=resume, progress=progress, sinks=record_sinks(cfg))
     return TrainResult(Path(res.out_dir), res.status, res.records)
 
 
@@ -238,21 +334,37 @@ def compare(
     resume: bool = False,
     progress: bool = False,
     plots: bool = True,
+    threads: int | None = None,
     **fields: Any,
 ) -> CompareResult:
     """SGD and SVAG at every ``l`` of ``ls`` with seeds ``0..seeds-1`` (as ``svag compare``), the
-    summary and the verdict "does SGD follow its SDE?" (``margins``, ``fit``, ``fit_ls``, ``paired``
-    as :func:`svag.analysis.report.compute_verdicts`; needs ≥ 2 seeds and l = 1 among ≥ 2 l)."""
+    summary and the verdict "does SGD follow its SDE?" (``margins`` ``{metric: 0.02 or '5%'}``, ``fit``
+    ``wls``/``two_point``, ``fit_ls``, ``paired`` as :func:`svag.analysis.report.compute_verdicts`; needs
+    ≥ 2 seeds and l = 1 among ≥ 2 l). ``ngd``: also P1's NGD per seed. ``threads``: as :func:`train`
+    (``svag compare``'s default, PyTorch's own). Every argument is checked before the first run starts;
+    ``l`` and ``seed`` are the sweep's own (``ls``, ``seeds``)."""
     from svag.analysis.report import missing_requirement, run_verdicts
     from svag.analysis.report_text import CSV_COLUMNS, csv_rows
+    from svag.analysis.richardson import FITS
     from svag.analysis.summary import summary_rows
     from svag.experiments.compare import run_compare, write_summary
 
-    cfg = _sweep_base(model, data, loss, config, fields, jobs)
-    _check_seeds(seeds)
-    ls = [float(x) for x in ls]
-    statuses = run_compare(cfg, ls, list(range(seeds)), out, resume=resume, progress=progress, jobs=jobs,
-                           ensemble=ensemble, ngd=ngd, log=lambda m: None, sinks=record_sinks(cfg))  # fmt: skip
+    arguments.folder(out, "out")
+    ls = arguments.ladder(ls, "ls")
+    seeds = arguments.count(seeds, "seeds", 1)
+    margins = arguments.margins(margins, "margins")
+    fit = arguments.choice(fit, "fit", FITS)
+    fit_ls = arguments.fit_ls(fit_ls, ls, "fit_ls", "ls")
+    arguments.switch(paired, "paired", allow_none=True)
+    _switches(ngd=ngd, resume=resume, progress=progress, plots=plots)
+    jobs = arguments.count(jobs, "jobs", 1)
+    n = _threads(threads, TORCH_THREADS)
+    cfg = _sweep_base(model, data, loss, config, fields, jobs, "compare")
+    if ngd and cfg.gradient_noise == "gaussian":
+        raise ValueError("ngd=True adds Gaussian-noise runs to SGD runs, but gradient_noise is already gaussian")
+    with _on_threads(n):
+        statuses = run_compare(cfg, ls, list(range(seeds)), out, resume=resume, progress=progress, jobs=jobs,
+                               ensemble=ensemble, ngd=ngd, log=lambda m: None, sinks=record_sinks(cfg))  # fmt: skip
     names = list(statuses)
     write_summary(out, names=names)
     from svag.runfolder import RunFolder
@@ -262,7 +374,7 @@ def compare(
     result.note = missing_requirement(ls, seeds)
     if result.note is None:
         try:
-            opts = {"margins": dict(margins or {}), "fit": fit, "use": fit_ls, "paired": paired}
+            opts = {"margins": margins, "fit": fit, "use": fit_ls, "paired": paired}
             result.report, _ = run_verdicts(out, names=names, **opts)
             result.verdicts = [{c: r.get(c) for c in CSV_COLUMNS} for r in csv_rows(result.report)]  # same keys
         except ValueError as err:  # too few seeds left after a failed run, and the like
@@ -290,32 +402,45 @@ def lsr_test(
     resume: bool = False,
     progress: bool = False,
     plots: bool = True,
+    threads: int | None = None,
     **fields: Any,
 ) -> LSRResult:
     """P1's LSR test (as ``svag lsr``, with its defaults for fields not given): a baseline run
     measures G/N over its equilibrium window (the last ``window`` of the first constant-LR phase)
     and predicts ``B* = B0·τ·N/G``; ``verify`` runs the linear-scaling sweep at those batch sizes,
     ``seeds`` seeds per batch size (default: ``svag lsr``'s; one when there is no sweep), stacked as
-    one ensemble per batch size where ``ensemble`` allows it (``auto``/``on``/``off``)."""
+    one ensemble per batch size where ``ensemble`` allows it (``auto``/``on``/``off``).
+
+    ``threads``: PyTorch's intra-op threads while it trains, by default ``svag lsr``'s: one
+    (:data:`~svag.experiments.defaults.LSR_THREADS`), or PyTorch's when ``OMP_NUM_THREADS`` is set, so
+    that it gives ``svag lsr``'s numbers bit for bit; your thread count is put back after."""
     from dataclasses import replace
 
     from svag.experiments.lsr_sweep import equilibrium_window_epochs, lsr_table, run_sweep, write_lsr_outputs
 
+    arguments.folder(out, "out")
+    verify = arguments.batch_sizes(verify, "verify", allow_empty=True)
+    tau = arguments.positive(tau, "tau")
+    window = arguments.window(window, "window")
+    seeds = arguments.count(LSR_SEEDS if seeds is None else seeds, "seeds", 1)
+    _switches(resume=resume, progress=progress, plots=plots)
+    jobs = arguments.count(jobs, "jobs", 1)
+    n = _threads(threads, LSR_THREADS)
     if config is None:
         config = {**RunConfig().to_dict(), **LSR_CONFIG}
+        if fields.get("schedule", "multistep") != "multistep" and "milestones" not in fields:
+            config["milestones"] = ()  # the default's decay belongs to its multistep (as `svag lsr --schedule`)
     cfg = _config(model, data, loss, config, fields)
     _check_jobs(cfg, jobs)
-    if not (isinstance(tau, (int, float)) and 0 < tau < float("inf")):
-        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
     span = equilibrium_window_epochs(cfg, window)
     if not cfg.noise_window:
         cfg = replace(cfg, noise_window=span).validate()
     if cfg.noise != "pairs":
         raise ValueError(f"the LSR test needs noise='pairs' to measure G/N, got {cfg.noise!r}")
-    seeds = _check_seeds(LSR_SEEDS if seeds is None else seeds)
-    dirs = run_sweep(cfg, list(verify), Path(out), resume=resume, progress=progress, jobs=jobs,
-                     seeds=seeds if verify else 1, ensemble=ensemble, log=lambda m: None,
-                     sinks=record_sinks(cfg))  # fmt: skip
+    with _on_threads(n):
+        dirs = run_sweep(cfg, verify, Path(out), resume=resume, progress=progress, jobs=jobs,
+                         seeds=seeds if verify else 1, ensemble=ensemble, log=lambda m: None,
+                         sinks=record_sinks(cfg))  # fmt: skip
     res = lsr_table(dirs, tau=tau, fraction=window)
     write_lsr_outputs(res, out)
     if plots and res.get("verdicts"):
@@ -334,6 +459,7 @@ def scale(
     out: str | os.PathLike,
     batch_sizes: tuple[int, ...],
     rule: str = "auto",
+    rules: Sequence[str] | None = None,
     seeds: int = 1,
     loss: Any = None,
     config: RunConfig | dict | None = None,
@@ -342,11 +468,16 @@ def scale(
     resume: bool = False,
     progress: bool = False,
     plots: bool = True,
+    threads: int | None = None,
     **fields: Any,
-) -> ScaleResult:
-    """A batch-size sweep under a scaling rule (as ``svag scale``): ``rule`` linear (SGD), sqrt
-    (Adam/RMSprop) or auto (the one that keeps the optimizer's SDE), from the config's batch size."""
+) -> ScaleResult | RulesResult:
+    """A batch-size sweep under a scaling rule (as ``svag scale``): ``rule`` one of :data:`svag.scaling.RULES`
+    (linear for SGD, sqrt for Adam/RMSprop, sqrt_lr, adamw_timescale, beta_halflife) or auto (the one that keeps
+    the optimizer's SDE), from the config's batch size (always run too) to each of ``batch_sizes`` (at least
+    one). ``rules``: two or more rules compared over the same ladder (as ``svag scale --rule A,B``), returning a
+    :class:`RulesResult`. ``threads``: as :func:`train` (``svag scale``'s default, PyTorch's own)."""
     from svag.experiments.scale import (
+        RULES,
         TABLE_METRICS,
         auto_rule,
         base_run,
@@ -356,14 +487,47 @@ def scale(
         write_scale_summary,
     )
 
-    cfg = _sweep_base(model, data, loss, config, fields, jobs)
-    _check_seeds(seeds)
+    arguments.folder(out, "out")
+    batch_sizes = arguments.batch_sizes(batch_sizes, "batch_sizes")
+    rule = arguments.choice(rule, "rule", ("auto", *RULES))
+    seeds = arguments.count(seeds, "seeds", 1)
+    _switches(resume=resume, progress=progress, plots=plots)
+    jobs = arguments.count(jobs, "jobs", 1)
+    n = _threads(threads, TORCH_THREADS)
+    cfg = _sweep_base(model, data, loss, config, fields, jobs, "scale")
     rule = auto_rule(cfg.optimizer)[0] if rule == "auto" else rule
-    statuses = run_scale(cfg, rule, list(batch_sizes), list(range(seeds)), out, resume=resume, progress=progress,
-                         jobs=jobs, ensemble=ensemble, log=lambda m: None, sinks=record_sinks(cfg))  # fmt: skip
+    if rules is not None:
+        return _rules(cfg, rules, batch_sizes, seeds, Path(out), n, plots, resume=resume, progress=progress,
+                      jobs=jobs, ensemble=ensemble, log=lambda m: None, sinks=record_sinks(cfg))  # fmt: skip
+    with _on_threads(n):
+        statuses = run_scale(cfg, rule, batch_sizes, list(range(seeds)), out, resume=resume, progress=progress,
+                             jobs=jobs, ensemble=ensemble, log=lambda m: None, sinks=record_sinks(cfg))  # fmt: skip
     write_scale_summary(out)
     if plots:
         from svag.analysis.plotting import plot_scale
 
         plot_scale(scale_curves(out, TABLE_METRICS), Path(out) / sweepfolder.SCALE_PNG, base=base_run(out), rule=rule)
     return ScaleResult(Path(out), rule, statuses, scale_rows(out), _records(Path(out), list(statuses)))
+
+
+def _rules(cfg, rules, batch_sizes, seeds: int, out: Path, threads: int, plots: bool, **options) -> RulesResult:
+    """:func:`scale` with ``rules``: :func:`svag.experiments.scale.run_rules`, its verdicts, tables and figure."""
+    from svag.experiments.scale import RULES, rule_verdicts, run_rules, write_rules
+
+    if isinstance(rules, str) or not isinstance(rules, (list, tuple)) or len(rules) < 2:
+        raise ValueError(f"rules must be a list of 2 or more rules (one rule: rule=...), got {rules!r}")
+    for r in rules:
+        arguments.choice(r, "rules entries", tuple(RULES))
+    with _on_threads(threads):
+        statuses = run_rules(cfg, list(rules), batch_sizes, list(range(seeds)), out, **options)
+    result = rule_verdicts(out, list(rules))
+    write_rules(result, out)
+    if plots:
+        from svag.analysis.plotting import plot_rules
+
+        plot_rules(result, out / sweepfolder.RULES_PNG)
+    verdicts = [{"rule": rule, "batch_size": row["batch_size"], "kappa": row["kappa"], "lr": row["lr"],
+                 "verdict": row["outcome"], **{f"{m}_{k}": row["cells"][m].get(k) for m in result["metrics"]
+                                              for k in ("outcome", "estimate", "delta")}}
+                for rule, r in result["rules"].items() for row in r["rows"]]  # fmt: skip
+    return RulesResult(out, result["answer"], verdicts, result, statuses, _records(out, list(statuses)))

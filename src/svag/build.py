@@ -63,9 +63,13 @@ def _scalar(value: Any, text: str, n: int) -> float:
 def check_fit(model: torch.nn.Module, task, input_shape: tuple[int, ...], num_classes: int, names: dict) -> None:
     """Check the model, the data and the loss fit together before a run starts (one line each):
     the model maps a batch of 2 samples (on the ``meta`` device when ``model`` lives there: no
-    memory, no arithmetic) to ``(2, num_classes)``; the loss returns a scalar that is the **mean**
-    of its values on the one-sample batches (checked on random float64 logits, seed 0)."""
+    memory, no arithmetic) to ``(2, num_classes)``; the loss returns a scalar that depends on the
+    logits (backward can run through it) and is the **mean** of its values on the one-sample batches
+    (checked on random float64 logits, seed 0)."""
     model_name, data_name, loss_name = names["model"], names["data"], names["loss"]
+    if not any(p.requires_grad for p in model.parameters()):
+        raise PluginError(f"model {model_name!r} has no parameter that requires grad (none, or all frozen); svag "
+                          "trains the model's parameters")  # fmt: skip
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     probe = torch.zeros((2, *input_shape), device=device)
     try:
@@ -84,11 +88,22 @@ def check_fit(model: torch.nn.Module, task, input_shape: tuple[int, ...], num_cl
             f"model {model_name!r} maps a batch of shape {tuple(probe.shape)} from data {data_name!r} to {got}; "
             f"expected (2, {num_classes}): one logit per class"
         )
+    if out is not None and not out.requires_grad:
+        raise PluginError(
+            f"model {model_name!r} returns outputs that do not depend on its parameters (detached from them: "
+            ".detach(), numpy or torch.no_grad() in forward); svag differentiates the loss through the outputs"
+        )
     gen = torch.Generator().manual_seed(0)
-    logits = torch.randn(4, num_classes, dtype=torch.float64, generator=gen)
+    logits = torch.randn(4, num_classes, dtype=torch.float64, generator=gen).requires_grad_()
     target = torch.arange(4) % num_classes
     try:
-        whole = _scalar(task.loss(logits, target), loss_name, 4)
+        value = task.loss(logits, target)
+        whole = _scalar(value, loss_name, 4)
+        if not value.requires_grad:  # computed on outputs.detach(), under no_grad, through numpy, ...
+            raise PluginError(
+                f"loss {loss_name!r} returns a value that does not depend on the model's outputs (it is detached from "
+                "them: .detach(), .item(), numpy or torch.no_grad()); svag differentiates the loss through the outputs"
+            )
         parts = [_scalar(task.loss(logits[i : i + 1], target[i : i + 1]), loss_name, 1) for i in range(4)]
     except PluginError:
         raise

@@ -12,7 +12,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+
+from svag import interrupts
+from svag.experiments.defaults import resolve_threads  # the commands' and the API's thread default
+from svag.memory import usable_cores
+
+THREADS_PER_CORE = 4  # --threads above this many per core only slows PyTorch down (and 10^5 threads crash it)
 
 # command name -> (module under svag.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,8 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 EXIT_CODES = (
     "exit codes: 0 everything asked for was produced; 1 a run failed or diverged (the others are kept); "
-    "2 bad input, refused before any work starts; 128+N stopped by signal N (130: Ctrl-C), the run "
-    "checkpointed: continue it with --resume"
+    "2 bad input, refused before any work starts; 128+N stopped by signal N (130: Ctrl-C, 143: SIGTERM), "
+    "every run at its last checkpoint: continue it with --resume"
 )
 
 
@@ -77,19 +84,8 @@ def _add_threads(parser: argparse.ArgumentParser, default) -> None:
         default=default,
         help="PyTorch intra-op CPU threads; 0: PyTorch's default, one per core. Default: the command's own "
         "(1 for demo, whose small models run as fast on 1 thread and do not stall when another process "
-        "takes a core), else PyTorch's; OMP_NUM_THREADS, if set, replaces the command's own",
+        "takes a core), else PyTorch's; OMP_NUM_THREADS, if set, replaces the command's own; at most 4 per core",
     )
-
-
-def resolve_threads(given: int | None, command_default: int, env) -> int:
-    """Intra-op threads to set, 0 for PyTorch's choice: ``--threads`` if given, else the command's
-    own default unless the user set ``OMP_NUM_THREADS`` (which PyTorch already follows).
-
-    PyTorch's CPU threads wait for each other at every operation: when another process holds one
-    of the cores, a small model with 2 threads on 2 cores runs 10-40x slower than with 1."""
-    if given is not None:
-        return given
-    return 0 if env.get("OMP_NUM_THREADS") else command_default
 
 
 def _diverged(err: BaseException) -> bool:
@@ -99,44 +95,92 @@ def _diverged(err: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if hasattr(sys.stdout, "reconfigure"):
-        sys.stdout.reconfigure(line_buffering=True)  # progress lines reach logs and pipes at once
-    command = next((a for a in argv if a in COMMANDS), None)  # the first word naming a command
-    parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
-    if getattr(args, "preset", None):  # a preset replaces the defaults; explicit flags still win
-        from svag.config import PRESETS
+    """Run the command ``argv`` (default: the command line's) and return its exit status (:data:`EXIT_CODES`).
 
-        args._command_parser.set_defaults(**PRESETS[args.preset])
-        args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
-        parser.print_help()
-        return 2
-    if args.threads is not None and args.threads < 0:
-        print(f"svag: error: --threads must be >= 0, got {args.threads}", file=sys.stderr)
-        return 2
-    threads = resolve_threads(args.threads, args._default_threads, os.environ)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    From its first line SIGINT and SIGTERM raise :class:`svag.interrupts.Interrupted` (inside a run's loop the
+    runner finishes its step and checkpoints first; a sweep marks its unfinished runs ``interrupted``), and
+    the command ends with one line and status 128 + N; once the status is decided they are ignored. The
+    caller's handlers are back when ``main`` returns; :func:`entry_point` leaves them ignored until the
+    process is gone."""
+    previous = interrupts.raise_on_signals()
     try:
-        code = int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError, KeyboardInterrupt) as err:
+        return _main(argv)
+    finally:
+        interrupts.restore(previous)
+
+
+def entry_point() -> int:
+    """The process's entry point (the ``svag`` script, ``python -m svag``): :func:`main` on the command
+    line, with SIGINT and SIGTERM left ignored once the exit status is decided, through the teardown of
+    the interpreter (over a second once torch is imported), so that a command that finished exits with its
+    status whatever arrives then."""
+    interrupts.raise_on_signals()
+    return _main(None)
+
+
+def _main(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if a in COMMANDS), None)  # the first word naming a command
+    started = False  # whether the command's own work began (before it: parsing and imports, nothing written)
+    try:
+        if hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(line_buffering=True)  # progress lines reach logs and pipes at once
+        parser = build_parser(command)
+        args = parser.parse_args(argv)
+        if getattr(args, "preset", None):  # a preset replaces the defaults; explicit flags still win
+            from svag.config import PRESETS
+
+            args._command_parser.set_defaults(**PRESETS[args.preset])
+            args = parser.parse_args(argv)
+        if not getattr(args, "_run", None):
+            parser.print_help()
+            return 2
+        if args.threads is not None and args.threads < 0:
+            print(f"svag: error: --threads must be >= 0, got {args.threads}", file=sys.stderr)
+            return 2
+        if args.threads is not None and args.threads > THREADS_PER_CORE * usable_cores():  # 10^5 crashes PyTorch
+            cores = usable_cores()
+            print(f"svag: error: --threads must be at most {THREADS_PER_CORE * cores} ({THREADS_PER_CORE} per core, "
+                  f"{cores} core(s) here), got {args.threads}", file=sys.stderr)  # fmt: skip
+            return 2
+        threads = resolve_threads(args.threads, args._default_threads, os.environ)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        started = True
+        try:
+            code = int(args._run(args) or 0)
+        finally:
+            interrupts.ignore_signals()  # the outcome is decided: a signal from now on changes nothing
+    except KeyboardInterrupt as err:  # SIGINT/SIGTERM (svag.interrupts.Interrupted, the runner's RunInterrupted)
+        interrupts.ignore_signals()
         if os.environ.get("SVAG_DEBUG"):
             raise
-        signum = getattr(err, "signum", None)  # svag.runner.RunInterrupted: checkpointed, resumable
-        if signum:
-            print(f"svag {args.command}: {err}; the run was checkpointed: continue it with --resume", file=sys.stderr)
-            code = 128 + signum  # the shell's convention for a process ended by a signal
-        elif _diverged(err):  # a run failed: not bad input
+        code = _stopped(command, err, started, started and hasattr(args, "resume"))
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+        if os.environ.get("SVAG_DEBUG") or not started:
+            raise
+        if _diverged(err):  # a run failed: not bad input
             print(f"svag {args.command}: {str(err).splitlines()[0]}", file=sys.stderr)
             code = 1
         else:
-            message = "interrupted" if isinstance(err, KeyboardInterrupt) else str(err).splitlines()[0]
-            print(f"svag {args.command}: error: {message}", file=sys.stderr)
-            code = 130 if isinstance(err, KeyboardInterrupt) else 2
+            print(f"svag {args.command}: error: {str(err).splitlines()[0]}", file=sys.stderr)
+            code = 2
+    finally:
+        interrupts.ignore_signals()  # also after --help, a usage error or an early return
     if "svag.runner.distributed" in sys.modules:  # a torchrun worker ends here (see finish_worker)
         sys.modules["svag.runner.distributed"].finish_worker(code)
     return code
+
+
+def _stopped(command: str | None, err: KeyboardInterrupt, started: bool, resumable: bool) -> int:
+    """Print the one line of a command that SIGINT/SIGTERM stopped; its exit status, 128 + N."""
+    signum = getattr(err, "signum", signal.SIGINT)  # a bare KeyboardInterrupt: Ctrl-C under a caller's handler
+    line = f"svag{f' {command}' if command else ''}: stopped by {signal.Signals(signum).name}"
+    if not started:
+        line += " before it started"
+    elif resumable:
+        line += "; continue it with --resume (each run goes on from its last checkpoint)"
+    print(line, file=sys.stderr)
+    return 128 + signum  # the shell's convention for a process ended by a signal

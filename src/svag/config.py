@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
+import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
@@ -42,6 +44,12 @@ MAX_CHECKPOINTS = 10_000
 MAX_NOISE_BATCHES = 100_000
 # Fields that say only where a run's output is mirrored, not what it computes: --resume may change them.
 OUTPUT_ONLY = ("tensorboard",)
+
+
+def _default(name: str) -> Any:
+    """The default of :class:`RunConfig`'s field ``name``."""
+    f = next(f for f in fields(RunConfig) if f.name == name)
+    return f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -89,9 +97,10 @@ class RunConfig:
     schedule: str = _f("constant", "LR schedule on continuous time: constant, multistep, cosine, triangle")
     schedule_unit: str = _f(
         "step",
-        "cosine/triangle: shaped over the simulated run's steps (step, as P1 and torch's schedulers: every l takes "
-        "exactly l^p times its steps; svag.schedules.OnSteps) or on continuous time (time: covering dt takes "
-        "dt/lr(t) steps, ~32x the steps for a cosine to 1e-3 lr)",
+        "multistep/cosine/triangle: shaped over the simulated run's steps (step, as P1 and torch's schedulers "
+        "stepped per step: a milestone m decays from step ceil(m*n/B), as MultiStepLR; every l takes exactly l^p "
+        "times its steps; svag.schedules.OnSteps) or on continuous time (time: covering dt takes dt/lr(t) steps, "
+        "~32x the steps for a cosine to 1e-3 lr; a step straddling a milestone runs at the old LR)",
     )
     cycles: int = _f(1, "triangle: number of cycles (P1's two-cycle triangle: 2)")
     milestones: tuple[float, ...] = _f((), "multistep: decay points in SGD-equivalent epochs")
@@ -101,8 +110,8 @@ class RunConfig:
     sampling: str = _f("disjoint", "two batches per step: disjoint (one shuffled pass) or replacement")
     loader_workers: int = _f(
         0,
-        "load training batches with a PyTorch DataLoader and N worker processes (0: index in-memory tensors); "
-        "the same batches either way (svag.data.loader)",
+        "load training batches with a PyTorch DataLoader and N worker processes (0: index in-memory tensors; at "
+        "most 2 per core); the same batches either way (svag.data.loader)",
     )
     gradient_noise: str = _f(
         "minibatch",
@@ -142,6 +151,7 @@ class RunConfig:
                 kind = "an integer" if integer else "a finite number"
                 raise ValueError(f"{name} must be {kind} {'>= 0' if allow_zero else '> 0'}, got {v!r}")
 
+        self._check_types()
         check_l(self.l)
         from svag.plugins import is_spec
         from svag.seeds import check_seed
@@ -166,8 +176,15 @@ class RunConfig:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.schedule == "multistep" and not self.milestones:
             raise ValueError("schedule multistep needs --milestones (SGD-equivalent epochs), got none")
-        if any(not (0 < m < self.epochs) for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+        ms = list(self.milestones)
+        if any(not (0 < m < self.epochs) for m in ms) or ms != sorted(set(ms)):  # strictly: no milestone twice
             raise ValueError(f"milestones must increase within (0, epochs={self.epochs}), got {self.milestones}")
+        if self.milestones and self.schedule != "multistep":  # a constant LR would drop at them, a cosine ignore them
+            shown = ",".join(f"{m:g}" for m in self.milestones)
+            raise ValueError(
+                f"milestones apply to --schedule multistep only, got milestones {shown} with schedule "
+                f"{self.schedule!r}: use --schedule multistep or drop --milestones"
+            )
         g = self.gamma
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not (math.isfinite(g) and 0 < g <= 1):
             raise ValueError(
@@ -193,6 +210,13 @@ class RunConfig:
         if self.optimizer != "sgd" and (len(self.betas) not in (want, 2) or not all(0 <= b < 1 for b in self.betas)):
             raise ValueError(f"betas must be {want} number(s) in [0, 1) for {self.optimizer}, got {self.betas}")
         positive("eps", allow_zero=True)
+        if self.optimizer == "sgd":  # as momentum with adam: a value that would change nothing is refused, not ignored
+            for name in ("betas", "eps"):
+                value, default = getattr(self, name), _default(name)
+                if (tuple(value) if name == "betas" else value) != default:
+                    raise ValueError(
+                        f"{name} applies to --optimizer adam, adamw or rmsprop only, got {name}={value!r} with sgd"
+                    )
         if self.noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {', '.join(NOISE_MODES)}, got {self.noise!r}")
         if not (0 <= self.noise_fraction <= 1):
@@ -212,6 +236,9 @@ class RunConfig:
             raise ValueError(f"gradient_noise must be one of {', '.join(GRADIENT_NOISE)}, got {self.gradient_noise!r}")
         positive("gaussian_chunk", integer=True)
         positive("loader_workers", integer=True, allow_zero=True)
+        from svag.data.loader import check_workers
+
+        check_workers(int(self.loader_workers), "loader_workers")  # at most a few per core of this machine
         if self.loader_workers and self.gradient_noise == "gaussian":
             raise ValueError(
                 f"loader_workers applies to minibatch runs, got {self.loader_workers} with gradient_noise gaussian "
@@ -229,6 +256,30 @@ class RunConfig:
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         return self
+
+    def _check_types(self) -> None:
+        """Refuse a value of the wrong kind before the range checks compare it: the Python API and
+        ``config.json`` hand values over as they are (the command line has parsed them already)."""
+
+        def real(x: object) -> bool:
+            return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+        for name, example in (("milestones", "(80, 120)"), ("betas", "(0.9, 0.999)"), ("noise_window", "(8, 10)")):
+            v = getattr(self, name)
+            if isinstance(v, (str, bytes)) or not isinstance(v, (tuple, list)) or not all(real(x) for x in v):
+                raise ValueError(f"{name} must be a sequence of numbers, e.g. {example}, got {v!r}")
+        for name in ("scale_invariant", "sync_bn"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name, interval in (("momentum", "[0, 1)"), ("noise_fraction", "[0, 1]")):
+            if not real(getattr(self, name)):
+                raise ValueError(f"{name} must be a number in {interval}, got {getattr(self, name)!r}")
+        if isinstance(self.data_seed, bool) or not isinstance(self.data_seed, numbers.Integral) or self.data_seed < 0:
+            raise ValueError(f"data_seed must be an integer >= 0, got {self.data_seed!r}")
+        if not isinstance(self.tensorboard, str):
+            raise ValueError(f"tensorboard must be a folder path (text; empty: off), got {self.tensorboard!r}")
+        if self.data_root is not None and not isinstance(self.data_root, str):
+            raise ValueError(f"data_root must be a folder path (text) or None, got {self.data_root!r}")
 
     def _check_counts(self) -> None:
         """Refuse intervals that imply more records or checkpoints than a run can write. With
@@ -270,9 +321,12 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}; valid: {sorted(names)}")
         data = dict(data)
-        for key in ("milestones", "betas", "noise_window"):
-            if key in data:
-                data[key] = tuple(float(m) for m in data[key])
+        for key in ("milestones", "betas", "noise_window"):  # anything but a list of numbers: validate() names it
+            if isinstance(data.get(key), (list, tuple)) and all(isinstance(m, numbers.Real) for m in data[key]):
+                data[key] = tuple(m if isinstance(m, bool) else float(m) for m in data[key])
+        for key in ("data_root", "tensorboard"):
+            if isinstance(data.get(key), os.PathLike):
+                data[key] = os.fspath(data[key])
         return cls(**data)
 
 
@@ -331,14 +385,29 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         if "bool" in kind:
             group.add_argument(*flags, type=_parse_bool, default=default, metavar="BOOL", help=f.metadata["help"])
         elif "tuple" in kind:
-            group.add_argument(*flags, type=_float_tuple, default=default, metavar="E1,E2", help=f.metadata["help"])
+            group.add_argument(*flags, type=_float_tuple, default=default, metavar="E1,E2", help=f.metadata["help"],
+                               action=_Given)  # fmt: skip
         else:
             conv = {"int": int, "float": float}.get(kind.split(" |")[0].strip(), str)
             group.add_argument(*flags, type=conv, default=default, help=f.metadata["help"])
 
 
+class _Given(argparse.Action):
+    """Store the value and note that the flag was given (``args._given``), not a default."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace._given = getattr(namespace, "_given", frozenset()) | {self.dest}
+
+
 def config_from_args(args: argparse.Namespace, **override: Any) -> RunConfig:
-    """Build a validated :class:`RunConfig` from parsed CLI arguments."""
+    """Build a validated :class:`RunConfig` from parsed CLI arguments. Milestones that come from a default
+    (a preset's, a command's such as ``svag lsr``'s) are dropped when the schedule is not multistep:
+    ``--preset ... --schedule cosine`` runs a cosine; milestones given with ``--milestones`` are kept and
+    checked (:meth:`RunConfig.validate`)."""
     values = {f.name: getattr(args, f.name) for f in fields(RunConfig) if hasattr(args, f.name)}
     values.update(override)
+    given = {*getattr(args, "_given", ()), *override}
+    if values.get("schedule") != "multistep" and "milestones" not in given:
+        values.pop("milestones", None)
     return RunConfig(**values).validate()

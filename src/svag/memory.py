@@ -1,11 +1,12 @@
-"""How much memory this process may use: the one owner of that fact (the budget and the data plug-ins ask it)."""
+"""How much of the machine this process may use, memory and cores: the one owner of those facts (the budget, the
+data plug-ins, the loader's and the command line's thread and worker limits ask it)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["MEMORY_FRACTION", "available_memory", "memory_limit"]
+__all__ = ["MEMORY_FRACTION", "available_memory", "memory_limit", "usable_cores"]
 
 MEMORY_FRACTION = 0.5  # of the memory this process may use: the data set and the model must fit in it
 
@@ -32,3 +33,11 @@ def memory_limit() -> int | None:
     """:data:`MEMORY_FRACTION` of :func:`available_memory` in bytes (``None``: unknown, not checked)."""
     memory = available_memory()
     return None if memory is None else int(MEMORY_FRACTION * memory)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on: its affinity where the system tells it, else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

@@ -1,4 +1,4 @@
-"""Signal ``G`` and noise ``N`` of the SGD gradient, and the paper's measurement procedure.
+r"""Signal ``G`` and noise ``N`` of the SGD gradient, and the paper's measurement procedure.
 
 Source: P1 (Li, Malladi & Arora 2021, arXiv 2102.12470), its signal-to-noise
 condition for the LSR, and its official code (summarized in the project's PAPER.md §4).
@@ -15,6 +15,42 @@ condition for the LSR, and its official code (summarized in the project's PAPER.
 
 What a result holds (:class:`NoiseResult`) and how the results of a window pool (:func:`pool_window`)
 live in :mod:`svag.noise_window`; both are importable from here.
+
+**The preconditioned ratio (Adam, AdamW, RMSprop; derived for this project from P2 and PAPER §7).**
+An adaptive run at batch size ``B`` keeps per coordinate the second moment
+``v_i ≈ E[g_i²] = Ĝ_i² + σ_i²/B`` (``Ĝ = ∇L``, ``σ_i²`` the per-sample variance of coordinate ``i``).
+P2's SDE, and with it the square-root rule (``η → √κη``, ``1 − β → κ(1 − β)``, ``ε → ε/√κ``), lives
+where the noise term dominates: the SDE's second moment tracks ``σ_i²/B`` alone. Writing
+``v_i = (σ_i²/B)(1 + r_i)`` with ``r_i = B·Ĝ_i²/σ_i²``, the update's ``1/√v_i`` departs from the SDE's
+by the factor ``(1 + r_i)^{−1/2}``; asking it to stay within a factor ``C`` gives ``r_i ≤ C² − 1 =: τ``,
+the form of P1's ``G/N ≤ τ`` (P1's figure: ``τ = 2``). One number for all coordinates, averaged with the
+update's own weights ``w_i = 1/(√v̂_i + ε)`` (:func:`svag.adaptive.preconditioner_weights`):
+
+.. math::  R(B) = \frac{\sum_i w_i \hat G_i^2}{\sum_i w_i \sigma_i^2/B}
+           = \frac{\hat G^\top P^{-1} \hat G}{\operatorname{tr}(P^{-1}\Sigma_B)},
+           \qquad P = \operatorname{diag}(\sqrt{\hat v} + \epsilon),
+
+P1's ``G/N`` of the preconditioned gradient ``P^{−1/2}g`` (equivalently the mean of the ``r_i`` weighted
+by each coordinate's share ``w_i σ_i²/B`` of the preconditioned noise; a summary, so single coordinates
+may exceed it). A uniform factor in ``w`` cancels. Along the square-root rule in the SDE regime ``v``
+scales by ``1/κ`` uniformly (``σ²/(κB)``) and ``ε`` by ``1/√κ``, so ``w`` only rescales and
+``R(κB) = κ·R(B)``: one run at ``B0`` predicts ``κ* = τ/R(B0)``, ``B* = τ·B0/R(B0) = τ·Σ_i w_i σ_i²/Σ_i w_i Ĝ_i²``
+(``τ`` times a preconditioned noise scale). With ``w ≡ 1`` it is P1's ``G/N = B/B_simple``
+(``B_simple = tr Σ_1/‖G‖²``, McCandlish et al. 2018, arXiv 1812.06162). Li et al. (NeurIPS 2024,
+"Surge phenomenon in optimal learning rate and batch size scaling", arXiv 2405.14578) find, for sign-like
+updates, that Adam's optimal LR rises with ``B`` and then falls, peaking near their ``B_noise``, a noise scale
+of the same per-coordinate signal-to-noise kind.
+
+*Estimates.* With ``w`` fixed before a step (the state the update reads, built from earlier
+gradients only) and two independent batch gradients ``g1, g2`` of size ``B`` at the step's point,
+``E[Σ_i w_i g1_i g2_i] = Σ_i w_i Ĝ_i²`` and ``E[Σ_i w_i (g1_i − g2_i)²/2] = Σ_i w_i σ_i²/B``
+(:func:`pair_estimates` with ``weights``), pooled over a window as ``G`` and ``N`` are
+(:class:`NoiseAccumulator`, :func:`pool_window` with ``suffix="_pre"``). Weights taken after the step
+would hold ``(a1 g1 + a2 g2)²`` through ``v``: correlated with the products, biased. Caveats: SVAG at
+``ℓ > 1`` keeps ``v ≈ Ĝ² + ℓ²σ²/B`` and ``ε' = εℓ``, so its weights are ``1/ℓ`` times the simulated run's
+with the signal term damped by ``ℓ²`` (nearer the SDE's); with coupled L2 decay (Adam, RMSprop
+``weight_decay > 0``) ``v`` sees ``Ĝ + λx``, while ``Ĝ`` here is the loss's alone, as P1's ``G`` (AdamW's
+decoupled decay does not enter ``v``).
 """
 
 from __future__ import annotations
@@ -93,7 +129,7 @@ def from_minibatch_grads(grads: torch.Tensor) -> tuple[float, float]:
     return G, S - G
 
 
-def from_pair(g1: GradLike, g2: GradLike) -> tuple[float, float]:
+def from_pair(g1: GradLike, g2: GradLike, weights: GradLike | None = None) -> tuple[float, float]:
     r"""Unbiased one-step estimates from two independent batch gradients (derived from P1).
 
     .. math::  \hat G = ⟨g_1, g_2⟩,\qquad \hat N = ‖g_1 - g_2‖^2 / 2
@@ -103,9 +139,16 @@ def from_pair(g1: GradLike, g2: GradLike) -> tuple[float, float]:
     :func:`from_minibatch_grads`. Single-step estimates are very noisy: average ``Ĝ`` and ``N̂``
     separately over many steps (:class:`NoiseAccumulator`) before dividing.
 
+    With ``weights`` ``w`` (fixed independently of ``g1, g2``), the preconditioned estimates of the
+    module docstring: ``Ĝ_w = Σ_i w_i g1_i g2_i`` (unbiased for ``Σ_i w_i Ĝ_i²``) and
+    ``N̂_w = Σ_i w_i (g1_i − g2_i)²/2`` (for ``Σ_i w_i σ_i²/B``).
+
     Args:
         g1, g2: flat tensors or per-parameter lists of tensors (``None`` counts as zero), e.g.
             ``StepOutput.grads`` of ``svag.train_step(..., return_grads=True)``.
+        weights: ``None`` (``w ≡ 1``), or ``w`` in the same form as ``g1`` (e.g.
+            ``opt.preconditioner_weights()`` taken before the step); a ``None`` entry of a list
+            leaves that parameter out (weight 0: a parameter the optimizer has not stepped yet).
     """
     if isinstance(g1, torch.Tensor) != isinstance(g2, torch.Tensor):
         raise ValueError("g1 and g2 must both be tensors or both be lists of tensors")
@@ -120,18 +163,39 @@ def from_pair(g1: GradLike, g2: GradLike) -> tuple[float, float]:
         raise ValueError(f"g1 and g2 must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
         raise ValueError("g1 and g2 must be finite, got a non-finite entry (nan or inf)")
+    if weights is not None:
+        G, N = pair_estimates(*(_per_parameter(t) for t in (g1, g2, weights)))
+        return float(G[0]), float(N[0])
     diff = a - b
     return float(a @ b), float(diff @ diff) / 2.0
 
 
-def pair_estimates(g1: list[torch.Tensor | None], g2: list[torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor]:
+def _per_parameter(g: GradLike) -> list[torch.Tensor | None]:
+    """A flat tensor or a per-parameter list as :func:`pair_estimates`'s ``(1, ...)`` list."""
+    return [g.unsqueeze(0)] if isinstance(g, torch.Tensor) else [None if t is None else t.unsqueeze(0) for t in g]
+
+
+def pair_estimates(
+    g1: list[torch.Tensor | None], g2: list[torch.Tensor | None], weights: list[torch.Tensor | None] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     r""":func:`from_pair` for K runs at once: row ``k`` of every tensor belongs to run ``k``.
 
     .. math::  \hat G_k = ⟨g_{1,k}, g_{2,k}⟩,\qquad \hat N_k = ‖g_{1,k} - g_{2,k}‖^2 / 2
 
+    With ``weights`` ``w`` the preconditioned estimates of the module docstring:
+
+    .. math::  \hat G_{w,k} = \sum_i w_{k,i}\, g_{1,k,i}\, g_{2,k,i},\qquad
+               \hat N_{w,k} = \sum_i w_{k,i}\, (g_{1,k,i} - g_{2,k,i})^2 / 2,
+
+    unbiased for ``Σ_i w_i Ĝ_i²`` and ``Σ_i w_i σ_i²/B`` when ``w`` does not depend on ``g1, g2`` (an
+    adaptive optimizer's :meth:`~svag.adaptive.SVAGAdam.preconditioner_weights` taken before the step).
+    ``tests/test_noise.py`` holds its slow reference, a plain loop over the coordinates.
+
     Args:
         g1, g2: per-parameter lists of ``(K, ...)`` tensors (``None`` counts as zero), e.g. the
             gradients of a stacked ensemble; a single run's gradients with ``t.unsqueeze(0)``.
+        weights: ``None`` (``w ≡ 1``), or a per-parameter list of ``(K, ...)`` tensors of the gradients'
+            shapes; a ``None`` entry leaves its parameter out of both sums (weight 0).
 
     Returns:
         ``(G, N)``: float64 tensors of shape ``(K,)`` (products in the gradients' dtype, sums in
@@ -140,15 +204,24 @@ def pair_estimates(g1: list[torch.Tensor | None], g2: list[torch.Tensor | None])
     """
     if len(g1) != len(g2):
         raise ValueError(f"g1 and g2 must have the same length, got {len(g1)} and {len(g2)}")
+    if weights is not None and len(weights) != len(g1):
+        raise ValueError(f"weights must have one entry per gradient, got {len(weights)} for {len(g1)}")
     G = N = None
-    for a, b in zip(g1, g2):
-        if a is None and b is None:
+    for i, (a, b) in enumerate(zip(g1, g2)):
+        w = None if weights is None else weights[i]
+        if (a is None and b is None) or (weights is not None and w is None):
             continue
         a = torch.zeros_like(b) if a is None else a
         b = torch.zeros_like(a) if b is None else b
+        if w is not None and w.shape != a.shape:
+            raise ValueError(f"weights[{i}] has shape {tuple(w.shape)}, expected its gradient's {tuple(a.shape)}")
         a, b = a.detach().flatten(1), b.detach().flatten(1)
         d = a - b
-        ab, dd = (a * b).sum(1, dtype=torch.float64), (d * d).sum(1, dtype=torch.float64)  # float64 sums
+        ab, dd = a * b, d * d
+        if w is not None:  # w_i·a_i·b_i and w_i·d_i²
+            w = w.detach().flatten(1)
+            ab, dd = w * ab, w * dd
+        ab, dd = ab.sum(1, dtype=torch.float64), dd.sum(1, dtype=torch.float64)  # float64 sums
         G = ab if G is None else G + ab
         N = dd if N is None else N + dd
     if G is None:
@@ -196,9 +269,9 @@ class NoiseAccumulator:
         self._m2[1] += dN * (N - self._mean[1])
         self._c += dG * (N - self._mean[1])
 
-    def add_pair(self, g1: GradLike, g2: GradLike) -> tuple[float, float]:
-        """Add :func:`from_pair` ``(g1, g2)`` and return it."""
-        G, N = from_pair(g1, g2)
+    def add_pair(self, g1: GradLike, g2: GradLike, weights: GradLike | None = None) -> tuple[float, float]:
+        """Add :func:`from_pair` ``(g1, g2, weights)`` and return it."""
+        G, N = from_pair(g1, g2, weights)
         self.add(G, N)
         return G, N
 

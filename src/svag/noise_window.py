@@ -3,9 +3,10 @@ r"""What one measurement of ``G`` and ``N`` is, and how the estimates of a windo
 :class:`NoiseResult` carries ``G``, ``N``, ``G/N`` and their standard errors, whichever estimator made
 them (:mod:`svag.noise`); :func:`from_moments` turns the running moments of ``k`` per-step estimates into
 one, with the delta-method SE of ``G/N``; :func:`pool_window` pools the results of several intervals (or
-their ``metrics.jsonl`` records) exactly as one accumulator fed every estimate. The definitions of ``G`` and
-``N`` and the estimators are :mod:`svag.noise`'s, which re-exports :class:`NoiseResult` and
-:func:`pool_window`. Source: P1 (Li, Malladi & Arora 2021, arXiv 2102.12470) and PAPER.md §4.
+their ``metrics.jsonl`` records, whose field names :func:`record_keys` gives) exactly as one accumulator fed
+every estimate. The definitions of ``G`` and ``N`` and the estimators are :mod:`svag.noise`'s, which
+re-exports :class:`NoiseResult` and :func:`pool_window`. Source: P1 (Li, Malladi & Arora 2021,
+arXiv 2102.12470) and PAPER.md §4.
 """
 
 from __future__ import annotations
@@ -16,7 +17,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["NoiseResult", "from_moments", "gn_ratio", "pool_window"]
+__all__ = ["NoiseResult", "from_moments", "gn_ratio", "pool_window", "record_keys"]
+
+PRECONDITIONED = "_pre"
+"""The suffix of the record fields of adaptive runs' preconditioned ratio (:mod:`svag.noise`)."""
+
+
+def record_keys(suffix: str = "") -> tuple[str, ...]:
+    """The names under which a ``metrics.jsonl`` record holds an interval's :class:`NoiseResult`, in the order
+    ``G, N, G_se, N_se, GN_cov, gn_ratio, gn_ratio_se, noise_count`` (the count is ``m``).
+
+    ``suffix=""``: P1's ``G/N`` (``"G"``, ..., ``"noise_count"``); ``suffix="_pre"`` (:data:`PRECONDITIONED`):
+    the preconditioned ratio of adaptive runs (``"G_pre"``, ``"N_pre"``, ``"G_pre_se"``, ``"N_pre_se"``,
+    ``"GN_pre_cov"``, ``"gn_ratio_pre"``, ``"gn_ratio_pre_se"``, ``"noise_count_pre"``)."""
+    s = suffix
+    return f"G{s}", f"N{s}", f"G{s}_se", f"N{s}_se", f"GN{s}_cov", f"gn_ratio{s}", f"gn_ratio{s}_se", f"noise_count{s}"
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,7 @@ def from_moments(k: int, G: float, N: float, ss_G: float, ss_N: float, c: float,
     return NoiseResult(G, N, ratio, math.sqrt(vG), math.sqrt(vN), ratio_se, k, batch_size, cov)
 
 
-def pool_window(parts: Iterable[NoiseResult | Mapping[str, Any]]) -> NoiseResult:
+def pool_window(parts: Iterable[NoiseResult | Mapping[str, Any]], *, suffix: str = "") -> NoiseResult:
     r"""The pooled ``G/N`` of a window: every per-step estimate of several intervals, as one accumulator.
 
     Part ``i`` is an interval's :class:`~svag.noise.NoiseAccumulator` result: ``k_i`` estimates with means
@@ -94,6 +109,9 @@ def pool_window(parts: Iterable[NoiseResult | Mapping[str, Any]]) -> NoiseResult
             with no estimate (``k_i`` 0 or ``None``) are skipped. **Records written before ``GN_cov``
             existed lack it: their within-interval covariance counts as 0** (the between-interval
             covariance is still included), so the ratio SE is approximate for them.
+        suffix: which fields of a record to read (:func:`record_keys`): ``""`` for P1's ``G/N``, ``"_pre"``
+            for the preconditioned ratio of an adaptive run (``"G_pre"``, ..., ``"noise_count_pre"``; records
+            without them, e.g. of SGD runs or older folders, have no estimate). Ignored for ``NoiseResult`` parts.
 
     Returns:
         :class:`NoiseResult` with ``m = K``; ``batch_size`` is that of the ``NoiseResult`` parts
@@ -104,9 +122,10 @@ def pool_window(parts: Iterable[NoiseResult | Mapping[str, Any]]) -> NoiseResult
             non-finite SE or covariance, or two parts are at different batch sizes.
     """
     rows, sizes = [], set()
+    G_key, N_key, G_se_key, N_se_key, cov_key, _, _, count_key = record_keys(suffix)
     for i, part in enumerate(parts):
         if isinstance(part, Mapping):  # a metrics.jsonl record
-            k, G, N, G_se, N_se, cov = (part.get(key) for key in ("noise_count", "G", "N", "G_se", "N_se", "GN_cov"))
+            k, G, N, G_se, N_se, cov = (part.get(key) for key in (count_key, G_key, N_key, G_se_key, N_se_key, cov_key))
         else:
             k, G, N, G_se, N_se, cov = part.m, part.G, part.N, part.G_se, part.N_se, part.GN_cov
             sizes.add(part.batch_size)

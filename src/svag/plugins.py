@@ -126,6 +126,8 @@ def _on_path(folder: str) -> Iterator[None]:
 
 
 def first_line(err: BaseException) -> str:
+    if isinstance(err, SystemExit):  # the user's code called sys.exit() (or exit()) instead of raising
+        return f"it called sys.exit({err.code!r})"
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
@@ -135,7 +137,7 @@ def _module(form: str, target: str, text: str, kind: str):
         try:
             with _on_path(os.getcwd()):
                 return importlib.import_module(target)
-        except Exception as err:  # any failure of the user's code at import is reported in one line
+        except (Exception, SystemExit) as err:  # any failure of the user's code at import is reported in one line
             raise PluginError(f"{kind} {text!r}: cannot import module {target!r} ({first_line(err)})") from None
     path = Path(target).expanduser().resolve()
     if not path.is_file():
@@ -152,7 +154,7 @@ def _module(form: str, target: str, text: str, kind: str):
     try:
         with _on_path(str(path.parent)):
             spec.loader.exec_module(module)
-    except Exception as err:
+    except (Exception, SystemExit) as err:  # sys.exit() in a plug-in must not end svag with its status
         sys.modules.pop(name, None)
         raise PluginError(f"{kind} {text!r}: cannot import {target} ({first_line(err)})") from None
     return module
@@ -337,6 +339,6 @@ def _call(fn: Callable, kwargs: dict, kind: str, text: str) -> Any:
         return fn(**kwargs)
     except PluginError:
         raise
-    except Exception as err:
+    except (Exception, SystemExit) as err:
         args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         raise PluginError(f"{kind} {text!r} failed when called with ({args}): {first_line(err)}") from None

@@ -242,14 +242,27 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(encode(obj), indent=2, sort_keys=False) + "\n")
 
 
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of ``path``; a missing file raises ``FileNotFoundError``, one that is not UTF-8 text
+    or cannot be read ``ValueError``, each naming it (JSON is UTF-8: RFC 8259)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{path} is not valid JSON: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+        ) from None
+    except PermissionError:
+        raise ValueError(f"cannot read {path}: permission denied") from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file (NaN/inf decoded); a missing file raises ``FileNotFoundError``, a corrupt
     one ``ValueError``, each naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
     try:
-        return decode(json.loads(path.read_text()))
+        return decode(json.loads(_read_text(path)))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
 
@@ -275,9 +288,7 @@ def read_jsonl(path: str | os.PathLike, *, allow_partial_last: bool = True) -> l
     """Read JSON Lines (NaN/inf decoded). A partial last line (a run killed mid-write) is dropped when allowed;
     any other malformed line raises ``ValueError`` naming the file and line number."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    lines = path.read_text().split("\n")
+    lines = _read_text(path).split("\n")
     rows = []
     for i, line in enumerate(lines):
         if not line.strip():

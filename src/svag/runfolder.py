@@ -3,7 +3,7 @@
 Only this module knows the file names and their formats; summaries, plots, sweeps, executors and
 resume ask a :class:`RunFolder`. A folder holds
 
-- ``config.json``: ``{"schema_version": 2, "config": RunConfig fields, "derived": ...}``, where
+- ``config.json``: ``{"schema_version": 3, "config": RunConfig fields, "derived": ...}``, where
   ``derived`` is what the runner computed once from the config: ``time_per_epoch``, ``end_time``,
   ``eval_times``, ``schedule`` (:func:`svag.schedules.schedule_to_dict`), ``n_train``, ..., the
   optimizer's ``clock`` (``power``, ``l``, ``lr_factor``: an original step at LR η covers
@@ -17,7 +17,25 @@ resume ask a :class:`RunFolder`. A folder holds
 - ``checkpoint.pt``: the resumable state (:mod:`svag.checkpoint`);
 - at most a few hidden ``.NAME.XXXXXXXX.tmp`` files: writes in progress, or left by a process
   killed in the middle of one (:mod:`svag.records`); :meth:`RunFolder.contents` ignores them and
-  :meth:`RunFolder.remove_temporaries` deletes them.
+  :meth:`RunFolder.remove_temporaries` deletes them;
+- ``.lock`` while a process writes the folder (:meth:`RunFolder.hold`); :meth:`RunFolder.contents` ignores it.
+
+**One writer.** The process that writes a folder (the runner, for the whole run; a driver receiving
+a run's files) holds an exclusive OS lock on its ``.lock`` (``flock``: the kernel drops it when the
+process ends, however it ends, so a crash leaves nothing that blocks the next run) and writes who
+it is into the file (pid, host, start, command). A second writer is refused at once with
+:class:`FolderInUseError`, one line naming the holder, before it reads or writes anything; the
+holder removes the file when it lets go. A sweep folder has one writer the same way
+(:func:`svag.sweepfolder.hold`). Where no lock can be taken (Windows, which has no ``flock``; a
+file system without locks; a folder this process cannot write, which it will not write either),
+:func:`hold_writer` goes on without one.
+
+**Records come in time order, one per evaluation time.** The ``k``-th record of ``metrics.jsonl``
+is the one taken at ``derived["eval_times"][k]``, so its ``sde_time`` is at least that time (up to
+:data:`svag.clock.TIME_RTOL`). A file that breaks this (a record repeating a time, as two processes
+appending to one folder wrote before the lock existed) is refused by every reader
+(:meth:`RunFolder.records`: :class:`RepeatedRecordsError`, one line naming the file and the record):
+the curves, the summary, the verdict and resume would otherwise read a mixture of two runs.
 
 **What resume can tell from the files.** The runner rewrites ``status.json`` right after every
 checkpoint, with the step reached; before the first one it says ``running`` at step 0. So a folder
@@ -36,21 +54,36 @@ not taken for one whose checkpoint was lost.
 **Versions.** A ``config.json`` without ``schema_version`` is version 1 (release 0.1.0): its
 ``derived`` lacks the clock and the names, which :func:`_upgrade_v1` fills in from the config as
 that release computed them; config fields added since are filled with the ``RunConfig`` defaults.
+Version 2 is release 0.2.0. Version 3 shapes a multistep on the simulated run's steps when
+``schedule_unit`` is ``step`` (issue 23); versions 1 and 2 shaped it on continuous time whatever that
+field says, so their multistep folders read as ``schedule_unit = "time"`` (:func:`_ran_as`), resume
+only as such, and keep the time shaping they ran with. Their ``eval_epochs`` (version 1: none) were
+time over the base LR's epoch length; for a schedule other than a constant LR they read as the
+simulated run's own epochs (:func:`_epochs_of_the_run`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shlex
+import socket
+import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from svag.clock import TIME_RTOL, Clock
 from svag.config import RunConfig
 from svag.records import (
     append_jsonl,
     check_writable,
     decode,
+    file_mode,
     is_temporary,
     read_json,
     read_jsonl,
@@ -59,10 +92,29 @@ from svag.records import (
     write_jsonl,
     write_text,
 )
+from svag.schedules import original_steps, schedule_from_dict
 
-__all__ = ["RESULT_FILES", "SCHEMA_VERSION", "STATUSES", "Run", "RunFolder", "Status", "find_runs", "load_runs"]
+try:
+    import fcntl  # POSIX: flock
+except ImportError:  # Windows: no flock (see hold_writer)
+    fcntl = None
 
-SCHEMA_VERSION = 2  # folders without "schema_version" in config.json are version 1 (release 0.1.0)
+__all__ = [
+    "LOCK",
+    "RESULT_FILES",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "FolderInUseError",
+    "RepeatedRecordsError",
+    "Run",
+    "RunFolder",
+    "Status",
+    "find_runs",
+    "hold_writer",
+    "load_runs",
+]
+
+SCHEMA_VERSION = 3  # folders without "schema_version" in config.json are version 1 (release 0.1.0)
 STATUSES = ("not started", "running", "interrupted", "completed", "diverged", "failed")
 DERIVED_KEYS = ("time_per_epoch", "end_time", "eval_times", "schedule", "clock", "optimizer_names")
 CLOCK_KEYS = ("power", "l", "lr_factor")
@@ -70,6 +122,17 @@ CLOCK_KEYS = ("power", "l", "lr_factor")
 CONFIG, ENV, STATUS, METRICS, CHECKPOINT = "config.json", "env.json", "status.json", "metrics.jsonl", "checkpoint.pt"
 RESULT_FILES = (CONFIG, ENV, METRICS, STATUS)  # what a finished run sends to a driver that cannot see its folder
 KEPT_AT = "checkpoint_kept_at"  # status.json of a received run: where its checkpoint stayed
+LOCK = ".lock"  # held (flock) by the one process writing a run or sweep folder: hold_writer
+
+
+class FolderInUseError(ValueError):
+    """Another process writes the folder (it holds its lock: :func:`hold_writer`); the message names it.
+    A ``ValueError``, so the CLI prints it as one line with exit status 2."""
+
+
+class RepeatedRecordsError(ValueError):
+    """``metrics.jsonl`` repeats an evaluation time (:meth:`RunFolder.records`); the message names the
+    file and the record. A ``ValueError``: one line, exit status 2."""
 
 
 @dataclass(frozen=True)
@@ -184,8 +247,12 @@ class RunFolder:
 
     def records(self) -> list[dict]:
         """The metric records (none if the file is absent); a partial last line (a run killed
-        mid-append) is dropped."""
-        return read_jsonl(self.metrics_path) if self.metrics_path.is_file() else []
+        mid-append) is dropped. Records that repeat an evaluation time raise
+        :class:`RepeatedRecordsError` (see the module notes)."""
+        rows = read_jsonl(self.metrics_path) if self.metrics_path.is_file() else []
+        if rows and self.exists():
+            _check_times(self.metrics_path, rows, self._saved()["derived"].get("eval_times"))
+        return rows
 
     def progress(self) -> float:
         """Fraction of ``derived["end_time"]`` reached: 1 when completed, else the status's
@@ -218,11 +285,16 @@ class RunFolder:
         return status.status == "completed" or (status.status in ("running", "interrupted") and bool(status.step))
 
     def contents(self) -> list[str]:
-        """The names in the folder, sorted, without the temporary files of atomic writes (ours,
-        hidden: a user cannot see them); ``[]`` if the folder does not exist."""
+        """The names in the folder, sorted, without the temporary files of atomic writes and the
+        writer's ``.lock`` (ours, hidden: a user cannot see them); ``[]`` if the folder does not exist."""
         if not self.path.is_dir():
             return []
-        return sorted(p.name for p in self.path.iterdir() if not is_temporary(p))
+        return sorted(p.name for p in self.path.iterdir() if not is_temporary(p) and p.name != LOCK)
+
+    def hold(self) -> contextlib.AbstractContextManager[bool]:
+        """Be this folder's one writer while the block runs (:func:`hold_writer`; not reentrant: a
+        second hold, even from this process, is refused); the block gets whether a lock is held."""
+        return hold_writer(self.path, f"the run folder {self.path}")
 
     def remove_temporaries(self) -> list[Path]:
         """Delete the temporary files that writes killed midway left here (only when no process is
@@ -242,7 +314,8 @@ class RunFolder:
     def receive(self, files: dict[str, str], kept_at: str) -> None:
         """Write the result files of a run trained elsewhere (:meth:`result_files` there): each
         atomically, ``status.json`` last with ``checkpoint_kept_at = kept_at`` (where the
-        checkpoint stayed), so a reader never sees a finished status before the records."""
+        checkpoint stayed), so a reader never sees a finished status before the records. Holds the
+        folder's lock meanwhile: :class:`FolderInUseError` if another process writes it."""
         unknown = sorted(set(files) - set(RESULT_FILES))
         if unknown or CONFIG not in files or STATUS not in files:
             raise ValueError(f"a run's result files are {', '.join(RESULT_FILES)} with {CONFIG} and {STATUS}, "
@@ -253,13 +326,14 @@ class RunFolder:
             raise ValueError(f"the {STATUS} sent for {self.path} is not valid JSON ({err.msg})") from None
         Status.from_dict(status, f"the {STATUS} sent for {self.path}")  # a known status, or one line
         check_writable(self.path, f"cannot write the results of the run into {self.path}")
-        for name in RESULT_FILES[:-1]:
-            if name in files:
-                write_text(self.path / name, files[name])
-            else:
-                (self.path / name).unlink(missing_ok=True)
-        self.checkpoint_path.unlink(missing_ok=True)  # a checkpoint here would be of an older run
-        write_json(self.status_path, {**status, KEPT_AT: kept_at})
+        with self.hold():
+            for name in RESULT_FILES[:-1]:
+                if name in files:
+                    write_text(self.path / name, files[name])
+                else:
+                    (self.path / name).unlink(missing_ok=True)
+            self.checkpoint_path.unlink(missing_ok=True)  # a checkpoint here would be of an older run
+            write_json(self.status_path, {**status, KEPT_AT: kept_at})
 
     # -- writing (the runner only) ------------------------------------------------------------
     def create(self, config: dict, derived: dict, env: dict) -> None:
@@ -281,6 +355,24 @@ class RunFolder:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         write_json(self.status_path, {"status": status, **fields})
+
+    def mark_interrupted(self) -> bool:
+        """Make a ``running`` status say ``interrupted``, with the step, time and records of the last
+        checkpoint it names: a run that a signal stopped outside its loop (being set up or wound up, or in a
+        worker its sweep stopped; inside the loop the runner says so itself). Any other status is left as
+        it is, and so is a folder another process writes (it holds the lock: :meth:`hold`). Whether the
+        status changed."""
+        if self.status().status != "running":
+            return False
+        try:
+            with self.hold():
+                status = self.status()  # as its last writer left it
+                if status.status != "running":
+                    return False
+                self.write_status("interrupted", **{k: v for k, v in status.to_dict().items() if k != "status"})
+                return True
+        except FolderInUseError:
+            return False
 
     def append_record(self, row: dict) -> None:
         append_jsonl(self.metrics_path, row)
@@ -310,7 +402,7 @@ def _config(saved: dict) -> dict:
     """The saved config with the fields a folder predates filled in: with their defaults, except where the
     default changed since (:func:`_before_field`)."""
     config = saved["config"]
-    return {**RunConfig().to_dict(), **_before_field(config), **config}
+    return {**RunConfig().to_dict(), **_before_field(config), **config, **_ran_as(saved)}
 
 
 def _before_field(config: dict) -> dict:
@@ -319,8 +411,33 @@ def _before_field(config: dict) -> dict:
     return {"schedule_unit": "time"} if config.get("schedule") in ("cosine", "triangle") else {}
 
 
+def _ran_as(saved: dict) -> dict:
+    """How a folder of an earlier schema ran where its saved config now means otherwise: a multistep of
+    version 1 or 2 was shaped on continuous time (``schedule_unit`` applied to cosine and triangle only)."""
+    old = saved.get("schema_version", 1) <= 2 and saved["config"].get("schedule") == "multistep"
+    return {"schedule_unit": "time"} if old else {}
+
+
 def _derived(saved: dict) -> dict:
-    return _upgrade_v1(_config(saved), saved["derived"]) if saved.get("schema_version", 1) == 1 else saved["derived"]
+    config, version = _config(saved), saved.get("schema_version", 1)
+    derived = _upgrade_v1(config, saved["derived"]) if version == 1 else saved["derived"]
+    return _epochs_of_the_run(config, derived) if version <= 2 else derived
+
+
+def _epochs_of_the_run(config: dict, derived: dict) -> dict:
+    """``derived`` of a version-1 or -2 folder with ``eval_epochs`` the simulated run's epochs at each
+    evaluation time, ``k(t)·B/n`` (:func:`svag.schedules.original_steps`), where that release saved time over
+    the base LR's epoch length (or nothing): the same at a constant LR (kept as saved) and on a schedule
+    shaped on steps (saved right)."""
+    kind = derived.get("schedule", {}).get("kind")
+    if kind in ("constant", "on_steps", "per_step") or "n_train" not in derived:
+        return derived
+    try:
+        schedule = schedule_from_dict(derived["schedule"])
+    except (TypeError, ValueError):  # a schedule this svag cannot rebuild: its epochs as saved
+        return derived
+    steps = original_steps(schedule, derived["eval_times"], Clock.from_dict(derived["clock"]))
+    return {**derived, "eval_epochs": [k * config["batch_size"] / derived["n_train"] for k in steps]}
 
 
 def _upgrade_v1(config: dict, derived: dict) -> dict:
@@ -333,6 +450,180 @@ def _upgrade_v1(config: dict, derived: dict) -> dict:
 
     opt = build_optimizer(RunConfig.from_dict(config), [torch.zeros(1, requires_grad=True)])
     return {**derived, "clock": opt.clock().to_dict(), "optimizer_names": opt.names()}
+
+
+def _check_times(path: Path, rows: list[dict], grid: list[float] | None) -> None:
+    """Raise :class:`RepeatedRecordsError` unless record ``k`` of ``rows`` is at or past ``grid[k]``
+    (the runner takes it once ``sde_time >= grid[k]·(1 − TIME_RTOL)``), for every ``k``."""
+    if not grid:
+        return
+    for k, row in enumerate(rows):
+        t, step = row.get("sde_time"), row.get("step")
+        if not isinstance(t, (int, float)) or (k < len(grid) and t >= grid[k] * (1 - TIME_RTOL)):
+            continue
+        if step is not None:  # the same step, else the same time, written earlier
+            same, what = [j for j in range(k) if rows[j].get("step") == step], f"step {step}"
+        else:
+            same, what = [j for j in range(k) if rows[j].get("sde_time", -1) >= t * (1 - TIME_RTOL)], "the time"
+        if same:
+            where = f"repeats {what} of record {same[0] + 1}"
+        elif k < len(grid):
+            where = f"comes before the evaluation time it stands for, t={grid[k]:g}"
+        else:
+            where = f"is one more than the run's {len(grid)} evaluation times"
+        raise RepeatedRecordsError(
+            f"{path}: record {k + 1} (sde_time={t:g}) {where}, as two processes writing one run folder at once "
+            "leave it: remove the folder and run it again"
+        )
+
+
+_HELD: dict[str, int] = {}  # the reentrant locks this process holds (absolute path of .lock) and their depth
+_FDS: set[int] = set()  # the descriptors of every lock this process holds
+
+
+def _forget_in_child() -> None:
+    """In a forked child (a DataLoader worker): close the copies of the parent's lock descriptors, so
+    that the lock goes with the parent (killed alone, it would otherwise live on in its workers)."""
+    for fd in _FDS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _FDS.clear()
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
+@contextlib.contextmanager
+def hold_writer(folder: str | os.PathLike, what: str, *, reentrant: bool = False) -> Iterator[bool]:
+    """Be the one process writing ``folder`` while the block runs; the block gets whether a lock is held.
+
+    Takes an exclusive ``flock`` on ``folder/.lock`` (created, and the folder too, if absent) without
+    waiting, writes the holder (pid, host, start, command) into it, and on exit removes the file
+    and lets the lock go; folders it created that the block left empty go too (a command refused
+    after taking the lock leaves nothing behind). The kernel drops the lock of a process that ends
+    in any way (a kill included), so nothing is left that blocks the next writer. Another process
+    holding it raises :class:`FolderInUseError`: ``"{what} is in use: another process writes it (pid
+    ..., host, since ..., command); ..."``. A lock belongs to one open file: a second hold in this
+    process is refused too, unless ``reentrant`` (a sweep's command around its driver), where it is a
+    no-op. A child forked meanwhile (a DataLoader worker) does not hold it: it closes its copy.
+
+    No lock is taken, and the block runs, where none can be: without ``fcntl`` (Windows: its
+    ``msvcrt.locking`` byte ranges would do, untested, so svag does not pretend), on a file system
+    without locks (``ENOLCK``), or where this process cannot write ``folder`` (it then writes
+    nothing there; the caller's own check says why).
+    """
+    folder = Path(folder)
+    key = os.path.abspath(folder / LOCK)
+    if reentrant and key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield True
+        finally:
+            _HELD[key] -= 1
+        return
+    created = []  # the folders the lock makes, deepest first
+    probe = folder
+    while not (probe.exists() or probe.is_symlink()) and probe.parent != probe:
+        created.append(probe)
+        probe = probe.parent
+    try:
+        fd = _lock(folder, what)
+    except BaseException:
+        _remove_empty(created)
+        raise
+    if fd is None:
+        yield False
+        return
+    if reentrant:
+        _HELD[key] = 0
+    _FDS.add(fd)
+    owner = os.getpid()
+    try:
+        yield True
+    finally:
+        if os.getpid() == owner:  # not a forked child leaving the block: the lock is its parent's
+            _release(key, fd, created)
+
+
+def _release(key: str, fd: int, created: list[Path]) -> None:
+    """Remove the lock file ``key`` while holding it (a waiter then locks a fresh file), let the lock go,
+    and remove the folders ``created`` for it that are still empty."""
+    _HELD.pop(key, None)
+    _FDS.discard(fd)
+    with contextlib.suppress(OSError):
+        if os.path.samestat(os.fstat(fd), os.stat(key)):
+            os.unlink(key)
+    os.close(fd)  # the lock goes with the last descriptor
+    _remove_empty(created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that is empty; keep the others."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _lock(folder: Path, what: str) -> int | None:
+    """The descriptor holding ``folder/.lock`` (see :func:`hold_writer`), or ``None`` where no lock can be taken."""
+    if fcntl is None:
+        return None
+    try:
+        check_writable(folder, what)
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    path = folder / LOCK
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+        except PermissionError:  # another user's file in a shared folder: a read-only descriptor locks as well
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except PermissionError:  # not even readable: no lock to take
+                return None
+        except FileNotFoundError:  # a holder that had made the folder removed it as it let go
+            folder.mkdir(parents=True, exist_ok=True)
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise FolderInUseError(f"{what} is in use: another process writes it ({holder}); wait for it to end "
+                                   "or stop it, then try again") from None  # fmt: skip
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                return None
+            raise
+        try:  # a holder letting go removes the file: ours must still be the one at path
+            current = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    argv = sys.argv or [""]
+    prog = Path(argv[0]).parent.name if Path(argv[0]).name == "__main__.py" else Path(argv[0]).name
+    command = shlex.join([prog, *argv[1:]])
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "command": command if len(command) <= 160 else command[:159] + "…"}  # fmt: skip
+    with contextlib.suppress(OSError):  # a read-only descriptor: the lock holds, unnamed
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+    return fd
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, as its file says: ``pid 12, host, since 2025-01-31 12:00:00: svag train ...``."""
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0).decode())
+        return f"pid {holder['pid']} on {holder['host']}, since {holder['since']}: {holder['command']}"
+    except (OSError, ValueError, KeyError, TypeError):  # locked, not written yet
+        return "it has not said which yet"
 
 
 def find_runs(root: str | os.PathLike) -> list[RunFolder]:

@@ -6,6 +6,17 @@
   ``ε → ε/√κ``. It keeps P2's SDE constants ``σ0 = σ·η`` (σ ∝ 1/√B), ``ε0 = ε·η`` and
   ``c_i = (1 − β_i)/η²``.
 
+Transfer rules practitioners use for Adam/AdamW, side by side with P2's (each keeps the epochs):
+
+- :func:`sqrt_lr_rule` ("LR-only √κ"): ``η → √κ·η``; β, ε and the decay kept.
+- :func:`adamw_timescale_rule` (Bergsma et al. 2025, "Power Lines"; Wang & Aitchison 2025): keep AdamW's
+  timescale ``τ = B/(η·λ·D)``: ``η → κ^a·η``, ``λ → κ^{1−a}·λ`` (``a = 0``: η kept, tuned on its own;
+  ``a = 1/2`` is P2's ``λ → √κ·λ``).
+- :func:`beta_halflife_rule` (Marek et al. 2025): keep each β's half-life in samples, ``β → β^κ``, with
+  the square-root rule's η and ε; first-order equal to ``1 − κ(1 − β)``, defined for every κ.
+
+:data:`RULES` names them all (``svag scale --rule``); :func:`rule_limit` says how far each can go.
+
 Both keep the number of epochs: the continuous time per sample (``η/B`` for SGD, ``η²/B`` for
 the adaptive methods) is invariant too. :func:`sde_constants` returns the invariants.
 
@@ -27,7 +38,18 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["linear_rule", "sde_constants", "sqrt_rule"]
+__all__ = [
+    "ADAPTIVE",
+    "RULES",
+    "adamw_timescale_rule",
+    "beta_halflife_rule",
+    "linear_rule",
+    "rule_limit",
+    "sde_constants",
+    "sde_rule",
+    "sqrt_lr_rule",
+    "sqrt_rule",
+]
 
 INTEGER_TOL = 1e-9  # κ·B may be off an integer by this relative amount (float rounding of κ)
 
@@ -96,7 +118,7 @@ def _scaled_beta(beta: Any, kappa: float, name: str) -> float:
     if beta == 0.0:
         return beta
     one_minus = kappa * (1.0 - beta)
-    if one_minus >= 1.0:
+    if one_minus >= 1.0 - INTEGER_TOL:  # κ at the limit up to rounding (10·(1 − 0.9) = 0.9999999999999998)
         raise ValueError(
             f"sqrt_rule: kappa·(1 - {name}) = {kappa!r}·(1 - {beta!r}) = {one_minus!r} must be < 1 "
             f"(the scaled {name} would leave (0, 1)); use kappa < {1.0 / (1.0 - beta)!r}"
@@ -154,23 +176,146 @@ def sqrt_rule(hp: Any, kappa: float) -> Any:
     b = _batch_size(values, "sqrt_rule")
     lr = _real(_require(values, "lr", "sqrt_rule"), "lr")
     eps = _real(_require(values, "eps", "sqrt_rule"), "eps")
-    key = _betas_key(values, "sqrt_rule")
     root = math.sqrt(kappa)
     changes: dict[str, Any] = {"batch_size": _scaled_batch_size(b, kappa), "lr": lr * root, "eps": eps / root}
-    if key == "beta":
-        changes["beta"] = _scaled_beta(values["beta"], kappa, "beta")
-    else:
-        betas = values["betas"]
-        if isinstance(betas, (str, bytes)) or not isinstance(betas, (tuple, list)) or len(betas) not in (1, 2):
-            raise ValueError(f"betas must be a tuple or list of 1 or 2 reals in [0, 1), got {betas!r}")
-        changes["betas"] = type(betas)(_scaled_beta(x, kappa, f"betas[{i}]") for i, x in enumerate(betas))
-    decoupled = values.get("decoupled_weight_decay", values.get("optimizer") == "adamw")  # RunConfig: its optimizer
-    if not isinstance(decoupled, bool):
-        raise ValueError(f"decoupled_weight_decay must be True or False, got {decoupled!r}")
-    if decoupled:
+    changes.update(_betas(values, "sqrt_rule", lambda beta, name: _scaled_beta(beta, kappa, name)))
+    if _decoupled(values):
         weight_decay = _real(_require(values, "weight_decay", "sqrt_rule (decoupled_weight_decay)"), "weight_decay")
         changes["weight_decay"] = weight_decay * root
     return _rebuild(hp, changes)
+
+
+def _decoupled(values: dict[str, Any]) -> bool:
+    """Whether the record's weight decay is AdamW's decoupled λ_W (its flag, or ``optimizer="adamw"``)."""
+    decoupled = values.get("decoupled_weight_decay", values.get("optimizer") == "adamw")  # RunConfig: its optimizer
+    if not isinstance(decoupled, bool):
+        raise ValueError(f"decoupled_weight_decay must be True or False, got {decoupled!r}")
+    return decoupled
+
+
+def _betas(values: dict[str, Any], rule: str, scale: Callable[[float, str], float]) -> dict[str, Any]:
+    """``{"beta": …}`` or ``{"betas": …}`` with every β mapped by ``scale(β, name)`` (same container type)."""
+    key = _betas_key(values, rule)
+    if key == "beta":
+        return {"beta": scale(values["beta"], "beta")}
+    betas = values["betas"]
+    if isinstance(betas, (str, bytes)) or not isinstance(betas, (tuple, list)) or len(betas) not in (1, 2):
+        raise ValueError(f"betas must be a tuple or list of 1 or 2 reals in [0, 1), got {betas!r}")
+    return {"betas": type(betas)(scale(x, f"betas[{i}]") for i, x in enumerate(betas))}
+
+
+def sqrt_lr_rule(hp: Any, kappa: float) -> Any:
+    r"""LR-only square-root rule (what many practitioners apply to Adam): :math:`B \to \kappa B,\ \eta \to
+    \sqrt{\kappa}\,\eta`; β, ε and the weight decay kept.
+
+    It keeps P2's noise constant ``σ0 = σ·η`` but not ``c_i = (1 − β_i)/η²`` (the moments' time constants grow
+    by κ in continuous time) nor ``ε0 = ε·η``: not P2's SDE, a rule to test against it.
+
+    Args:
+        hp: dict or dataclass with ``batch_size`` and ``lr``; other keys are copied unchanged.
+        kappa: the factor κ > 0; ``κ·batch_size`` must be an integer.
+    """
+    kappa = _real(kappa, "kappa", positive=True)
+    values = _fields(hp)
+    b = _batch_size(values, "sqrt_lr_rule")
+    lr = _real(_require(values, "lr", "sqrt_lr_rule"), "lr")
+    return _rebuild(hp, {"batch_size": _scaled_batch_size(b, kappa), "lr": lr * math.sqrt(kappa)})
+
+
+def adamw_timescale_rule(hp: Any, kappa: float, lr_exponent: float = 0.0) -> Any:
+    r"""Keep AdamW's timescale fixed: :math:`\tau = B/(\eta\lambda D)` (Bergsma et al., NeurIPS 2025, "Power
+    Lines"; Wang & Aitchison, ICML 2025, "How to set AdamW's weight decay as you scale model and dataset size",
+    whose ``τ_epoch = B/(ηλN)`` is the same at a fixed data set).
+
+    .. math::  B \to \kappa B, \quad \eta \to \kappa^{a}\,\eta, \quad \lambda \to \kappa^{1-a}\,\lambda
+
+    ``a = lr_exponent``: 0 (the default) keeps η (tuned on its own, as Power Lines does), so the decay grows
+    like κ; ``a = 1/2`` is the square-root LR with ``λ → √κ·λ``, P2's decoupled decay. β and ε are kept.
+
+    Args:
+        hp: dict or dataclass with ``batch_size``, ``lr`` and ``weight_decay``, whose decay is decoupled
+            (``optimizer="adamw"`` or ``decoupled_weight_decay=True``): coupled L2 has no such timescale.
+        kappa: the factor κ > 0; ``κ·batch_size`` must be an integer.
+        lr_exponent: ``a`` in [0, 1].
+    """
+    kappa = _real(kappa, "kappa", positive=True)
+    a = _real(lr_exponent, "lr_exponent")
+    if a > 1:
+        raise ValueError(f"lr_exponent must be in [0, 1], got {lr_exponent!r}")
+    values = _fields(hp)
+    b = _batch_size(values, "adamw_timescale_rule")
+    lr = _real(_require(values, "lr", "adamw_timescale_rule"), "lr")
+    if not _decoupled(values):
+        raise ValueError(
+            "adamw_timescale_rule keeps AdamW's timescale B/(η·λ·D): it needs decoupled weight decay "
+            "(optimizer adamw or decoupled_weight_decay=True), got a coupled one"
+        )
+    wd = _real(_require(values, "weight_decay", "adamw_timescale_rule"), "weight_decay")
+    return _rebuild(
+        hp, {"batch_size": _scaled_batch_size(b, kappa), "lr": lr * kappa**a, "weight_decay": wd * kappa ** (1 - a)}
+    )
+
+
+def beta_halflife_rule(hp: Any, kappa: float) -> Any:
+    r"""Keep each moment's half-life in samples (Marek et al. 2025, small-batch training, for β2):
+
+    .. math::  B \to \kappa B, \quad \beta_i \to \beta_i^{\kappa}, \quad \eta \to \sqrt{\kappa}\,\eta,
+               \quad \epsilon \to \epsilon/\sqrt{\kappa}
+
+    A β averages over ``h = ln ½ / ln β`` steps, ``h·B`` samples; at ``κB`` that many samples take ``h/κ`` steps,
+    i.e. ``β^κ``. To first order in ``1 − β`` it is P2's ``1 − κ(1 − β)``; it differs at large κ and, unlike it,
+    is defined for every κ (β^κ stays in [0, 1)). η, ε and a decoupled decay follow :func:`sqrt_rule`.
+
+    Args:
+        hp: as for :func:`sqrt_rule`.
+        kappa: the factor κ > 0; ``κ·batch_size`` must be an integer.
+    """
+    kappa = _real(kappa, "kappa", positive=True)
+    values = _fields(hp)
+    b = _batch_size(values, "beta_halflife_rule")
+    lr = _real(_require(values, "lr", "beta_halflife_rule"), "lr")
+    eps = _real(_require(values, "eps", "beta_halflife_rule"), "eps")
+    root = math.sqrt(kappa)
+    changes: dict[str, Any] = {"batch_size": _scaled_batch_size(b, kappa), "lr": lr * root, "eps": eps / root}
+    changes.update(_betas(values, "beta_halflife_rule", lambda beta, name: _check_beta(beta, name) ** kappa))
+    if _decoupled(values):
+        wd = _real(_require(values, "weight_decay", "beta_halflife_rule (decoupled_weight_decay)"), "weight_decay")
+        changes["weight_decay"] = wd * root
+    return _rebuild(hp, changes)
+
+
+RULES: dict[str, Callable[[Any, float], Any]] = {
+    "linear": linear_rule,
+    "sqrt": sqrt_rule,
+    "sqrt_lr": sqrt_lr_rule,
+    "adamw_timescale": adamw_timescale_rule,
+    "beta_halflife": beta_halflife_rule,
+}
+"""The transfer rules by name (``svag scale --rule``), each ``rule(hp, κ) -> hp'``."""
+
+
+ADAPTIVE = ("adam", "adamw", "rmsprop")
+"""Optimizers whose SDE is P2's (continuous time ``t = k·η²``): the square-root rule keeps it."""
+
+
+def sde_rule(optimizer: str) -> str:
+    """The rule that keeps ``optimizer``'s SDE when ``B → κB``: ``"sqrt"`` (P2) for :data:`ADAPTIVE`, else
+    ``"linear"`` (P1)."""
+    return "sqrt" if optimizer in ADAPTIVE else "linear"
+
+
+def rule_limit(hp: Any, rule: str) -> float:
+    r"""The largest κ (exclusive) the rule can reach from ``hp``: ``min_i 1/(1 − β_i)`` for :func:`sqrt_rule`
+    (``κ(1 − β_i) < 1``; β = 0 sets none; a κ within rounding of it is refused too), ``inf`` for the others."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    if rule != "sqrt":
+        return math.inf
+    values = _fields(hp)
+    key = _betas_key(values, "rule_limit")
+    betas = [values["beta"]] if key == "beta" else list(values["betas"])
+    limits = [1.0 / (1.0 - _check_beta(x, "beta")) for x in betas if x != 0]
+    return min(limits, default=math.inf)
 
 
 def sde_constants(hp: Any, rule: str | Callable[[Any, float], Any]) -> dict[str, Any]:

@@ -11,8 +11,9 @@ at ``lr = 0`` time would stop. Cosine, triangle and warm-up therefore take a pos
 
 :class:`PerStep` carries a schedule written per step of the simulated run (a GPT script's warm-up +
 cosine) to this time axis, for SGD's clock (``t = Σ η_k``) and Adam's (``t = Σ η_k²``) alike;
-:class:`OnSteps` does the same for a cosine or triangle read on the step axis (``--schedule-unit step``),
-which keeps each ``l`` at exactly ``l^p`` times the simulated run's steps.
+:class:`OnSteps` does the same for a multistep, cosine or triangle read on the step axis
+(``--schedule-unit step``), which keeps each ``l`` at exactly ``l^p`` times the simulated run's steps.
+:func:`original_steps` counts the simulated run's steps up to a time, for any schedule.
 
 Each schedule is a small frozen dataclass: call it with ``t`` to get the LR, and
 ``dataclasses.asdict`` / :func:`schedule_from_dict` round-trip it through ``config.json``.
@@ -35,12 +36,13 @@ __all__ = [
     "Schedule",
     "Triangle",
     "Warmup",
+    "original_steps",
     "schedule_from_dict",
     "schedule_to_dict",
 ]
 
 
-MAX_STEPS = 10**7  # OnSteps keeps one LR and one end time per step: 10^7 steps are ~0.5 GB of Python floats
+MAX_STEPS = 10**7  # OnSteps keeps one LR and one end time per step (but of a multistep): 10^7 steps are ~0.5 GB
 
 
 def _positive(value: float, name: str) -> None:
@@ -248,10 +250,7 @@ class PerStep(Schedule):
 
     def svag_steps(self, l: float) -> int:
         """SVAG steps at amplification ``l`` that cover the run: ``l^p·len(lrs)`` (``l^p`` must be an integer)."""
-        per = Clock(self.power, l, self.lr_factor).steps_per_original
-        if abs(per - round(per)) > TIME_RTOL * per:
-            raise ValueError(f"l^p = {per:g} is not an integer: SVAG steps at l={l:g} straddle the schedule's steps")
-        return round(per) * len(self.lrs)
+        return _svag_steps(Clock(self.power, l, self.lr_factor), len(self.lrs))
 
     def time_at(self, step: int) -> float:
         """``T_step``: the continuous time at which the simulated run has taken ``step`` steps (0 … ``len(lrs)``)."""
@@ -263,22 +262,90 @@ class PerStep(Schedule):
         k = bisect.bisect_right(self._ends, t + TIME_RTOL * abs(t))  # sde_time is a float sum: relative slack
         return self.lrs[min(k, len(self.lrs) - 1)]
 
+    def _steps_at(self, t: float) -> float:
+        """Steps of the simulated run that cover ``[0, t]`` (:func:`original_steps`): ``k + (t − T_k)/Δ_k``."""
+        k = min(bisect.bisect_right(self._ends, t), len(self.lrs) - 1)
+        start = self._ends[k - 1] if k else 0.0
+        return k + (t - start) / (self._ends[k] - start)
+
+
+def _svag_steps(clock: Clock, steps: int) -> int:
+    """``l^p·steps``: SVAG steps at ``clock``'s ``l`` over ``steps`` steps of the simulated run (``l^p`` must be
+    an integer, else SVAG steps straddle the schedule's steps)."""
+    per = clock.steps_per_original
+    if abs(per - round(per)) > TIME_RTOL * per:
+        raise ValueError(f"l^p = {per:g} is not an integer: SVAG steps at l={clock.l:g} straddle the schedule's steps")
+    return round(per) * steps
+
+
+class _Phases:
+    r""":class:`OnSteps` of a :class:`MultiStep` (or :class:`Constant`) read on the step axis, held as its
+    phases rather than one LR per step (so any number of steps, no :data:`MAX_STEPS`).
+
+    Phase ``i`` runs the simulated run's steps ``s_i ≤ k < s_{i+1}`` at ``η_i``, each covering
+    ``Δ_i = (c·η_i)^p``, from ``T_{s_i} = T_{s_{i−1}} + (s_i − s_{i−1})·Δ_{i−1}``. A milestone ``m`` (a step
+    count) starts a phase at step ``⌈m⌉``, the first step ``k ≥ m``; ``j`` milestones there multiply the LR by
+    ``γ^j``, as ``torch.optim.lr_scheduler.MultiStepLR`` stepped once per step does (so ``η_2 = (η·γ)·γ``,
+    which can differ from ``η·γ²`` in the last bit). ``T`` is a product, not the run's float sum of
+    ``Δ_i``: they agree within :data:`svag.clock.TIME_RTOL`, the slack every reader of time allows.
+    """
+
+    def __init__(self, inner: Schedule, steps: int, clock: Clock) -> None:
+        milestones = [math.ceil(m) for m in getattr(inner, "milestones", ())]
+        starts, lrs = [0], [inner.lr]
+        for k in sorted(set(milestones)):
+            if k >= steps:  # no step left to run at the decayed LR
+                break
+            starts.append(k)
+            lrs.append(lrs[-1] * inner.gamma ** milestones.count(k))
+        self.starts, self.steps, self.clock = tuple(starts), steps, clock
+        self.lrs = tuple(lrs)
+        self.deltas = tuple(clock.original_step_time(lr) for lr in self.lrs)
+        times = [0.0]
+        for i in range(1, len(starts)):
+            times.append(times[-1] + (starts[i] - starts[i - 1]) * self.deltas[i - 1])
+        self.times = tuple(times)
+        self.horizon = self.time_at(steps)
+
+    def svag_steps(self, l: float) -> int:
+        return _svag_steps(Clock(self.clock.power, l, self.clock.lr_factor), self.steps)
+
+    def time_at(self, step: int) -> float:
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= self.steps:
+            raise ValueError(f"step must be an integer in [0, {self.steps}], got {step!r}")
+        i = bisect.bisect_right(self.starts, step) - 1
+        return self.times[i] + (step - self.starts[i]) * self.deltas[i]
+
+    def __call__(self, t: float) -> float:
+        i = bisect.bisect_right(self.times, t + TIME_RTOL * abs(t)) - 1  # sde_time is a float sum: relative slack
+        return self.lrs[max(i, 0)]
+
+    def _steps_at(self, t: float) -> float:
+        i = max(bisect.bisect_right(self.times, t) - 1, 0)
+        return self.starts[i] + (t - self.times[i]) / self.deltas[i]
+
 
 @dataclass(frozen=True)
 class OnSteps(Schedule):
-    r"""A schedule of the simulated run's **step** ``k`` (cosine or triangle over its steps, as P1 and
-    ``torch.optim.lr_scheduler`` do it), carried to continuous time by :class:`PerStep`:
+    r"""A schedule of the simulated run's **step** ``k`` (multistep, cosine or triangle over its steps, as P1
+    and ``torch.optim.lr_scheduler`` do it), carried to continuous time by :class:`PerStep`:
 
     .. math::  \eta_k = \mathrm{inner}(k), \quad k = 0, \dots, \mathrm{steps} - 1, \qquad
                \mathrm{lr}(t) = \eta_k \ \text{for}\ T_k \le t < T_{k+1}, \quad T_k = \sum_{j<k} (c\,\eta_j)^p
 
     ``inner`` is any schedule read on the step axis (``Cosine(lr, horizon=steps)``, ``Triangle``,
-    ``Warmup`` of either). SGD then takes ``steps`` steps and SVAG at ``l`` takes ``l^p·steps``, each
-    covering ``(c·η_k/l)^p`` of time: the same continuous-time schedule for every ``l``
-    (:meth:`PerStep.svag_steps`). Shaped on time instead (``Cosine(lr, horizon=T)`` called with ``t``), a
+    ``MultiStep(lr, milestones=steps)``, ``Warmup`` of any). SGD then takes ``steps`` steps and SVAG at ``l``
+    takes ``l^p·steps``, each covering ``(c·η_k/l)^p`` of time: the same continuous-time schedule for every
+    ``l`` (:meth:`PerStep.svag_steps`). Shaped on time instead (``Cosine(lr, horizon=T)`` called with ``t``), a
     schedule spends as many steps on a stretch ``dt`` as ``dt/lr(t)``: a cosine to ``1e-3·lr`` takes ~32×
-    the steps of its constant-LR run, almost all in its tail. Only ``inner``, ``steps`` and the clock
-    are stored (``config.json`` stays small); the per-step LRs are rebuilt.
+    the steps of its constant-LR run, almost all in its tail; a multistep's decay at time ``T_m`` falls
+    inside a step, which runs at the old LR for its whole length. Only ``inner``, ``steps`` and the clock
+    are stored (``config.json`` stays small); the per-step LRs are rebuilt, at most :data:`MAX_STEPS` of
+    them, except for a :class:`MultiStep` or :class:`Constant` ``inner``, kept as its phases
+    (:meth:`keeps_per_step`): step ``k`` runs at ``η·γ^{#{m : k ≥ m}}``, each decay multiplying the LR
+    before it by ``γ`` as ``torch.optim.lr_scheduler.MultiStepLR(milestones=⌈m⌉)`` stepped once per step
+    does, so that ``l = 1`` is that SGD run bit for bit (``(η·γ)·γ`` may differ from ``inner``'s ``η·γ²``
+    in the last bit).
     """
 
     inner: Schedule
@@ -288,10 +355,25 @@ class OnSteps(Schedule):
     kind = "on_steps"
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
-            raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {self.steps!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+        clock = Clock(self.power, 1.0, self.lr_factor)  # validates power and lr_factor
+        if not self.keeps_per_step(self.inner):
+            object.__setattr__(self, "_per_step", _Phases(self.inner, self.steps, clock))
+            return
+        if self.steps > MAX_STEPS:
+            raise ValueError(
+                f"steps must be at most {MAX_STEPS} for a {self.inner.kind} schedule (one LR is kept per step), "
+                f"got {self.steps}"
+            )
         per_step = PerStep(tuple(self.inner(float(k)) for k in range(self.steps)), self.power, self.lr_factor)
         object.__setattr__(self, "_per_step", per_step)
+
+    @staticmethod
+    def keeps_per_step(inner: Schedule) -> bool:
+        """Whether ``OnSteps(inner, ...)`` keeps one LR per step (so at most :data:`MAX_STEPS` steps): yes but
+        for a :class:`MultiStep` or :class:`Constant` ``inner``, held as its phases of constant LR."""
+        return not isinstance(inner, (MultiStep, Constant))
 
     @classmethod
     def for_clock(cls, inner: Schedule, steps: int, clock) -> OnSteps:
@@ -314,6 +396,43 @@ class OnSteps(Schedule):
 
     def __call__(self, t: float) -> float:
         return self._per_step(t)
+
+    def _steps_at(self, t: float) -> float:
+        return self._per_step._steps_at(t)
+
+
+INTEGRAL_CELLS = 2**14  # original_steps' midpoint rule, for a schedule without a closed form
+
+
+def original_steps(schedule: Schedule, times, clock: Clock) -> list[float]:
+    r"""The simulated run's steps that cover ``[0, t]``, for each ``t`` of the increasing ``times``:
+
+    .. math::  k(t) = \int_0^t \frac{dt'}{(c\,\mathrm{lr}(t'))^p}
+
+    (``(c·lr)^p`` is ``clock.original_step_time(lr)``; ``clock.l`` is ignored), so ``k(t)·B/n`` is its
+    epoch at ``t``. On a step-shaped schedule (:class:`OnSteps`, :class:`PerStep`) ``k(T_j) = j`` at its
+    step boundaries; shaped on time, it is the count as steps shrink (the run itself loses up to a step
+    per boundary: a step that straddles a decay runs at the old LR). Exact for those and for
+    :class:`Constant` and :class:`MultiStep`; for any other schedule the midpoint rule on
+    :data:`INTEGRAL_CELLS` cells over ``[0, max(times)]`` (a cosine's count comes out to rounding; a cell
+    that straddles a jump of the LR by ``γ`` errs by up to ``1/(γ·INTEGRAL_CELLS)`` of the count).
+    """
+    times = [float(t) for t in times]
+    if isinstance(schedule, (OnSteps, PerStep)):
+        return [schedule._steps_at(t) for t in times]
+    if isinstance(schedule, (Constant, MultiStep)):
+        edges = (0.0, *getattr(schedule, "milestones", ()), math.inf)
+        deltas = [clock.original_step_time(schedule(start)) for start in edges[:-1]]  # a step's time in each phase
+        return [sum(max(min(t, b) - a, 0.0) / d for a, b, d in zip(edges, edges[1:], deltas)) for t in times]
+    out, k, prev, total = [], 0.0, 0.0, max(times, default=0.0)
+    for t in times:
+        if t > prev:
+            cells = math.ceil(INTEGRAL_CELLS * (t - prev) / total)
+            h = (t - prev) / cells
+            k += sum(h / clock.original_step_time(schedule(prev + (j + 0.5) * h)) for j in range(cells))
+        out.append(k)
+        prev = max(prev, t)
+    return out
 
 
 _KINDS: dict[str, type[Schedule]] = {

@@ -20,14 +20,36 @@ file                       what it holds (writer)
 
 Run folders: ``l{l}_seed{s}`` (comparison), ``ngd_seed{s}`` (its NGD runs), ``B{B}_seed{s}`` (scaling
 sweep), ``B{B}`` / ``B{B}_seed{s}`` (the LSR sweep: its first seed keeps the one-seed name).
+
+Each file above (:data:`FILES`) is written atomically (:func:`svag.records.atomic_path`); a kill in the
+middle of a write leaves a hidden ``.NAME.XXXXXXXX.tmp``, which :func:`remove_temporaries` deletes when
+the sweep resumes.
+
+**One driver.** The sweep's driver holds the folder's lock (:func:`hold`, the run folder's
+``.lock`` and its rules: :func:`svag.runfolder.hold_writer`) from its first write to its last, so a
+second driver on the same folder (two ``svag compare --resume``) is refused in one line naming the
+first. Each run's own folder is locked by the process that trains it. ``svag plot`` takes no lock:
+it may draw a sweep that is still running.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
+
+from svag.records import temporary_of
+from svag.runfolder import hold_writer
+
 __all__ = [
     "COMPARE_PNG",
+    "FILES",
     "LSR_JSON",
     "LSR_PNG",
+    "RULES_CSV",
+    "RULES_JSON",
+    "RULES_MD",
+    "RULES_PNG",
     "SCALE_JSON",
     "SCALE_PNG",
     "SCALE_SUMMARY_CSV",
@@ -39,8 +61,11 @@ __all__ = [
     "VERDICTS_MD",
     "VERDICTS_PNG",
     "compare_run",
+    "hold",
     "lsr_run",
     "ngd_run",
+    "remove_temporaries",
+    "rule_folder",
     "scale_run",
 ]
 
@@ -50,6 +75,16 @@ COMPARE_PNG = "compare.png"
 LSR_JSON, LSR_PNG = "lsr.json", "lsr.png"
 SCALE_JSON, SCALE_PNG = "scale.json", "scale.png"
 SCALE_SUMMARY_MD, SCALE_SUMMARY_CSV = "scale_summary.md", "scale_summary.csv"
+RULES_JSON, RULES_MD, RULES_CSV, RULES_PNG = "rules.json", "rules.md", "rules.csv", "rules.png"
+FILES = (SUMMARY_MD, SUMMARY_CSV, VERDICTS_MD, VERDICTS_CSV, VERDICTS_JSON, VERDICTS_PNG, COMPARE_PNG, LSR_JSON,
+         LSR_PNG, SCALE_JSON, SCALE_PNG, SCALE_SUMMARY_MD, SCALE_SUMMARY_CSV, RULES_JSON, RULES_MD, RULES_CSV,
+         RULES_PNG)  # fmt: skip
+
+
+def rule_folder(rule: str) -> str:
+    """The sub-folder of one rule's sweep when ``svag scale --rule A,B,...`` compares several: ``{rule}``; the base
+    runs live in the first rule's folder and the others name them as ``../{first}/B{B0}_seed{s}``."""
+    return rule
 
 
 def compare_run(l: float, seed: int) -> str:
@@ -71,3 +106,22 @@ def lsr_run(batch_size: int, seed: int, first_seed: int) -> str:
     """``B{B}`` for the first seed of the LSR sweep (the folder of a one-seed sweep), ``B{B}_seed{s}``
     for the others."""
     return f"B{batch_size}" if seed == first_seed else f"B{batch_size}_seed{seed}"
+
+
+def hold(out: str | os.PathLike) -> contextlib.AbstractContextManager[bool]:
+    """Be the one driver writing the sweep folder ``out`` while the block runs (:func:`svag.runfolder.hold_writer`:
+    :class:`svag.runfolder.FolderInUseError` if another process holds it). Reentrant: a command holding it
+    around the sweep driver's own hold holds it once."""
+    return hold_writer(out, f"the sweep folder {out}", reentrant=True)
+
+
+def remove_temporaries(out: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.NAME.XXXXXXXX.tmp``, :func:`svag.records.atomic_path`) that writes of
+    the sweep's own :data:`FILES`, killed midway, left in the sweep folder ``out``, and return them; a
+    user's files and the run folders are left alone (a run cleans its own folder when it starts). Only
+    while no other process writes ``out``: a sweep's driver calls it on ``--resume``, holding :func:`hold`."""
+    out = Path(out)
+    stale = sorted(p for p in out.iterdir() if temporary_of(p) in FILES and p.is_file()) if out.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

@@ -33,7 +33,7 @@ from svag.cli import main
 from svag.commands.compare import margin
 from svag.config import RunConfig
 from svag.records import encode
-from svag.runfolder import RunFolder, load_runs
+from svag.runfolder import RepeatedRecordsError, RunFolder, load_runs
 
 BASE = RunConfig(data="teacher-student", n_train=256, n_test=128, batch_size=16, lr=0.1, epochs=2.0, eval_every=1.0)
 TIMES = [0.0, 16.0, 32.0]  # the grid the fabricated runs declare (derived["eval_times"]), one epoch = 16
@@ -127,9 +127,11 @@ def test_two_runs_of_one_l_and_seed_are_refused(tmp_path):
 
 
 def test_a_record_off_the_grid_is_refused(tmp_path):
+    """A record repeating a time is refused as the folder is read (svag.runfolder), before any verdict."""
     folder = fabricate(tmp_path, "l1_seed0", 1, 0, {"test_loss": constant(1.0)})
     folder.append_record({"sde_time": 32.0, "test_loss": 1.0})
-    with pytest.raises(ValueError, match=r"a record at sde_time=32\.0 is a second time at t=32"):
+    with pytest.raises(RepeatedRecordsError, match=r"l1_seed0/metrics.jsonl: record 4 \(sde_time=32\) repeats the time "
+                       r"of record 3, as two processes writing one run folder at once leave it"):  # fmt: skip
         ladder_values(load_runs(tmp_path), "test_loss")
 
 
@@ -335,6 +337,25 @@ def test_compare_prints_and_writes_the_verdict_and_plot_redraws_it(tmp_path, cap
     assert (out / sf.VERDICTS_PNG).stat().st_size > 10_000 and (out / sf.VERDICTS_JSON).read_bytes() == saved
     assert main(["plot", str(out), "--fit-ls", "1,4"]) == 2  # a fit the ladder cannot give
     assert "--fit-ls must list at least 2 values of --ls (1, 2), got 1, 4" in capsys.readouterr().err
+
+
+def test_the_verdicts_epochs_are_the_records_epochs(tmp_path, capsys):
+    """A multistep over the steps at n/B = 6.25 (issue 23): the verdict's epochs (printed line, verdicts.md and
+    .csv, the figure's x-axis: all from ``report["epochs"]``) are the ones every run's records carry, k·B/n, the
+    end at ⌈2·6.25⌉ = 13 steps = epoch 2.08, not time over the base LR's epoch length (1.6 here)."""
+    out = tmp_path / "cmp"
+    args = ["--data", "teacher-student", "--n-train", "100", "--n-test", "64", "--batch-size", "16", "--lr", "0.2",
+            "--device", "cpu", "--no-progress", "--epochs", "2", "--eval-every", "0.5", "--schedule", "multistep",
+            "--milestones", "1", "--gamma", "0.5"]  # fmt: skip
+    assert main(["compare", "--out", str(out), "--ls", "1,2", "--seeds", "2", *args]) == 0
+    printed = capsys.readouterr().out
+    report = read_verdicts(out)
+    for run in load_runs(out):
+        assert [r["epoch"] for r in run.records] == report["epochs"] == run.derived["eval_epochs"], run.path.name
+    assert report["epochs"][-1] == 13 * 16 / 100 == 2.08
+    assert "does SGD follow its SDE? at the end (epoch 2.08)" in printed
+    assert "(epoch 2.08)" in (out / sf.VERDICTS_MD).read_text()
+    assert (out / sf.VERDICTS_CSV).read_text().count(",2.08,") >= 1
 
 
 def test_compare_with_one_seed_runs_and_skips_the_verdict(tmp_path, capsys):

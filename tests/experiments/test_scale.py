@@ -114,9 +114,10 @@ def test_existing_runs_need_resume_with_the_same_flags(adam_sweep, capsys):
 
 
 def test_sgd_linear_rule_with_a_schedule(tmp_path, capsys):
-    """SGD clock: the linear rule keeps the time per epoch, also across a multistep LR decay.
+    """SGD clock: the linear rule keeps the time per epoch, also across a multistep LR decay. The decay is
+    shaped over each run's steps (the default), so both phases are evaluated every quarter epoch.
     (η = 0.125 and γ = 0.5 keep every time exact in binary: a sum of 0.1s reaching the milestone
-    0.8 as 0.7999… would take one more step at the old LR.)"""
+    0.8 as 0.7999… would take one more step at the old LR on time.)"""
     out = tmp_path / "sgd"
     schedule = ["--lr", "0.125", "--schedule", "multistep", "--milestones", "0.5", "--gamma", "0.5"]
     code = main(["scale", "--out", str(out), "--batch-sizes", "32", "--seeds", "1", *schedule, "--eval-every", "0.25",
@@ -127,7 +128,7 @@ def test_sgd_linear_rule_with_a_schedule(tmp_path, capsys):
     assert runs[32]["lr"] == pytest.approx(0.25, rel=1e-12) and runs[32]["kappa"] == 2.0
     curves = scale_curves(out, ("train_loss",))["train_loss"]
     for c in curves:
-        np.testing.assert_allclose(c.epoch, [0, 0.25, 0.5, 1.0], rtol=1e-12)
+        np.testing.assert_allclose(c.epoch, [0, 0.25, 0.5, 0.75, 1.0], rtol=1e-12)
         np.testing.assert_allclose(c.x, c.sde_time, rtol=1e-9, atol=1e-15)
     assert curves[1].sde_time[-1] == pytest.approx(0.5 * 16 * 0.125 + 0.5 * 16 * 0.0625, rel=1e-9)
     assert (out / sf.SCALE_PNG).is_file()
@@ -178,13 +179,14 @@ def test_listed_in_help(capsys):
     assert "scale" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["scale", "--help"])
-    assert "--rule {auto,linear,sqrt}" in capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--rule RULE" in text and all(name in text for name in ("sqrt_lr", "adamw_timescale", "beta_halflife"))
 
 
 def test_unknown_rule_is_rejected(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["scale", "--out", "x", "--rule", "cubic", "--batch-sizes", "32"])
-    assert exc.value.code == 2 and "invalid choice: 'cubic'" in capsys.readouterr().err
+    assert exc.value.code == 2 and "rule must be one of auto, linear, sqrt, sqrt_lr" in capsys.readouterr().err
 
 
 def test_scaled_configs_rmsprop_uses_its_one_beta():

@@ -7,6 +7,8 @@ from svag.runner.engine import EnsembleEngine, SingleEngine, evaluate, grad_norm
 from svag.runner.ensemble import Ensemble
 from svag.task import CrossEntropy, SquaredError
 
+pytestmark = pytest.mark.determinism  # bit-for-bit claims: run at one and at two threads (conftest)
+
 
 def _mlp(seed):
     torch.manual_seed(seed)

@@ -23,6 +23,8 @@ from svag.runner.engine import EnsembleEngine, SingleEngine
 from svag.runner.ensemble import Ensemble, supported
 from svag.task import CrossEntropy
 
+pytestmark = pytest.mark.determinism  # bit-for-bit claims: run at one and at two threads (conftest)
+
 SEEDS = [0, 1, 2]
 
 

@@ -27,6 +27,8 @@ FAST = RunConfig(
     eval_every=0.5, checkpoint_every=0.5, device="cpu",
 )  # fmt: skip
 
+pytestmark = pytest.mark.determinism  # bit-for-bit claims: run at one and at two threads (conftest)
+
 
 def test_writes_records_config_env(tmp_path):
     res = runner.run(replace(FAST, l=2.0), tmp_path / "r", progress=False)
@@ -52,7 +54,8 @@ def test_same_time_grid_for_every_l(tmp_path):
 
 
 def test_multistep_schedule_reaches_milestones_in_time(tmp_path):
-    cfg = replace(FAST, schedule="multistep", milestones=(1.0,), gamma=0.1, l=2.0)
+    """Shaped on time, a milestone is the time at which the SDE reaches it (``derived["schedule"]``)."""
+    cfg = replace(FAST, schedule="multistep", milestones=(1.0,), gamma=0.1, l=2.0, schedule_unit="time")
     rows = runner.run(cfg, tmp_path / "r", progress=False).records
     derived = read_json(tmp_path / "r" / "config.json")["derived"]
     t1 = 1.0 * 16 * 0.2
@@ -95,10 +98,12 @@ def test_resume_accepts_a_folder_written_before_a_field_existed(tmp_path):
         runner.run(replace(FAST, sync_bn=True), tmp_path / "r", resume=True, progress=False)
 
 
-def test_milestone_reached_up_to_rounding_switches_the_lr(tmp_path):
-    """8 steps of 0.1 sum to 0.7999999999999999 < 0.8 in floats: the milestone still applies."""
+@pytest.mark.parametrize("unit", ["time", "step"])
+def test_milestone_reached_up_to_rounding_switches_the_lr(tmp_path, unit):
+    """8 steps of 0.1 sum to 0.7999999999999999 < 0.8 in floats: the milestone (the SDE's time 0.8, or step 8's
+    start 8·0.1 on steps) still applies."""
     cfg = replace(FAST, lr=0.1, batch_size=16, epochs=1.0, schedule="multistep", milestones=(0.5,), gamma=0.1,
-                  eval_every=0.25, checkpoint_every=1.0)  # fmt: skip
+                  eval_every=0.25, checkpoint_every=1.0, schedule_unit=unit)  # fmt: skip
     rows = runner.run(cfg, tmp_path / "r", progress=False).records
     assert rows[-1]["epoch"] == pytest.approx(1.0)
     assert rows[-1]["sde_time"] == pytest.approx(0.8 + 8 * 0.01)
@@ -187,6 +192,16 @@ def test_cosine_over_the_steps_sigkill_and_resume_bit_identical(tmp_path):
     cfg = replace(SIGNAL_CFG, schedule="cosine", schedule_unit="step", epochs=2.0)
     ref = tmp_path / "ref"
     subprocess.run(train_cmd(ref, cfg), check=True, capture_output=True)
+    _signal_and_resume(tmp_path, ref, signal.SIGKILL, kills=1, seed=0, cfg=cfg)
+
+
+def test_adam_run_sigkill_and_resume_bit_identical(tmp_path):
+    """An Adam run (l = 2), whose records carry the preconditioned ratio (gn_ratio_pre, its accumulator in the
+    checkpoint: checkpoints fall inside record intervals), killed at a random point (seed 0) resumes exactly."""
+    cfg = replace(SIGNAL_CFG, optimizer="adam", lr=0.01, l=2.0, epochs=2.0, n_train=256, checkpoint_every=0.125)
+    ref = tmp_path / "ref"
+    subprocess.run(train_cmd(ref, cfg), check=True, capture_output=True)
+    assert all(r["noise_count_pre"] and math.isfinite(r["gn_ratio_pre"]) for r in read_jsonl(ref / "metrics.jsonl")[1:])
     _signal_and_resume(tmp_path, ref, signal.SIGKILL, kills=1, seed=0, cfg=cfg)
 
 

@@ -47,6 +47,8 @@ def test_save_load_round_trip_per_replica(tmp_path):
     for r in reps:
         r.sampler.next()
         r.acc.add(1.0, 2.0)
+        r.acc_pre.add(3.0, 4.0)
+        r.acc_pre.add(5.0, 6.0)
         r.n_records = 3
     loss = eng.loss((torch.randn(2, 4, 3, dtype=torch.float64), torch.randint(0, 2, (2, 4))))
     loss.backward()
@@ -65,6 +67,11 @@ def test_save_load_round_trip_per_replica(tmp_path):
     for r, r2 in zip(reps, reps2):
         assert torch.equal(r.sampler.next()[0], r2.sampler.next()[0])
         assert r2.n_records == 3 and r2.acc.count == 1
+        assert r2.acc_pre.__dict__ == r.acc_pre.__dict__ and r2.acc_pre.count == 2
+    old = {k: v for k, v in folders[0].load_checkpoint().items() if k != "acc_pre"}  # written before it existed
+    reps2[0].acc_pre.reset()
+    reps2[0].load(old)
+    assert reps2[0].acc.count == 1 and reps2[0].acc_pre.count == 0
     single = SingleEngine(_models(1)[0], CrossEntropy())
     runstate.load([folders[1].load_checkpoint()], reps2[1:], single, SVAG(single.params, lr=0.1, l=2.0))
     for p, q in zip(single.params, eng.params):

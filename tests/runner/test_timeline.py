@@ -5,7 +5,7 @@ import math
 import pytest
 
 from svag import schedules as S
-from svag.clock import Clock
+from svag.clock import TIME_RTOL, Clock
 from svag.config import RunConfig
 from svag.runner.timeline import Timeline
 
@@ -31,9 +31,11 @@ def test_adam_clock_squares_the_lr():
 
 @pytest.mark.parametrize("clock", [SGD, ADAM, Clock(power=1, lr_factor=1 / (1 - 0.9))], ids=["sgd", "adam", "sgdm"])
 def test_milestones_are_where_the_simulated_run_reaches_them(clock):
-    """Phase i at LR η·γ^i lasts its epochs × (n/B)·original_step_time(η·γ^i): the reference is a
-    loop over the simulated run's own steps, adding the time of each step."""
-    cfg = RunConfig(lr=0.3, batch_size=8, epochs=3.0, schedule="multistep", milestones=(1.0, 2.5), gamma=0.1)
+    """Shaped on time: phase i at LR η·γ^i lasts its epochs × (n/B)·original_step_time(η·γ^i): the
+    reference is a loop over the simulated run's own steps, adding the time of each step (n/B = 8 steps
+    per epoch: the milestones fall on step boundaries, where both shapes agree)."""
+    cfg = RunConfig(lr=0.3, batch_size=8, epochs=3.0, schedule="multistep", milestones=(1.0, 2.5), gamma=0.1,
+                    schedule_unit="time")  # fmt: skip
     n = 64
     tl = Timeline.of(cfg, n, clock)
     t, times = 0.0, []
@@ -122,3 +124,73 @@ def test_next_checkpoint_on_time_and_on_steps():
     assert got == list(tl.checkpoint_times)
     off = Timeline.of(RunConfig(lr=0.3, batch_size=16, epochs=2.5, checkpoint_every=0.0, schedule="cosine"), 100, SGD)
     assert off.next_checkpoint(0.0) == math.inf
+
+
+# the held-out large-batch case of issue 23: MNIST-1D's 9600 samples at B = 2048 (4.6875 steps per epoch)
+LARGE_BATCH = dict(lr=6.4, batch_size=2048, epochs=75.0, schedule="multistep", milestones=(60.0,), gamma=0.1)
+
+
+def _steps_taken(tl: Timeline, clock: Clock) -> list[float]:
+    """The LR of every step a run on ``clock`` takes through ``tl`` (the runner's rule, no training)."""
+    t, lrs = 0.0, []
+    while t < tl.end_time * (1 - TIME_RTOL):
+        lrs.append(tl.schedule(t * (1 + TIME_RTOL)))
+        t += clock.step_time(lrs[-1])
+    return lrs
+
+
+@pytest.mark.parametrize("power", [1, 2], ids=["sgd", "adam"])
+def test_multistep_on_steps_takes_multisteplrs_steps_at_every_l(power):
+    """On steps (the default): ⌈75·4.6875⌉ = 352 steps of the simulated run, 282 = ⌈60·4.6875⌉ of them at η,
+    as MultiStepLR(milestones=[282]) over 352 steps; at l = 2 exactly l^p times each. Shaped on time the decay
+    sits at t = 60·τ = 1800, inside step 281, which runs at η for its whole length: 345 steps at l = 1."""
+    cfg = RunConfig(**LARGE_BATCH).validate()
+    for l in (1.0, 2.0):
+        clock = Clock(power, l)
+        tl = Timeline.of(cfg, 9600, clock)
+        assert isinstance(tl.schedule, S.OnSteps) and tl.schedule.steps == 352
+        assert tl.schedule.time_at(282) == pytest.approx(282 * 6.4**power, rel=1e-12)
+        per = round(l**power)
+        assert _steps_taken(tl, clock) == [6.4] * 282 * per + [6.4 * 0.1] * 70 * per
+        assert tl.schedule.svag_steps(l) == 352 * per
+        assert tl.eval_epochs[-1] == 352 * 2048 / 9600 and tl.eval_times[-1] == tl.end_time
+    on_time = Timeline.of(RunConfig(**LARGE_BATCH, schedule_unit="time").validate(), 9600, SGD)
+    lrs = _steps_taken(on_time, SGD)
+    assert len(lrs) == 345 and lrs.count(6.4) == 282  # 7 steps (2% of the run) short of MultiStepLR's 352
+    assert on_time.eval_epochs[-1] == pytest.approx(75.0, rel=1e-12)  # the SDE's count, not 1845/τ = 61.5
+
+
+def test_on_steps_epochs_and_noise_window_are_the_simulated_runs_steps():
+    """Step-shaped multistep: evaluations every eval_every·n/B steps over both phases, with the epochs the
+    records count (k·B/n); the G/N window from the first step at or past START·n/B to the one at END·n/B."""
+    cfg = RunConfig(**LARGE_BATCH, eval_every=10.0, noise_window=(50.0, 70.0)).validate()
+    tl = Timeline.of(cfg, 9600, SGD)
+    steps = [0, 47, 94, 141, 188, 234, 281, 328, 352]  # round(j·46.875), and the end
+    assert tl.eval_epochs == tuple(k * 2048 / 9600 for k in steps)
+    assert tl.eval_times == pytest.approx([tl.schedule.time_at(k) for k in steps], rel=1e-15)
+    assert (tl.noise_from, tl.noise_to) == (tl.schedule.time_at(235), tl.schedule.time_at(329))  # ⌈234.4⌉, ⌈328.1⌉
+    assert Timeline.of(RunConfig(**LARGE_BATCH).validate(), 9600, SGD).noise_to == math.inf
+
+
+def test_time_shaped_epochs_are_the_simulated_runs_not_time_over_tau():
+    """On time, eval_epochs count the steps that cover [0, t] (svag.schedules.original_steps), /(n/B): a
+    decay by γ makes each later unit of time 1/γ steps; at a constant LR it is t/τ."""
+    cfg = RunConfig(lr=0.2, batch_size=16, epochs=2.0, eval_every=0.5, schedule="multistep", milestones=(1.0,),
+                    schedule_unit="time").validate()  # fmt: skip
+    tl = Timeline.of(cfg, 256, SGD)  # τ = 3.2; the second epoch covers 0.32
+    assert tl.eval_times == pytest.approx([0.0, 1.6, 3.2, 3.52])
+    assert tl.eval_epochs == pytest.approx([0.0, 0.5, 1.0, 2.0], rel=1e-12)
+    warm = Timeline.of(RunConfig(lr=0.2, batch_size=16, epochs=2.0, warmup=1.0).validate(), 256, SGD)
+    # a linear warm-up from 0.1·η over τ: ∫ dt / (η·(0.1 + 0.9·t/τ)) = τ·ln(10)/(0.9·η) steps, i.e. ln(10)/0.9 epochs
+    assert warm.eval_epochs[-1] == pytest.approx(math.log(10) / 0.9 + 1.0, rel=1e-6)
+
+
+def test_a_multistep_needs_no_list_per_step():
+    """A multistep on steps is held as its phases: 10^8 simulated steps are fine. With a warm-up it keeps one LR
+    per step, and past MAX_STEPS it says so."""
+    big = dict(lr=0.1, batch_size=1, epochs=1e6, eval_every=1e3, checkpoint_every=1e3, schedule="multistep",
+               milestones=(5e5,))  # fmt: skip
+    tl = Timeline.of(RunConfig(**big).validate(), 100, SGD)
+    assert tl.schedule.steps == 10**8 and tl.schedule(tl.schedule.time_at(5 * 10**7)) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match=r"at most 1e\+07 are allowed for a multistep with a warm-up"):
+        Timeline.of(RunConfig(**big, warmup=1.0).validate(), 100, SGD)

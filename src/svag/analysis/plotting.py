@@ -17,7 +17,16 @@ import numpy as np
 from svag.analysis.summary import aggregate
 from svag.runfolder import Run
 
-__all__ = ["figure_format", "lsr_figure", "plot_compare", "plot_lsr", "plot_scale", "plot_verdicts", "save_figure"]
+__all__ = [
+    "figure_format",
+    "lsr_figure",
+    "plot_compare",
+    "plot_lsr",
+    "plot_rules",
+    "plot_scale",
+    "plot_verdicts",
+    "save_figure",
+]
 
 LABELS = {
     "test_acc": "test accuracy",
@@ -208,7 +217,8 @@ def lsr_figure(result: dict):
     _lsr_ratio_panel(top, result, rows, xlim)
     _lsr_error_panel(bottom, result, rows, xlim)
     base = result["baseline"]
-    _title(fig, f"LSR test: baseline B0={base['batch_size']}, η0={base['lr']:g}")
+    rule = "square-root rule" if result.get("rule") == "sqrt" else "LSR"
+    _title(fig, f"{rule} test ({result.get('optimizer', 'sgd')}): baseline B0={base['batch_size']}, η0={base['lr']:g}")
     return fig
 
 
@@ -239,7 +249,9 @@ def _lsr_ratio_panel(top, result: dict, rows: list[dict], xlim: tuple[float, flo
     top.set_yscale("log")
     top.set_xlim(lo, hi)
     top.set_ylim(*_log_limits([g - lw for g, lw in zip(gs, lower)] + [g + e for g, e in zip(gs, errs)] + [tau]))
-    top.set_ylabel("G/N at the run's own B")
+    top.set_ylabel(f"{result.get('ratio_name', 'G/N')} at the run's own B")
+    if result.get("B_rule_limit", math.inf) < hi:  # the square-root rule's own reach, κ(1 − β1) < 1
+        top.axvspan(result["B_rule_limit"], hi, color="0.85", alpha=0.5, label="past the √ rule's κ(1−β1) < 1")
     top.legend(fontsize=7)
     top.grid(alpha=0.3, which="both")
 
@@ -268,7 +280,8 @@ def _lsr_error_panel(bottom, result: dict, rows: list[dict], xlim: tuple[float, 
         bottom.set_ylim(min(ys) - 0.1 * span, max(ys) + 0.1 * span)
     bottom.set_xscale("log", base=2)
     bottom.set_xlim(lo, hi)
-    bottom.set_xlabel("batch size B (LSR: η = κη0)")
+    rule = "√ rule: η = √κ·η0, 1−β → κ(1−β)" if result.get("rule") == "sqrt" else "LSR: η = κη0"
+    bottom.set_xlabel(f"batch size B ({rule})")
     bottom.set_ylabel("final error")
     bottom.legend(fontsize=7)
     bottom.grid(alpha=0.3)
@@ -360,3 +373,41 @@ def _distance_panel(bottom, row: dict, ls: np.ndarray) -> None:
     bottom.minorticks_off()
     bottom.set_xlabel("l (1 = SGD)")
     bottom.grid(alpha=0.3, which="both")
+
+
+def plot_rules(result: dict, path: str | os.PathLike) -> Path:
+    """Transfer rules side by side (``rules.json`` of :func:`svag.experiments.scale.rule_verdicts`): one panel
+    per metric, the gap ``μ_κ − μ_1`` of its final value against B (log2) for each rule with its ``(1 − α)``
+    interval, the margin ``±δ`` shaded; a departing point filled, a following one open."""
+    metrics = result["metrics"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    markers = "osD^vP*X"
+    b0 = None
+    for ax, metric in zip(axes[0], metrics):
+        deltas = []
+        for i, (rule, r) in enumerate(result["rules"].items()):
+            b0 = r["base_batch_size"]
+            rows = [row for row in r["rows"] if math.isfinite(row["cells"][metric].get("estimate", math.nan))]
+            if not rows:
+                continue
+            bs = [row["batch_size"] * (1 + 0.04 * (i - 1)) for row in rows]  # side by side at one B
+            est = [row["cells"][metric]["estimate"] for row in rows]
+            lo = [e - row["cells"][metric]["interval"][0] for e, row in zip(est, rows)]
+            hi = [row["cells"][metric]["interval"][1] - e for e, row in zip(est, rows)]
+            deltas += [row["cells"][metric]["delta"] for row in rows]
+            bars = ax.errorbar(bs, est, yerr=[lo, hi], fmt=markers[i % len(markers)] + "-", ms=5, capsize=2,
+                               label=rule, mfc="none")  # fmt: skip
+            gone = [(b, e) for b, e, row in zip(bs, est, rows) if row["cells"][metric]["outcome"] == "departs"]
+            if gone:
+                ax.scatter(*zip(*gone), marker=markers[i % len(markers)], s=30, color=bars[0].get_color(), zorder=3)
+        if deltas:
+            d = max(deltas)
+            ax.axhspan(-d, d, color="0.85", alpha=0.6, label=f"±δ = {d:.3g}")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size B")
+        ax.set_ylabel(f"Δ final {LABELS.get(metric, metric)} vs B0")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    _title(fig, f"transfer rules from B0 = {b0}: gap to the base run at the end (filled: departs)")
+    return save_figure(fig, path)

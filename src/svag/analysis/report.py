@@ -153,7 +153,7 @@ def _index(runs: Sequence[Run]) -> _Index:
     notes += _incomplete(runs, ngd, grid.size)
     if "eval_epochs" in ref.derived:
         epochs = np.asarray(ref.derived["eval_epochs"], dtype=np.float64)
-    else:  # folders written before eval_epochs: the grid was uniform on time at the base LR
+    else:  # release 0.1.0 at a constant LR (svag.runfolder fills the others): t/τ is the simulated run's epoch
         epochs = np.asarray(ref.derived["eval_times"], dtype=np.float64) / float(ref.derived["time_per_epoch"])
     return _Index(ladder, ngd, ls, seeds, grid, epochs, paired, ngd_paired, tuple(notes))
 

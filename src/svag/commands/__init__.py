@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 
+from svag.experiments import arguments
+
 
 def _distinct(values: list, text: str) -> list:
-    repeated = sorted({v for v in values if values.count(v) > 1})
-    if repeated:
-        shown = ", ".join(f"{v:g}" for v in repeated)
-        raise argparse.ArgumentTypeError(f"values must be distinct, got {text!r} ({shown} more than once)")
-    return values
+    try:
+        return arguments.distinct(values, repr(text))  # the Python API's check (svag.experiments.arguments)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def batch_sizes(text: str) -> list[int]:
@@ -32,3 +33,11 @@ def floats(text: str) -> list[float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
     return _distinct(values, text)
+
+
+def folder(text: str) -> str:
+    """``--out`` of the commands that write a folder: a path; an empty one (which every tool would take for
+    the current folder, filling it with run files) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a folder path, got {text!r} (for the current folder write '.')")
+    return text

@@ -13,8 +13,9 @@ __all__ = ["add_executor_arguments", "executor_from_args"]
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where the runs go")
-    group.add_argument("--jobs", type=int, default=1, help="independent jobs run in parallel worker processes "
-                       "(with --cluster ray and no --address: runs at once on the embedded Ray instance)")  # fmt: skip
+    group.add_argument("--jobs", type=int, default=1, help="independent jobs run in parallel worker processes, at "
+                       "most 4 per core (with --cluster ray and no --address: runs at once on the embedded Ray "
+                       "instance)")  # fmt: skip
     group.add_argument(
         "--cluster",
         choices=EXECUTORS,

@@ -13,15 +13,16 @@ from pathlib import Path
 
 from svag import sweepfolder
 from svag.clock import heavy_ball_lr
-from svag.commands import floats
+from svag.commands import floats, folder
 from svag.commands._executor import add_executor_arguments, executor_from_args
 from svag.config import add_config_arguments, config_from_args
+from svag.experiments import arguments
 from svag.experiments.compare import ENSEMBLE_MODES, run_compare, write_summary
 from svag.integrations import record_sinks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="folder that will hold one sub-folder per run")
+    parser.add_argument("--out", type=folder, required=True, help="folder that will hold one sub-folder per run")
     parser.add_argument("--ls", type=floats, default=[1.0, 2.0, 4.0, 8.0], help="values of l (1 = SGD)")
     parser.add_argument(
         "--ngd",
@@ -92,23 +93,22 @@ def verdict_options(args: argparse.Namespace) -> dict:
 
 def check_verdict_options(args: argparse.Namespace, ls: list[float]) -> None:
     """Refuse a fit that the ladder cannot give, before any work (one line, exit 2)."""
-    if args.fit_ls is not None:
-        missing = [f"{l:g}" for l in args.fit_ls if l not in ls]
-        if missing or len(args.fit_ls) < 2:
-            got = ", ".join(f"{l:g}" for l in args.fit_ls)
-            raise ValueError(f"--fit-ls must list at least 2 values of --ls ({', '.join(f'{l:g}' for l in ls)}), "
-                             f"got {got}")  # fmt: skip
+    arguments.fit_ls(args.fit_ls, ls, "--fit-ls", "--ls")  # the Python API's check (svag.experiments.arguments)
 
 
 def print_verdict(out, names: list[str] | None, options: dict) -> None:
     """Compute, write, draw and print the verdict of the runs ``names`` of ``out`` (``options``: of
     :func:`svag.analysis.report.compute_verdicts`); a comparison that cannot give one (too few
-    seeds left, no SGD) prints why instead."""
+    seeds left, no SGD) prints why instead. A damaged run folder (records repeating a time:
+    :class:`svag.runfolder.RepeatedRecordsError`) is an error, not a missing verdict."""
     from svag.analysis.plotting import plot_verdicts
     from svag.analysis.report import run_verdicts, verdict_lines
+    from svag.runfolder import RepeatedRecordsError
 
     try:
         report, (md, csv, _) = run_verdicts(out, names=names, **options)
+    except RepeatedRecordsError:
+        raise
     except ValueError as err:
         print(f"no verdict: {str(err).splitlines()[0]}")
         return
@@ -203,12 +203,13 @@ def run(args: argparse.Namespace) -> int:
         skip = "the verdict compares SGD's minibatch noise with its SDE; these runs use --gradient-noise gaussian"
     print(f"comparing SGD and SVAG at l = {', '.join(f'{l:g}' for l in args.ls)} with {args.seeds} seed(s)")
     print(describe(base))
-    statuses = run_compare(base, args.ls, seeds, args.out, ngd=args.ngd, **sweep_options(args, base))
-    md, csv = write_summary(args.out, names=list(statuses))  # this sweep's runs only
-    print(f"runs in {args.out}; summary: {md} and {csv}")
-    failed = print_failed(statuses)
-    if skip:
-        print(f"no verdict: {skip}")
-    else:
-        print_verdict(args.out, list(statuses), verdict_options(args))
+    with sweepfolder.hold(args.out):  # the folder's one driver, from the runs to the verdict
+        statuses = run_compare(base, args.ls, seeds, args.out, ngd=args.ngd, **sweep_options(args, base))
+        md, csv = write_summary(args.out, names=list(statuses))  # this sweep's runs only
+        print(f"runs in {args.out}; summary: {md} and {csv}")
+        failed = print_failed(statuses)
+        if skip:
+            print(f"no verdict: {skip}")
+        else:
+            print_verdict(args.out, list(statuses), verdict_options(args))
     return 1 if failed else 0

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from svag import sweepfolder
+from svag.commands import folder
 from svag.commands._executor import add_executor_arguments, executor_from_args
 from svag.config import RunConfig
 from svag.integrations import record_sinks
@@ -44,7 +45,7 @@ LS = [1.0, 2.0, 4.0, 8.0]  # SGD and SVAG's ladder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/demo", help="folder for the runs, figure and table")
+    parser.add_argument("--out", type=folder, default="runs/demo", help="folder for the runs, figure and table")
     parser.add_argument("--epochs", type=float, default=DEMO.epochs, help="SGD-equivalent epochs per run")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per l")
     add_executor_arguments(parser)  # --jobs, --cluster ray, ... (svag.commands._executor)
@@ -67,18 +68,19 @@ def run(args: argparse.Namespace) -> int:
         f"{args.seeds} seeds, {cfg.epochs:g} epochs -> {out}/"
     )
     start = time.perf_counter()
-    statuses = run_compare(
-        cfg, LS, seeds, out, resume=True, progress=not args.no_progress,
-        jobs=executor_from_args(args), sinks=record_sinks(cfg),
-    )  # fmt: skip
-    runs = [RunFolder(out / n).load() for n in statuses if RunFolder(out / n).exists()]  # this sweep's runs only
-    fig = plot_compare(runs, out / sweepfolder.COMPARE_PNG)
-    md, csv = write_summary(out, names=list(statuses))
-    print(md.read_text(), end="")
-    skip = missing_requirement(LS, args.seeds)
-    if skip:
-        print(f"no verdict: {skip}")
-    else:
-        print_verdict(out, list(statuses), {})
+    with sweepfolder.hold(out):  # the folder's one driver, from the runs to the verdict
+        statuses = run_compare(
+            cfg, LS, seeds, out, resume=True, progress=not args.no_progress,
+            jobs=executor_from_args(args), sinks=record_sinks(cfg),
+        )  # fmt: skip
+        runs = [RunFolder(out / n).load() for n in statuses if RunFolder(out / n).exists()]  # this sweep's runs only
+        fig = plot_compare(runs, out / sweepfolder.COMPARE_PNG)
+        md, csv = write_summary(out, names=list(statuses))
+        print(md.read_text(), end="")
+        skip = missing_requirement(LS, args.seeds)
+        if skip:
+            print(f"no verdict: {skip}")
+        else:
+            print_verdict(out, list(statuses), {})
     print(f"done in {time.perf_counter() - start:.0f} s\nfigure: {fig}\ntable:  {md} (and {csv})")
     return 0 if all(s == "completed" for s in statuses.values()) else 1

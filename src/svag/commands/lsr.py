@@ -9,14 +9,15 @@ vs B) and a verdict table (verdicts.md, verdicts.csv) with the seeds' spread."""
 from __future__ import annotations
 
 import argparse
-import math
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 from svag import sweepfolder
-from svag.commands import batch_sizes
+from svag.commands import batch_sizes, folder
 from svag.commands._executor import add_executor_arguments, executor_from_args
 from svag.config import add_config_arguments, config_from_args
+from svag.experiments import arguments
 from svag.experiments.defaults import LSR_CONFIG, LSR_SEEDS, LSR_TAU, LSR_THREADS, LSR_WINDOW
 from svag.integrations import record_sinks
 
@@ -25,7 +26,9 @@ THREADS = LSR_THREADS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/lsr", help="folder for the baseline, the sweep and the outputs")
+    parser.add_argument(
+        "--out", type=folder, default="runs/lsr", help="folder for the baseline, the sweep and the outputs"
+    )
     parser.add_argument("--baseline", default=None, help="read an existing baseline run folder instead of training")
     parser.add_argument("--verify", type=batch_sizes, default=[], help="batch sizes of the LSR sweep, e.g. 64,128,256")
     parser.add_argument("--tau", type=float, default=LSR_TAU, help="threshold τ = C² − 1 of the condition G/N ≤ τ")
@@ -58,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from svag.runfolder import RunFolder
 
-    if not (math.isfinite(args.tau) and args.tau > 0):
-        raise ValueError(f"--tau must be a finite number > 0, got {args.tau}")
+    arguments.positive(args.tau, "--tau")  # the Python API's checks (svag.experiments.arguments)
+    arguments.window(args.window, "--window")
     out = Path(args.out)
     if args.baseline:
         dirs = [Path(args.baseline)]
@@ -81,13 +84,23 @@ def run(args: argparse.Namespace) -> int:
         seeds = args.seeds if args.verify else 1  # the prediction alone needs one baseline run
         dirs = run_sweep(base, args.verify, out, resume=args.resume, progress=not args.no_progress, jobs=where,
                          seeds=seeds, ensemble=args.ensemble, sinks=record_sinks(base))  # fmt: skip
-    result = lsr_table(dirs, tau=args.tau, fraction=args.window)
-    out.mkdir(parents=True, exist_ok=True)
-    js, md, csv = write_lsr_outputs(result, out)
-    print(md.read_text(), end="")
-    if result.get("verdicts"):
-        fig = plot_lsr(result, out / sweepfolder.LSR_PNG)
-        print(f"figure: {fig}")
+    with sweepfolder.hold(out):  # the folder's one writer (run_sweep held it while the runs trained)
+        try:
+            result = lsr_table(dirs, tau=args.tau, fraction=args.window)
+        except (ValueError, FileNotFoundError):
+            base = RunFolder(dirs[0])  # a baseline that failed or diverged before its window: say that, status 1
+            status = base.status() if base.exists() else None
+            if status is not None and status.status not in ("diverged", "failed"):
+                raise
+            why = f"{status.status}: {status.message or 'see status.json'}" if status else "did not start (see above)"
+            print(f"svag lsr: no prediction: the baseline run {dirs[0]} {why}", file=sys.stderr)
+            return 1
+        out.mkdir(parents=True, exist_ok=True)
+        js, md, csv = write_lsr_outputs(result, out)
+        print(md.read_text(), end="")
+        if result.get("verdicts"):
+            fig = plot_lsr(result, out / sweepfolder.LSR_PNG)
+            print(f"figure: {fig}")
     print(f"table: {md} and {csv}; all numbers: {js}")
     incomplete = len(result["runs"]) < len(dirs) or any(r["status"] != "completed" for r in result["runs"])
     return 1 if incomplete else 0  # a run failed or diverged: the table says which

@@ -12,6 +12,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
+from svag.commands import folder
 from svag.problems.report import format_tables, write_report
 from svag.records import check_writable
 
@@ -22,7 +23,9 @@ QUICK = {"l_max": 8, "replicas": 2000, "em_substeps": 8}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/verify", help="folder for verify.png, verify.csv, verify.json")
+    parser.add_argument(
+        "--out", type=folder, default="runs/verify", help="folder for verify.png, verify.csv, verify.json"
+    )
     parser.add_argument(
         "--l-max",
         type=int,

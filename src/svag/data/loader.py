@@ -38,16 +38,35 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from svag.data.sampling import PairSampler
+from svag.memory import usable_cores
 
-__all__ = ["LOAD_SAMPLES", "StepBatches", "TensorPairs", "TrainLoader", "check_workers", "collate"]
+__all__ = [
+    "LOAD_SAMPLES",
+    "WORKERS_PER_CORE",
+    "StepBatches",
+    "TensorPairs",
+    "TrainLoader",
+    "check_workers",
+    "collate",
+]
 
 LOAD_SAMPLES = 512  # samples per worker message by default (benchmarks/bench_loader.py)
+# Worker processes allowed per core this process may run on. Each worker is a process of its own (~100 MB and
+# more); PyTorch's DataLoader warns past one per core, and loading that waits on a disk gains from a few more.
+WORKERS_PER_CORE = 2
 
 
-def check_workers(workers: Any) -> int:
-    """``workers`` as an int, or ``ValueError`` unless it is an integer >= 0."""
+def check_workers(workers: Any, name: str = "loader workers") -> int:
+    """``workers`` as an int, or ``ValueError`` naming ``name`` unless it is an integer in
+    ``[0, WORKERS_PER_CORE × usable_cores()]``."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"loader workers must be an integer >= 0, got {workers!r}")
+        raise ValueError(f"{name} must be an integer >= 0, got {workers!r}")
+    cores = usable_cores()
+    if workers > WORKERS_PER_CORE * cores:
+        raise ValueError(
+            f"{name} must be at most {WORKERS_PER_CORE * cores} ({WORKERS_PER_CORE} worker processes per core, "
+            f"{cores} core(s) here), got {workers}"
+        )
     return workers
 
 

@@ -60,6 +60,8 @@ def _split(value: Any, split: str, text: str) -> tuple[torch.Tensor, torch.Tenso
     expected = "a pair of tensors (inputs, labels) or a map-style torch.utils.data.Dataset of (input, label)"
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(t, torch.Tensor) for t in value):
         x, y = value
+        if x.dim() < 1:
+            raise DataError(f"data {text!r}: the {split} inputs are a 0-d tensor; expected (n, *input_shape)")
     elif _is_dataset(value):
         n = len(value)
         first = _first(value, split, text)
@@ -128,6 +130,8 @@ def load_data(text: str, *, n_train: int | None, n_test: int | None, seed: int, 
         idx = seeded_subset(len(x), asked, seed, what=f"data {text!r} {split}") if asked is not None else None
         cut.append((x, y) if idx is None else (x[idx], y[idx]))
     (tx, ty), (vx, vy) = cut
+    if len(tx) == 0:
+        raise DataError(f"data {text!r} returned an empty training split (0 samples); a run needs at least one")
     labels_max = max(int(ty.max()), int(vy.max()) if len(vy) else 0)
     if classes is None:
         classes = labels_max + 1

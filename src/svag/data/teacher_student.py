@@ -23,6 +23,10 @@ __all__ = ["DEFAULT_N_TEST", "DEFAULT_N_TRAIN", "load_teacher_student", "teacher
 
 DEFAULT_N_TRAIN, DEFAULT_N_TEST = 2000, 1000
 _STREAM = 0x7EAC
+# samples generated at once: the float64 draws and the teacher's hidden layer of one chunk are held, not those
+# of the whole set (for n = 10^8 they would take 15 + 24 GiB besides the float32 inputs); numpy's stream is
+# the same drawn in pieces, and sets of up to one chunk are computed exactly as in one piece
+_CHUNK = 1 << 16
 
 
 def teacher_logits(x: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
@@ -47,7 +51,10 @@ def load_teacher_student(
     w2 = teacher.standard_normal((hidden, num_classes)) / np.sqrt(hidden)
     out = []
     for rng, n in ((train, n_train), (test, n_test)):
-        x = rng.standard_normal((n, dim))
-        y = teacher_logits(x, w1, w2).argmax(axis=1)
-        out += [torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))]
+        x, y = torch.empty((n, dim), dtype=torch.float32), torch.empty(n, dtype=torch.int64)
+        for start in range(0, n, _CHUNK):  # the draws of one (n, dim) call, a chunk at a time
+            x_k = rng.standard_normal((min(_CHUNK, n - start), dim))
+            x[start : start + len(x_k)] = torch.from_numpy(x_k.astype(np.float32))
+            y[start : start + len(x_k)] = torch.from_numpy(teacher_logits(x_k, w1, w2).argmax(axis=1).astype(np.int64))
+        out += [x, y]
     return ArrayDataset("teacher-student", *out, num_classes=num_classes)

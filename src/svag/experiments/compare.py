@@ -10,9 +10,9 @@ from pathlib import Path
 from svag import sweepfolder
 from svag.analysis.summary import load_runs, markdown_table, summary_rows
 from svag.config import RunConfig
-from svag.experiments.executors import Job, run_jobs
+from svag.experiments.executors import Executor, Job, run_jobs
 from svag.plugins import is_spec
-from svag.records import write_csv, write_text
+from svag.records import check_writable, write_csv, write_text
 from svag.runfolder import RunFolder
 
 __all__ = [
@@ -84,7 +84,8 @@ def run_compare(
     together as an ensemble when :func:`use_ensemble` says so; ``jobs > 1`` runs independent
     jobs in worker processes. Every run is checked before the first starts (:func:`check_jobs`:
     distinct ``l``, budget, folders empty or, with ``resume``, holding a run of the same config);
-    a run that fails later (diverges) is reported and the others still run.
+    a run that fails later (diverges) is reported and the others still run. The sweep folder has
+    one driver (:func:`svag.sweepfolder.hold`): another one at work there is refused at once.
     """
     log = log or (lambda m: print(m, flush=True))
     out = Path(out_dir)
@@ -99,26 +100,36 @@ def run_compare(
         cfg = replace(base, l=1.0, gradient_noise="gaussian").validate()
         names = [sweepfolder.ngd_run(s) for s in seeds]
         work += seed_jobs(cfg, seeds, out, names, use_ensemble(cfg, len(seeds), ensemble))
-    check_jobs(work, resume)
-    if together:
-        log(ensemble_note(len(seeds), "l"))
-    return run_jobs(work, jobs, resume=resume, progress=progress, log=log, sinks=sinks)
+    with sweepfolder.hold(out):  # the sweep's one driver (a second one is refused in one line)
+        check_jobs(work, resume, jobs)
+        if resume:
+            sweepfolder.remove_temporaries(out)  # what a killed write of its summary or figures left
+        if together:
+            log(ensemble_note(len(seeds), "l"))
+        return run_jobs(work, jobs, resume=resume, progress=progress, log=log, sinks=sinks)
 
 
-def check_jobs(work: list[Job], resume: bool) -> None:
+def check_jobs(work: list[Job], resume: bool, jobs: int | Executor = 1) -> None:
     """Check every run of a sweep before any starts, so that a bad sweep fails at once with one
-    line and writes nothing: distinct run folders, each job's budget
-    (:func:`svag.runner.budget.check_budget`: batch sizes, steps, memory), and each folder empty or,
-    with ``resume``, holding a run of the same config (the runner's own check, read-only)."""
-    from svag.runner import prepare_folder
+    line and writes nothing: distinct run folders, the sweep folder writable (the runs and the
+    summary go there), each job's budget (:func:`svag.runner.budget.check_budget`: batch sizes,
+    steps, memory), and each folder empty or, with ``resume``, holding a run of the same config (the
+    runner's own check, read-only). Runs trained on this machine (``jobs``: not a Ray executor, whose
+    workers have their own devices) are also checked against its device (``--device``: there, and
+    its memory)."""
+    from svag.runner import prepare_folder, resolve_device
     from svag.runner.budget import check_budget
+
+    here = not (isinstance(jobs, Executor) and jobs.kind == "ray")
 
     folders = [f for job in work for f in job.folders]
     repeated = sorted({str(f) for f in folders if folders.count(f) > 1})
     if repeated:
         raise ValueError(f"two runs of the sweep would share the folder {repeated[0]}: give distinct values")
+    for parent in sorted({Path(f).parent for f in folders}):  # else every run fails, then the summary finds none
+        check_writable(parent, f"cannot write the sweep into {parent}")
     for job in work:
-        check_budget(job.config, len(job.seeds))
+        check_budget(job.config, len(job.seeds), resolve_device(job.config.device) if here else None)
         for seed, folder in zip(job.seeds, job.folders):
             prepare_folder(replace(job.config, seed=int(seed)), RunFolder(folder), resume, create=False)
 

@@ -5,7 +5,7 @@ Light on purpose (no torch, no numpy): the command-line parsers read it to build
 
 from __future__ import annotations
 
-__all__ = ["LSR_CONFIG", "LSR_SEEDS", "LSR_TAU", "LSR_THREADS", "LSR_WINDOW"]
+__all__ = ["LSR_CONFIG", "LSR_SEEDS", "LSR_TAU", "LSR_THREADS", "LSR_WINDOW", "TORCH_THREADS", "resolve_threads"]
 
 # the LSR test's run config, where it differs from RunConfig's. Chosen by
 # measurement (EXPERIMENTS.md §2, "How the default was chosen"): on MNIST-1D this scale-invariant BN CNN
@@ -18,7 +18,7 @@ LSR_CONFIG = dict(
 
 
 LSR_SEEDS = 3  # seeds per batch size of the verification sweep
-# Intra-op CPU threads unless `--threads` or OMP_NUM_THREADS says otherwise (read by svag.cli), as for
+# Intra-op CPU threads unless `--threads` (`threads=`) or OMP_NUM_THREADS says otherwise (resolve_threads), as for
 # the demo: the default's small CNN gains little from a second thread, and with another process on
 # the cores 2 threads wait for each other at every operation. Measured on the 2 cores with other jobs
 # running (load 5-6), one epoch of the 3-seed ensemble at B = 32: 3.6-5.6 s wall with 1 thread,
@@ -26,3 +26,17 @@ LSR_SEEDS = 3  # seeds per batch size of the verification sweep
 LSR_THREADS = 1
 LSR_TAU = 2.0  # threshold τ = C² − 1 of P1's condition G/N ≤ τ
 LSR_WINDOW = 1 / 6  # the equilibrium window: the last fraction of the first constant-LR phase
+TORCH_THREADS = 0  # the thread default of train, compare and scale (command and API): PyTorch's own
+
+
+def resolve_threads(given: int | None, command_default: int, env) -> int:
+    """Intra-op threads to set, 0 for PyTorch's choice: ``given`` (``--threads``, ``threads=``) if not
+    ``None``, else the command's own default (:data:`LSR_THREADS`, :data:`TORCH_THREADS`, the demo's)
+    unless the user set ``OMP_NUM_THREADS`` in ``env`` (which PyTorch already follows). The commands
+    and the Python API both ask it, so ``svag lsr`` and :func:`svag.lsr_test` train on as many threads.
+
+    PyTorch's CPU threads wait for each other at every operation: when another process holds one
+    of the cores, a small model with 2 threads on 2 cores runs 10-40x slower than with 1."""
+    if given is not None:
+        return given
+    return 0 if env.get("OMP_NUM_THREADS") else command_default

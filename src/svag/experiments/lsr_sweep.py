@@ -10,6 +10,13 @@ table pools ``G/N`` over the seeds (:func:`svag.noise.pool_window`), reports the
 mean ± SD over seeds, and gives each error rise a Welch t-interval, so a ``≥ 20%`` rise is judged
 against seed noise. Every run gets the equilibrium check of :mod:`svag.analysis.equilibrium` over the
 window; the baseline's prediction is printed next to the slope of ``G/N`` in ``B`` below ``τ``.
+
+**Adam, AdamW, RMSprop** (issue: where P2's square-root rule breaks). The baseline's ratio is the
+*preconditioned* ``G/N`` of :mod:`svag.noise` (record fields ``gn_ratio_pre``, ...: ``Σ w Ĝ²/Σ w σ²/B`` with
+the update's own weights ``w = 1/(√v̂ + ε)``), which grows like κ along the square-root rule, so
+``κ* = τ/R0`` and ``B* = κ*·B0``; the sweep runs :func:`svag.scaling.sqrt_rule` (``η·√κ``,
+``1 − β → κ(1 − β)``, ``ε/√κ``, AdamW's ``λ·√κ``), which itself needs ``κ(1 − β1) < 1``
+(:func:`svag.scaling.rule_limit`): the result says which limit binds first.
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +32,20 @@ import numpy as np
 from svag import sweepfolder
 from svag.analysis.equilibrium import equilibrium_check, summary_line
 from svag.analysis.stats import fit_loglog_slope, t_interval, welch_df
+from svag.clock import TIME_RTOL
 from svag.config import RunConfig
 from svag.experiments.compare import check_jobs, ensemble_note, seed_jobs, use_ensemble
 from svag.experiments.executors import run_jobs
 from svag.lsr import envelope_batch, error_rise_batch, predict_from_window, suggest_batch_sizes, verdicts
 from svag.noise import pool_window
+from svag.noise_window import PRECONDITIONED
 from svag.records import write_csv, write_json, write_text
 from svag.runfolder import Run, RunFolder
-from svag.schedules import Warmup, schedule_from_dict
+from svag.scaling import INTEGER_TOL, RULES, rule_limit, sde_rule
+from svag.schedules import OnSteps, Warmup, schedule_from_dict
 
 __all__ = [
+    "Measure",
     "equilibrium_window",
     "equilibrium_window_epochs",
     "lsr_table",
@@ -45,6 +55,32 @@ __all__ = [
 ]
 
 LEVEL = 0.95  # the intervals of the slope and of the error rises
+
+
+class Measure:
+    """What the test measures and which rule its sweep follows, for one optimizer: P1's ``G/N`` and the linear
+    rule (SGD), or the preconditioned ``G/N`` and P2's square-root rule (:data:`svag.scaling.ADAPTIVE`)."""
+
+    def __init__(self, optimizer: str) -> None:
+        self.rule = sde_rule(optimizer)
+        adaptive = self.rule == "sqrt"
+        self.suffix = PRECONDITIONED if adaptive else ""
+        self.ratio_name = "preconditioned G/N" if adaptive else "G/N"
+        self.rule_name = "square-root" if adaptive else "linear-scaling"
+
+    def config(self, base: RunConfig, kappa: float) -> RunConfig:
+        """The sweep's run at ``κ``: ``rule(base, κ)``, refused in one line past the rule's own limit."""
+        limit = rule_limit(base, self.rule)
+        if kappa >= limit * (1 - INTEGER_TOL):  # at the limit up to rounding: β1 would be 0 (sqrt_rule refuses)
+            raise ValueError(
+                f"--verify {round(base.batch_size * kappa)}: κ = {kappa:g} is past the {self.rule_name} rule's own "
+                f"limit κ(1 − β1) < 1 (betas {tuple(base.betas)}): batch sizes below {base.batch_size * limit:.4g} only"
+            )
+        return RULES[self.rule](base, kappa).validate()
+
+    @classmethod
+    def of_run(cls, run_dir) -> Measure:
+        return cls(RunFolder(run_dir).config().get("optimizer", "sgd"))
 
 
 def _last_fraction(end: float, fraction: float) -> tuple[float, float]:
@@ -86,35 +122,43 @@ def equilibrium_window(run_dir: str | os.PathLike, fraction: float = 1 / 6) -> t
     Refuses a run whose schedule has no constant-LR phase or whose window starts inside its warm-up."""
     derived = RunFolder(run_dir).derived()
     sched = schedule_from_dict(derived["schedule"])
+    on_steps = sched if isinstance(sched, OnSteps) else None  # milestones and warm-up in the run's steps
+    if on_steps:
+        sched = on_steps.inner
     warmup = 0.0
     while isinstance(sched, Warmup):
         warmup = max(warmup, sched.warmup_time)
         sched = sched.inner
     _constant_phase(sched.kind, str(run_dir))
     milestones = getattr(sched, "milestones", ())
+    if on_steps:  # the times of the first step at full LR and of the first decayed step
+        warmup = on_steps.time_at(min(math.ceil(warmup * (1 - TIME_RTOL)), on_steps.steps)) if warmup else 0.0
+        milestones = tuple(on_steps.time_at(min(math.ceil(m), on_steps.steps)) for m in milestones)
     return _after_warmup(
         _last_fraction(milestones[0] if milestones else derived["end_time"], fraction), warmup, "in SDE time"
     )
 
 
-def window_ratio(run_dir: str | os.PathLike | list, window: tuple[float, float]) -> dict:
+def window_ratio(run_dir: str | os.PathLike | list, window: tuple[float, float], suffix: str = "") -> dict:
     """:func:`svag.noise.pool_window` of the records inside ``window``: ``G`` and ``N`` averaged apart
     over every per-step estimate in the window, SEs, their covariance ``GN_cov`` and the ratio's
     delta-method SE (covariance included). A list of run folders (the seeds of one batch size) pools
-    the estimates of all of them (independent runs: independent estimates)."""
+    the estimates of all of them (independent runs: independent estimates). ``suffix="_pre"`` pools the
+    preconditioned fields of an adaptive run instead (:class:`Measure`)."""
     dirs = run_dir if isinstance(run_dir, list) else [run_dir]
     rows = [
         r
         for d in dirs
         for r in RunFolder(d).records()
-        if window[0] < r["sde_time"] <= window[1] * (1 + 1e-9) and r.get("noise_count")
+        if window[0] < r["sde_time"] <= window[1] * (1 + 1e-9) and r.get(f"noise_count{suffix}")
     ]
     if not rows:
+        what = "preconditioned G/N" if suffix else "G/N"
         raise ValueError(
-            f"{run_dir}: no G/N records in the window t ∈ ({window[0]:.4g}, {window[1]:.4g}]; "
+            f"{run_dir}: no {what} records in the window t ∈ ({window[0]:.4g}, {window[1]:.4g}]; "
             "run with --noise pairs, an eval interval shorter than the window and a --noise-window covering it"
         )
-    res = pool_window(rows)
+    res = pool_window(rows, suffix=suffix)
     keys = ("G", "N", "G_se", "N_se", "GN_cov", "ratio", "ratio_se")
     return {**{k: getattr(res, k) for k in keys}, "records": len(rows)}
 
@@ -138,9 +182,9 @@ def run_sweep(
     log=None,
     sinks: Sequence = (),
 ) -> list[Path]:
-    """Run the LSR family ``(κB0, κη0)`` for each batch size in ``batch_sizes``; the baseline
-    is ``base`` itself (B0 = base.batch_size). ``seeds`` runs of each batch size, seeds
-    ``base.seed, base.seed + 1, …``, trained together as one stacked ensemble where
+    """Run the LSR family ``(κB0, κη0)`` (Adam/AdamW/RMSprop: the square-root rule's, :class:`Measure`) for each
+    batch size in ``batch_sizes``; the baseline is ``base`` itself (B0 = base.batch_size). ``seeds`` runs of
+    each batch size, seeds ``base.seed, base.seed + 1, …``, trained together as one stacked ensemble where
     :func:`svag.experiments.compare.use_ensemble` says so (``ensemble``: auto, on, off).
     Returns the run folders, the baseline (B0, first seed) first."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -149,10 +193,11 @@ def run_sweep(
     sizes = [base.batch_size] + [b for b in batch_sizes if b != base.batch_size]
     seed_list = [base.seed + i for i in range(seeds)]
     together = use_ensemble(base, seeds, ensemble)
+    measure = Measure(base.optimizer)
     work = []
     for B in sizes:
         kappa = B / base.batch_size
-        cfg = replace(base, batch_size=int(B), lr=base.lr * kappa).validate()
+        cfg = measure.config(base, kappa)
         names = [sweepfolder.lsr_run(B, s, base.seed) for s in seed_list]
         for job in seed_jobs(cfg, seed_list, out, names, together):
             job.names = [f"{n} (lr {cfg.lr:g}, κ={kappa:g})" for n in job.names]
@@ -160,8 +205,11 @@ def run_sweep(
     if together:
         say = log or (lambda m: print(m, flush=True))
         say(ensemble_note(seeds, "B"))
-    check_jobs(work, resume)  # every B's batches, steps, memory and folder, before anything runs
-    run_jobs(work, jobs, resume=resume, progress=progress, log=log, sinks=sinks)
+    with sweepfolder.hold(out):  # the sweep's one driver (a second one is refused in one line)
+        check_jobs(work, resume, jobs)  # every B's batches, steps, memory and folder, before anything runs
+        if resume:
+            sweepfolder.remove_temporaries(out)  # what a killed write of its JSON, tables or figure left
+        run_jobs(work, jobs, resume=resume, progress=progress, log=log, sinks=sinks)
     return [folder for job in work for folder in job.folders]
 
 
@@ -223,24 +271,28 @@ def lsr_table(run_dirs: list[Path], *, tau: float, fraction: float, rise: float 
     """The verdict table and the predictions from a baseline (first) and the sweep runs (one or
     more seeds per batch size: runs are grouped by their config's batch size)."""
     window = equilibrium_window(run_dirs[0], fraction)
-    result, base_check = _baseline_prediction(run_dirs[0], window, tau)
+    measure = Measure.of_run(run_dirs[0])
+    result, base_check = _baseline_prediction(run_dirs[0], window, tau, measure)
     warnings = []
     if base_check["warning"]:
         warnings.append(f"baseline: {base_check['warning'].replace('the run is', 'the baseline is')}")
-    rows, dirs_of = _run_rows(run_dirs, window, base_check, warnings)
+    rows, dirs_of = _run_rows(run_dirs, window, base_check, warnings, measure.suffix)
     result["warnings"] = warnings
-    per_b = _per_batch_size(rows, dirs_of, window, result["baseline"]["batch_size"])
+    per_b = _per_batch_size(rows, dirs_of, window, result["baseline"]["batch_size"], measure.suffix)
     if per_b:
         result.update(_sweep_verdicts(per_b, result["baseline"]["batch_size"], tau, rise, result["B_star"]))
     result["runs"] = rows
     return result
 
 
-def _baseline_prediction(base_dir: Path, window: tuple[float, float], tau: float) -> tuple[dict, dict]:
-    """The baseline's G/N over ``window``, its equilibrium check and P1's ``B* = B0·τ/(G/N)`` with its SE
-    (:func:`svag.lsr.predict_from_window`); returns the result's head and the check."""
+def _baseline_prediction(
+    base_dir: Path, window: tuple[float, float], tau: float, measure: Measure
+) -> tuple[dict, dict]:
+    """The baseline's G/N (preconditioned for Adam) over ``window``, its equilibrium check and ``B* = B0·τ/(G/N)``
+    with its SE (:func:`svag.lsr.predict_from_window`), and the rule's own limit; returns the result's head and
+    the check."""
     base_cfg = RunFolder(base_dir).config()
-    base_gn = window_ratio(base_dir, window)
+    base_gn = window_ratio(base_dir, window, measure.suffix)
     # the window estimator's delta-method SE, with cov(G, N) (svag.noise.pool_window; one owner: svag.lsr)
     pred = predict_from_window(base_cfg["batch_size"], base_gn, tau)
     base_check = equilibrium_check(RunFolder(base_dir).records(), window)
@@ -258,12 +310,21 @@ def _baseline_prediction(base_dir: Path, window: tuple[float, float], tau: float
         "B_star_se": pred.B_star_se,
         "B_simple": base_cfg["batch_size"] / base_gn["ratio"] if base_gn["ratio"] > 0 else math.inf,
         "suggested_verify": suggest_batch_sizes(base_cfg["batch_size"], pred.B_star),
+        "optimizer": base_cfg.get("optimizer", "sgd"),
+        "rule": measure.rule,
+        "ratio_name": measure.ratio_name,
     }
+    limit = rule_limit(RunConfig.from_dict(base_cfg), measure.rule)
+    if math.isfinite(limit):  # the square-root rule's own reach: κ(1 − β1) < 1
+        B_limit = base_cfg["batch_size"] * limit
+        result["B_rule_limit"] = B_limit
+        result["suggested_verify"] = [b for b in result["suggested_verify"] if b < B_limit]
+        result["binding_limit"] = "noise" if pred.B_star < B_limit else "momentum"
     return result, base_check
 
 
 def _run_rows(
-    run_dirs: list[Path], window: tuple[float, float], base_check: dict, warnings: list[str]
+    run_dirs: list[Path], window: tuple[float, float], base_check: dict, warnings: list[str], suffix: str = ""
 ) -> tuple[list[dict], dict[int, list[Path]]]:
     """One row per run with records (``run_dirs[0]`` the baseline): G/N over ``window``, final errors, status,
     equilibrium (its warning appended to ``warnings``); and the completed runs with a G/N, by batch size."""
@@ -275,7 +336,7 @@ def _run_rows(
         if run is None or not run.records:  # not started, or killed before its first record
             continue
         try:
-            gn = window_ratio(d, window)
+            gn = window_ratio(d, window, suffix)
         except ValueError:
             gn = {"ratio": math.nan, "ratio_se": math.nan, "G": math.nan, "N": math.nan}
         train_err, test_err, status = _final_errors(run)
@@ -293,7 +354,9 @@ def _run_rows(
     return rows, dirs_of
 
 
-def _per_batch_size(rows: list[dict], dirs_of: dict[int, list[Path]], window: tuple[float, float], b0: int) -> dict:
+def _per_batch_size(
+    rows: list[dict], dirs_of: dict[int, list[Path]], window: tuple[float, float], b0: int, suffix: str = ""
+) -> dict:
     """``{B: pooled G/N, mean ± SD of the final errors over its seeds}`` of the completed runs with a G/N; empty
     when the baseline ``b0`` did not complete (no rise to measure against)."""
     groups: dict[int, list[dict]] = defaultdict(list)
@@ -304,7 +367,7 @@ def _per_batch_size(rows: list[dict], dirs_of: dict[int, list[Path]], window: tu
         return {}
     per_b = {}
     for B, runs in sorted(groups.items()):
-        pooled = window_ratio(dirs_of[B], window) if len(runs) > 1 else runs[0]
+        pooled = window_ratio(dirs_of[B], window, suffix) if len(runs) > 1 else runs[0]
         tests, trains = [r["test_error"] for r in runs], [r["train_error"] for r in runs]
         per_b[B] = {"lr": runs[0]["lr"], "ratio": pooled["ratio"], "ratio_se": pooled["ratio_se"],
                     "G": pooled["G"], "N": pooled["N"], "n_seeds": len(runs),
@@ -365,7 +428,11 @@ def write_lsr_outputs(result: dict, out_dir: str | os.PathLike) -> tuple[Path, P
     csv_rows = [{**r, "rise_low": r["rise_interval"][0], "rise_high": r["rise_interval"][1]} for r in rows]
     write_csv(out / sweepfolder.VERDICTS_CSV, csv_rows, cols)
     seeds = max((r["n_seeds"] for r in rows), default=1)
-    lines = _prediction_lines(result, rows) + _verdict_table(rows, seeds) + _sweep_lines(result, rows, seeds)
+    lines = (
+        _prediction_lines(result, rows)
+        + _verdict_table(rows, seeds, result.get("ratio_name", "G/N"))
+        + _sweep_lines(result, rows, seeds)
+    )
     md = out / sweepfolder.VERDICTS_MD
     write_text(md, "\n".join(lines) + "\n")
     return out / sweepfolder.LSR_JSON, md, out / sweepfolder.VERDICTS_CSV
@@ -374,9 +441,10 @@ def write_lsr_outputs(result: dict, out_dir: str | os.PathLike) -> tuple[Path, P
 def _prediction_lines(result: dict, rows: list[dict]) -> list[str]:
     """The baseline's G/N and ``B*``, its equilibrium, the warnings, and the sweep to run when there is none."""
     base = result["baseline"]
+    name = result.get("ratio_name", "G/N")  # lsr.json of release 0.2.0: G/N
     lines = [
         f"Baseline B0={base['batch_size']}, η0={base['lr']:g}: "
-        f"G/N = {base['ratio']:.4g} ± {base['ratio_se']:.2g} over t ∈ "
+        f"{name} = {base['ratio']:.4g} ± {base['ratio_se']:.2g} over t ∈ "
         f"({result['window'][0]:.4g}, {result['window'][1]:.4g}]; τ = {result['tau']:g}",
         f"Predicted B* = {result['B_star']:.4g} ± {result['B_star_se']:.2g}; "
         f"B_simple = B0/(G/N) = {result['B_simple']:.4g}"
@@ -386,24 +454,34 @@ def _prediction_lines(result: dict, rows: list[dict]) -> list[str]:
             else ""
         ),
     ]
+    if "B_rule_limit" in result:
+        noise = result["binding_limit"] == "noise"
+        lines.append(
+            f"The square-root rule itself needs κ(1 − β1) < 1: B < {result['B_rule_limit']:.4g}; "
+            + ("the noise condition binds first (B* below that)" if noise else
+               "that limit binds first: the rule cannot reach B* (a larger β1, or a rule defined for every κ, "
+               "e.g. svag scale --rule beta_halflife)")
+        )  # fmt: skip
     if "equilibrium" in base:
         lines.append(f"Baseline equilibrium, {summary_line(base['equilibrium'])}")
     lines += [f"WARNING {w}" for w in result.get("warnings", [])]
     if len(rows) <= 1 and result.get("suggested_verify"):  # the baseline alone: no sweep yet
         sizes = ",".join(str(b) for b in result["suggested_verify"])
-        lines.append(f"To check the prediction, run the linear-scaling sweep: --verify {sizes}")
+        rule = "square-root" if result.get("rule") == "sqrt" else "linear-scaling"
+        lines.append(f"To check the prediction, run the {rule} sweep: --verify {sizes}")
     return lines
 
 
-def _verdict_table(rows: list[dict], seeds: int) -> list[str]:
-    """One row per batch size: η, G/N, the final errors (mean ± SD over ``seeds``), the rise, the two checks."""
+def _verdict_table(rows: list[dict], seeds: int, name: str = "G/N") -> list[str]:
+    """One row per batch size: η, G/N (``name``), the final errors (mean ± SD over ``seeds``), the rise, the two
+    checks."""
     lines = []
     if rows:
         err = "train error | test error" if seeds == 1 else f"train error (mean ± SD, {seeds} seeds) | test error"
         rise_head = "test error rise" if seeds == 1 else f"test error rise [{LEVEL:.0%} Welch]"
         lines += [
             "",
-            f"| B | η | G/N | {err} | {rise_head} | G/N ≤ τ? | error rose ≥ 20%? |",
+            f"| B | η | {name} | {err} | {rise_head} | {name} ≤ τ? | error rose ≥ 20%? |",
             "|---|---|---|---|---|---|---|---|",
         ]
     for r in rows:

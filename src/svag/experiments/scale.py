@@ -29,13 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from svag import sweepfolder
+from svag.analysis.equivalence import resolve_margin, verdict
+from svag.analysis.richardson import contrast
 from svag.clock import Clock
 from svag.config import RunConfig
 from svag.experiments.compare import check_jobs, ensemble_note, seed_jobs, use_ensemble
 from svag.experiments.executors import run_jobs
 from svag.records import read_json, write_csv, write_json, write_text
 from svag.runfolder import Run, RunFolder
-from svag.scaling import linear_rule, sde_constants, sqrt_rule
+from svag.scaling import ADAPTIVE, INTEGER_TOL, RULES, rule_limit, sde_constants, sde_rule
 
 __all__ = [
     "RULES",
@@ -43,22 +45,28 @@ __all__ = [
     "auto_rule",
     "base_run",
     "base_time_at_epoch",
+    "reachable",
+    "rule_cell",
+    "rule_row",
+    "rule_summary",
+    "rule_verdicts",
+    "rules_answer",
+    "run_rules",
     "run_scale",
     "scale_curves",
     "scale_markdown",
     "scale_rows",
     "scaled_configs",
+    "write_rules",
     "write_scale_summary",
 ]
 
-RULES = {"linear": linear_rule, "sqrt": sqrt_rule}
-ADAPTIVE = ("adam", "adamw", "rmsprop")
 TABLE_METRICS = ("train_loss", "test_loss", "test_acc", "weight_norm_sq")
 
 
 def auto_rule(optimizer: str) -> tuple[str, str]:
     """``(rule, why)``: the rule that keeps ``optimizer``'s SDE when ``B → κB``."""
-    if optimizer in ADAPTIVE:
+    if sde_rule(optimizer) == "sqrt":
         return "sqrt", f"{optimizer} follows P2's square-root rule: η·√κ, 1−β → κ(1−β), ε/√κ"
     return "linear", f"{optimizer} follows P1's linear scaling rule: η·κ"
 
@@ -99,7 +107,8 @@ def scaled_configs(base: RunConfig, rule: str, batch_sizes: list[int]) -> list[t
 
 
 def _hyper(cfg: RunConfig) -> dict:
-    return {"lr": cfg.lr, "batch_size": cfg.batch_size, "betas": list(cfg.betas), "eps": cfg.eps}
+    return {"lr": cfg.lr, "batch_size": cfg.batch_size, "betas": list(cfg.betas), "eps": cfg.eps,
+            "weight_decay": cfg.weight_decay}  # fmt: skip
 
 
 def run_scale(
@@ -115,11 +124,16 @@ def run_scale(
     ensemble: str = "auto",
     log=None,
     sinks: Sequence = (),
+    base_from: str | None = None,
 ) -> dict[str, str]:
     """Run ``rule(base, B/B0)`` for every ``B`` (plus the base ``B0``) and seed; ``{run_dir: status}``.
 
+    ``base_from``: a folder relative to ``out_dir`` (``"../sqrt"``) whose ``B{B0}_seed{s}`` runs are this sweep's
+    base, trained there (by another rule's sweep of the same base config, :func:`run_rules`), not here.
+
     Writes ``out_dir/scale.json`` first (rule, base config, per-B ``lr``, ``batch_size``, ``betas``,
-    ``eps``, the rule's invariants from :func:`svag.scaling.sde_constants`, run folders), then the
+    ``eps``, ``weight_decay``, the optimizer's SDE constants from :func:`svag.scaling.sde_constants`, which the rule
+    that keeps its SDE keeps and the others change, run folders), then the
     runs ``out_dir/B{B}_seed{s}/``; the seeds of one ``B`` train together as an ensemble when
     :func:`svag.experiments.compare.use_ensemble` says so. Bad configs, batch sizes a run cannot
     use (``B`` larger than the training set, :func:`svag.runner.budget.check_budget`) and folders that are
@@ -130,18 +144,27 @@ def run_scale(
         raise ValueError("seeds must list at least one seed, got none")
     plan = scaled_configs(base, rule, batch_sizes)
     out = Path(out_dir)
+    shared = base_from is not None
     if not resume:
         for b, _, _ in plan:
+            if shared and b == base.batch_size:
+                continue
             for s in seeds:
                 folder = out / sweepfolder.scale_run(b, s)
-                if folder.exists() and any(folder.iterdir()):
+                if RunFolder(folder).contents():
                     raise ValueError(
                         f"{folder} is not empty; pass --resume to continue the sweep or choose another --out"
                     )
     together = use_ensemble(base, len(seeds), ensemble)
     work = []
     for b, _, cfg in plan:
-        work += seed_jobs(cfg, seeds, out, [sweepfolder.scale_run(b, s) for s in seeds], together)
+        if not (shared and b == base.batch_size):
+            work += seed_jobs(cfg, seeds, out, [sweepfolder.scale_run(b, s) for s in seeds], together)
+
+    def dirs(b: int) -> list[str]:
+        names = [sweepfolder.scale_run(b, s) for s in seeds]
+        return [f"{base_from}/{n}" for n in names] if shared and b == base.batch_size else names
+
     spec = {
         "rule": rule,
         "base_batch_size": base.batch_size,
@@ -149,22 +172,25 @@ def run_scale(
         "base": plan[[b for b, _, _ in plan].index(base.batch_size)][2].to_dict(),
         "x_axis": "base run's continuous time at the same epoch (= each run's own sde_time when the rule holds)",
         "runs": [
-            {"kappa": kappa, **_hyper(cfg), "invariants": sde_constants(cfg, rule),
-             "dirs": [sweepfolder.scale_run(b, s) for s in seeds]}
+            {"kappa": kappa, **_hyper(cfg), "invariants": sde_constants(cfg, sde_rule(cfg.optimizer)),
+             "dirs": dirs(b)}
             for b, kappa, cfg in plan
         ],
     }  # fmt: skip
-    if resume and (out / sweepfolder.SCALE_JSON).is_file():
-        old = read_json(out / sweepfolder.SCALE_JSON)
-        diff = sorted(k for k in spec["base"] if old.get("base", {}).get(k) != spec["base"][k])
-        if old.get("rule") != rule or diff:
-            what = f"rule {old.get('rule')!r}" if old.get("rule") != rule else f"a base config differing in {diff}"
-            raise ValueError(f"cannot resume {out}: its scale.json has {what}; use the same flags or another --out")
-    check_jobs(work, resume)  # every B's batches, steps, memory and folder, before anything is written
-    if together:
-        log(ensemble_note(len(seeds), "B"))
-    write_json(out / sweepfolder.SCALE_JSON, spec)
-    return run_jobs(work, jobs, resume=resume, progress=progress, log=log, sinks=sinks)
+    with sweepfolder.hold(out):  # the sweep's one driver (a second one is refused in one line)
+        if resume and (out / sweepfolder.SCALE_JSON).is_file():
+            old = read_json(out / sweepfolder.SCALE_JSON)
+            diff = sorted(k for k in spec["base"] if old.get("base", {}).get(k) != spec["base"][k])
+            if old.get("rule") != rule or diff:
+                what = f"rule {old.get('rule')!r}" if old.get("rule") != rule else f"a base config differing in {diff}"
+                raise ValueError(f"cannot resume {out}: its scale.json has {what}; use the same flags or another --out")
+        check_jobs(work, resume, jobs)  # every B's batches, steps, memory and folder, before anything is written
+        if resume:
+            sweepfolder.remove_temporaries(out)  # what a killed write of its JSON, table or figure left
+        if together:
+            log(ensemble_note(len(seeds), "B"))
+        write_json(out / sweepfolder.SCALE_JSON, spec)
+        return run_jobs(work, jobs, resume=resume, progress=progress, log=log, sinks=sinks)
 
 
 # -- reading the sweep back: curves and table -----------------------------------------------------
@@ -347,3 +373,164 @@ def write_scale_summary(out_dir: str | os.PathLike, metrics: tuple[str, ...] = T
     columns = list(dict.fromkeys(k for r in rows for k in r))
     write_csv(csv, rows, columns)
     return md, csv
+
+
+# -- several transfer rules over one κ ladder --------------------------------------------------------------
+
+RULE_METRICS = ("test_loss", "test_acc")  # what a rule must preserve to "hold" (the verdict's default margins)
+
+
+def reachable(base: RunConfig, rule: str, batch_sizes: Sequence[int]) -> tuple[list[int], list[int]]:
+    """``(reached, skipped)``: the batch sizes ``rule`` can scale ``base`` to (:func:`svag.scaling.rule_limit`) and
+    those past its own limit (the square-root rule's ``κ(1 − β1) < 1``)."""
+    limit = rule_limit(base, rule)
+    reached = [b for b in batch_sizes if b / base.batch_size < limit * (1 - INTEGER_TOL)]
+    return reached, [b for b in batch_sizes if b not in reached]
+
+
+def run_rules(
+    base: RunConfig,
+    rules: Sequence[str],
+    batch_sizes: list[int],
+    seeds: list[int],
+    out_dir: str | os.PathLike,
+    **options,
+) -> dict[str, str]:
+    """One :func:`run_scale` per rule over the same κ ladder, in ``out_dir/{rule}/``; the base runs (κ = 1, the
+    same config under every rule) train once, in the first rule's folder. A rule skips the batch sizes past
+    its own limit (:func:`reachable`). ``{run_dir: status}`` of every run."""
+    if len(set(rules)) != len(rules) or not rules:
+        raise ValueError(f"rules must list distinct rules, got {list(rules)!r}")
+    out = Path(out_dir)
+    statuses: dict[str, str] = {}
+    first = sweepfolder.rule_folder(rules[0])
+    with sweepfolder.hold(out):
+        for i, rule in enumerate(rules):
+            sizes, _ = reachable(base, rule, batch_sizes)
+            got = run_scale(base, rule, sizes, seeds, out / sweepfolder.rule_folder(rule),
+                            base_from=None if i == 0 else f"../{first}", **options)  # fmt: skip
+            statuses.update({f"{sweepfolder.rule_folder(rule)}/{k}": v for k, v in got.items()})
+    return statuses
+
+
+def _finals(runs: list[Run], metric: str) -> dict[int, float]:
+    """``{seed: the metric's last value}``; a run that did not complete counts as ``nan`` (it departed)."""
+    return {int(r.config["seed"]): float(r.records[-1][metric]) if r.status.status == "completed" else math.nan
+            for r in runs}  # fmt: skip
+
+
+def rule_cell(base: dict[int, float], run: dict[int, float], metric: str, margin=None, alpha: float = 0.05) -> dict:
+    r"""The equivalence verdict (:func:`svag.analysis.equivalence.verdict`) of a rule's run at κ against the base
+    run, on the final value of ``metric``: the gap ``Δ = μ_κ − μ_1`` over the seeds both have (paired: a seed
+    shares its initialization and data streams at every B), with ``δ`` the metric's margin (relative ones of
+    the base mean). A run that diverged or failed *departs*."""
+    common = sorted(set(base) & set(run))
+    if any(math.isnan(run[s]) for s in common):
+        return {"outcome": "departs", "estimate": math.nan, "reason": "a seed did not complete (diverged or failed)"}
+    if len(common) < 2:
+        return {"outcome": "inconclusive", "estimate": math.nan, "reason": f"{len(common)} paired seed(s): needs 2"}
+    values = np.array([[base[s] for s in common], [run[s] for s in common]])
+    est = contrast(values, [-1.0, 1.0], paired=True)
+    delta = resolve_margin(metric, float(values[0].mean()), margin)
+    v = verdict(est, delta, alpha)
+    return {"outcome": v.outcome, "estimate": v.estimate, "delta": delta, "interval": list(v.interval_alpha),
+            "n_seeds": len(common), "reason": v.reason}  # fmt: skip
+
+
+def rule_verdicts(
+    out_dir: str | os.PathLike,
+    rules: Sequence[str],
+    metrics: Sequence[str] = RULE_METRICS,
+    margins: dict | None = None,
+    alpha: float = 0.05,
+) -> dict:
+    """Per rule and batch size, the verdict of every metric against the base run (:func:`rule_cell`); per rule the
+    largest κ up to which every metric *follows* (``held_to``) and the first κ where one *departs*
+    (``departs_at``); and the one-line answer (:func:`rules_answer`). Reads the folders :func:`run_rules` wrote."""
+    out, margins = Path(out_dir), dict(margins or {})
+    result: dict = {"metrics": list(metrics), "alpha": alpha, "rules": {}}
+    for rule in rules:
+        spec, groups = _load(out / sweepfolder.rule_folder(rule))
+        b0 = int(spec["base_batch_size"])
+        if b0 not in groups:
+            raise ValueError(f"{out / rule}: the base run (B = {b0}) has no records")
+        rows = []
+        for b, runs in sorted(groups.items()):
+            if b == b0:
+                continue
+            cells = {m: rule_cell(_finals(groups[b0], m), _finals(runs, m), m, margins.get(m), alpha) for m in metrics}
+            rows.append(rule_row(b, b / b0, runs[0].config["lr"], cells))
+        limit = rule_limit(RunConfig.from_dict(spec["base"]), rule)
+        result["rules"][rule] = rule_summary(rows, b0, limit)
+    result["answer"] = rules_answer(result)
+    return result
+
+
+def rule_row(batch_size: int, kappa: float, lr: float, cells: dict[str, dict]) -> dict:
+    """One rung of a rule's ladder: its cells (:func:`rule_cell` per metric) and their overall outcome, *departs*
+    if any metric departs, else *inconclusive* if any is, else *follows*."""
+    outcomes = [c["outcome"] for c in cells.values()]
+    overall = next((o for o in ("departs", "inconclusive") if o in outcomes), "follows")
+    return {"batch_size": batch_size, "kappa": kappa, "lr": lr, "outcome": overall, "cells": cells}
+
+
+def rule_summary(rows: list[dict], base_batch_size: int, limit: float = math.inf) -> dict:
+    """One rule's ladder (rows by increasing κ, from :func:`rule_row`): ``held_to``, the largest κ up to which every
+    rung *follows* (1: none); ``undecided_at``, the first rung after that if it is *inconclusive*;
+    ``departs_at``, the first rung that *departs*; and the rule's own ``limit`` (:func:`svag.scaling.rule_limit`)."""
+    held, undecided = 1.0, None
+    for row in rows:
+        if row["outcome"] != "follows":
+            undecided = row["kappa"] if row["outcome"] == "inconclusive" else None
+            break
+        held = row["kappa"]
+    departs = next((row["kappa"] for row in rows if row["outcome"] == "departs"), None)
+    return {"base_batch_size": base_batch_size, "rows": rows, "held_to": held, "undecided_at": undecided,
+            "departs_at": departs, "limit": limit}  # fmt: skip
+
+
+def rules_answer(result: dict) -> str:
+    """The question a user asks, in one line: from ``B0``, up to which B each rule preserved the run (every metric
+    *follows*), where it was first undecided, where it first departed, and its own limit if it has one."""
+    parts, b0 = [], None
+    for rule, r in result["rules"].items():
+        b0 = r["base_batch_size"]
+        bits = [f"holds to B = {round(r['held_to'] * b0)}" if r["held_to"] > 1 else "holds at no larger B"]
+        if r.get("undecided_at") is not None:
+            bits.append(f"undecided at B = {round(r['undecided_at'] * b0)}")
+        if r["departs_at"] is not None:
+            bits.append(f"departs at B = {round(r['departs_at'] * b0)}")
+        elif r.get("undecided_at") is None:
+            bits.append("the largest B tried")
+        if math.isfinite(r["limit"]) and r["departs_at"] is None:
+            bits.append(f"its own limit is B < {r['limit'] * b0:.4g}")
+        parts.append(f"{rule} {', '.join(bits)}")
+    return f"from B0 = {b0}: " + "; ".join(parts)
+
+
+def write_rules(result: dict, out_dir: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """``rules.json`` (everything), ``rules.md`` (the answer and one row per rule and B) and ``rules.csv``."""
+    out = Path(out_dir)
+    write_json(out / sweepfolder.RULES_JSON, result)
+    metrics = result["metrics"]
+    lines = [result["answer"], "", "| rule | B | κ | η | " + " | ".join(metrics) + " | verdict |",
+             "|---|---|---|---|" + "---|" * len(metrics) + "---|"]  # fmt: skip
+    flat = []
+    for rule, r in result["rules"].items():
+        for row in r["rows"]:
+            cells = []
+            for m in metrics:
+                c = row["cells"][m]
+                est = c["estimate"]
+                cells.append(f"{c['outcome']} (Δ {est:+.3g}, δ {c['delta']:.3g})" if "delta" in c else c["outcome"])
+            lines.append(f"| {rule} | {row['batch_size']} | {row['kappa']:g} | {row['lr']:.4g} | "
+                         + " | ".join(cells) + f" | {row['outcome']} |")  # fmt: skip
+            flat.append({"rule": rule, "batch_size": row["batch_size"], "kappa": row["kappa"], "lr": row["lr"],
+                         "verdict": row["outcome"],
+                         **{f"{m}_{k}": row["cells"][m].get(k) for m in metrics for k in ("outcome", "estimate",
+                                                                                          "delta")}})  # fmt: skip
+    write_text(out / sweepfolder.RULES_MD, "\n".join(lines) + "\n")
+    cols = ["rule", "batch_size", "kappa", "lr", "verdict"] + [f"{m}_{k}" for m in metrics
+                                                               for k in ("outcome", "estimate", "delta")]  # fmt: skip
+    write_csv(out / sweepfolder.RULES_CSV, flat, cols)
+    return out / sweepfolder.RULES_JSON, out / sweepfolder.RULES_MD, out / sweepfolder.RULES_CSV

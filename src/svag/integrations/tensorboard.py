@@ -22,9 +22,12 @@ TensorBoard is imported only here, and only when asked (the ``svag[tensorboard]`
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from svag.records import check_writable
 
 __all__ = ["EventLog", "TensorBoardSinks", "scalars"]
 
@@ -34,17 +37,46 @@ def scalars(row: dict) -> dict[str, float]:
     return {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def _try_to_make(folder: Path) -> None:
+    """Make the missing folders of ``folder`` and remove them again: what the permission bits do not tell (a
+    read-only or virtual file system, such as ``/proc``) fails here, in one line, instead of at the first run."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    try:
+        for path in reversed(missing):
+            path.mkdir()
+    except OSError as err:
+        where = err.filename or missing[0]
+        raise ValueError(f"--tensorboard: cannot make the folder {where} ({err.strerror})") from None
+    finally:
+        for path in missing:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def _summary_writer():
+    """TensorBoard's ``SummaryWriter``, or a one-line ``ValueError`` saying which extra to install."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError("--tensorboard needs the tensorboard package: pip install 'svag[tensorboard]'") from None
+    return SummaryWriter
+
+
 class EventLog:
     """One run's event file: :meth:`add` a record at its index, :meth:`close` at the end."""
 
     def __init__(self, log_dir: str | os.PathLike, name: str, *, first: int = 0) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ValueError("--tensorboard needs the tensorboard package: pip install 'svag[tensorboard]'") from None
+        SummaryWriter = _summary_writer()
         self.path = Path(log_dir) / name
+        check_writable(self.path, f"--tensorboard: cannot write events into {self.path}")
         # purge_step: events at steps >= first, left by an earlier start in this folder, are dropped (all: first = 0)
-        self.writer = SummaryWriter(log_dir=str(self.path), purge_step=first)
+        try:
+            self.writer = SummaryWriter(log_dir=str(self.path), purge_step=first)
+        except OSError as err:  # what check_writable cannot see ahead (a full disk, a file made meanwhile)
+            raise ValueError(f"--tensorboard: cannot write events into {self.path} ({err.strerror or err})") from None
 
     def add(self, row: dict, index: int) -> None:
         for key, value in scalars(row).items():
@@ -61,6 +93,13 @@ class TensorBoardSinks:
     records into ``log_dir/<run folder name>``; picklable, so sweeps hand it to worker processes."""
 
     log_dir: str
+
+    def __post_init__(self) -> None:
+        """Refuse, before any run starts, a missing tensorboard package or a ``log_dir`` that cannot be written
+        (``NotWritableError``, ``NotADirectoryError``: one line naming the path)."""
+        _summary_writer()
+        check_writable(self.log_dir, f"--tensorboard {self.log_dir}: cannot write events into it")
+        _try_to_make(Path(self.log_dir))
 
     def __call__(self, name: str, first: int) -> EventLog:
         return EventLog(self.log_dir, name, first=first)

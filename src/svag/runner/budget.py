@@ -8,7 +8,10 @@ the model's parameter count (the model built on PyTorch's ``meta`` device, which
 nothing). It refuses with one line naming the value, what it implies and the limit. The runner
 calls it before it creates a run folder; sweeps call it for every run before the first one starts.
 Limits that follow from the config alone (records, checkpoints, m) are in
-:meth:`svag.config.RunConfig.validate`.
+:meth:`svag.config.RunConfig.validate`. A Gaussian-noise run (each step a pass over every sample)
+also counts its step's per-sample buffers and its per-sample gradients; a run that is allowed but
+slow to start or long (such a run, a large MNIST-1D set not yet generated) gets one line saying so
+before it starts (:func:`cost_notice`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import torch
 from svag.build import build_optimizer, check_fit
 from svag.config import RunConfig
 from svag.data import data_size
+from svag.data.mnist1d import generation_notice
+from svag.gaussian import STEP_BYTES_PER_SAMPLE, check_model
 from svag.memory import MEMORY_FRACTION, available_memory
 from svag.models import build_model
 from svag.plugins import KINDS, is_spec
@@ -29,9 +34,15 @@ from svag.runner.timeline import make_schedule
 from svag.schedules import OnSteps
 from svag.task import make_task
 
-__all__ = ["MAX_STEPS", "Budget", "check_budget", "optimizer_steps"]
+__all__ = ["MAX_SAMPLE_GRADIENTS", "MAX_STEPS", "NOTICE_SAMPLE_GRADIENTS", "Budget", "check_budget", "cost_notice",
+           "optimizer_steps"]  # fmt: skip
 
 MAX_STEPS = 10**9  # optimizer steps of one run (days of training even for the smallest model)
+# Per-sample gradients of a Gaussian-noise run (each step is a pass over all n_train samples): refused past
+# MAX_SAMPLE_GRADIENTS (the MNIST-1D-sized MLP computes ~3e5 a second on one CPU core: 10^12 is a month there),
+# announced with a notice past NOTICE_SAMPLE_GRADIENTS (minutes there).
+MAX_SAMPLE_GRADIENTS = 10**12
+NOTICE_SAMPLE_GRADIENTS = 10**8
 _PARAM_COPIES = 4  # parameters, their gradient and SVAG's two batch gradients (a lower bound: no activations)
 
 
@@ -45,6 +56,8 @@ class Budget:
     data_bytes: int  # the data set in memory: float32 as loaded, plus the run's dtype copy
     model_bytes: int  # parameters × replicas × dtype size × 4 (params, gradient, two batch gradients)
     memory_limit: int | None  # MEMORY_FRACTION of available_memory(); None: unknown, not checked
+    step_bytes: int = 0  # gaussian runs: the step's per-sample buffers (svag.gaussian.STEP_BYTES_PER_SAMPLE)
+    sample_gradients: float = 0.0  # gaussian runs: steps × n_train × replicas per-sample gradients; else 0
 
 
 def optimizer_steps(schedule, end_time: float, clock, points: int = 8192) -> float:
@@ -117,7 +130,7 @@ def _described_model(cfg: RunConfig, size) -> torch.nn.Module:
         if not is_spec(cfg.model):
             raise
         model = build()  # a user's factory that cannot run on the meta device (svag.plugins): built for real
-    except RuntimeError as err:  # a layer too large even to describe: its size overflows
+    except (RuntimeError, TypeError, OverflowError) as err:  # a layer too large even to describe: its size overflows
         raise ValueError(
             f"width={cfg.width:g} makes a layer of {cfg.model} too large to allocate ({str(err).splitlines()[0]}); "
             "use a smaller width"
@@ -132,8 +145,10 @@ def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device 
     """Refuse ``cfg`` (``ValueError``, one line) if its batches do not fit the training set, its
     run would take more than :data:`MAX_STEPS` optimizer steps, or its data set and model
     (``replicas`` seeds trained together) would not fit in :data:`MEMORY_FRACTION` of the memory
-    (:func:`available_memory`; on a CUDA ``device`` also of the device's). Returns the
-    :class:`Budget`. Validates ``cfg`` first; reads and allocates nothing.
+    (:func:`available_memory`; on a CUDA ``device`` also of the device's). A Gaussian-noise run
+    is also refused when its model has BatchNorm, its step's per-sample buffers do not fit beside
+    them, or it would compute more than :data:`MAX_SAMPLE_GRADIENTS` per-sample gradients. Returns
+    the :class:`Budget`. Validates ``cfg`` first; reads and allocates nothing.
     """
 
     cfg = RunConfig.of(cfg).validate()
@@ -154,7 +169,13 @@ def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device 
             "use fewer samples"
         )
     steps = _check_steps(cfg, size.n_train)
-    n_params = sum(p.numel() for p in _described_model(cfg, size).parameters())
+    model = _described_model(cfg, size)
+    if cfg.gradient_noise == "gaussian":  # e.g. a plug-in model with BatchNorm (built-in ones: config.validate)
+        try:
+            check_model(model)
+        except ValueError as err:
+            raise ValueError(f"model {cfg.model!r}: {str(err).splitlines()[0]}") from None
+    n_params = sum(p.numel() for p in model.parameters())
     model_bytes = n_params * replicas * itemsize * _PARAM_COPIES
     if limit is not None and data_bytes + model_bytes > limit:
         raise ValueError(
@@ -163,12 +184,54 @@ def check_budget(cfg: RunConfig | dict, replicas: int = 1, device: torch.device 
             f"({_gib(data_bytes)}), more than {MEMORY_FRACTION:.0%} of the {_gib(memory)} available; "
             "use a smaller width or fewer seeds at once"
         )
+    step_bytes, work = _check_gaussian(cfg, size.n_train, replicas, steps, data_bytes + model_bytes, memory)
     if device is not None and device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
-        if data_bytes + model_bytes > MEMORY_FRACTION * total:
+        if data_bytes + model_bytes + step_bytes > MEMORY_FRACTION * total:
+            step = f" and the Gaussian step's buffers ({_gib(step_bytes)})" if step_bytes else ""
             raise ValueError(
                 f"the data ({_gib(data_bytes)}) and {cfg.model} at width={cfg.width:g} × {replicas} seed(s) "
-                f"({_gib(model_bytes)}) need more than {MEMORY_FRACTION:.0%} of the {_gib(total)} of {device}; "
+                f"({_gib(model_bytes)}){step} need more than {MEMORY_FRACTION:.0%} of the {_gib(total)} of {device}; "
                 "use fewer samples or a smaller width"
             )
-    return Budget(size.n_train, size.n_test, steps, data_bytes, model_bytes, limit)
+    return Budget(size.n_train, size.n_test, steps, data_bytes, model_bytes, limit, step_bytes, work)
+
+
+def _check_gaussian(cfg: RunConfig, n: int, replicas: int, steps: float, held: int, memory) -> tuple[int, float]:
+    """A Gaussian-noise run's per-sample buffers (bytes) and per-sample gradients; ``(0, 0)`` for a minibatch
+    run. Refused when the buffers and ``held`` (data and model) pass :data:`MEMORY_FRACTION` of ``memory``,
+    or the gradients :data:`MAX_SAMPLE_GRADIENTS`."""
+    if cfg.gradient_noise != "gaussian":
+        return 0, 0.0
+    step_bytes = n * replicas * STEP_BYTES_PER_SAMPLE
+    if memory is not None and held + step_bytes > MEMORY_FRACTION * memory:
+        raise ValueError(
+            f"gradient_noise gaussian with n_train={n} × {replicas} seed(s): each step holds {_gib(step_bytes)} of "
+            f"per-sample noise weights and losses besides the data and the model ({_gib(held)}), more than "
+            f"{MEMORY_FRACTION:.0%} of the {_gib(memory)} available; use fewer samples (--n-train) or seeds at once"
+        )
+    work = steps * n * replicas
+    if not work <= MAX_SAMPLE_GRADIENTS:
+        seeds = f" × {replicas} seeds" if replicas > 1 else ""
+        raise ValueError(
+            f"gradient_noise gaussian computes every training sample's gradient at every step: {steps:.3g} steps × "
+            f"n_train={n}{seeds} = {work:.3g} per-sample gradients; at most {MAX_SAMPLE_GRADIENTS:.0e} are allowed: "
+            "use fewer samples (--n-train) or epochs"
+        )
+    return step_bytes, work
+
+
+def cost_notice(cfg: RunConfig, budget: Budget) -> str | None:
+    """The line to show before a run whose start or cost would otherwise be silent for minutes: MNIST-1D
+    generating a large set that is not cached (:func:`svag.data.mnist1d.generation_notice`), a Gaussian-noise
+    run past :data:`NOTICE_SAMPLE_GRADIENTS` per-sample gradients; ``None``: nothing to say."""
+    said = []
+    if cfg.data == "mnist1d":
+        said.append(generation_notice(budget.n_train, budget.n_test, cfg.data_seed))
+    if budget.sample_gradients > NOTICE_SAMPLE_GRADIENTS:
+        said.append(
+            f"this gaussian run computes {budget.sample_gradients:.3g} per-sample gradients ({budget.steps:.3g} "
+            f"full-batch steps over n_train={budget.n_train}), n_train/B = {budget.n_train / cfg.batch_size:.3g}× "
+            "those of the minibatch run it simulates: --n-train sets its cost"
+        )
+    return "; ".join(line for line in said if line) or None

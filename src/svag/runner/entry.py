@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from collections.abc import Sequence
@@ -15,11 +16,12 @@ import torch.distributed
 
 from svag.config import RunConfig
 from svag.models import default_device
-from svag.runfolder import RunFolder
-from svag.runner.budget import check_budget
-from svag.runner.distributed import setup
+from svag.runfolder import FolderInUseError, RunFolder
+from svag.runner.budget import check_budget, cost_notice
+from svag.runner.distributed import Dist, setup
 from svag.runner.folder import prepare_folder
 from svag.runner.loop import Group
+from svag.runner.progress import notice
 from svag.runner.recorder import SinkFactory
 from svag.version import __version__
 
@@ -40,9 +42,16 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"device must be auto, cpu, cuda[:N] or mps, got {name!r}") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):  # meta, xla, ...: nothing a run can train on
+        raise ValueError(f"device must be auto, cpu, cuda[:N] or mps, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps is not None and mps.is_available()):
+        raise ValueError(f"device {name!r} requested but Apple MPS is not available; use --device cpu or auto")
     return device
 
 
@@ -83,7 +92,7 @@ def run_replicas(
         raise ValueError(f"need one out_dir per seed, got {len(seeds)} seeds and {len(folders)} folders")
     cfgs = [replace(cfg, seed=int(s)) for s in seeds]
     dist, device = setup(resolve_device(cfg.device), cfg.batch_size)
-    check_budget(cfg, len(seeds), device)  # batches, steps and memory, before any folder is made
+    budget = check_budget(cfg, len(seeds), device)  # batches, steps and memory, before any folder is made
     if dist.world > 1 and cfg.loader_workers:
         raise ValueError(f"loader_workers runs in one process, got {cfg.loader_workers} under {dist.world} processes")
     if dist.world > 1 and len(seeds) > 1:
@@ -93,6 +102,37 @@ def run_replicas(
             "gradient_noise gaussian runs in one process (each step is one full-batch pass; use --gaussian-chunk "
             "for memory): launch it without torchrun"
         )
+    cost = cost_notice(cfg, budget)  # e.g. a Gaussian-noise run on a large training set: say so before it starts
+    if cost and dist.main:
+        notice(cost)
+    with _sole_writer(folders, dist):  # rank 0 is the folders' one writer until the run ends
+        return _train(cfg, seeds, cfgs, folders, dist, device, resume, progress, sinks)
+
+
+@contextlib.contextmanager
+def _sole_writer(folders: list[RunFolder], dist: Dist):
+    """Rank 0 holds every folder's lock (:meth:`RunFolder.hold`) while the block runs; a folder that
+    another process writes is refused on every rank alike, before anything is read or written."""
+    with contextlib.ExitStack() as held:
+        refused = None
+        if dist.main:
+            try:
+                for f in folders:
+                    held.enter_context(f.hold())
+            except Exception as err:  # told to every rank below: none may wait for the others for ever
+                refused = err
+        if dist.world > 1:
+            said = [None if refused is None else str(refused).splitlines()[0]]
+            torch.distributed.broadcast_object_list(said, src=0)
+            if refused is None and said[0] is not None:
+                refused = FolderInUseError(said[0])
+        if refused is not None:
+            raise refused
+        yield
+
+
+def _train(cfg, seeds, cfgs, folders, dist, device, resume, progress, sinks) -> list[RunResult]:
+    """:func:`run_replicas` once its checks passed and rank 0 holds the folders."""
     # every process checks (a bad folder fails on all of them alike); rank 0 alone creates it
     resumable = [prepare_folder(c, f, resume, create=dist.main) for c, f in zip(cfgs, folders)]
     statuses = [f.status().status for f in folders]
@@ -110,10 +150,10 @@ def run_replicas(
     elif dist.main:
         for c, r in zip(cfgs, run.replicas):
             r.folder.create(c.to_dict(), run.derived(), _environment(run.device, r.seed, len(seeds), dist.world))
-    if dist.main:
+    if dist.main:  # sinks first: one that cannot open (an unwritable TensorBoard folder) leaves the status as it was
+        run.recorder.open_sinks(sinks, run.replicas)  # e.g. TensorBoard, wired in by the front
         for r in run.live():
             run.report(r, "running")
-        run.recorder.open_sinks(sinks, run.replicas)  # e.g. TensorBoard, wired in by the front
     try:
         run.train()
     finally:

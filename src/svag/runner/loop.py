@@ -129,6 +129,8 @@ class Group:
         self.opt = build_optimizer(cfg, self.engine.params)
         dist.attach(self.opt)  # multi-process: average gradients over processes before each update
         self.single = all(self.opt.variance_factor(g) == 1.0 for g in self.opt.param_groups)  # l = 1: one batch
+        # adaptive optimizers: the preconditioned ratio's weights w = 1/(√v̂ + ε) (svag.noise, recorder)
+        self.preconditioned = callable(getattr(self.opt, "preconditioner_weights", None))
         self.clock = self.opt.clock()
         self.timeline = Timeline.of(cfg, n, self.clock)
         self.recorder = Recorder(cfg, self.engine, self.data, self.timeline, self.clock, dist, self.batch, models[0])
@@ -239,6 +241,9 @@ class Group:
         extra = None
         if noise and b2 is None and self.noise_period and c.step % self.noise_period == 0:
             extra = self.recorder.extra_grads(self.replicas)
+        weights = None  # taken before the update, so independent of the pair it weighs (svag.noise)
+        if self.preconditioned and (extra is not None or (noise and b2 is not None)):
+            weights = self.opt.preconditioner_weights(engine.params)
         engine.last_losses = None
         if b2 is None and self.single:  # SGD (l = 1): train_step's one-batch path, without its per-call set-up
             grads, loss1 = None, self._one_batch_step(b1)
@@ -247,9 +252,9 @@ class Group:
             grads, loss1 = out.grads, out.loss1
         c.step += 1
         if grads is not None:
-            self.recorder.add_pair(self.replicas, *grads)
+            self.recorder.add_pair(self.replicas, *grads, weights)
         elif extra is not None:  # SGD: the step's own gradient stays in p.grad (the update does not touch it)
-            self.recorder.add_pair(self.replicas, [p.grad for p in engine.params], extra)
+            self.recorder.add_pair(self.replicas, [p.grad for p in engine.params], extra, weights)
         if self.dist.world > 1:
             loss1 = loss1.detach().clone().reshape(1)
             self.dist.mean_([loss1])

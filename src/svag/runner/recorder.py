@@ -11,6 +11,11 @@ task's metrics (``train_acc``, ``test_acc`` for classification), ``weight_norm_s
   means over the steps since the previous record of the unbiased per-step estimates
   ``⟨g1, g2⟩`` and ``‖g1 − g2‖²/2`` from two independent batch gradients (SVAG's own two batches;
   for SGD an extra batch drawn at a fraction of the steps), their SEs and covariance;
+- ``G_pre``, ``N_pre``, ``G_pre_se``, ``N_pre_se``, ``GN_pre_cov``, ``gn_ratio_pre``, ``gn_ratio_pre_se``,
+  ``noise_count_pre`` (adaptive runs: Adam, AdamW, RMSprop; ``None`` otherwise): the same for the
+  **preconditioned** ratio ``R(B) = Σ_i w_i Ĝ_i² / Σ_i w_i σ_i²/B`` of :mod:`svag.noise`, from the same
+  pairs weighted by the optimizer's ``w = 1/(√v̂ + ε)`` taken before the step's update
+  (:meth:`svag.adaptive.SVAGAdam.preconditioner_weights`; no estimate before the first step);
 - ``G_m``, ``N_m``, ... : P1's m-batch measurement, at records where it is due.
 """
 
@@ -25,12 +30,14 @@ from typing import Any, Protocol
 import torch
 
 from svag.noise import default_num_batches, measure_noise, pair_estimates
+from svag.noise_window import PRECONDITIONED, record_keys
 from svag.runner.engine import evaluate, evaluate_batches, grad_norm_sq
 from svag.runner.timeline import TIME_RTOL
 
-__all__ = ["M_KEYS", "NOISE_KEYS", "RecordSink", "Recorder", "SinkFactory", "Tensors"]
+__all__ = ["M_KEYS", "NOISE_KEYS", "NOISE_PRE_KEYS", "RecordSink", "Recorder", "SinkFactory", "Tensors"]
 
-NOISE_KEYS = ("G", "N", "G_se", "N_se", "GN_cov", "gn_ratio", "gn_ratio_se", "noise_count")
+NOISE_KEYS = record_keys()  # ("G", "N", "G_se", "N_se", "GN_cov", "gn_ratio", "gn_ratio_se", "noise_count")
+NOISE_PRE_KEYS = record_keys(PRECONDITIONED)  # ("G_pre", ..., "noise_count_pre"): adaptive runs
 LAST_RECORD_KEYS = ("sde_time", "step", "epoch", "train_loss", "test_loss", "test_acc")  # status.json's summary
 M_KEYS = ("G_m", "N_m", "G_m_se", "N_m_se", "gn_ratio_m", "gn_ratio_m_se")
 
@@ -146,14 +153,22 @@ class Recorder:
         engine.restore_buffers(saved)
         return grads
 
-    def add_pair(self, replicas, g1: list, g2: list) -> None:
-        """Add each replica's per-step estimates ``(⟨g1, g2⟩, ‖g1 − g2‖²/2)`` of global batch gradients."""
+    def add_pair(self, replicas, g1: list, g2: list, weights: list | None = None) -> None:
+        """Add each replica's per-step estimates ``(⟨g1, g2⟩, ‖g1 − g2‖²/2)`` of global batch gradients and,
+        given an adaptive optimizer's ``weights`` (taken before the step's update: independent of ``g1, g2``),
+        the preconditioned ``(Σ w·g1·g2, Σ w·(g1 − g2)²/2)``."""
         self.dist.mean_(g1)  # shard gradients -> global batch gradients
         self.dist.mean_(g2)
-        G, N = pair_estimates(self.engine.stacked_grads(g1), self.engine.stacked_grads(g2))
+        g1, g2 = self.engine.stacked_grads(g1), self.engine.stacked_grads(g2)
+        self._add(replicas, "acc", *pair_estimates(g1, g2))
+        if weights is not None:  # equal on every rank, as the optimizer's state is
+            self._add(replicas, "acc_pre", *pair_estimates(g1, g2, self.engine.stacked_grads(weights)))
+
+    @staticmethod
+    def _add(replicas, acc: str, G: torch.Tensor, N: torch.Tensor) -> None:
         for r, G_k, N_k in zip(replicas, G.tolist(), N.tolist()):
             if not r.diverged and math.isfinite(G_k) and math.isfinite(N_k):
-                r.acc.add(G_k, N_k)  # a non-finite pair: the loss check marks the divergence
+                getattr(r, acc).add(G_k, N_k)  # a non-finite pair: the loss check marks the divergence
 
     # -- records ----------------------------------------------------------------------------------
     def record(self, replicas, counters, t: float, lr: float) -> None:
@@ -195,7 +210,8 @@ class Recorder:
                 "weight_norm_sq": weights[k],
                 "grad_norm_sq": grad_sq[k],
                 "wall_time": counters.elapsed,
-                **self._noise_fields(r),
+                **self._noise_fields(r.acc, NOISE_KEYS),
+                **self._noise_fields(r.acc_pre, NOISE_PRE_KEYS),
             }
             if m_results is not None:
                 res = m_results[k]
@@ -207,12 +223,13 @@ class Recorder:
             r.last_record = {k: row[k] for k in LAST_RECORD_KEYS if k in row}
 
     @staticmethod
-    def _noise_fields(r) -> dict[str, Any]:
-        if r.acc.count == 0:
-            return dict.fromkeys(NOISE_KEYS)
-        res = r.acc.result()
-        r.acc.reset()
-        return dict(zip(NOISE_KEYS, (res.G, res.N, res.G_se, res.N_se, res.GN_cov, res.ratio, res.ratio_se, res.m)))
+    def _noise_fields(acc, keys: tuple[str, ...]) -> dict[str, Any]:
+        """The interval's fields from ``acc`` (``None`` without estimates), which then starts the next interval."""
+        if acc.count == 0:
+            return dict.fromkeys(keys)
+        res = acc.result()
+        acc.reset()
+        return dict(zip(keys, (res.G, res.N, res.G_se, res.N_se, res.GN_cov, res.ratio, res.ratio_se, res.m)))
 
     def _measure_m(self, replicas):
         """P1's m-batch measurement at the current point, per replica, each with its own

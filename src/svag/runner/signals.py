@@ -1,4 +1,7 @@
-"""Signals during a run: SIGINT/SIGTERM become a request the loop honours at its next consistent point."""
+"""Signals during a run: SIGINT/SIGTERM become a request the loop honours at its next consistent point.
+
+Outside the loop (setting a run up, between a sweep's jobs, the command's imports and files) they raise at
+once: :mod:`svag.interrupts`, whose :class:`~svag.interrupts.Interrupted` a :class:`RunInterrupted` is."""
 
 from __future__ import annotations
 
@@ -6,24 +9,21 @@ import contextlib
 import signal
 import threading
 
+from svag.interrupts import STOP_SIGNALS, Interrupted
+
 __all__ = ["RunInterrupted", "stop_on_signals"]
 
 
-class RunInterrupted(KeyboardInterrupt):
+class RunInterrupted(Interrupted):
     """SIGINT/SIGTERM: the run stopped after a checkpoint; ``--resume`` continues it exactly."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.signum = signum
-
-    def __reduce__(self):  # pickled across worker processes with its signal number
-        return type(self), (self.signum,)
 
 
 @contextlib.contextmanager
 def stop_on_signals():
     """Turn the first SIGINT/SIGTERM into a request (``flag[0] = signum``) that the loop honours
-    at its next consistent point; a second signal raises at once. Main thread only."""
+    at its next consistent point; a second signal raises at once (:class:`~svag.interrupts.Interrupted`,
+    as a kill would leave the folder: at its last checkpoint). Main thread only; a signal the process
+    ignores (a sweep's worker ignores SIGINT, which its driver passes on as SIGTERM) stays ignored."""
     flag = [0]
     if threading.current_thread() is not threading.main_thread():
         yield flag
@@ -31,10 +31,10 @@ def stop_on_signals():
 
     def handler(signum, frame):
         if flag[0]:
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
         flag[0] = signum
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield flag
     finally:

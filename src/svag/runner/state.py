@@ -1,10 +1,11 @@
 """The resumable state of a group of replicas: per-seed streams and counters, and the checkpoints.
 
 A :class:`Replica` is one seed of a run: its folder, its sampler and generators (each from the
-seed tree, :mod:`svag.seeds`), its G/N accumulator and its record count. :class:`Counters` are the
-loop's shared counters. :func:`save` writes one checkpoint per replica folder in the single-run
-format (model, optimizer slice, replica streams, counters, global RNG); :func:`load` restores
-them. A checkpoint is taken only between steps, so a run resumed from it continues exactly.
+seed tree, :mod:`svag.seeds`), its G/N accumulators (P1's; the preconditioned ratio's) and its
+record count. :class:`Counters` are the loop's shared counters. :func:`save` writes one checkpoint
+per replica folder in the single-run format (model, optimizer slice, replica streams, counters,
+global RNG); :func:`load` restores them. A checkpoint is taken only between steps, so a run
+resumed from it continues exactly.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = ["Counters", "Replica", "load", "save"]
 
 
 class Replica:
-    """One seed: folder, sampler, generators from the seed tree, noise accumulator, counters.
+    """One seed: folder, sampler, generators from the seed tree, noise accumulators, counters.
 
     A Gaussian-noise run (``gradient_noise="gaussian"``) draws its noise from ``gauss_gen`` (the
     ``"gaussian"`` stream) and never calls the sampler: the sampler is still built and saved (its
@@ -47,6 +48,7 @@ class Replica:
         self.m_gen = generator(seed, "m_batches")  # draws of the m-batch measurement
         self.gauss_gen = generator(seed, "gaussian")  # z of the Gaussian-noise step (svag.gaussian)
         self.acc = NoiseAccumulator(cfg.batch_size)
+        self.acc_pre = NoiseAccumulator(cfg.batch_size)  # the preconditioned ratio (adaptive optimizers)
         self.n_records = 0
         self.last_record: dict | None = None  # the last record's summary, for status.json (not checkpointed)
         self.diverged = False
@@ -63,6 +65,7 @@ class Replica:
             "m_gen": self.m_gen.get_state(),
             "gauss_gen": self.gauss_gen.get_state(),
             "acc": dict(self.acc.__dict__),
+            "acc_pre": dict(self.acc_pre.__dict__),
             "n_records": self.n_records,
         }
 
@@ -74,6 +77,8 @@ class Replica:
         if "gauss_gen" in state:  # checkpoints written before Gaussian-noise runs lack it (never used there)
             self.gauss_gen.set_state(state["gauss_gen"])
         self.acc.__dict__.update(state["acc"])
+        if "acc_pre" in state:  # checkpoints written before the preconditioned ratio lack it: an empty interval
+            self.acc_pre.__dict__.update(state["acc_pre"])
         self.n_records = state["n_records"]
 
 

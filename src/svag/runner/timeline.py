@@ -7,6 +7,13 @@ Adam/RMSprop, ``η/(1−β)`` for heavy-ball SGD), so an epoch at LR η covers
 ``τ(η) = (n/B)·clock.original_step_time(η)``. :meth:`Timeline.of` converts every epoch count
 to time once; the runner then drives everything on time, so every ``l`` is evaluated, decays
 its LR and stops at the same continuous times.
+
+A schedule shaped on the simulated run's steps (``schedule_unit="step"``, the default for multistep,
+cosine and triangle: :class:`svag.schedules.OnSteps`) puts evaluations, checkpoints and the G/N
+window at its step boundaries ``T_k`` (``k`` rounded from epochs·n/B), which every ``l`` reaches
+exactly. The epochs the timeline reports (``eval_epochs``) are the simulated run's own, ``k·B/n``
+as its records count them, never time over the base LR's ``τ``: on a time-shaped schedule the
+steps that cover ``[0, t]`` (:func:`svag.schedules.original_steps`).
 """
 
 from __future__ import annotations
@@ -24,17 +31,21 @@ __all__ = ["TIME_RTOL", "Timeline", "make_schedule"]
 def make_schedule(cfg, steps_per_epoch: float, clock) -> tuple[S.Schedule, float]:
     """The LR schedule on continuous time and the run's end time ``T``.
 
-    Milestones in SGD-equivalent epochs become times exactly as the simulated run reaches them:
-    phase ``i`` (LR ``η·γ^i``) lasts its epochs times ``τ(η·γ^i)``. Cosine and triangle shaped on time
-    span ``T = epochs·τ(η)``; warm-up lasts ``warmup·τ(η)``. Shaped on steps (``schedule_unit="step"``)
-    they run over the simulated run's ``K = ⌈epochs·n/B⌉`` steps, warm-up over ``warmup·n/B`` of them,
-    and ``T`` is the time those steps cover (:class:`svag.schedules.OnSteps`); constant and multistep
-    are the same on either unit.
+    Shaped on steps (``schedule_unit="step"``, the default) a multistep, cosine or triangle runs over the
+    simulated run's ``K = ⌈epochs·n/B⌉`` steps (:class:`svag.schedules.OnSteps`), as
+    ``torch.optim.lr_scheduler`` stepped once per step does: a multistep's milestone ``m`` decays the LR
+    from step ``⌈m·n/B⌉`` on (``MultiStepLR``'s milestone), a warm-up lasts ``warmup·n/B`` steps, and ``T``
+    is the time those steps cover. Shaped on time (``schedule_unit="time"``), milestones become the times
+    at which the SDE reaches them (phase ``i`` at LR ``η·γ^i`` lasts its epochs times ``τ(η·γ^i)``), cosine
+    and triangle span ``T = epochs·τ(η)`` and a warm-up ``warmup·τ(η)``. Constant is the same on either
+    unit (its warm-up is on time).
     """
     tau = steps_per_epoch * clock.original_step_time(cfg.lr)
-    on_steps = cfg.schedule_unit == "step" and cfg.schedule in ("cosine", "triangle")
+    on_steps = cfg.schedule_unit == "step" and cfg.schedule in ("multistep", "cosine", "triangle")
     unit = steps_per_epoch if on_steps else tau  # one SGD-equivalent epoch on the schedule's own axis
-    if cfg.schedule in ("constant", "multistep"):
+    if on_steps:
+        end = _steps(cfg.epochs * steps_per_epoch)  # the simulated run's steps (a partial last one counts)
+    if cfg.schedule in ("constant", "multistep") and not on_steps:
         edges = [0.0, *cfg.milestones, cfg.epochs]
         times, t = [], 0.0
         for i in range(len(edges) - 1):
@@ -44,26 +55,54 @@ def make_schedule(cfg, steps_per_epoch: float, clock) -> tuple[S.Schedule, float
         sched: S.Schedule = (
             S.MultiStep(cfg.lr, milestones=tuple(times[:-1]), gamma=cfg.gamma) if cfg.milestones else S.Constant(cfg.lr)
         )
+    elif cfg.schedule == "multistep":  # on steps: MultiStepLR's milestones, the first step at or past m·n/B
+        sched = S.MultiStep(cfg.lr, milestones=tuple(float(_steps(m * steps_per_epoch)) for m in cfg.milestones),
+                            gamma=cfg.gamma)  # fmt: skip
     else:
-        end = cfg.epochs * unit
-        if on_steps:
-            end = math.ceil(end * (1 - TIME_RTOL))  # the simulated run's steps (a partial last one counts)
-            if end > S.MAX_STEPS:
-                raise ValueError(
-                    f"schedule_unit step keeps one LR per step: epochs={cfg.epochs:g} × n_train/B = "
-                    f"{steps_per_epoch:g} gives {end:.3g} steps, at most {S.MAX_STEPS:.0e} are allowed; use fewer "
-                    "epochs or schedule_unit time"
-                )
+        if not on_steps:
+            end = cfg.epochs * unit
         if cfg.schedule == "cosine":
             sched = S.Cosine(cfg.lr, horizon=end)
         else:
+            _check_cycles(cfg, end if on_steps else cfg.epochs * steps_per_epoch)
             sched = S.Triangle(cfg.lr, end / cfg.cycles / 2, end, cycles=cfg.cycles)
     if cfg.warmup > 0:
         sched = S.Warmup(sched, warmup_time=cfg.warmup * unit)
     if on_steps:
+        if end > S.MAX_STEPS and S.OnSteps.keeps_per_step(sched):
+            what = "a multistep with a warm-up (without one: no limit)" if cfg.schedule == "multistep" else cfg.schedule
+            raise ValueError(
+                f"schedule_unit step keeps one LR per step: epochs={cfg.epochs:g} × n_train/B = {steps_per_epoch:g} "
+                f"gives {end:.3g} steps, at most {S.MAX_STEPS:.0e} are allowed for {what}; use fewer epochs or "
+                "schedule_unit time"
+            )
         sched = S.OnSteps.for_clock(sched, end, clock)
         end = sched.horizon
     return sched, end
+
+
+def _check_cycles(cfg, steps: float) -> None:
+    """Refuse a triangle whose half-cycle spans less than one of the simulated run's ``steps`` (at the peak LR on
+    time): its steps would sample the LR once per several cycles, a flat or aliased curve instead of a triangle."""
+    if steps / (2 * cfg.cycles) >= 1:
+        return
+    most = math.floor(steps / 2)
+    fix = f"use cycles <= {most}" if most >= 1 else "use more epochs"
+    raise ValueError(
+        f"cycles={cfg.cycles} makes each half-cycle of the triangle {steps / (2 * cfg.cycles):.3g} steps of the "
+        f"simulated run long (epochs={cfg.epochs:g} × n_train/B gives {steps:.4g} steps); a half-cycle must span at "
+        f"least one step: {fix}"
+    )
+
+
+def _steps(x: float) -> int:
+    """``⌈x⌉`` of a step count computed in floats: ``x`` within :data:`TIME_RTOL` above an integer is that integer."""
+    return math.ceil(x * (1 - TIME_RTOL))
+
+
+def _time_at_epoch(schedule: S.OnSteps, epoch: float, steps_per_epoch: float) -> float:
+    """When the simulated run starts its first step at or past ``epoch·n/B`` (``inf`` for ``inf``; its end past it)."""
+    return math.inf if epoch == math.inf else schedule.time_at(min(_steps(epoch * steps_per_epoch), schedule.steps))
 
 
 def _step_grid(per: float, steps: int) -> list[int]:
@@ -79,11 +118,11 @@ class Timeline:
     end_time: float  # T
     schedule: S.Schedule
     eval_times: tuple[float, ...]  # t_j = j·eval_every·τ, and T (on steps: T_k at k = j·eval_every·n/B, and T)
-    eval_epochs: tuple[float, ...]  # SGD-equivalent epochs of the simulated run at each t_j
+    eval_epochs: tuple[float, ...]  # epochs of the simulated run at each t_j: k·B/n (on time: S.original_steps)
     checkpoint_interval: float  # 0: only at the end
     checkpoint_times: tuple[float, ...]  # on steps: T_k at k = j·checkpoint_every·n/B (else empty: the interval)
     m_interval: float  # P1's m-batch G/N measurement (0: off)
-    noise_from: float  # G/N only from steps starting in [noise_from, noise_to)
+    noise_from: float  # G/N only from steps starting in [noise_from, noise_to) (on steps: T_k at k = ⌈epochs·n/B⌉)
     noise_to: float
 
     @classmethod
@@ -92,20 +131,23 @@ class Timeline:
         tau = steps_per_epoch * clock.original_step_time(cfg.lr)
         schedule, end = make_schedule(cfg, steps_per_epoch, clock)
         checkpoints: list[float] = []
+        start, stop = cfg.noise_window or (0.0, math.inf)
+        noise_from, noise_to = start * tau, stop * tau
         if isinstance(schedule, S.OnSteps):  # at the simulated run's step boundaries: every l lands on them
             steps = _step_grid(cfg.eval_every * steps_per_epoch, schedule.steps)
-            grid, epochs = [schedule.time_at(k) for k in steps], [k / steps_per_epoch for k in steps]
+            grid = [schedule.time_at(k) for k in steps]
+            epochs = [k * cfg.batch_size / n_train for k in steps]  # as the records count them (runner.recorder)
             if cfg.checkpoint_every > 0:
                 checkpoints = [schedule.time_at(k) for k in _step_grid(cfg.checkpoint_every * steps_per_epoch,
                                                                        schedule.steps)[1:]]  # fmt: skip
+            noise_from, noise_to = (_time_at_epoch(schedule, e, steps_per_epoch) for e in (start, stop))
         else:
             interval = cfg.eval_every * tau
             n_pts = math.floor(end / interval * (1 + TIME_RTOL))
             grid = [j * interval for j in range(n_pts + 1)]
             if end - grid[-1] > TIME_RTOL * end:
                 grid.append(end)
-            epochs = [t / tau for t in grid]
-        start, stop = cfg.noise_window or (0.0, math.inf)
+            epochs = [k * cfg.batch_size / n_train for k in S.original_steps(schedule, grid, clock)]
         return cls(
             time_per_epoch=tau,
             end_time=end,
@@ -115,8 +157,8 @@ class Timeline:
             checkpoint_interval=cfg.checkpoint_every * tau,
             checkpoint_times=tuple(checkpoints),
             m_interval=cfg.noise_every * tau,
-            noise_from=start * tau,
-            noise_to=stop * tau,
+            noise_from=noise_from,
+            noise_to=noise_to,
         )
 
     def next_checkpoint(self, after: float) -> float:

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from svag.config import RunConfig
+from svag.memory import usable_cores
 from svag.runfolder import RunFolder
 
 __all__ = ["EXECUTORS", "Executor", "Job", "finished", "progress_of", "run_job"]
 
 EXECUTORS = ("local", "ray")
+JOBS_PER_CORE = 4  # --jobs at most this many per core of this machine: more runs at once only share the cores
 
 
 @dataclass
@@ -54,6 +56,10 @@ class Executor:
             raise ValueError(f"--cluster must be one of {', '.join(EXECUTORS)}, got {self.kind!r}")
         if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
             raise ValueError(f"--jobs must be an integer >= 1, got {self.jobs!r}")
+        if self.jobs > JOBS_PER_CORE * usable_cores():  # each job is a process (local) or a run's share of the cores
+            cores = usable_cores()
+            raise ValueError(f"--jobs must be at most {JOBS_PER_CORE * cores} ({JOBS_PER_CORE} per core, {cores} "
+                             f"core(s) here), got {self.jobs}")  # fmt: skip
         if not (self.cpus_per_run > 0 and self.cpus_per_run < float("inf")):
             raise ValueError(f"--cpus-per-run must be a number > 0, got {self.cpus_per_run!r}")
         if not (0 <= self.gpus_per_run < float("inf")):

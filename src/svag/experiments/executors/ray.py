@@ -17,6 +17,13 @@ trains in ``worker_dir/<the sweep folder's absolute path>/<run>`` on its node; w
 task returns the run's result files and the driver writes them into the sweep's folder
 (:meth:`svag.runfolder.RunFolder.receive`, atomically); the checkpoint stays on the worker.
 
+**One writer per folder.** Each run's folder is locked by the process that trains it
+(:meth:`svag.runfolder.RunFolder.hold`): the task on its worker, whether the folder is the shared
+one or its own under ``worker_dir``; the driver locks a folder while it receives a run's files, so
+a ``svag train`` at work in that folder is not overwritten (the run is reported ``failed`` instead,
+its results kept on the worker). A task run again after its worker died finds the lock free: the
+kernel dropped it with the dead process.
+
 **Faults.** A task whose worker process or node dies is run again (Ray's ``max_retries``) with
 ``resume``, so the run continues from its last checkpoint and ends bit-identical to an
 uninterrupted run, provided the retry sees that checkpoint: always with a shared folder, and with
@@ -47,11 +54,14 @@ from pathlib import Path
 import ray
 
 from svag.experiments.executors.jobs import Executor, Job, run_job
-from svag.runfolder import CONFIG, RunFolder
+from svag.runfolder import CONFIG, FolderInUseError, RunFolder
 
-__all__ = ["POLL", "Board", "run_on_ray", "task_name", "worker_folder"]
+__all__ = ["CONNECT_TIMEOUT", "POLL", "Board", "check_address", "run_on_ray", "task_name", "worker_folder"]
 
 POLL = 0.5  # seconds between a task's progress reports and between the driver's looks at the board
+# seconds the address of a cluster has to accept a connection before ray.init is called: ray.init itself
+# retries an address where nothing listens for a minute and more before it gives up
+CONNECT_TIMEOUT = 5.0
 
 
 @ray.remote(num_cpus=0)
@@ -130,6 +140,7 @@ def _connect(executor: Executor, log) -> bool:
     if executor.address:
         where, done = f"join the Ray cluster at {executor.address}", f"joined the Ray cluster at {executor.address}"
         options = {"address": executor.address}
+        check_address(executor.address)
     else:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # an embedded instance reports nothing anywhere
         where, done = "start an embedded Ray instance", "started an embedded Ray instance on this machine"
@@ -141,6 +152,26 @@ def _connect(executor: Executor, log) -> bool:
         raise ValueError(f"cannot {where}: {lines[0]}") from None
     log(f"{done}: {_resources()}")
     return True
+
+
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse (``ValueError``, one line) a cluster address ``HOST:PORT`` or ``ray://HOST:PORT`` where nothing
+    accepts a TCP connection within ``timeout`` seconds; ``auto`` and other forms are left to ``ray.init``."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    host = host.strip("[]") or "127.0.0.1"  # [::1]:6379
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"cannot join the Ray cluster at {address}: port {port} is not in 1..65535")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        why = f"no answer within {timeout:g} s" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise ValueError(
+            f"cannot join the Ray cluster at {address}: nothing accepts connections at {host}:{port} ({why}); "
+            "is the cluster started there (ray start --head)?"
+        ) from None
 
 
 def _resources() -> str:
@@ -192,12 +223,12 @@ def run_on_ray(jobs: list[Job], executor: Executor, *, resume: bool, progress: b
 
             bar = progress_bar(1.0, desc="all runs")
         _wait(pending, board, executor, statuses, bar, log)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # SIGINT/SIGTERM (svag.interrupts.Interrupted)
         for ref in pending:  # as a kill would: each run keeps its last checkpoint
             ray.cancel(ref, force=True)
         from svag.runner import RunInterrupted
 
-        raise RunInterrupted(signal.SIGINT) from None
+        raise RunInterrupted(getattr(err, "signum", signal.SIGINT)) from None
     finally:
         if bar is not None:
             bar.update(max(1.0 if not pending else bar.n, bar.n) - bar.n)
@@ -240,7 +271,10 @@ def _wait(pending: dict, board, executor: Executor, statuses: dict[str, str], ba
             for i, (name, status) in enumerate(zip(job.names, out["statuses"])):
                 files = (out["files"] or [None] * len(job.folders))[i]
                 if files and CONFIG in files:
-                    RunFolder(job.folders[i]).receive(files, out["kept_at"][i])
+                    try:
+                        RunFolder(job.folders[i]).receive(files, out["kept_at"][i])
+                    except FolderInUseError as err:  # a process here writes that folder: leave it to it
+                        status = f"failed: {err}; its results stay on the worker ({out['kept_at'][i]})"
                 statuses[name] = status
                 say(f"{name}: {status}")
                 fractions[name] = 1.0
