@@ -104,7 +104,7 @@ def train(
     opt = make_optimizer(optimizer, model.parameters(), peak_lr, l, weight_decay, betas, eps)
     schedule = PerStep.for_optimizer(warmup_cosine(steps, peak_lr), opt)
     order, extra = seeds.generator(seed, "data_order"), seeds.generator(seed, "noise_batches")
-    noise = NoiseAccumulator(batch_size)
+    noise, noise_pre = NoiseAccumulator(batch_size), NoiseAccumulator(batch_size)  # G/N; AdamW's preconditioned
     n_svag = schedule.svag_steps(l)
 
     def loss_fn(batch):  # the model returns (logits, loss): accepted as is
@@ -117,6 +117,7 @@ def train(
         b1 = text.batch(batch_size, order)
         b2 = text.batch(batch_size, order if l > 1 else extra)  # at l = 1 a second batch only for G/N
         want_pairs = k >= n_svag - max(1, n_svag // 5)  # G/N over the last 20% of the run
+        weights = opt.preconditioner_weights() if want_pairs and optimizer != "sgd" else None  # before the step
         if clip == "amplified" and max_norm is not None:
             out = svag.amplified_backward(opt, loss_fn, b1, b2, return_grads=want_pairs)
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
@@ -125,13 +126,17 @@ def train(
             out = svag.train_step(opt, loss_fn, b1, b2, return_grads=want_pairs, max_norm=max_norm)
         if want_pairs:
             noise.add_pair(*out.grads)
+            if weights is not None:
+                noise_pre.add_pair(*out.grads, weights=weights)
     seconds = time.perf_counter() - start
     result = noise.result()
+    pre = noise_pre.result() if noise_pre.count else None
     return {
         "optimizer": optimizer, "l": l, "seed": seed, "batch_size": batch_size, "peak_lr": peak_lr,
         "weight_decay": weight_decay, "max_norm": max_norm, "clip": clip, "svag_steps": n_svag,
         "sde_time": opt.sde_time, "val_loss": val_loss(model, text, size.val_windows), "G": result.G,
-        "N": result.N, "G_over_N": result.ratio, "seconds": seconds,
+        "N": result.N, "G_over_N": result.ratio, "G_pre": pre.G if pre else None, "N_pre": pre.N if pre else None,
+        "seconds": seconds,
     }  # fmt: skip
 
 
@@ -163,7 +168,9 @@ def _mean(rows: list[dict], key: str) -> tuple[float, float]:
 FAMILIES = ("sgd", "adamw", "rules", "clip")
 
 
-def experiments(text: CharText, size: Size, families=FAMILIES, sgd_lr: float = 0.3, log=print) -> dict:
+def experiments(
+    text: CharText, size: Size, families=FAMILIES, sgd_lr: float = 0.3, log=print, adamw_lr: float = 3e-3
+) -> dict:
     """The runs of each family in ``families``: ``sgd`` (SGD vs SVAG l = 2, 4 at peak LR ``sgd_lr``), ``adamw``
     (AdamW vs SVAG-AdamW l = 2), ``rules`` (AdamW over ``size.batch_sizes`` under every transfer rule of
     :data:`svag.scaling.RULES`: square-root, LR-only √κ, AdamW timescale, β half-life, and the linear rule as the
@@ -183,8 +190,8 @@ def experiments(text: CharText, size: Size, families=FAMILIES, sgd_lr: float = 0
     if "sgd" in families:
         family("sgd", [train(text, size, "sgd", l, sgd_lr, s) for l in (1, 2, 4) for s in n_seeds])
     if "adamw" in families:
-        family("adamw", [train(text, size, "adamw", l, 3e-3, s, weight_decay=0.1) for l in (1, 2) for s in n_seeds])
-    base = {"lr": 3e-3, "betas": (0.9, 0.99), "eps": 1e-8, "weight_decay": 0.1, "batch_size": size.batch_sizes[0],
+        family("adamw", [train(text, size, "adamw", l, adamw_lr, s, weight_decay=0.1) for l in (1, 2) for s in n_seeds])
+    base = {"lr": adamw_lr, "betas": (0.9, 0.99), "eps": 1e-8, "weight_decay": 0.1, "batch_size": size.batch_sizes[0],
             "decoupled_weight_decay": True}  # fmt: skip
     for rule in scaling.RULES if "rules" in families else ():  # linear: η·κ only, the control (wrong for Adam)
         runs = []
@@ -201,6 +208,10 @@ def experiments(text: CharText, size: Size, families=FAMILIES, sgd_lr: float = 0
     if "rules" in families:
         out["rules"] = rule_verdicts(out, base)
         log(out["rules"]["answer"])
+        b0_runs = [r for r in out["sqrt_rule"] if r["batch_size"] == base["batch_size"]]
+        ratio = sum(r["G_pre"] for r in b0_runs) / sum(r["N_pre"] for r in b0_runs)  # pooled over the seeds
+        out["rules"]["B_star"] = base["batch_size"] * 2.0 / ratio if ratio > 0 else math.inf  # τ = 2 (svag lsr)
+        log(f"preconditioned G/N at B0 = {ratio:.3g} (last 20% of the run): B* = {out['rules']['B_star']:.3g}")
     if "clip" not in families:
         return out
     out["init_norms"] = init_norms(text, size)
@@ -241,6 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, help="write every run's numbers to this JSON file")
     parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated subset of {FAMILIES}")
     parser.add_argument("--sgd-lr", type=float, default=0.3, help="peak LR of the SGD runs (default 0.3)")
+    parser.add_argument("--adamw-lr", type=float, default=3e-3, help="peak LR of the AdamW runs (default 3e-3)")
     parser.add_argument("--figure", type=Path, help="with the rules family: draw the rule verdicts to this file")
     args = parser.parse_args(argv)
     families = tuple(args.families.split(","))
@@ -249,7 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
     size = SIZES[args.size]
     text = CharText(args.text if args.text else synthetic_text(size.chars), size.gpt.block_size)
     print(f"text: {len(text.train) + len(text.val)} characters, vocabulary {text.vocab_size}; size {args.size}")
-    out = experiments(text, size, families, args.sgd_lr)
+    out = experiments(text, size, families, args.sgd_lr, adamw_lr=args.adamw_lr)
     if args.out:
         records.write_json(args.out, out)
     if args.figure and "rules" in out:

@@ -127,3 +127,30 @@ def same_print(got: str, shown: str) -> str | None:
             if abs(float(a) - float(b)) > (0.5 * 10**-digits) * scale + 0.01 * abs(float(b)):
                 return f"printed {a} where the README shows {b}: {g!r}"
     return None
+
+
+def interrupt_at_step(monkeypatch, cfg, out, step: int, **run_kwargs) -> None:
+    """Run ``cfg`` into ``out`` and stop it by SIGINT right after its optimizer step ``step`` (honoured at the loop's
+    next consistent point: it checkpoints and raises ``RunInterrupted``); the loop is left as it was."""
+    import os
+    import signal
+
+    import pytest
+
+    from svag import runner
+    from svag.runner.loop import Group
+
+    original = Group.step
+
+    def step_then_sigint(self):
+        out_ = original(self)
+        if self.counters.step == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out_
+
+    monkeypatch.setattr(Group, "step", step_then_sigint)
+    try:
+        with pytest.raises(runner.RunInterrupted):
+            runner.run(cfg, out, progress=False, **run_kwargs)
+    finally:
+        monkeypatch.setattr(Group, "step", original)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import FIXTURES
+from helpers import FIXTURES, interrupt_at_step
 from svag import records
 from svag.config import RunConfig
 from svag.experiments.lsr_sweep import _final_errors, equilibrium_window, lsr_table, window_ratio
@@ -291,13 +291,10 @@ def test_a_multistep_folder_of_schema_2_resumes_and_reads_on_time(tmp_path, monk
     mid-run, reads as ``time``, refuses ``step`` and resumes on time: it ends with the records of the
     uninterrupted time-shaped run (12 SGD steps here; on steps 13). Its ``eval_epochs``, saved as time over
     τ (1.5 at the end), read as the simulated run's epochs (2.0)."""
-    import os
-    import signal
     from dataclasses import replace
 
     from helpers import strip_wall_time
     from svag import runner
-    from svag.runner.loop import Group
 
     cfg = RunConfig(data="teacher-student", n_train=100, n_test=50, batch_size=16, lr=0.1, epochs=2.0,
                     schedule="multistep", milestones=(1.0,), gamma=0.5, eval_every=0.5, checkpoint_every=0.5,
@@ -305,18 +302,7 @@ def test_a_multistep_folder_of_schema_2_resumes_and_reads_on_time(tmp_path, monk
     straight = runner.run(cfg, tmp_path / "straight", progress=False).records
     assert straight[-1]["step"] == 12
     assert runner.run(replace(cfg, schedule_unit="step"), tmp_path / "new", progress=False).records[-1]["step"] == 13
-    step = Group.step
-
-    def step_then_sigint(self):
-        out = step(self)
-        if self.counters.step == 5:
-            os.kill(os.getpid(), signal.SIGINT)  # honoured at the loop's next consistent point
-        return out
-
-    monkeypatch.setattr(Group, "step", step_then_sigint)
-    with pytest.raises(runner.RunInterrupted):
-        runner.run(cfg, tmp_path / "old", progress=False)
-    monkeypatch.setattr(Group, "step", step)
+    interrupt_at_step(monkeypatch, cfg, tmp_path / "old", 5)
     folder = RunFolder(tmp_path / "old")
     saved = json.loads(folder.config_path.read_text())
     saved["schema_version"], saved["config"]["schedule_unit"] = 2, "step"  # as release 0.2.0 wrote it,

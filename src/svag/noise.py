@@ -71,6 +71,7 @@ __all__ = [
     "NoiseAccumulator",
     "NoiseResult",
     "default_num_batches",
+    "from_microbatches",
     "from_minibatch_grads",
     "from_pair",
     "measure_noise",
@@ -127,6 +128,33 @@ def from_minibatch_grads(grads: torch.Tensor) -> tuple[float, float]:
     mean = g.mean(0)
     G = (m * float(mean @ mean) - S) / (m - 1)
     return G, S - G
+
+
+def from_microbatches(grads: Sequence[GradLike]) -> tuple[float, float]:
+    r"""``(Ĝ, N̂)`` at the step's batch ``B = M·b`` from the ``M ≥ 2`` micro-batch gradients a step already has
+    (gradient accumulation; the ranks' local gradients before a data-parallel all-reduce): no extra compute.
+
+    .. math::  \hat G = \frac{‖\sum_j g_j‖^2 - \sum_j ‖g_j‖^2}{M(M-1)}, \qquad
+               \hat N = \frac1M\Big(\frac1M \sum_j ‖g_j‖^2 - \hat G\Big)
+
+    ``E⟨g_j, g_k⟩ = ‖G‖²`` for ``j ≠ k`` and ``E‖g_j‖² = ‖G‖² + tr Σ/b``, so ``Ĝ`` is unbiased for ``‖G‖²`` and
+    ``N̂`` for ``tr Σ/B``, the noise of the **step's** batch (McCandlish et al. 2018, App. A; P1's m-batch
+    estimator :func:`from_minibatch_grads` at ``b``, its ``N`` divided by ``M``). At ``M = 2`` it is
+    :func:`from_pair` of the two halves with ``N`` at ``2b``: ``(⟨g_1, g_2⟩, ‖g_1 − g_2‖²/4)``. The micro-batches
+    of one drawn batch are exchangeable; sampled without replacement from ``n`` samples, ``N̂`` carries the
+    finite-population factor ``(n − B)/(n − 1)`` (≈ 1 for ``n ≫ B``). Pool steps as the pair estimates are
+    (:class:`NoiseAccumulator`, :func:`pool_window`).
+
+    Args:
+        grads: ``M`` gradients of equal-size micro-batches (tensors or per-parameter lists; ``None`` counts as 0),
+            each the gradient of that micro-batch's **mean** loss.
+    """
+    if isinstance(grads, torch.Tensor) or len(grads) < 2:
+        raise ValueError(f"from_microbatches needs a sequence of M >= 2 gradients, got {type(grads).__name__}"
+                         f"{'' if isinstance(grads, torch.Tensor) else f' of {len(grads)}'}")  # fmt: skip
+    flat = torch.stack([_flat(g, grads[0]) for g in grads])
+    G, N_b = from_minibatch_grads(flat)
+    return G, N_b / len(grads)
 
 
 def from_pair(g1: GradLike, g2: GradLike, weights: GradLike | None = None) -> tuple[float, float]:

@@ -172,17 +172,7 @@ def sqrt_rule(hp: Any, kappa: float) -> Any:
         A new record of the same kind with the scaled values.
     """
     kappa = _real(kappa, "kappa", positive=True)
-    values = _fields(hp)
-    b = _batch_size(values, "sqrt_rule")
-    lr = _real(_require(values, "lr", "sqrt_rule"), "lr")
-    eps = _real(_require(values, "eps", "sqrt_rule"), "eps")
-    root = math.sqrt(kappa)
-    changes: dict[str, Any] = {"batch_size": _scaled_batch_size(b, kappa), "lr": lr * root, "eps": eps / root}
-    changes.update(_betas(values, "sqrt_rule", lambda beta, name: _scaled_beta(beta, kappa, name)))
-    if _decoupled(values):
-        weight_decay = _real(_require(values, "weight_decay", "sqrt_rule (decoupled_weight_decay)"), "weight_decay")
-        changes["weight_decay"] = weight_decay * root
-    return _rebuild(hp, changes)
+    return _square_root(hp, kappa, "sqrt_rule", lambda beta, name: _scaled_beta(beta, kappa, name))
 
 
 def _decoupled(values: dict[str, Any]) -> bool:
@@ -202,6 +192,22 @@ def _betas(values: dict[str, Any], rule: str, scale: Callable[[float, str], floa
     if isinstance(betas, (str, bytes)) or not isinstance(betas, (tuple, list)) or len(betas) not in (1, 2):
         raise ValueError(f"betas must be a tuple or list of 1 or 2 reals in [0, 1), got {betas!r}")
     return {"betas": type(betas)(scale(x, f"betas[{i}]") for i, x in enumerate(betas))}
+
+
+def _square_root(hp: Any, kappa: float, rule: str, scale_beta: Callable[[Any, str], float]) -> Any:
+    """The square-root family: ``B → κB``, ``η → √κ·η``, ``ε → ε/√κ``, a decoupled ``λ_W → √κ·λ_W``, and every β
+    mapped by ``scale_beta(β, name)`` (P2's ``1 − κ(1 − β)`` or the half-life's ``β^κ``)."""
+    values = _fields(hp)
+    b = _batch_size(values, rule)
+    lr = _real(_require(values, "lr", rule), "lr")
+    eps = _real(_require(values, "eps", rule), "eps")
+    root = math.sqrt(kappa)
+    changes: dict[str, Any] = {"batch_size": _scaled_batch_size(b, kappa), "lr": lr * root, "eps": eps / root}
+    changes.update(_betas(values, rule, scale_beta))
+    if _decoupled(values):
+        weight_decay = _real(_require(values, "weight_decay", f"{rule} (decoupled_weight_decay)"), "weight_decay")
+        changes["weight_decay"] = weight_decay * root
+    return _rebuild(hp, changes)
 
 
 def sqrt_lr_rule(hp: Any, kappa: float) -> Any:
@@ -271,17 +277,7 @@ def beta_halflife_rule(hp: Any, kappa: float) -> Any:
         kappa: the factor κ > 0; ``κ·batch_size`` must be an integer.
     """
     kappa = _real(kappa, "kappa", positive=True)
-    values = _fields(hp)
-    b = _batch_size(values, "beta_halflife_rule")
-    lr = _real(_require(values, "lr", "beta_halflife_rule"), "lr")
-    eps = _real(_require(values, "eps", "beta_halflife_rule"), "eps")
-    root = math.sqrt(kappa)
-    changes: dict[str, Any] = {"batch_size": _scaled_batch_size(b, kappa), "lr": lr * root, "eps": eps / root}
-    changes.update(_betas(values, "beta_halflife_rule", lambda beta, name: _check_beta(beta, name) ** kappa))
-    if _decoupled(values):
-        wd = _real(_require(values, "weight_decay", "beta_halflife_rule (decoupled_weight_decay)"), "weight_decay")
-        changes["weight_decay"] = wd * root
-    return _rebuild(hp, changes)
+    return _square_root(hp, kappa, "beta_halflife_rule", lambda beta, name: _check_beta(beta, name) ** kappa)
 
 
 RULES: dict[str, Callable[[Any, float], Any]] = {

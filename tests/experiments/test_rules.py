@@ -35,15 +35,20 @@ def test_rules_answer_says_where_each_rule_held_and_broke():
     def rows(*outcomes):
         return [{"kappa": 2.0**i, "batch_size": 16 * 2**i, "outcome": o} for i, o in enumerate(outcomes, 1)]
 
+    def gone(kappa):
+        cell = {"outcome": "departs", "estimate": 0.2, "interval": [0.1, 0.3], "delta": 0.02}
+        return {"kappa": kappa, "batch_size": round(16 * kappa), "outcome": "departs",
+                "cells": {"test_loss": cell, "test_acc": {"outcome": "inconclusive", "estimate": 0.0}}}  # fmt: skip
+
     result = {"rules": {
         "sqrt": {"base_batch_size": 16, "rows": rows("follows", "follows"), "held_to": 4.0, "departs_at": None,
                  "undecided_at": None, "limit": 10.0},
-        "sqrt_lr": {"base_batch_size": 16, "rows": rows("follows", "inconclusive", "departs"), "held_to": 2.0,
+        "sqrt_lr": {"base_batch_size": 16, "rows": [*rows("follows", "inconclusive"), gone(8.0)], "held_to": 2.0,
                     "departs_at": 8.0, "undecided_at": 4.0, "limit": math.inf},
     }}  # fmt: skip
     assert rules_answer(result) == (
         "from B0 = 16: sqrt holds to B = 64, the largest B tried, its own limit is B < 160; "
-        "sqrt_lr holds to B = 32, undecided at B = 64, departs at B = 128"
+        "sqrt_lr holds to B = 32, undecided at B = 64, departs at B = 128 (test_loss Δ +0.2 [+0.1, +0.3], δ 0.02)"
     )
 
 

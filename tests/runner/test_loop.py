@@ -1,7 +1,6 @@
 """The runner: records, the shared continuous-time grid, divergence, exact resume."""
 
 import math
-import os
 import random
 import shutil
 import signal
@@ -11,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from helpers import FIXTURES, RELEASES, count_lines, strip_wall_time, train_cmd
+from helpers import FIXTURES, RELEASES, count_lines, interrupt_at_step, strip_wall_time, train_cmd
 from svag import runner
 from svag.config import RunConfig
 from svag.records import read_json, read_jsonl
@@ -218,19 +217,8 @@ def test_resumes_a_folder_written_by_an_earlier_release(tmp_path, monkeypatch, r
         shutil.copytree(old / "killed" / "l2_seed0", tmp_path / name)
     cfg = RunConfig.from_dict(read_json(tmp_path / "straight" / "config.json")["config"])
     straight = runner.run(cfg, tmp_path / "straight", resume=True, progress=False).records
-    step = Group.step
-
-    def step_then_sigint(self):
-        out = step(self)
-        if self.counters.step == 45:
-            os.kill(os.getpid(), signal.SIGINT)  # honoured at the loop's next consistent point
-        return out
-
-    monkeypatch.setattr(Group, "step", step_then_sigint)
-    with pytest.raises(runner.RunInterrupted):
-        runner.run(cfg, tmp_path / "stopped", resume=True, progress=False)
+    interrupt_at_step(monkeypatch, cfg, tmp_path / "stopped", 45, resume=True)
     assert read_json(tmp_path / "stopped" / "status.json")["step"] == 45
-    monkeypatch.setattr(Group, "step", step)
     again = runner.run(cfg, tmp_path / "stopped", resume=True, progress=False).records
     assert strip_wall_time(again) == strip_wall_time(straight)
 

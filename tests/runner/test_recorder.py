@@ -1,14 +1,12 @@
 """Records: the task's loss and metrics, G/N fields with their covariance, the shared time grid."""
 
 import math
-import os
-import signal
 from dataclasses import replace
 
 import pytest
 import torch
 
-from helpers import strip_wall_time
+from helpers import interrupt_at_step, strip_wall_time
 from svag import runner
 from svag.config import RunConfig
 from svag.noise import pool_window
@@ -80,18 +78,7 @@ def test_a_resumed_run_numbers_its_sinks_records_from_those_it_keeps(tmp_path, m
     sink opens at that count and receives the later records only, numbered on."""
     seen: list = []
     cfg = replace(FAST, checkpoint_every=0.25)
-    step = Group.step
-
-    def step_then_sigint(self):
-        out = step(self)
-        if self.counters.step == 10:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    monkeypatch.setattr(Group, "step", step_then_sigint)
-    with pytest.raises(runner.RunInterrupted):
-        runner.run(cfg, tmp_path / "r", progress=False)
-    monkeypatch.setattr(Group, "step", step)
+    interrupt_at_step(monkeypatch, cfg, tmp_path / "r", 10)
     kept = len(RunFolder(tmp_path / "r").records())
     res = runner.run(cfg, tmp_path / "r", resume=True, progress=False, sinks=[lambda n, k: ListSink(seen, n, k)])
     assert seen[0] == ("open", "r", kept) and seen[-1] == ("close", "r", None) and 0 < kept < len(res.records)
@@ -145,19 +132,8 @@ def test_an_adam_run_stopped_mid_interval_resumes_bit_identically(tmp_path, monk
     accumulator holds 9 estimates in the checkpoint) and resumed, writes the records of the straight run."""
     cfg = replace(ADAM, l=2.0, checkpoint_every=0.5)
     straight = runner.run(cfg, tmp_path / "straight", progress=False).records
-    step = Group.step
-
-    def step_then_sigint(self):
-        out = step(self)
-        if self.counters.step == 10:
-            os.kill(os.getpid(), signal.SIGINT)
-        return out
-
-    monkeypatch.setattr(Group, "step", step_then_sigint)
-    with pytest.raises(runner.RunInterrupted):
-        runner.run(cfg, tmp_path / "r", progress=False)
+    interrupt_at_step(monkeypatch, cfg, tmp_path / "r", 10)
     assert RunFolder(tmp_path / "r").load_checkpoint()["acc_pre"]["count"] == 9
-    monkeypatch.setattr(Group, "step", step)
     again = runner.run(cfg, tmp_path / "r", resume=True, progress=False).records
     assert strip_wall_time(again) == strip_wall_time(straight) and straight[1]["noise_count_pre"]
 

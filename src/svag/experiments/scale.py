@@ -499,13 +499,24 @@ def rules_answer(result: dict) -> str:
         if r.get("undecided_at") is not None:
             bits.append(f"undecided at B = {round(r['undecided_at'] * b0)}")
         if r["departs_at"] is not None:
-            bits.append(f"departs at B = {round(r['departs_at'] * b0)}")
+            row = next(row for row in r["rows"] if row["kappa"] == r["departs_at"])
+            bits.append(f"departs at B = {round(r['departs_at'] * b0)}{_worst(row)}")
         elif r.get("undecided_at") is None:
             bits.append("the largest B tried")
         if math.isfinite(r["limit"]) and r["departs_at"] is None:
             bits.append(f"its own limit is B < {r['limit'] * b0:.4g}")
         parts.append(f"{rule} {', '.join(bits)}")
     return f"from B0 = {b0}: " + "; ".join(parts)
+
+
+def _worst(row: dict) -> str:
+    """`` (test_loss Δ +0.23 [+0.09, +0.37])``: the departing metric of a rung furthest outside its margin."""
+    gone = [(m, c) for m, c in row["cells"].items() if c["outcome"] == "departs" and "interval" in c]
+    if not gone:
+        return ""
+    m, c = max(gone, key=lambda mc: abs(mc[1]["estimate"]) / mc[1]["delta"])
+    low, high = c["interval"]
+    return f" ({m} Δ {c['estimate']:+.3g} [{low:+.3g}, {high:+.3g}], δ {c['delta']:.3g})"
 
 
 def write_rules(result: dict, out_dir: str | os.PathLike) -> tuple[Path, Path, Path]:
