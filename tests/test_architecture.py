@@ -71,7 +71,12 @@ TORCH_FREE = {
 }
 TORCH_FREE_CORE = {"clock", "scaling", "lsr", "version"}  # core modules those may import at module level
 # Optional integrations: only their own modules, or the lazy paths that chose them, may import them
-OPTIONAL = {"lightning": {"integrations.lightning"}, "ray": {"experiments.executors.ray"}, "transformers": set()}
+OPTIONAL = {
+    "lightning": {"integrations.lightning"},
+    "ray": {"experiments.executors.ray"},
+    "transformers": {"integrations.transformers"},
+    "accelerate": {"integrations.transformers"},  # the Trainer's device layer, beside transformers
+}
 
 
 @dataclass(frozen=True)

@@ -618,3 +618,83 @@ def test_preconditioned_ratio_interval_covers_the_true_ratio():
 def test_preconditioned_ratio_interval_covers_the_true_ratio_heavy():
     """R = 20000 windows, seed 1: coverage in [0.939, 0.949] (3 binomial SDs around 0.944)."""
     _check_preconditioned_calibration(20_000, seed=1, band=(0.939, 0.949))
+
+
+# ---- G/N from the micro-batches of one step (issue 25; McCandlish et al. 2018, App. A) ----
+# Exact problem: per-sample gradients μ + A z, z ~ N(0, I_4) (A, μ as above), micro-batches of b = 3 samples,
+# M = 4 (B = 12): ‖G‖² = ‖μ‖² = 0.49, tr Σ_B = tr(AAᵀ)/12, G/N = 0.49·12/tr(AAᵀ).
+M_MB, B_MB = 4, 3
+N_MB_TRUE = N_TRUE / (M_MB * B_MB)
+
+
+def _micro_grads(R, seed):
+    """R steps × M micro-batch gradients (each the mean of b Gaussian per-sample gradients): (R, M, 4)."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(R, M_MB, B_MB, 4, generator=g, dtype=torch.float64)
+    return MU + (z @ A.T).mean(2)
+
+
+def test_microbatch_sums_equal_from_microbatches():
+    """The streaming sums (flat, per-parameter lists, stacked K = 3 runs) equal the slow reference
+    from_microbatches, 1e-12; at M = 2 it is from_pair of the two halves with N at 2b."""
+    from svag.noise import MicroBatchSums, from_microbatches
+
+    grads = _micro_grads(3, seed=5)
+    for r in range(3):
+        sums = MicroBatchSums()
+        for j in range(M_MB):
+            sums.add([grads[r, j, :1] / M_MB, grads[r, j, 1:] / M_MB, None], scale=1 / M_MB)
+        got = sums.result(grads[r].mean(0))
+        assert got == pytest.approx(from_microbatches(list(grads[r])), rel=1e-12)
+    stacked = MicroBatchSums(stacked=True)
+    for j in range(M_MB):
+        stacked.add([grads[:, j]])
+    G, N = stacked.result([grads.mean(1)])
+    for r in range(3):
+        assert (float(G[r]), float(N[r])) == pytest.approx(from_microbatches(list(grads[r])), rel=1e-12)
+    G2, N2 = from_microbatches([grads[0, 0], grads[0, 1]])
+    G_pair, N_pair = from_pair(grads[0, 0], grads[0, 1])
+    assert (G2, N2) == pytest.approx((G_pair, N_pair / 2), rel=1e-12)
+    with pytest.raises(ValueError, match="needs M >= 2 micro-batches, got 0"):
+        MicroBatchSums().result([grads[0, 0]])  # no micro-batch added: M = 0
+
+
+def _micro_estimates(R, seed):
+    from svag.noise import from_microbatch_sums
+
+    grads = _micro_grads(R, seed)
+    sum_sq = (grads * grads).sum((1, 2))
+    mean = grads.mean(1)
+    return from_microbatch_sums(M_MB, sum_sq, (mean * mean).sum(1))
+
+
+def test_microbatch_estimator_unbiased():
+    """R = 4000 steps, seed 21: mean Ĝ within 4 MC SEs of ‖μ‖², mean N̂ within 4 MC SEs of tr Σ/B."""
+    G, N = _micro_estimates(4000, seed=21)
+    _check_unbiased(G.numpy(), G_TRUE)
+    _check_unbiased(N.numpy(), N_MB_TRUE)
+
+
+def _micro_coverage(R, K, seed):
+    """Fraction of R windows of K micro-batch estimates, pooled by NoiseAccumulator, whose ratio ± 1.96·se covers
+    the true G/N."""
+    G, N = (t.reshape(R, K).tolist() for t in _micro_estimates(R * K, seed))
+    truth, hits = G_TRUE / N_MB_TRUE, 0
+    for r in range(R):
+        acc = NoiseAccumulator()
+        for Gj, Nj in zip(G[r], N[r]):
+            acc.add(Gj, Nj)
+        res = acc.result()
+        hits += abs(res.ratio - truth) <= Z95 * res.ratio_se
+    return hits / R
+
+
+def test_microbatch_window_interval_coverage():
+    """R = 2000 windows of K = 128 steps, seed 3: coverage of the nominal 95% interval in the issue's [0.92, 0.98]."""
+    assert 0.92 <= _micro_coverage(2000, 128, seed=3) <= 0.98
+
+
+@pytest.mark.slow
+def test_microbatch_window_interval_coverage_heavy():
+    """R = 20000 windows of K = 128, seed 4: coverage in [0.935, 0.965]."""
+    assert 0.935 <= _micro_coverage(20_000, 128, seed=4) <= 0.965

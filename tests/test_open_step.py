@@ -415,3 +415,77 @@ def test_at_l1_a_plain_backward_is_sgd_and_is_not_refused():
             _loss_fn(model)(_batches(k)[0]).backward()
             opt.step()
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+# -- G/N from the micro-batches (issue 25) -------------------------------------------------------
+
+
+def _chunk_grads(model, batch, k):
+    """Slow reference: each micro-batch's mean-loss gradient by its own autograd.grad call."""
+    params = list(model.parameters())
+    return [
+        list(torch.autograd.grad(nn.functional.cross_entropy(model(x), y), params))
+        for x, y in zip(batch[0].chunk(k), batch[1].chunk(k))
+    ]
+
+
+@pytest.mark.parametrize("mode", ["accumulate", "fused", "reference"])
+@pytest.mark.parametrize("l", [1.0, 4.0])
+def test_micro_noise_equals_from_microbatches_and_keeps_the_step(mode, l):
+    """float64, B = 12, M = 4: StepOutput.noise equals from_microbatches of the 4 chunk gradients of batch 1
+    (1e-10), and the update equals the micro-batched step without micro_noise (1e-12)."""
+    a, b = _model(), _model()
+    opt_a, opt_b = svag.SVAG(a.parameters(), lr=0.3, l=l), svag.SVAG(b.parameters(), lr=0.3, l=l)
+    for step in range(3):
+        b1, b2 = _batches(step, n=12)
+        want = svag.noise.from_microbatches(_chunk_grads(b, b1, 4))
+        out_a = svag.train_step(opt_a, _loss_fn(a), b1, b2, mode=mode, micro_batches=4)
+        out_b = svag.train_step(opt_b, _loss_fn(b), b1, b2, mode=mode, micro_batches=4, micro_noise=True)
+        assert out_a.noise is None
+        assert out_b.noise == pytest.approx(want, rel=1e-10, abs=1e-14)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+
+
+def test_micro_noise_under_a_grad_scaler_is_unscaled():
+    model = _model(dtype=torch.float32)
+    opt = svag.SVAG(model.parameters(), lr=0.1)
+    b1, _ = _batches(0, n=8, dtype=torch.float32)
+    want = svag.noise.from_microbatches(_chunk_grads(model, b1, 2))
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    out = svag.amplified_backward(opt, _loss_fn(model), b1, micro_batches=2, micro_noise=True, scaler=scaler)
+    assert out.noise == pytest.approx(want, rel=1e-4, abs=1e-7)
+
+
+def test_micro_noise_refusals():
+    model = _model()
+    opt = svag.SVAG(model.parameters(), lr=0.1)
+    b1, _ = _batches(0)  # B = 10
+    with pytest.raises(ValueError, match="micro_noise needs micro_batches >= 2, got 1"):
+        svag.amplified_backward(opt, _loss_fn(model), b1, micro_noise=True)
+    with pytest.raises(ValueError, match=r"micro_noise needs equal micro-batches: micro_batches=3 must divide"):
+        svag.amplified_backward(opt, _loss_fn(model), b1, micro_batches=3, micro_noise=True)
+    with pytest.raises(ValueError, match="micro_noise cannot run with no_sync"):
+        svag.amplified_backward(opt, _loss_fn(model), b1, micro_batches=2, micro_noise=True,
+                                no_sync=contextlib.nullcontext)  # fmt: skip
+
+
+def test_plain_accumulation_loop_recipe():
+    """The MicroBatchSums docstring's 3-line recipe in a user's own loop (torch.optim.SGD, l = 1) gives the
+    same (Ĝ, N̂) as from_microbatches and as amplified_backward's micro_noise (float64, 1e-10)."""
+    model, M = _model(), 3
+    params = list(model.parameters())
+    x, y = _batches(1, n=12)[0]
+    want = svag.noise.from_microbatches(_chunk_grads(model, (x, y), M))
+    acc = svag.NoiseAccumulator()
+    sums = svag.noise.MicroBatchSums()
+    for xb, yb in zip(x.chunk(M), y.chunk(M)):
+        before = [p.grad.clone() if p.grad is not None else None for p in params]
+        (nn.functional.cross_entropy(model(xb), yb) / M).backward()
+        sums.add([p.grad - (0 if b is None else b) for p, b in zip(params, before)], scale=1 / M)
+    acc.add(*sums.result([p.grad for p in params]))
+    res = acc.result()
+    assert (res.G, res.N) == pytest.approx(want, rel=1e-10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    out = svag.amplified_backward(opt, _loss_fn(model), (x, y), micro_batches=M, micro_noise=True)
+    assert out.noise == pytest.approx(want, rel=1e-10)

@@ -53,7 +53,8 @@ def test_changing_the_torch_choice_reinstalls(run_py):
 
 def test_the_test_command_installs_the_optional_extras(run_py):
     """CI runs the integrations' tests: `test` asks for every extra, the demo only for `dev`."""
-    assert run_py.pip_project_argv("py", ROOT, run_py.EXTRAS["test"])[-1].endswith("[dev,lightning,ray,tensorboard]")
+    argv = run_py.pip_project_argv("py", ROOT, run_py.EXTRAS["test"])
+    assert argv[-1].endswith("[dev,lightning,ray,tensorboard,transformers]")
     assert run_py.EXTRAS["demo"] == ("dev",)
     fp = run_py._fingerprint({})
     assert run_py.installed_extras(fp, fp) == {"dev"}  # a stamp of an earlier release

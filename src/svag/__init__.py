@@ -44,6 +44,7 @@ _NAMES = {
     "compare": "api",
     "lsr_test": "api",
     "scale": "api",
+    "cbs": "api",
 }
 # public submodules, read as ``svag.<name>``
 _MODULES = (

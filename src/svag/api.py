@@ -43,6 +43,11 @@ from svag.config import RunConfig
 from svag.data.plugin import as_data_spec
 from svag.experiments import arguments
 from svag.experiments.defaults import (
+    CBS_BRANCH_EPOCHS,
+    CBS_CONFIG,
+    CBS_EPSILON,
+    CBS_KAPPAS,
+    CBS_POINTS,
     LSR_CONFIG,
     LSR_SEEDS,
     LSR_TAU,
@@ -55,11 +60,13 @@ from svag.integrations import record_sinks
 from svag.plugins import KINDS, PYTHON, as_spec
 
 __all__ = [
+    "CBSResult",
     "CompareResult",
     "LSRResult",
     "RulesResult",
     "ScaleResult",
     "TrainResult",
+    "cbs",
     "compare",
     "lsr_test",
     "run",
@@ -531,3 +538,71 @@ def _rules(cfg, rules, batch_sizes, seeds: int, out: Path, threads: int, plots: 
                                               for k in ("outcome", "estimate", "delta")}}
                 for rule, r in result["rules"].items() for row in r["rows"]]  # fmt: skip
     return RulesResult(out, result["answer"], verdicts, result, statuses, _records(out, list(statuses)))
+
+
+@dataclass
+class CBSResult:
+    """What :func:`cbs` produced: the folder, each run's status and one row per checkpoint (epoch, samples, CBS,
+    ``B_simple``, ``B*``, the branches' mean final loss per κ; :func:`svag.experiments.cbs.cbs_table`)."""
+
+    out: Path
+    rule: str
+    statuses: dict[str, str]
+    rows: list[dict]
+
+
+def cbs(
+    model: Any = None,
+    data: Any = None,
+    *,
+    out: str | os.PathLike,
+    rule: str = "auto",
+    kappas: Sequence[float] = CBS_KAPPAS,
+    points: int = CBS_POINTS,
+    branch_epochs: float = CBS_BRANCH_EPOCHS,
+    epsilon: float = CBS_EPSILON,
+    seeds: int = 3,
+    loss: Any = None,
+    config: RunConfig | dict | None = None,
+    ensemble: str = "auto",
+    jobs: int = 1,
+    resume: bool = False,
+    progress: bool = False,
+    plots: bool = True,
+    threads: int | None = None,
+    **fields: Any,
+) -> CBSResult:
+    """The critical batch size over training (as ``svag cbs``, with its defaults for fields not given:
+    :data:`svag.experiments.defaults.CBS_CONFIG`): a baseline with ``points`` log-spaced checkpoints, branches
+    at ``κB`` for every κ of ``kappas`` (1 included) under ``rule`` (one of :data:`svag.scaling.RULES`, or auto:
+    :func:`svag.scaling.sde_rule`) for ``branch_epochs`` epochs each, ``seeds`` seeds; the CBS per checkpoint is
+    the largest ``κB`` whose final test loss stays within the relative ``epsilon`` of ``κ = 1``
+    (:mod:`svag.experiments.cbs`). Every argument is checked before any run starts."""
+    from svag.experiments.cbs import cbs_table, run_cbs, write_cbs
+    from svag.scaling import RULES, sde_rule
+
+    arguments.folder(out, "out")
+    kappas = arguments.distinct([float(k) for k in arguments.ladder(kappas, "kappas")], "kappas")
+    rule = arguments.choice(rule, "rule", ("auto", *RULES))
+    seeds = arguments.count(seeds, "seeds", 1)
+    points = arguments.count(points, "points", 1)
+    branch_epochs = arguments.positive(branch_epochs, "branch_epochs")
+    epsilon = arguments.positive(epsilon, "epsilon")
+    _switches(resume=resume, progress=progress, plots=plots)
+    jobs = arguments.count(jobs, "jobs", 1)
+    n = _threads(threads, LSR_THREADS)
+    if config is None and model is None and data is None:
+        config = {**RunConfig().to_dict(), **CBS_CONFIG}
+    cfg = _sweep_base(model, data, loss, config, fields, jobs, "cbs")
+    rule = sde_rule(cfg.optimizer) if rule == "auto" else rule
+    with _on_threads(n):
+        statuses = run_cbs(cfg, out, rule=rule, kappas=kappas, points=points, branch_epochs=branch_epochs,
+                           epsilon=epsilon, seeds=list(range(seeds)), resume=resume, progress=progress, jobs=jobs,
+                           ensemble=ensemble, log=lambda m: None)  # fmt: skip
+    result = cbs_table(out)
+    write_cbs(result, out)
+    if plots:
+        from svag.analysis.plotting import plot_cbs
+
+        plot_cbs(result, Path(out) / sweepfolder.CBS_PNG)
+    return CBSResult(Path(out), rule, statuses, result["rows"])

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scale": ("scale", "a batch-size sweep under the linear (SGD) or square-root (Adam) scaling rule"),
     "plot": ("plot", "figure and summary table from a folder of runs"),
     "lsr": ("lsr", "predict where the linear scaling rule fails from one baseline run (G/N test)"),
+    "cbs": ("cbs", "the critical batch size over training, by branching from checkpoints, against G/N's predictions"),
     "verify": ("verify", "weak error of SVAG vs the exact SDE on problems with closed forms"),
 }
 

@@ -24,6 +24,7 @@ __all__ = [
     "MAX_NOISE_BATCHES",
     "MAX_RECORDS",
     "NOISE_MODES",
+    "NOISE_SOURCES",
     "OPTIMIZERS",
     "PRESETS",
     "SCHEDULES",
@@ -36,6 +37,7 @@ SCHEDULES = ("constant", "multistep", "cosine", "triangle")
 SCHEDULE_UNITS = ("time", "step")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 NOISE_MODES = ("pairs", "off")
+NOISE_SOURCES = ("pairs", "microbatch")
 GRADIENT_NOISE = ("minibatch", "gaussian")
 # Limits on what a config implies, checked before anything runs (a run past them would never end or
 # fill the disk): records written per run (evaluations, m-batch measurements), checkpoints, and m.
@@ -92,6 +94,11 @@ class RunConfig:
     betas: tuple[float, ...] = _f((0.9, 0.999), "adam: (β1, β2); rmsprop: β2 alone")
     eps: float = _f(1e-8, "adam/rmsprop: ε of the simulated run")
     batch_size: int = _f(32, "batch size B (SVAG draws two batches of B per step)")
+    micro_batches: int = _f(
+        1,
+        "gradient accumulation: each batch as M equal micro-batches, one forward/backward each (M divides B, and "
+        "B/W with W processes); the same update up to rounding, BatchNorm then sees micro-batch statistics",
+    )
     weight_decay: float = _f(0.0, "L2 weight decay λ (not amplified)")
     l: float = _f(1.0, "SVAG amplification l >= 1 (l = 1 is plain SGD)")
     schedule: str = _f("constant", "LR schedule on continuous time: constant, multistep, cosine, triangle")
@@ -125,6 +132,12 @@ class RunConfig:
     noise_every: float = _f(0.0, "interval of P1's m-batch G/N measurement, SGD-equivalent epochs (0: off)")
     noise_batches: int = _f(0, "m of the m-batch measurement (0: P1's max(200, 12800 // B))")
     noise_window: tuple[float, ...] = _f((), "measure G/N only from START to END SGD-equivalent epochs (default: all)")
+    noise_source: str = _f(
+        "pairs",
+        "where --noise pairs gets each step's G/N: pairs (SVAG's two batches; SGD: an extra batch on "
+        "--noise-fraction of the steps) or microbatch (l = 1: the --micro-batches gradients of every step, no extra "
+        "compute; with W processes the W·M micro-batches; svag.noise.from_microbatch_sums)",
+    )
     # bookkeeping
     seed: int = _f(0, "root of the run's seed tree: init, data order, augmentation, G/N batches (svag.seeds)")
     eval_every: float = _f(1.0, "evaluation interval in SGD-equivalent epochs of continuous time")
@@ -219,6 +232,29 @@ class RunConfig:
                     )
         if self.noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {', '.join(NOISE_MODES)}, got {self.noise!r}")
+        positive("micro_batches", integer=True)
+        if self.batch_size % self.micro_batches:
+            raise ValueError(
+                f"micro_batches must divide batch_size={self.batch_size} (equal micro-batches), "
+                f"got {self.micro_batches}"
+            )
+        if self.micro_batches > 1 and self.gradient_noise == "gaussian":
+            raise ValueError(
+                f"micro_batches applies to minibatch runs, got {self.micro_batches} with gradient_noise gaussian "
+                "(its full-batch pass is chunked by --gaussian-chunk)"
+            )
+        if self.noise_source not in NOISE_SOURCES:
+            raise ValueError(f"noise_source must be one of {', '.join(NOISE_SOURCES)}, got {self.noise_source!r}")
+        if self.noise_source == "microbatch" and self.micro_batches < 2:
+            raise ValueError(
+                f"noise_source microbatch needs --micro-batches >= 2 (the estimate compares micro-batches), "
+                f"got {self.micro_batches}"
+            )
+        if self.noise_source == "microbatch" and self.l != 1:
+            raise ValueError(
+                f"noise_source microbatch applies to l = 1, got l={self.l:g}: SVAG's two batches give the pairs "
+                "at no extra compute (--noise-source pairs)"
+            )
         if not (0 <= self.noise_fraction <= 1):
             raise ValueError(f"noise_fraction must be in [0, 1], got {self.noise_fraction!r}")
         positive("noise_every", allow_zero=True)

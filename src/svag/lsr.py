@@ -18,12 +18,14 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 __all__ = [
     "MaxBatchPrediction",
     "envelope_batch",
     "error_rise_batch",
+    "max_batch_interval",
     "predict_from_window",
     "predict_max_batch",
     "predict_max_batch_with_se",
@@ -148,6 +150,49 @@ def predict_from_window(batch_size: int, window: Any, tau: float = 2.0) -> MaxBa
     if math.isfinite(G_se) and math.isfinite(N_se):
         return predict_max_batch_with_se(batch_size, G, N, tau=tau, ratio_se=get("ratio_se"))
     return MaxBatchPrediction(predict_max_batch(batch_size, G, N, tau), math.nan)
+
+
+def max_batch_interval(batch_size: int, window: Any, tau: float = 2.0, level: float = 0.95) -> tuple[float, float]:
+    r"""Fieller's interval for ``B* = B0·τ·N/G`` from a window's pooled ``G``, ``N``, their SEs and covariance:
+    positive and asymmetric, where ``B* ± z·se(B*)`` (the delta method) can reach below 0.
+
+    The ratio ``ρ = G/N`` is in the ``level`` set when ``(Ĝ − ρN̂)² ≤ z²(se_G² − 2ρ·cov + ρ²se_N²)``
+    (Fieller 1954; ``z`` the normal quantile), the roots of ``aρ² − 2bρ + c = 0`` with
+
+    .. math::  a = N̂^2 - z^2 se_N^2,\quad b = \hat G\hat N - z^2 cov,\quad c = \hat G^2 - z^2 se_G^2,
+               \qquad ρ_{lo,hi} = (b ∓ \sqrt{b^2 - ac})/a,
+
+    and ``B* = B0·τ/ρ`` maps it to ``[B0·τ/ρ_hi, B0·τ/ρ_lo]``. It tends to the delta-method interval of
+    :func:`predict_from_window` as the SEs shrink.
+
+    ``window`` as for :func:`predict_from_window` (needs ``G``, ``N``, ``G_se``, ``N_se`` and ``GN_cov``; a missing
+    or nan covariance counts as 0). Returns ``(low, high)``:
+
+    * ``high = inf`` when ``ρ_lo ≤ 0``: ``G`` is not distinguishable from 0 at ``level``, so the data bound ``B*``
+      only from below;
+    * ``(0, inf)`` when ``a ≤ 0``: ``N`` is not distinguishable from 0 (the set of ``ρ`` is unbounded);
+    * ``(nan, nan)`` when the SEs are not finite (fewer than 2 estimates pooled) or ``ρ_hi ≤ 0`` (``G``
+      significantly negative: no positive ``B*``).
+    """
+    B0, tau = _check_batch(batch_size), _check_tau(tau)
+    level = _check_finite(level, "level")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    get = window.get if isinstance(window, Mapping) else lambda key: getattr(window, key, None)
+    G, N, G_se, N_se, cov = (get(k) for k in ("G", "N", "G_se", "N_se", "GN_cov"))
+    G, N = _check_finite(G, "G"), _check_finite(N, "N")
+    if G_se is None or N_se is None or not (math.isfinite(G_se) and math.isfinite(N_se)):
+        return math.nan, math.nan
+    cov = 0.0 if cov is None or not math.isfinite(cov) else float(cov)
+    z2 = NormalDist().inv_cdf((1 + level) / 2) ** 2
+    a, b, c = N * N - z2 * N_se * N_se, G * N - z2 * cov, G * G - z2 * G_se * G_se
+    if a <= 0:
+        return 0.0, math.inf
+    root = math.sqrt(max(b * b - a * c, 0.0))  # ≥ 0 whenever the covariance matrix is: ρ = Ĝ/N̂ is in the set
+    lo, hi = (b - root) / a, (b + root) / a
+    if hi <= 0:
+        return math.nan, math.nan
+    return B0 * tau / hi, (B0 * tau / lo if lo > 0 else math.inf)
 
 
 def envelope_batch(

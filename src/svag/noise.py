@@ -67,10 +67,12 @@ from svag.batch_loss import scalar_loss, takes_batch
 from svag.noise_window import NoiseResult, from_moments, gn_ratio, pool_window
 
 __all__ = [
+    "MicroBatchSums",
     "MinibatchStream",
     "NoiseAccumulator",
     "NoiseResult",
     "default_num_batches",
+    "from_microbatch_sums",
     "from_microbatches",
     "from_minibatch_grads",
     "from_pair",
@@ -155,6 +157,87 @@ def from_microbatches(grads: Sequence[GradLike]) -> tuple[float, float]:
     flat = torch.stack([_flat(g, grads[0]) for g in grads])
     G, N_b = from_minibatch_grads(flat)
     return G, N_b / len(grads)
+
+
+def from_microbatch_sums(M: int, sum_sq: Any, mean_sq: Any) -> tuple[Any, Any]:
+    r""":func:`from_microbatches` from two sums: ``S = Σ_j ‖g_j‖²`` and ``‖ḡ‖²`` of the mean ``ḡ = Σ_j g_j/M``.
+
+    .. math::  \hat G = \frac{M^2‖\bar g‖^2 - S}{M(M-1)}, \qquad \hat N = \frac1M\Big(\frac SM - \hat G\Big)
+
+    (``‖Σ_j g_j‖² = M²‖ḡ‖²``; McCandlish et al. 2018, App. A; derivation and bias at :func:`from_microbatches`,
+    its slow reference, compared in ``tests/test_noise.py``). ``ḡ`` is what gradient accumulation leaves in
+    ``.grad`` (the mean-loss gradient of the step's batch ``B = M·b``), so only ``S`` needs the micro-batches:
+    one norm per micro-batch, no copy of any gradient (:class:`MicroBatchSums`).
+
+    Args:
+        M: number of equal-size micro-batches (``>= 2``).
+        sum_sq, mean_sq: floats, or float64 tensors of shape ``(K,)`` (K runs at once, as :func:`pair_estimates`).
+
+    Returns:
+        ``(G, N)`` of the type of ``sum_sq``; ``N`` is the noise at the step's batch ``B``.
+    """
+    if isinstance(M, bool) or not isinstance(M, numbers.Integral) or M < 2:
+        raise ValueError(f"from_microbatch_sums needs M >= 2 micro-batches, got {M!r}")
+    G = (M * M * mean_sq - sum_sq) / (M * (M - 1))
+    return G, (sum_sq / M - G) / M
+
+
+class MicroBatchSums:
+    r"""Streaming :func:`from_microbatches`: keeps ``S = Σ_j ‖g_j‖²`` and ``M``, never a gradient.
+
+    Feed it what each micro-batch's backward added to ``.grad`` (:meth:`add`, with the factor that
+    backward was scaled by), or norms computed elsewhere (:meth:`add_sq`: the ranks' local ``‖g_j‖²``,
+    all-reduced); :meth:`result` takes the accumulated mean gradient ``ḡ`` (:meth:`result_sq` its ``‖ḡ‖²``)
+    and returns :func:`from_microbatch_sums`. With ``stacked=True`` every tensor has a leading axis of ``K`` runs
+    (stacked seed replicas, as :func:`pair_estimates`) and the sums are ``(K,)`` float64 tensors.
+
+    The 3-line recipe for a plain accumulation loop (``l = 1``; tested in ``tests/test_open_step.py``)::
+
+        sums = svag.noise.MicroBatchSums()
+        for xb, yb in zip(x.chunk(M), y.chunk(M)):  # M equal micro-batches of one batch
+            before = [p.grad.clone() if p.grad is not None else None for p in params]
+            (loss_fn(model(xb), yb) / M).backward()
+            sums.add([p.grad - (0 if b is None else b) for p, b in zip(params, before)], scale=1 / M)
+        acc.add(*sums.result([p.grad for p in params]))  # acc: a NoiseAccumulator, pooled as the pairs
+
+    (``svag.amplified_backward(..., micro_batches=M, micro_noise=True)`` does the same without the copies.)
+    """
+
+    def __init__(self, stacked: bool = False) -> None:
+        self.stacked = bool(stacked)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new step."""
+        self.count = 0
+        self.sum_sq: Any = 0.0
+
+    def _sq(self, grads: GradLike) -> Any:
+        parts = [grads] if isinstance(grads, torch.Tensor) else [g for g in grads if g is not None]
+        if not parts:
+            return 0.0
+        if not self.stacked:  # one fused norm per tensor in its own dtype, squared and summed in float64
+            norms = torch.stack(torch._foreach_norm([g.detach() for g in parts])).to(torch.float64)
+            return float((norms * norms).sum())
+        return sum((g.detach().flatten(1).to(torch.float64) ** 2).sum(1) for g in parts)
+
+    def add(self, grads: GradLike, scale: float = 1.0) -> None:
+        """Add micro-batch ``j``: ``grads`` is ``scale·g_j`` (a tensor or per-parameter list, ``None`` = 0),
+        e.g. what a backward of ``scale·loss_j`` added to ``.grad`` (``scale = 1/M`` for a mean over ``M``)."""
+        self.add_sq(self._sq(grads) / (float(scale) ** 2))
+
+    def add_sq(self, sq: Any, count: int = 1) -> None:
+        """Add ``Σ‖g_j‖²`` of ``count`` micro-batches computed elsewhere (a float, or ``(K,)`` when stacked)."""
+        self.sum_sq = self.sum_sq + sq
+        self.count += int(count)
+
+    def result(self, mean: GradLike, scale: float = 1.0) -> tuple[Any, Any]:
+        """``(Ĝ, N̂)`` at ``B = M·b`` from the accumulated gradient ``scale·ḡ`` (a tensor or per-parameter list)."""
+        return self.result_sq(self._sq(mean) / (float(scale) ** 2))
+
+    def result_sq(self, mean_sq: Any) -> tuple[Any, Any]:
+        """``(Ĝ, N̂)`` from ``‖ḡ‖²`` computed elsewhere (e.g. of a data-parallel gradient after its all-reduce)."""
+        return from_microbatch_sums(self.count, self.sum_sq, mean_sq)
 
 
 def from_pair(g1: GradLike, g2: GradLike, weights: GradLike | None = None) -> tuple[float, float]:

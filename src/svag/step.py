@@ -38,6 +38,7 @@ import torch
 
 from svag.amplify import amplified_loss, coefficients
 from svag.batch_loss import scalar_loss
+from svag.noise import MicroBatchSums
 
 __all__ = ["MODES", "StepOutput", "amplified_backward", "checked_loss", "train_step"]
 
@@ -58,11 +59,14 @@ class StepOutput:
             tensors aligned with the trainable parameters of the optimizer (``g2`` is ``None``
             when the second batch was not touched), unscaled and unclipped. Used for the free
             (G, N) estimates.
+        noise: with ``micro_noise=True``: ``(Ĝ, N̂)`` at the batch size ``B`` from the micro-batches of the
+            first batch (:func:`svag.noise.from_microbatch_sums`), for a :class:`svag.noise.NoiseAccumulator`.
     """
 
     loss1: torch.Tensor
     loss2: torch.Tensor | None
     grads: tuple[list[torch.Tensor], list[torch.Tensor] | None] | None = None
+    noise: tuple[float, float] | None = None
 
 
 def _group_factors(optimizer: torch.optim.Optimizer) -> list[float]:
@@ -87,6 +91,7 @@ def train_step(
     return_grads: bool = False,
     micro_batches: int = 1,
     max_norm: float | None = None,
+    micro_noise: bool | MicroBatchSums = False,
 ) -> StepOutput:
     r"""One SVAG step: :func:`amplified_backward` (``p.grad ← a1 ∇L_γ1 + a2 ∇L_γ2``), then ``optimizer.step()``.
 
@@ -105,7 +110,7 @@ def train_step(
             micro-batches): separate forward passes.
         batch1, batch2: two independent minibatches of the same size B. ``batch2`` is not
             touched (and may be ``None``) when every group has ``l = 1``.
-        mode, return_grads, micro_batches, max_norm: as for :func:`amplified_backward`.
+        mode, return_grads, micro_batches, max_norm, micro_noise: as for :func:`amplified_backward`.
 
     Returns:
         :class:`StepOutput` with the detached batch losses (and the grads if asked).
@@ -122,6 +127,7 @@ def train_step(
         return_grads=return_grads,
         micro_batches=micro_batches,
         max_norm=max_norm,
+        micro_noise=micro_noise,
         _caller="train_step",
     )
     optimizer.step()
@@ -140,6 +146,7 @@ def amplified_backward(
     scaler: Any = None,
     no_sync: Callable[[], AbstractContextManager] | None = None,
     return_grads: bool = False,
+    micro_noise: bool | MicroBatchSums = False,
     _caller: str = "amplified_backward",
 ) -> StepOutput:
     r"""The open SVAG step: zero ``.grad``, then backpropagate into it the amplified gradient, and stop.
@@ -166,6 +173,13 @@ def amplified_backward(
       it, so gradients are all-reduced once per step (``mode="accumulate"``; once per batch when the
       two batch gradients are needed apart: ``max_norm``, ``return_grads``, ``"reference"``).
       ``svag.runner.distributed``'s own data parallelism needs nothing: it all-reduces in a step pre-hook.
+    - **G/N for free.** With ``micro_batches=M >= 2`` and ``micro_noise=True`` the ``M`` micro-batch gradients
+      of the first batch give unbiased ``(Ĝ, N̂)`` at ``B`` (``StepOutput.noise``; :func:`svag.noise.from_microbatches`,
+      McCandlish et al. 2018, App. A): each micro backward starts from an empty ``.grad`` whose norm is taken
+      before it is added to the running sum (the addition autograd would have done), so no gradient is
+      copied; pool the steps with ``acc.add(*out.noise)`` (:class:`svag.noise.NoiseAccumulator`). The chunks
+      must be of equal size (``M`` divides ``B``). Not with ``no_sync`` (DDP would all-reduce the last
+      micro-batch alone: there the ranks are the micro-batches, :mod:`svag.integrations.ddp`).
     - **Clipping.** Either clip what this returns (``torch.nn.utils.clip_grad_norm_`` on the amplified
       gradient: its norm grows with ``l``, so a fixed threshold clips more and the SDE changes), or
       pass ``max_norm=c``: each batch gradient ``g_i`` is clipped to norm ``c`` **before** the
@@ -187,6 +201,10 @@ def amplified_backward(
         scaler: a ``torch.amp.GradScaler`` (fp16), or ``None``.
         no_sync: a DDP model's ``no_sync`` (a callable returning a context manager), or ``None``.
         return_grads: also return ``(g1, g2)`` (implies ``"reference"``).
+        micro_noise: also return ``(Ĝ, N̂)`` from the first batch's micro-batches (``micro_batches >= 2``
+            dividing its size; ``mode="fused"`` then runs as ``"accumulate"``). A :class:`svag.noise.MicroBatchSums`
+            instead of ``True`` is reset and used (``stacked=True``: parameters that stack ``K`` runs along dim 0,
+            as the runner's seed replicas; ``noise`` then holds ``(K,)`` tensors).
 
     Returns:
         :class:`StepOutput` with the detached, unscaled batch losses (and the grads if asked). The
@@ -217,11 +235,25 @@ def amplified_backward(
             f"{_caller}: no_sync needs mode='accumulate' (mode='fused' runs two forwards before one backward, "
             "which DDP cannot sync once)"
         )
+    if micro_noise is not False:
+        if k < 2:
+            raise ValueError(f"{_caller}: micro_noise needs micro_batches >= 2, got {k}")
+        if no_sync is not None:
+            raise ValueError(
+                f"{_caller}: micro_noise cannot run with no_sync (DDP all-reduces the last micro-batch's gradient "
+                "alone); under DDP the ranks are the micro-batches: svag.integrations.ddp.register_noise_hook"
+            )
+        mode = "accumulate" if mode == "fused" else mode
     run = _Backward(loss_fn, k, scaler, no_sync, _caller)
+    if micro_noise is not False:
+        run.sums = micro_noise if isinstance(micro_noise, MicroBatchSums) else MicroBatchSums()
+        run.sums.reset()
+        run.params = [p for params in _trainable(optimizer) for p in params]
+    micro_noise = micro_noise is not False
     per_batch = return_grads or max_norm is not None
     if single and not per_batch:
         optimizer.zero_grad(set_to_none=True)
-        out = StepOutput(run.backward(batch1, 1.0, sync=True), None)
+        out = StepOutput(run.backward(batch1, 1.0, sync=True, measure=micro_noise), None)
     else:
         if not single and batch2 is None:
             raise ValueError(f"{_caller} needs batch2 when l > 1 (SVAG draws two independent batches)")
@@ -234,8 +266,9 @@ def amplified_backward(
             out = run.fused(batch1, batch2, factors[0])
         else:
             a1, a2 = coefficients(factors[0])
-            loss1 = run.backward(batch1, a1, sync=False)
+            loss1 = run.backward(batch1, a1, sync=False, measure=micro_noise)
             out = StepOutput(loss1, run.backward(batch2, a2, sync=True))
+    out.noise = run.noise
     mark = getattr(optimizer, "mark_amplified", None)
     if mark is not None:
         mark()
@@ -289,6 +322,9 @@ class _Backward:
 
     def __init__(self, loss_fn: LossFn, k: int, scaler: Any, no_sync: Any, caller: str) -> None:
         self.loss_fn, self.k, self.scaler, self.no_sync, self.caller = loss_fn, k, scaler, no_sync, caller
+        self.sums: MicroBatchSums | None = None  # micro_noise: the sums, over these parameters
+        self.params: list[torch.Tensor] = []
+        self.noise: tuple[float, float] | None = None
 
     def loss(self, batch: Any) -> torch.Tensor:
         return checked_loss(scalar_loss(self.loss_fn(batch), self.caller), self.caller)
@@ -299,18 +335,36 @@ class _Backward:
     def _backward(self, loss: torch.Tensor) -> None:
         (loss if self.scaler is None else self.scaler.scale(loss)).backward()
 
-    def backward(self, batch: Any, coef: float, sync: bool) -> torch.Tensor:
+    def backward(self, batch: Any, coef: float, sync: bool, measure: bool = False) -> torch.Tensor:
         """Backpropagate ``coef·mean loss`` of ``batch`` into ``.grad``; the detached mean loss. With
-        ``sync`` the last chunk runs outside ``no_sync`` (DDP all-reduces on its backward)."""
+        ``sync`` the last chunk runs outside ``no_sync`` (DDP all-reduces on its backward). With ``measure``
+        (``.grad`` empty on entry) each chunk's gradient is summed into ``self.sums`` and ``self.noise`` set."""
         chunks = _split(batch, self.k)
+        if measure and len({w for _, w in chunks}) > 1:
+            raise ValueError(
+                f"{self.caller}: micro_noise needs equal micro-batches: micro_batches={self.k} must divide the "
+                f"batch size, got chunks of {sorted({round(w * _leading(batch)) for _, w in chunks})} samples"
+            )
+        scale = 1.0 if self.scaler is None else float(self.scaler.get_scale())
         total = None
         for c, (chunk, weight) in enumerate(chunks):
+            held = None
+            if measure and c > 0:  # the sum so far is set aside: this backward fills an empty .grad
+                held = [p.grad for p in self.params]
+                for p in self.params:
+                    p.grad = None
             with self._context(sync and c == len(chunks) - 1):
                 loss = self.loss(chunk)
                 w = coef * weight
                 self._backward(loss if w == 1.0 else w * loss)
+            if measure:
+                self.sums.add([p.grad for p in self.params], scale=w * scale)
+                if held is not None:
+                    _add_held(self.params, held)
             part = loss.detach() if weight == 1.0 else weight * loss.detach()
             total = part if total is None else total + part
+        if measure:
+            self.noise = self.sums.result([p.grad for p in self.params], scale=coef * scale)
         return total
 
     def fused(self, batch1: Any, batch2: Any, factor: float) -> StepOutput:
@@ -327,6 +381,21 @@ class _Backward:
             total1 = p1 if total1 is None else total1 + p1
             total2 = p2 if total2 is None else total2 + p2
         return StepOutput(total1, total2)
+
+
+def _leading(batch: Any) -> int:
+    return next(t.shape[0] for t in _leaves(batch) if t.dim() > 0)
+
+
+def _add_held(params: list[torch.Tensor], held: list[torch.Tensor | None]) -> None:
+    """``p.grad ← held + p.grad`` in place into ``held`` (``None`` counts as 0): the accumulation autograd
+    would have done had ``.grad`` not been emptied."""
+    for p, h in zip(params, held):
+        if h is None:
+            continue
+        if p.grad is not None:
+            h.add_(p.grad)
+        p.grad = h
 
 
 def checked_loss(loss: torch.Tensor, caller: str = "train_step") -> torch.Tensor:
@@ -377,7 +446,7 @@ def _per_batch(optimizer, run, batch1, batch2, factors, return_grads, single, ma
     clipped to ``max_norm`` if asked, then ``a1 g1 + a2 g2`` per parameter group."""
     groups = _trainable(optimizer)
     flat = [p for params in groups for p in params]
-    loss1 = run.backward(batch1, 1.0, sync=True)
+    loss1 = run.backward(batch1, 1.0, sync=True, measure=run.sums is not None)
     g1 = _take_grads(flat)
     loss2, g2 = None, None
     if not single or (return_grads and batch2 is not None):

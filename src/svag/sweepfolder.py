@@ -16,10 +16,14 @@ file                       what it holds (writer)
 ``scale.json``             the rule and each ``B``'s hyperparameters (:mod:`svag.experiments.scale`)
 ``scale.png``              a scaling sweep's curves
 ``scale_summary.md/.csv``  a scaling sweep's final values per ``B``
+``cbs.json``, ``cbs.md/.csv`` the critical batch size per checkpoint, its verdicts and the G/N predictions
+                           (:mod:`svag.experiments.cbs`)
+``cbs.png``                the CBS over training with ``B_simple`` and ``B*`` (:func:`~svag.analysis.plotting.plot_cbs`)
 =========================  ============================================================================
 
 Run folders: ``l{l}_seed{s}`` (comparison), ``ngd_seed{s}`` (its NGD runs), ``B{B}_seed{s}`` (scaling
-sweep), ``B{B}`` / ``B{B}_seed{s}`` (the LSR sweep: its first seed keeps the one-seed name).
+sweep), ``B{B}`` / ``B{B}_seed{s}`` (the LSR sweep: its first seed keeps the one-seed name), ``base{p}_seed{s}``
+and ``ckpt{p}_B{B}_seed{s}`` (``svag cbs``: the baseline's segment ending at checkpoint ``p``, a branch from it).
 
 Each file above (:data:`FILES`) is written atomically (:func:`svag.records.atomic_path`); a kill in the
 middle of a write leaves a hidden ``.NAME.XXXXXXXX.tmp``, which :func:`remove_temporaries` deletes when
@@ -42,6 +46,10 @@ from svag.records import temporary_of
 from svag.runfolder import hold_writer
 
 __all__ = [
+    "CBS_CSV",
+    "CBS_JSON",
+    "CBS_MD",
+    "CBS_PNG",
     "COMPARE_PNG",
     "FILES",
     "LSR_JSON",
@@ -60,6 +68,8 @@ __all__ = [
     "VERDICTS_JSON",
     "VERDICTS_MD",
     "VERDICTS_PNG",
+    "cbs_base_run",
+    "cbs_branch_run",
     "compare_run",
     "hold",
     "lsr_run",
@@ -76,9 +86,10 @@ LSR_JSON, LSR_PNG = "lsr.json", "lsr.png"
 SCALE_JSON, SCALE_PNG = "scale.json", "scale.png"
 SCALE_SUMMARY_MD, SCALE_SUMMARY_CSV = "scale_summary.md", "scale_summary.csv"
 RULES_JSON, RULES_MD, RULES_CSV, RULES_PNG = "rules.json", "rules.md", "rules.csv", "rules.png"
+CBS_JSON, CBS_MD, CBS_CSV, CBS_PNG = "cbs.json", "cbs.md", "cbs.csv", "cbs.png"
 FILES = (SUMMARY_MD, SUMMARY_CSV, VERDICTS_MD, VERDICTS_CSV, VERDICTS_JSON, VERDICTS_PNG, COMPARE_PNG, LSR_JSON,
          LSR_PNG, SCALE_JSON, SCALE_PNG, SCALE_SUMMARY_MD, SCALE_SUMMARY_CSV, RULES_JSON, RULES_MD, RULES_CSV,
-         RULES_PNG)  # fmt: skip
+         RULES_PNG, CBS_JSON, CBS_MD, CBS_CSV, CBS_PNG)  # fmt: skip
 
 
 def rule_folder(rule: str) -> str:
@@ -100,6 +111,17 @@ def ngd_run(seed: int) -> str:
 def scale_run(batch_size: int, seed: int) -> str:
     """The run folder of ``(B, seed)`` in a scaling sweep: ``B{B}_seed{s}``."""
     return f"B{batch_size}_seed{seed}"
+
+
+def cbs_base_run(point: int, seed: int) -> str:
+    """``svag cbs``: the baseline's segment of ``seed`` that ends at checkpoint ``point`` (1, 2, ...):
+    ``base{p}_seed{s}``; its ``checkpoint.pt`` is where the branches of that point start."""
+    return f"base{point}_seed{seed}"
+
+
+def cbs_branch_run(point: int, batch_size: int, seed: int) -> str:
+    """``svag cbs``: the branch at batch size ``B`` of ``seed`` from checkpoint ``point``: ``ckpt{p}_B{B}_seed{s}``."""
+    return f"ckpt{point}_B{batch_size}_seed{seed}"
 
 
 def lsr_run(batch_size: int, seed: int, first_seed: int) -> str:

@@ -207,14 +207,45 @@ def test_bad_input_is_one_line():
     data = TensorDataset(torch.randn(32, 1, 40, dtype=torch.float64), torch.randint(0, 10, (32,)))
     torch.manual_seed(0)
     module = Classifier(DropoutBN().double(), 0.1)
-    with pytest.raises(ValueError, match="accumulate_grad_batches=1, got 2"):
-        _trainer(max_epochs=1, accumulate_grad_batches=2, callbacks=[NoiseCallback(8)]).fit(
-            module, DataLoader(data, batch_size=8)
-        )
     with pytest.raises(ValueError, match=r"needs full precision .* got 'bf16-mixed'"):
         _trainer(max_epochs=1, precision="bf16-mixed", callbacks=[NoiseCallback(8)]).fit(
             module, DataLoader(data, batch_size=8)
         )
+
+
+class _MicroBatches:
+    """The runner's step batches (B indices each) as M consecutive micro-batches of B/M: what --micro-batches M
+    splits them into (torch.tensor_split), in order, for a loader under accumulate_grad_batches=M."""
+
+    def __init__(self, steps, M):
+        self.steps, self.M = steps, M
+
+    def __iter__(self):
+        for idx in self.steps:
+            yield from (chunk.tolist() for chunk in torch.as_tensor(list(idx)).tensor_split(self.M))
+
+    def __len__(self):
+        return len(self.steps) * self.M
+
+
+def test_accumulation_uses_the_micro_batches_as_the_runner_does(tmp_path):
+    """accumulate_grad_batches = 4 (issue 25): the callback's G/N from the 4 micro-batches of every step equals
+    `svag train --micro-batches 4 --noise-source microbatch` on the same trajectory (the MLP of the test above,
+    B = 16, 3 epochs, float64; rtol 1e-7: Lightning sums loss/4 where the runner weighs the chunks, so the
+    trajectories agree to rounding), and no extra batch is drawn (the generator stays at its start)."""
+    cfg = replace(CFG, micro_batches=4, noise_source="microbatch")
+    rows = runner.run(cfg, tmp_path / "run", progress=False).records[1:]
+    data, net = _builtin(cfg)
+    sampler = PairSampler(len(data), cfg.batch_size, pairs=False, seed=stream_seed(cfg.seed, "data_order"))
+    steps = StepBatches(sampler, steps=len(data) // cfg.batch_size)
+    loader = DataLoader(data, batch_sampler=_MicroBatches(steps, 4))
+    cb = NoiseCallback(cfg.batch_size, seed=cfg.seed, verbose=False)
+    start = cb._gen.get_state()
+    _trainer(max_epochs=3, accumulate_grad_batches=4, callbacks=[cb]).fit(Classifier(net, cfg.lr), loader)
+    assert len(cb.records) == len(rows) == 3 and cb.records[0]["noise_count"] == 16
+    for got, want in zip(cb.records, rows):
+        assert {k: got[k] for k in KEYS} == pytest.approx({k: want[k] for k in KEYS}, rel=1e-7, abs=1e-12)
+    assert torch.equal(cb._gen.get_state(), start)
 
 
 def test_import_svag_does_not_import_lightning():

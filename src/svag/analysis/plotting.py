@@ -411,3 +411,41 @@ def plot_rules(result: dict, path: str | os.PathLike) -> Path:
         ax.legend(fontsize=7)
     _title(fig, f"transfer rules from B0 = {b0}: gap to the base run at the end (filled: departs)")
     return save_figure(fig, path)
+
+
+def plot_cbs(result: dict, path: str | os.PathLike) -> Path:
+    """The critical batch size over training (``cbs.json``'s ``result``, :func:`svag.experiments.cbs.cbs_table`):
+    the measured CBS at each checkpoint against the baseline's epochs (log y; an open marker where the ladder
+    ended without a departure, so the CBS is at least that), with ``B_simple = B·N/G`` and P1's
+    ``B* = τ·B·N/G`` (±1 SE) from the baseline's G/N near each checkpoint, and the largest ``κB`` tried."""
+    rows = [r for r in result["rows"] if math.isfinite(r["epoch"])]
+    B = result["batch_size"]
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    x = [r["epoch"] for r in rows]
+    bounded = [r["departs_at"] is not None or r["undecided_at"] is not None for r in rows]
+    ax.plot(x, [r["cbs"] for r in rows], "-", color="C0", lw=1.2)
+    for xi, r, b in zip(x, rows, bounded):
+        ax.plot(xi, r["cbs"], "o", color="C0", ms=7, mfc="C0" if b else "none")
+    ax.plot([], [], "o-", color="C0", label=f"CBS measured (ε = {100 * result['epsilon']:g}%; open: ≥)")
+    simple = [(xi, r["B_simple"]) for xi, r in zip(x, rows) if math.isfinite(r["B_simple"]) and r["B_simple"] > 0]
+    if simple:
+        ax.plot(*zip(*simple), "s--", color="C1", ms=5, label="B_simple = B·N/G")
+    star = [
+        (xi, r["B_star"], r["B_star_se"]) for xi, r in zip(x, rows) if math.isfinite(r["B_star"]) and r["B_star"] > 0
+    ]
+    if star:
+        xs, ys, se = zip(*star)
+        se = [s if math.isfinite(s) else 0.0 for s in se]
+        low = [min(s, y * 0.9) for s, y in zip(se, ys)]  # a log axis: keep the bar above 0
+        ax.errorbar(xs, ys, yerr=[low, se], fmt="D:", color="C2", ms=5, capsize=2,
+                    label=f"B* = τ·B·N/G (τ = {result['tau']:g})")  # fmt: skip
+    ax.axhline(B * max(result["kappas"]), color="0.6", lw=0.8, ls="-.", label="largest κB tried")
+    ax.axhline(B, color="0.3", lw=0.8, label=f"baseline B = {B}")
+    ax.set_xscale("log")
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("training progress of the baseline (epochs)")
+    ax.set_ylabel("batch size")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    _title(fig, f"critical batch size over training: {result['optimizer']}, {result['rule']} rule")
+    return save_figure(fig, path)

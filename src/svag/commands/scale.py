@@ -7,7 +7,7 @@ the rule holds) and OUT/scale_summary.md/.csv (final values per B and their diff
 
 With several rules (--rule sqrt,sqrt_lr,beta_halflife) each sweeps the same κ ladder in OUT/{rule}/ (the base
 runs train once, in the first rule's folder), and OUT/rules.md/.csv/.json and OUT/rules.png say, per rule, up
-to which B the run is preserved: the final test loss and accuracy at each κ against the base run by the
+to which B the run is preserved: the test loss and accuracy half way and at the end against the base run by the
 equivalence verdict of `svag compare` (follows / departs / inconclusive, the same margins), and in one line
 the answer ("from B0 = 32: sqrt holds to B = 256; sqrt_lr departs at B = 128; ...")."""
 

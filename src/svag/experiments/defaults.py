@@ -5,7 +5,20 @@ Light on purpose (no torch, no numpy): the command-line parsers read it to build
 
 from __future__ import annotations
 
-__all__ = ["LSR_CONFIG", "LSR_SEEDS", "LSR_TAU", "LSR_THREADS", "LSR_WINDOW", "TORCH_THREADS", "resolve_threads"]
+__all__ = [
+    "CBS_BRANCH_EPOCHS",
+    "CBS_CONFIG",
+    "CBS_EPSILON",
+    "CBS_KAPPAS",
+    "CBS_POINTS",
+    "LSR_CONFIG",
+    "LSR_SEEDS",
+    "LSR_TAU",
+    "LSR_THREADS",
+    "LSR_WINDOW",
+    "TORCH_THREADS",
+    "resolve_threads",
+]
 
 # the LSR test's run config, where it differs from RunConfig's. Chosen by
 # measurement (EXPERIMENTS.md §2, "How the default was chosen"): on MNIST-1D this scale-invariant BN CNN
@@ -16,6 +29,14 @@ LSR_CONFIG = dict(
     schedule="multistep", milestones=(10.0,), eval_every=0.25, eval_train_samples=512, noise_fraction=1.0,
 )  # fmt: skip
 
+
+# `svag cbs`'s baseline: the LSR test's MNIST-1D CNN at a constant LR (the branches need one), 8 epochs (checkpoints
+# at 0.5, 1, 2, 4, 8 with 5 points), an extra batch for G/N at every step (B_simple and B* near each checkpoint)
+CBS_CONFIG = dict(LSR_CONFIG, schedule="constant", milestones=(), epochs=8.0)
+CBS_POINTS = 5  # checkpoints of the baseline, log-spaced (each twice the one before, the last at --epochs)
+CBS_KAPPAS = (1.0, 2.0, 4.0, 8.0, 16.0)  # the branches' κ ladder (batch size κB)
+CBS_EPSILON = 0.01  # relative tolerance ε of a branch's final loss against the κ = 1 branch's
+CBS_BRANCH_EPOCHS = 1.0  # a branch's length: SGD-equivalent epochs (branch_epochs·n samples, the same for every κ)
 
 LSR_SEEDS = 3  # seeds per batch size of the verification sweep
 # Intra-op CPU threads unless `--threads` (`threads=`) or OMP_NUM_THREADS says otherwise (resolve_threads), as for

@@ -413,10 +413,21 @@ def run_rules(
     return statuses
 
 
-def _finals(runs: list[Run], metric: str) -> dict[int, float]:
-    """``{seed: the metric's last value}``; a run that did not complete counts as ``nan`` (it departed)."""
-    return {int(r.config["seed"]): float(r.records[-1][metric]) if r.status.status == "completed" else math.nan
-            for r in runs}  # fmt: skip
+RULE_POINTS = (("mid", 0.5), ("end", 1.0))  # where along the run a rule is judged: half way and at the end
+
+
+def _at(runs: list[Run], metric: str, fraction: float) -> dict[int, float]:
+    """``{seed: the metric at that fraction of the run's epochs}`` (linear in the records' epochs; the end is the
+    last record); a run that did not complete counts as ``nan`` (it departed)."""
+    out = {}
+    for r in runs:
+        if r.status.status != "completed":
+            out[int(r.config["seed"])] = math.nan
+            continue
+        epochs = np.array([float(x["epoch"]) for x in r.records])
+        values = np.array([float(x[metric]) for x in r.records])
+        out[int(r.config["seed"])] = float(np.interp(fraction * epochs[-1], epochs, values))
+    return out
 
 
 def rule_cell(base: dict[int, float], run: dict[int, float], metric: str, margin=None, alpha: float = 0.05) -> dict:
@@ -444,11 +455,14 @@ def rule_verdicts(
     margins: dict | None = None,
     alpha: float = 0.05,
 ) -> dict:
-    """Per rule and batch size, the verdict of every metric against the base run (:func:`rule_cell`); per rule the
+    """Per rule and batch size, the verdict of every metric against the base run (:func:`rule_cell`) half way
+    through the run (``"test_loss (mid)"``, at the same epoch: the same continuous time when the rule keeps the
+    SDE) and at its end (``"test_loss"``), so a rung *follows* only when the trajectory is kept; per rule the
     largest κ up to which every metric *follows* (``held_to``) and the first κ where one *departs*
     (``departs_at``); and the one-line answer (:func:`rules_answer`). Reads the folders :func:`run_rules` wrote."""
     out, margins = Path(out_dir), dict(margins or {})
-    result: dict = {"metrics": list(metrics), "alpha": alpha, "rules": {}}
+    columns = [m if point == "end" else f"{m} ({point})" for point, _ in RULE_POINTS for m in metrics]
+    result: dict = {"metrics": columns, "alpha": alpha, "rules": {}}
     for rule in rules:
         spec, groups = _load(out / sweepfolder.rule_folder(rule))
         b0 = int(spec["base_batch_size"])
@@ -458,7 +472,13 @@ def rule_verdicts(
         for b, runs in sorted(groups.items()):
             if b == b0:
                 continue
-            cells = {m: rule_cell(_finals(groups[b0], m), _finals(runs, m), m, margins.get(m), alpha) for m in metrics}
+            cells = {
+                m if point == "end" else f"{m} ({point})": rule_cell(
+                    _at(groups[b0], m, fraction), _at(runs, m, fraction), m, margins.get(m), alpha
+                )
+                for point, fraction in RULE_POINTS
+                for m in metrics
+            }
             rows.append(rule_row(b, b / b0, runs[0].config["lr"], cells))
         limit = rule_limit(RunConfig.from_dict(spec["base"]), rule)
         result["rules"][rule] = rule_summary(rows, b0, limit)

@@ -1,7 +1,8 @@
 """Adapters to other tools, at the edge: they use the layers below and nothing below imports them.
 
 * :mod:`~svag.integrations.lightning`: the G/N callback and the SVAG recipe for Lightning (``svag[lightning]``);
-* :mod:`~svag.integrations.tensorboard`: live curves, a record sink of the runner (``svag[tensorboard]``).
+* :mod:`~svag.integrations.tensorboard`: live curves, a record sink of the runner (``svag[tensorboard]``);
+* :mod:`~svag.integrations.transformers`: the G/N callback for the Hugging Face ``Trainer`` (``svag[transformers]``).
 
 Each is imported only when used, so the default path runs without the extras installed.
 """

@@ -28,8 +28,15 @@ there (e.g. the last sixth of the first constant-LR phase, as ``svag lsr`` does)
 What it assumes: ``training_step`` returns the **mean** loss of the batch (a tensor, or a dict or
 tuple holding it: :mod:`svag.batch_loss`), or you pass ``loss_fn(module, batch)``; the data set of
 the training ``DataLoader`` is map-style and its ``collate_fn`` makes a batch from samples; full
-precision, one device and ``accumulate_grad_batches=1`` (the gradient seen after backward is then
-the batch's; under DDP it would be the average over the processes' batches).
+precision and one device (under DDP the gradient after backward is the average over the processes' batches).
+
+**With gradient accumulation** (``accumulate_grad_batches = A > 1``) no extra batch is drawn: the ``A``
+micro-batch gradients of every optimizer step in the window give ``Ĝ`` and ``N̂`` at the step's batch
+``B = A·b`` (:class:`svag.noise.MicroBatchSums`, McCandlish et al. 2018, App. A), pooled as the pairs are.
+Each micro-batch's gradient is the change of ``.grad`` over its backward (one copy of the gradient held
+between backwards, one subtraction and one norm per micro-batch; ``.grad`` itself is never changed), read
+unclipped in ``on_before_optimizer_step``. ``batch_size`` is then the step's ``B`` (``A`` times the loader's);
+the micro-batches must be of equal size (``drop_last=True`` when ``b`` does not divide the data set).
 
 **SVAG in Lightning** (the recipe; ``examples/lightning_svag.py`` runs it). Manual optimization,
 :func:`pair_loader` for two batches per step and :func:`svag_training_step` for the step:
@@ -76,7 +83,7 @@ from svag.clock import Clock, check_l
 from svag.data.loader import StepBatches
 from svag.data.sampling import PairSampler
 from svag.lsr import predict_from_window
-from svag.noise import NoiseAccumulator, _Preserved, pair_estimates, pool_window
+from svag.noise import MicroBatchSums, NoiseAccumulator, _Preserved, pair_estimates, pool_window
 from svag.runner.recorder import NOISE_KEYS
 from svag.runner.timeline import TIME_RTOL
 from svag.seeds import check_seed, generator, stream_seed
@@ -105,8 +112,8 @@ class NoiseCallback(Callback):
     """Log ``G``, ``N``, ``G/N`` and ``B_simple`` during ``Trainer.fit`` and state P1's ``B*`` at the end.
 
     Args:
-        batch_size: ``B`` of the run (of each batch): ``N`` is the noise at this batch size, and the
-            extra batches have it.
+        batch_size: ``B`` of the run (of each optimizer step): ``N`` is the noise at this batch size, and the
+            extra batches have it; with ``accumulate_grad_batches = A`` it is ``A`` times the loader's batch.
         fraction: share of optimizer steps that draw the extra batch (cost ≈ ``fraction`` of the
             forward/backward work); the steps ``0, k, 2k, …`` with ``k = round(1/fraction)``, as
             ``svag train --noise-fraction``. SVAG-trained modules measure at every step of the window.
@@ -161,6 +168,9 @@ class NoiseCallback(Callback):
         self.prediction: dict[str, Any] | None = None
         self._extra: list[torch.Tensor | None] | None = None
         self._collate: Callable[[list], Any] | None = None
+        self._accumulate = 1  # accumulate_grad_batches of the fit (automatic optimization)
+        self._sums = MicroBatchSums()
+        self._before: list[torch.Tensor | None] | None = None  # .grad before this micro-batch's backward
 
     # -- when to measure ------------------------------------------------------------------------
     def _steps_per_epoch(self, trainer: Trainer) -> float:
@@ -180,11 +190,11 @@ class NoiseCallback(Callback):
             raise ValueError(f"NoiseCallback measures on one device, got world_size {trainer.world_size}")
         if str(trainer.precision) not in ("32-true", "64-true", "32", "64"):
             raise ValueError(f"NoiseCallback needs full precision (32-true or 64-true), got {trainer.precision!r}")
-        if pl_module.automatic_optimization and trainer.accumulate_grad_batches != 1:
-            raise ValueError(
-                f"NoiseCallback needs accumulate_grad_batches=1, got {trainer.accumulate_grad_batches}: "
-                "the gradient after backward must be one batch's"
-            )
+        self._accumulate = int(trainer.accumulate_grad_batches) if pl_module.automatic_optimization else 1
+        self._sums.reset()
+        self._before = None
+        if self._accumulate > 1:  # the micro-batches are the estimator: no extra batch, no data set needed
+            return
         if self.dataset is None:
             loader = trainer.train_dataloader
             self.dataset = getattr(loader, "dataset", None)
@@ -199,7 +209,9 @@ class NoiseCallback(Callback):
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
-        if not pl_module.automatic_optimization or step % self.period or not self.in_window(trainer):
+        if self._accumulate > 1 or not pl_module.automatic_optimization:
+            return
+        if step % self.period or not self.in_window(trainer):
             return
         self._extra = self.extra_grads(pl_module)
 
@@ -219,11 +231,34 @@ class NoiseCallback(Callback):
             return list(torch.autograd.grad(loss, params, allow_unused=True))
 
     def on_after_backward(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._accumulate > 1:
+            if self.in_window(trainer):
+                self._add_micro(pl_module)
+            return
         if self._extra is None:
             return
         params = [p for p in pl_module.parameters() if p.requires_grad]
         self.add_pair([p.grad for p in params], self._extra)
         self._extra = None
+
+    def _add_micro(self, pl_module: LightningModule) -> None:
+        """This micro-batch's gradient ``(.grad after) − (.grad before)``, which Lightning scaled by ``1/A``."""
+        grads = [p.grad for p in pl_module.parameters() if p.requires_grad]
+        before = self._before
+        delta = grads if before is None else [g if b is None else g - b for g, b in zip(grads, before)]
+        self._sums.add(delta, scale=1.0 / self._accumulate)
+        self._before = [None if g is None else g.detach().clone() for g in grads]
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
+        if self._accumulate == 1:
+            return
+        sums, self._before = self._sums, None
+        if sums.count >= 2:  # .grad = (m/A)·ḡ of the m micro-batches (m < A at an epoch's short last step)
+            grads = [p.grad for p in pl_module.parameters() if p.requires_grad]
+            G, N = sums.result(grads, scale=sums.count / self._accumulate)
+            if math.isfinite(G) and math.isfinite(N):
+                self.acc.add(G, N)
+        sums.reset()
 
     def add_pair(self, g1: list[torch.Tensor | None], g2: list[torch.Tensor | None]) -> None:
         """Add the pair estimate of two independent batch gradients at the same parameters."""

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.distributed
 
+from svag.checkpoint import load_checkpoint
 from svag.config import RunConfig
 from svag.models import default_device
 from svag.runfolder import FolderInUseError, RunFolder
@@ -79,18 +80,29 @@ def run_replicas(
     resume: bool = False,
     progress: bool = True,
     sinks: Sequence[SinkFactory] = (),
+    init_from: Sequence[str | os.PathLike] | None = None,
 ) -> list[RunResult]:
     """Train ``cfg`` for every seed at once (one process, stacked parameters when > 1 seed).
 
     Each seed writes into its own folder exactly what :func:`run` would write (metrics equal to
     float rounding: batched kernels may round differently). A seed that diverges is marked
     ``diverged`` in its ``status.json`` and the others go on. ``cfg.seed`` is ignored.
+
+    ``init_from``: one checkpoint file per seed (another run's ``checkpoint.pt``) that a new run starts
+    from (:func:`svag.runner.state.start_from`: model, optimizer state, every stream; its own clock from 0).
+    A run that already has its own checkpoint resumes from that one with ``resume``, as any run.
     """
     cfg = RunConfig.of(cfg).validate()  # a dict of its fields is accepted (RunConfig.from_dict)
     folders = [RunFolder(o) for o in out_dirs]
     if len(folders) != len(seeds) or not seeds:
         raise ValueError(f"need one out_dir per seed, got {len(seeds)} seeds and {len(folders)} folders")
     cfgs = [replace(cfg, seed=int(s)) for s in seeds]
+    starts = [Path(p) for p in init_from] if init_from else []
+    if starts and len(starts) != len(seeds):
+        raise ValueError(f"need one init_from checkpoint per seed, got {len(starts)} for {len(seeds)} seeds")
+    for p in starts:
+        if not p.is_file():
+            raise FileNotFoundError(f"init_from: no checkpoint at {p}")
     dist, device = setup(resolve_device(cfg.device), cfg.batch_size)
     budget = check_budget(cfg, len(seeds), device)  # batches, steps and memory, before any folder is made
     if dist.world > 1 and cfg.loader_workers:
@@ -106,7 +118,7 @@ def run_replicas(
     if cost and dist.main:
         notice(cost)
     with _sole_writer(folders, dist):  # rank 0 is the folders' one writer until the run ends
-        return _train(cfg, seeds, cfgs, folders, dist, device, resume, progress, sinks)
+        return _train(cfg, seeds, cfgs, folders, dist, device, resume, progress, sinks, starts)
 
 
 @contextlib.contextmanager
@@ -131,7 +143,7 @@ def _sole_writer(folders: list[RunFolder], dist: Dist):
         yield
 
 
-def _train(cfg, seeds, cfgs, folders, dist, device, resume, progress, sinks) -> list[RunResult]:
+def _train(cfg, seeds, cfgs, folders, dist, device, resume, progress, sinks, starts=()) -> list[RunResult]:
     """:func:`run_replicas` once its checks passed and rank 0 holds the folders."""
     # every process checks (a bad folder fails on all of them alike); rank 0 alone creates it
     resumable = [prepare_folder(c, f, resume, create=dist.main) for c, f in zip(cfgs, folders)]
@@ -150,6 +162,8 @@ def _train(cfg, seeds, cfgs, folders, dist, device, resume, progress, sinks) -> 
     elif dist.main:
         for c, r in zip(cfgs, run.replicas):
             r.folder.create(c.to_dict(), run.derived(), _environment(run.device, r.seed, len(seeds), dist.world))
+    if starts and not all(resumable):  # a new run from other runs' checkpoints (svag cbs's branches), every rank
+        run.start_from([load_checkpoint(p, map_location=run.device) for p in starts])
     if dist.main:  # sinks first: one that cannot open (an unwritable TensorBoard folder) leaves the status as it was
         run.recorder.open_sinks(sinks, run.replicas)  # e.g. TensorBoard, wired in by the front
         for r in run.live():
@@ -178,6 +192,7 @@ def run(
     resume: bool = False,
     progress: bool = True,
     sinks: Sequence[SinkFactory] = (),
+    init_from: str | os.PathLike | None = None,
 ) -> RunResult:
     """Train one run into ``out_dir`` (see :mod:`svag.runfolder` and :mod:`svag.runner.recorder` for what it writes).
 
@@ -192,6 +207,7 @@ def run(
         sinks: factories of record sinks (:class:`svag.runner.recorder.SinkFactory`): each run hands every
             record it writes to one sink of each, e.g. :class:`svag.integrations.tensorboard.TensorBoardSinks`,
             which the front (``svag train``, :func:`svag.api.train`) wires in for ``cfg.tensorboard``.
+        init_from: start a new run from another run's ``checkpoint.pt`` (see :func:`run_replicas`).
 
     Raises:
         RunDiverged: the loss became NaN/inf (``status.json`` says so; files are kept).
@@ -201,4 +217,12 @@ def run(
             ``PermissionError`` and a ``ValueError``. NotADirectoryError: a file is in the way.
     """
     cfg = RunConfig.of(cfg)  # a dict of its fields is accepted (RunConfig.from_dict)
-    return run_replicas(cfg, [cfg.seed], [out_dir], resume=resume, progress=progress, sinks=sinks)[0]
+    return run_replicas(
+        cfg,
+        [cfg.seed],
+        [out_dir],
+        resume=resume,
+        progress=progress,
+        sinks=sinks,
+        init_from=None if init_from is None else [init_from],
+    )[0]

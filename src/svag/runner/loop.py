@@ -53,6 +53,7 @@ from svag.data import load_dataset
 from svag.data.loader import TensorPairs, TrainLoader
 from svag.data.streamed import Chunks, fetch
 from svag.gaussian import gaussian_step
+from svag.noise import MicroBatchSums
 from svag.plugins import KINDS, fingerprints, is_spec
 from svag.runfolder import RunFolder
 from svag.runner import state as runstate
@@ -140,6 +141,17 @@ class Group:
         self.noise_from = tl.noise_from * (1 - TIME_RTOL) if on else math.inf
         self.noise_to = tl.noise_to * (1 - TIME_RTOL) if on else -math.inf
         self.noise_period = round(1 / cfg.noise_fraction) if cfg.noise_fraction > 0 else 0
+        # --noise-source microbatch: each step's M micro-batch gradients (W·M over W processes) instead of pairs
+        micro_on = cfg.noise_source == "microbatch"
+        self.micro_sums = MicroBatchSums(stacked=self.engine.K > 1) if micro_on else None
+        self.micro_mean_sq: torch.Tensor | None = None
+        if dist.world > 1 and (cfg.batch_size // dist.world) % cfg.micro_batches:
+            raise ValueError(
+                f"micro_batches must divide the per-process batch {cfg.batch_size // dist.world} "
+                f"(batch_size={cfg.batch_size} over {dist.world} processes), got {cfg.micro_batches}"
+            )
+        if self.micro_sums is not None:  # after dist.attach's hook: reads the all-reduced gradient
+            self.opt.register_step_pre_hook(self._micro_mean)
         self.counters = runstate.Counters(
             next_ckpt=tl.next_checkpoint(0.0),
             next_m=tl.noise_from if tl.m_interval > 0 else float("inf"),
@@ -230,6 +242,10 @@ class Group:
     def load(self, states: list[dict[str, Any]]) -> None:
         self.counters = runstate.load(states, self.replicas, self.engine, self.opt)
 
+    def start_from(self, states: list[dict[str, Any]]) -> None:
+        """Start from other runs' checkpoints, on this run's own clock from 0 (:func:`svag.runner.state.start_from`)."""
+        runstate.start_from(states, self.replicas, self.engine, self.opt)
+
     # -- the loop -------------------------------------------------------------------------------
     def step(self) -> list[float]:
         """One optimizer step of every replica (and its G/N pair); returns each replica's batch loss."""
@@ -239,19 +255,26 @@ class Group:
         b1, b2 = self._batches()
         noise = self.noise_from <= self.opt.sde_time < self.noise_to
         extra = None
-        if noise and b2 is None and self.noise_period and c.step % self.noise_period == 0:
+        micro = noise and self.micro_sums is not None
+        if micro:
+            self.micro_mean_sq = None  # set by the step pre-hook (_micro_mean)
+        elif noise and b2 is None and self.noise_period and c.step % self.noise_period == 0:
             extra = self.recorder.extra_grads(self.replicas)
         weights = None  # taken before the update, so independent of the pair it weighs (svag.noise)
         if self.preconditioned and (extra is not None or (noise and b2 is not None)):
             weights = self.opt.preconditioner_weights(engine.params)
         engine.last_losses = None
-        if b2 is None and self.single:  # SGD (l = 1): train_step's one-batch path, without its per-call set-up
-            grads, loss1 = None, self._one_batch_step(b1)
+        if b2 is None and self.single and self.cfg.micro_batches == 1:  # SGD (l = 1): train_step's one-batch
+            grads, loss1 = None, self._one_batch_step(b1)  # path, without its per-call set-up
+        elif self.cfg.micro_batches > 1:
+            grads, loss1 = self._micro_step(b1, b2, return_grads=noise and b2 is not None, measure=micro)
         else:
             out = train_step(self.opt, engine.loss, b1, b2, return_grads=noise and b2 is not None)
             grads, loss1 = out.grads, out.loss1
         c.step += 1
-        if grads is not None:
+        if micro:
+            self._add_micro()
+        elif grads is not None:
             self.recorder.add_pair(self.replicas, *grads, weights)
         elif extra is not None:  # SGD: the step's own gradient stays in p.grad (the update does not touch it)
             self.recorder.add_pair(self.replicas, [p.grad for p in engine.params], extra, weights)
@@ -260,6 +283,54 @@ class Group:
             self.dist.mean_([loss1])
             return [loss1.item()]
         return [loss1.item()] if engine.K == 1 else engine.last_losses.tolist()
+
+    def _micro_step(self, b1, b2, return_grads: bool, measure: bool):
+        """:func:`svag.train_step` with ``cfg.micro_batches`` micro-batches; stacked replicas are split along
+        their batch axis (dim 1), each replica's loss is the mean of its micro-batches' losses. With ``measure``
+        the micro-batch sums go to ``self.micro_sums`` (per replica). Returns ``(grads, loss1)``."""
+        engine, M = self.engine, self.cfg.micro_batches
+        sums = self.micro_sums if measure else False
+        if engine.K == 1:
+            out = train_step(self.opt, engine.loss, b1, b2, micro_batches=M, return_grads=return_grads,
+                             micro_noise=sums)  # fmt: skip
+            return out.grads, out.loss1
+        parts = []  # the replicas' losses of each micro-batch of batch 1
+
+        def loss(batch):  # batch (B, K, ...) as train_step splits it: back to the engine's (K, b, ...)
+            engine.last_losses = None
+            value = engine.loss(tuple(t.transpose(0, 1) for t in batch))
+            parts.append(engine.last_losses)
+            return value
+
+        flip = [None if b is None else tuple(t.transpose(0, 1) for t in b) for b in (b1, b2)]
+        out = train_step(self.opt, loss, *flip, micro_batches=M, return_grads=return_grads, micro_noise=sums)
+        engine.last_losses = torch.stack(parts[:M]).mean(0)
+        return out.grads, out.loss1
+
+    def _micro_mean(self, opt, args, kwargs) -> None:
+        """Step pre-hook (after the processes' gradient all-reduce): each replica's ``‖ḡ‖²`` of the step's
+        gradient and, over ``W`` processes, ``Σ_j ‖g_j‖²`` of all ``W·M`` micro-batches (one all-reduce of
+        ``K`` numbers; no gradient is sent twice)."""
+        if self.micro_mean_sq is not None or self.micro_sums.count == 0:
+            return
+        grads = [g for g in self.engine.stacked_grads([p.grad for p in self.engine.params]) if g is not None]
+        self.micro_mean_sq = sum((g.detach().flatten(1).double() ** 2).sum(1) for g in grads)
+        sums, W = self.micro_sums, self.dist.world
+        total = torch.as_tensor(sums.sum_sq, dtype=torch.float64, device=grads[0].device).reshape(-1).clone()
+        count = sums.count
+        if W > 1:
+            self.dist.mean_([total])  # the mean over processes; times W: the sum
+            total, count = total * W, count * W
+        sums.reset()
+        sums.add_sq(total, count=count)
+
+    def _add_micro(self) -> None:
+        """The step's ``(Ĝ, N̂)`` of every replica from its micro-batches into its accumulator."""
+        if self.micro_mean_sq is None:  # no update ran (e.g. a GradScaler-free step that raised): nothing to add
+            return
+        G, N = self.micro_sums.result_sq(self.micro_mean_sq)
+        self.recorder.add_estimates(self.replicas, G, N)
+        self.micro_mean_sq = None
 
     def _batches(self) -> tuple:
         """Both batches of the next step, stacked over replicas (the second ``None`` for SGD)."""

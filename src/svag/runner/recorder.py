@@ -164,6 +164,11 @@ class Recorder:
         if weights is not None:  # equal on every rank, as the optimizer's state is
             self._add(replicas, "acc_pre", *pair_estimates(g1, g2, self.engine.stacked_grads(weights)))
 
+    def add_estimates(self, replicas, G: torch.Tensor, N: torch.Tensor) -> None:
+        """Add each replica's per-step estimates ``(Ĝ_k, N̂_k)`` made elsewhere (the micro-batches of a step,
+        :func:`svag.noise.from_microbatch_sums`): ``(K,)`` tensors, the same on every process."""
+        self._add(replicas, "acc", G, N)
+
     @staticmethod
     def _add(replicas, acc: str, G: torch.Tensor, N: torch.Tensor) -> None:
         for r, G_k, N_k in zip(replicas, G.tolist(), N.tolist()):
@@ -213,6 +218,8 @@ class Recorder:
                 **self._noise_fields(r.acc, NOISE_KEYS),
                 **self._noise_fields(r.acc_pre, NOISE_PRE_KEYS),
             }
+            if row["G"] is not None:  # which estimator made them (records before this field: pairs)
+                row["noise_source"] = cfg.noise_source
             if m_results is not None:
                 res = m_results[k]
                 row.update(zip(M_KEYS, (res.G, res.N, res.G_se, res.N_se, res.ratio, res.ratio_se)))

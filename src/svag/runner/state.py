@@ -21,7 +21,7 @@ from svag.noise import NoiseAccumulator
 from svag.runfolder import RunFolder
 from svag.seeds import generator, stream_seed
 
-__all__ = ["Counters", "Replica", "load", "save"]
+__all__ = ["Counters", "Replica", "load", "save", "start_from"]
 
 
 class Replica:
@@ -141,3 +141,54 @@ def load(states: list[dict[str, Any]], replicas: list[Replica], engine, opt) -> 
     first = states[0]
     set_rng_state(first["rng"])
     return Counters(**{key: first[key] for key in ("step", "next_eval", "next_ckpt", "next_m", "elapsed")})
+
+
+def _sampler_at(state: dict[str, Any], sampler) -> dict[str, Any]:
+    """A checkpoint's sampler state as ``sampler`` (same ``n``, pairs and mode, maybe another ``B``) takes it:
+    the same generator, permutation and position; when the next step of the new ``B`` does not fit in the
+    pass, the pass ends there and the next permutation is drawn from the same generator, as the sampler
+    does at the end of each pass (``B`` unchanged: the state as saved)."""
+    state = {**state, "batch_size": sampler.batch_size}
+    if state.get("mode") == "disjoint" and int(state["pos"]) + sampler.per_step > sampler.n:
+        gen = torch.Generator()
+        gen.set_state(state["generator"])
+        perm = torch.randperm(sampler.n, generator=gen)
+        state.update(generator=gen.get_state(), perm=perm, pos=0, passes=int(state["passes"]) + 1)
+    return state
+
+
+def start_from(states: list[dict[str, Any]], replicas: list[Replica], engine, opt) -> None:
+    """Start a new run from other runs' checkpoints (one per replica, :func:`save`'s format), e.g. a branch of
+    ``svag cbs`` from a baseline's checkpoint: the model, the optimizer's state (momentum, Adam's moments and
+    step count; its hyperparameters stay this run's), every stream of the seed tree where the checkpoint left
+    it (data order, augmentation, extra G/N batches, m-batches, Gaussian noise) and the global RNG. The new
+    run's own clock starts at ``sde_time = 0``, with fresh counters, G/N accumulators and records: its
+    timeline (schedule, grid, end) is its config's, counted from the checkpoint. With the same config
+    (batch, LR) the trajectory is the one the checkpointed run would have continued, bit for bit; at
+    another batch size the sampler goes on from the same permutation (:func:`_sampler_at`)."""
+    engine.load_replica_states([s["model"] for s in states])
+    groups = opt.state_dict()["param_groups"]  # this run's hyperparameters (lr, betas, ...)
+    merged = []
+    for s in states:
+        o = dict(s["optimizer"])
+        if len(o.get("param_groups", [])) != len(groups):
+            raise ValueError(f"the checkpoint's optimizer has {len(o.get('param_groups', []))} parameter "
+                             f"group(s), this run's has {len(groups)}: start from a checkpoint of the same "
+                             "optimizer")  # fmt: skip
+        o["param_groups"] = [{**g, "params": saved["params"]} for g, saved in zip(groups, o["param_groups"])]
+        o["sde_time"] = 0.0
+        merged.append(o)
+    _opt_merge(opt, merged)
+    for r, s in zip(replicas, states):
+        if s["sampler"].get("pairs") != r.sampler.pairs or s["sampler"].get("mode") != r.sampler.mode:
+            raise ValueError("the checkpoint's sampler draws "
+                             f"{'pairs' if s['sampler'].get('pairs') else 'one batch'} ({s['sampler'].get('mode')}), "
+                             f"this run's {'pairs' if r.sampler.pairs else 'one batch'} ({r.sampler.mode}): start "
+                             "from a checkpoint of the same l and sampling")  # fmt: skip
+        r.sampler.load_state_dict(_sampler_at(s["sampler"], r.sampler))
+        r.aug_gen.set_state(s["aug_gen"])
+        r.noise_gen.set_state(s["noise_gen"])
+        r.m_gen.set_state(s["m_gen"])
+        if "gauss_gen" in s:
+            r.gauss_gen.set_state(s["gauss_gen"])
+    set_rng_state(states[0]["rng"])

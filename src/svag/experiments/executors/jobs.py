@@ -27,6 +27,7 @@ class Job:
     folders: list[Path]
     names: list[str] = field(default_factory=list)
     sinks: tuple = ()  # record sinks the front wired in (svag.runner.recorder.SinkFactory), e.g. TensorBoard
+    init_from: list[Path] = field(default_factory=list)  # a checkpoint per seed a new run starts from (svag cbs)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,15 @@ def run_job(job: Job, resume: bool, threads: int, progress: bool) -> list[str]:
     if threads:
         torch.set_num_threads(threads)
     try:
-        results = run_replicas(job.config, job.seeds, job.folders, resume=resume, progress=progress, sinks=job.sinks)
+        results = run_replicas(
+            job.config,
+            job.seeds,
+            job.folders,
+            resume=resume,
+            progress=progress,
+            sinks=job.sinks,
+            init_from=job.init_from or None,
+        )
         return [r.status for r in results]
     except ValueError as err:  # diverged or bad input: reported per run, the sweep goes on
         return [f"failed: {str(err).splitlines()[0]}"] * len(job.folders)
