@@ -348,3 +348,21 @@ def test_lsr_figure_without_any_positive_ratio():
         assert len(fig.axes[1].get_lines()) >= 2  # train and test error drawn
     finally:
         plt.close(fig)
+
+
+def test_window_prediction_states_a_positive_interval_or_says_why_not():
+    """The integrations' end-of-training line (Lightning, the Hugging Face Trainer): a noisy G whose delta-method
+    interval B* ± 1.96·se reaches below 0 gets Fieller's [low, ∞) and says G is not distinguishable from 0; one
+    pooled estimate gets no interval, in words."""
+    from svag.lsr import prediction_line, window_prediction
+
+    rows = [{"G": g, "N": 1.0, "noise_count": 1, "G_se": None, "N_se": None} for g in (0.3, -0.25, 0.2, -0.15)]
+    rows = [{**r, "GN_cov": None, "gn_ratio": r["G"], "gn_ratio_se": None} for r in rows]
+    p = window_prediction(32, rows, 2.0, window=(3, 4))
+    assert p["B_star"] - 1.96 * p["B_star_se"] < 0  # what the delta method would print
+    assert 0 < p["low"] < p["B_star"] and p["high"] == float("inf")
+    line = prediction_line(p)
+    assert "G is not distinguishable from 0, only a lower bound" in line and "epochs [3, 4)" in line
+    one = window_prediction(32, rows[:1], 2.0)
+    assert "no interval from 1 estimate(s) pooled: at least 2 are needed" in prediction_line(one)
+    assert prediction_line(None).startswith("svag: no G/N estimates")

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
+from svag.noise_window import pool_window
+
 __all__ = [
     "MaxBatchPrediction",
     "envelope_batch",
@@ -29,8 +31,10 @@ __all__ = [
     "predict_from_window",
     "predict_max_batch",
     "predict_max_batch_with_se",
+    "prediction_line",
     "suggest_batch_sizes",
     "verdicts",
+    "window_prediction",
 ]
 
 
@@ -301,3 +305,47 @@ def verdicts(
             }
         )
     return rows
+
+
+def window_prediction(
+    batch_size: int, records: Sequence[Mapping[str, Any]], tau: float = 2.0, *, window=None, estimator: str = "pairs"
+) -> dict[str, Any]:
+    """What a training-loop integration states at the end: the records' pooled ``G``, ``N``, ``G/N``
+    (:func:`svag.noise.pool_window`), ``B* = B·τ·N/G`` with its SE (:func:`predict_from_window`) and its positive
+    95% Fieller interval ``low``, ``high`` (:func:`max_batch_interval`), and where and how they were measured
+    (``window`` in epochs or ``None``, ``estimator``: ``"pairs"`` or ``"microbatch"``)."""
+    pooled = pool_window(records)
+    if pooled.m < 2:  # one estimate: a B* but no spread to put an interval on
+        B_star, B_star_se, low, high = (
+            predict_max_batch(batch_size, pooled.G, pooled.N, tau),
+            math.nan,
+            math.nan,
+            math.nan,
+        )
+    else:
+        pred = predict_from_window(batch_size, pooled, tau)
+        B_star, B_star_se = pred.B_star, pred.B_star_se
+        low, high = max_batch_interval(batch_size, pooled, tau)
+    return {"B_star": B_star, "B_star_se": B_star_se, "low": low, "high": high, "tau": tau,
+            "G": pooled.G, "N": pooled.N, "ratio": pooled.ratio, "ratio_se": pooled.ratio_se, "count": pooled.m,
+            "batch_size": batch_size, "estimator": estimator, "window": window}  # fmt: skip
+
+
+def prediction_line(p: Mapping[str, Any] | None) -> str:
+    """:func:`window_prediction` in one line, in words where the data do not support a number (too few estimates,
+    ``G`` not above its noise floor, an interval open above)."""
+    if p is None:
+        return "svag: no G/N estimates (no measured step in the window); no B* predicted"
+    where = "the whole run" if p["window"] is None else f"epochs [{p['window'][0]:g}, {p['window'][1]:g})"
+    kind = "micro-batch" if p["estimator"] == "microbatch" else "pair"
+    head = f"svag: G/N = {p['ratio']:.4g} ± {p['ratio_se']:.2g} at B = {p['batch_size']} "
+    head += f"({p['count']} {kind} estimates over {where}); "
+    if not math.isfinite(p["B_star"]):
+        return head + "G is not above its noise floor: no B* predicted (measure over a longer window)"
+    pred = f"P1 predicts the linear scaling rule fails beyond B* = B·τ·N/G = {p['B_star']:.4g} (τ = {p['tau']:g})"
+    low, high = p["low"], p["high"]
+    if p["count"] < 2 or math.isnan(low):
+        return head + pred + f"; no interval from {p['count']} estimate(s) pooled: at least 2 are needed"
+    if math.isinf(high):
+        return head + pred + f"; 95% interval [{low:.4g}, ∞): G is not distinguishable from 0, only a lower bound"
+    return head + pred + f"; 95% interval [{low:.4g}, {high:.4g}]"

@@ -82,16 +82,14 @@ from svag.batch_loss import scalar_loss
 from svag.clock import Clock, check_l
 from svag.data.loader import StepBatches
 from svag.data.sampling import PairSampler
-from svag.lsr import predict_from_window
-from svag.noise import MicroBatchSums, NoiseAccumulator, _Preserved, pair_estimates, pool_window
+from svag.lsr import prediction_line, window_prediction
+from svag.noise import MicroBatchSums, NoiseAccumulator, _Preserved, pair_estimates
 from svag.runner.recorder import NOISE_KEYS
 from svag.runner.timeline import TIME_RTOL
 from svag.seeds import check_seed, generator, stream_seed
 from svag.step import amplified_backward
 
 __all__ = ["NoiseCallback", "pair_loader", "svag_training_step"]
-
-Z95 = 1.959963984540054  # the normal 97.5% quantile: the interval B* ± Z95·se(B*)
 
 
 def _training_step_loss(module: LightningModule, batch: Any) -> torch.Tensor:
@@ -297,30 +295,21 @@ class NoiseCallback(Callback):
             if self.verbose and trainer.is_global_zero:
                 print("svag: no G/N estimates (no measured step in the window); no B* predicted", flush=True)
             return
-        pooled = pool_window(self.records)
-        pred = predict_from_window(self.batch_size, pooled, self.tau)
-        half = Z95 * pred.B_star_se
-        self.prediction = {
-            "B_star": pred.B_star, "B_star_se": pred.B_star_se, "low": pred.B_star - half, "high": pred.B_star + half,
-            "tau": self.tau, "G": pooled.G, "N": pooled.N, "ratio": pooled.ratio, "ratio_se": pooled.ratio_se,
-            "count": pooled.m, "batch_size": self.batch_size, "window": self.window,
-        }  # fmt: skip
+        estimator = "microbatch" if self._accumulate > 1 else "pairs"
+        self.prediction = window_prediction(self.batch_size, self.records, self.tau, window=self.window,
+                                            estimator=estimator)  # fmt: skip
+        pred = self.prediction
         for logger in trainer.loggers:
-            logger.log_metrics({"svag/B_star": pred.B_star, "svag/B_star_se": pred.B_star_se}, step=trainer.global_step)
+            logger.log_metrics({f"svag/{k}": pred[k] for k in ("B_star", "B_star_se", "low", "high")
+                                if math.isfinite(pred[k])}, step=trainer.global_step)  # fmt: skip
         if self.verbose and trainer.is_global_zero:
             print(self.summary(), flush=True)
 
     def summary(self) -> str:
-        """The prediction in one line (after ``fit``)."""
-        p = self.prediction
-        if p is None:
-            return "svag: no B* predicted yet"
-        where = "the whole run" if p["window"] is None else f"epochs [{p['window'][0]:g}, {p['window'][1]:g})"
-        return (
-            f"svag: G/N = {p['ratio']:.4g} ± {p['ratio_se']:.2g} at B = {p['batch_size']} ({p['count']} pair estimates "
-            f"over {where}); P1 predicts the linear scaling rule fails beyond B* = B·τ·N/G = {p['B_star']:.4g} "
-            f"(95% interval [{p['low']:.4g}, {p['high']:.4g}], τ = {p['tau']:g})"
-        )
+        """The prediction in one line (after ``fit``; :func:`svag.lsr.prediction_line`): a positive 95% interval
+        (Fieller's, :func:`svag.lsr.max_batch_interval`), said in words when too few estimates were pooled or
+        ``G`` is not distinguishable from 0."""
+        return prediction_line(self.prediction)
 
     # -- Lightning checkpoints: resume the measurement with the run ---------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -56,8 +56,8 @@ import torch
 from accelerate.utils import send_to_device
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from svag.lsr import max_batch_interval, predict_from_window
-from svag.noise import NoiseAccumulator, _Preserved, from_microbatches, from_pair, pool_window
+from svag.lsr import prediction_line, window_prediction
+from svag.noise import NoiseAccumulator, _Preserved, from_microbatches, from_pair
 from svag.runner.recorder import NOISE_KEYS
 from svag.seeds import check_seed, generator
 
@@ -272,14 +272,7 @@ class NoiseCallback(TrainerCallback):
         control.should_log = self.trainer.control.should_log = should_log
 
     def _predict(self) -> dict[str, Any]:
-        pooled = pool_window(self.records)
-        pred = predict_from_window(self.batch_size, pooled, self.tau)
-        low, high = max_batch_interval(self.batch_size, pooled, self.tau)
-        return {
-            "B_star": pred.B_star, "B_star_se": pred.B_star_se, "low": low, "high": high, "tau": self.tau,
-            "G": pooled.G, "N": pooled.N, "ratio": pooled.ratio, "ratio_se": pooled.ratio_se, "count": pooled.m,
-            "batch_size": self.batch_size, "estimator": self.estimator, "window": self.window,
-        }  # fmt: skip
+        return window_prediction(self.batch_size, self.records, self.tau, window=self.window, estimator=self.estimator)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
         for handle in self._handles:
@@ -289,20 +282,5 @@ class NoiseCallback(TrainerCallback):
             print(self.summary(), flush=True)
 
     def summary(self) -> str:
-        """The prediction in one line, in words where the data do not support a number."""
-        p = self.prediction
-        if p is None:
-            return "svag: no G/N estimates (no measured step in the window); no B* predicted"
-        where = "the whole run" if p["window"] is None else f"epochs [{p['window'][0]:g}, {p['window'][1]:g})"
-        kind = "micro-batch" if p["estimator"] == "microbatch" else "pair"
-        head = f"svag: G/N = {p['ratio']:.4g} ± {p['ratio_se']:.2g} at B = {p['batch_size']} "
-        head += f"({p['count']} {kind} estimates over {where}); "
-        if not math.isfinite(p["B_star"]):
-            return head + "G is not above its noise floor: no B* predicted (measure over a longer window)"
-        pred = f"P1 predicts the linear scaling rule fails beyond B* = B·τ·N/G = {p['B_star']:.4g} (τ = {p['tau']:g})"
-        low, high = p["low"], p["high"]
-        if p["count"] < 2 or math.isnan(low):
-            return head + pred + f"; no interval from {p['count']} estimate(s) pooled: at least 2 are needed"
-        if math.isinf(high):
-            return head + pred + f"; 95% interval [{low:.4g}, ∞): G is not distinguishable from 0, only a lower bound"
-        return head + pred + f"; 95% interval [{low:.4g}, {high:.4g}]"
+        """The prediction in one line, in words where the numbers do not hold (:func:`svag.lsr.prediction_line`)."""
+        return prediction_line(self.prediction)
