@@ -197,7 +197,7 @@ def experiments(
         runs = []
         for b in size.batch_sizes:
             kappa = b / size.batch_sizes[0]
-            if kappa >= scaling.rule_limit(base, rule):
+            if not scaling.reaches(base, rule, kappa):
                 continue
             hp = scaling.RULES[rule](base, kappa)
             steps = max(1, round(size.steps / kappa))  # the same samples (and, under the sqrt rule, the same time)

@@ -125,7 +125,7 @@ def test_bad_input_raises_clear_errors(call, match):
 
 
 # -- the transfer rules side by side (svag.scaling.RULES) ------------------------------------------------
-from svag.scaling import RULES, adamw_timescale_rule, beta_halflife_rule, rule_limit, sqrt_lr_rule  # noqa: E402
+from svag.scaling import RULES, adamw_timescale_rule, beta_halflife_rule, reaches, rule_limit, sqrt_lr_rule  # noqa: E402
 
 ADAMW = {"batch_size": 16, "lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1, "optimizer": "adamw"}
 
@@ -181,6 +181,8 @@ def test_rule_limits():
     assert rule_limit(ADAMW, "sqrt") == pytest.approx(10.0)  # κ(1 − β1) < 1
     assert rule_limit({**ADAMW, "betas": (0.0, 0.99)}, "sqrt") == pytest.approx(100.0)  # β1 = 0: β2 binds
     assert all(rule_limit(ADAMW, r) == math.inf for r in RULES if r != "sqrt")
+    assert reaches(ADAMW, "sqrt", 9.99) and not reaches(ADAMW, "sqrt", 10)  # 1/(1 − 0.9) is 10 up to rounding
+    assert reaches(ADAMW, "beta_halflife", 1e6)
     with pytest.raises(ValueError, match="rule must be one of linear, sqrt, sqrt_lr, adamw_timescale, beta_halflife"):
         rule_limit(ADAMW, "cubic")
 

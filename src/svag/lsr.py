@@ -25,6 +25,8 @@ from svag.noise_window import pool_window
 
 __all__ = [
     "MaxBatchPrediction",
+    "check_tau",
+    "check_window",
     "envelope_batch",
     "error_rise_batch",
     "max_batch_interval",
@@ -44,10 +46,22 @@ def _check_batch(b: Any, name: str = "batch_size") -> int:
     return int(b)
 
 
-def _check_tau(tau: Any) -> float:
+def check_tau(tau: Any) -> float:
+    """``τ`` of the condition ``G/N ≤ τ`` (P1 §4): a finite number ``> 0``."""
     if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not math.isfinite(tau) or tau <= 0:
         raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
     return float(tau)
+
+
+def check_window(window: Any) -> tuple[float, float] | None:
+    """A measurement window ``(start, end)`` in epochs, ``0 <= start < end`` (``None``: the whole run), as the
+    training-loop integrations take it."""
+    if window is None:
+        return None
+    ok = len(window) == 2 and all(isinstance(v, numbers.Real) and math.isfinite(v) for v in window)
+    if not (ok and 0 <= window[0] < window[1]):
+        raise ValueError(f"window must be (start, end) epochs with 0 <= start < end, got {window!r}")
+    return float(window[0]), float(window[1])
 
 
 def _check_finite(x: Any, name: str, positive: bool = False) -> float:
@@ -85,7 +99,7 @@ def predict_max_batch(batch_size: int, G: float, N: float, tau: float = 2.0) -> 
     from it (only that it is large): measure over a longer window or with more batches.
     """
     B0 = _check_batch(batch_size)
-    tau = _check_tau(tau)
+    tau = check_tau(tau)
     G = _check_finite(G, "G")
     N = _check_finite(N, "N", positive=True)
     if G < 0:
@@ -178,7 +192,7 @@ def max_batch_interval(batch_size: int, window: Any, tau: float = 2.0, level: fl
     * ``(nan, nan)`` when the SEs are not finite (fewer than 2 estimates pooled) or ``ρ_hi ≤ 0`` (``G``
       significantly negative: no positive ``B*``).
     """
-    B0, tau = _check_batch(batch_size), _check_tau(tau)
+    B0, tau = _check_batch(batch_size), check_tau(tau)
     level = _check_finite(level, "level")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
@@ -212,7 +226,7 @@ def envelope_batch(
     slope-1 regime (on P1's PreResNet-32 BN row this gives ≈1340, the paper's value; falls back
     to all runs if none holds). ``among="all"`` uses every run.
     """
-    tau = _check_tau(tau)
+    tau = check_tau(tau)
     bs = _check_runs(batch_sizes, ("ratios", ratios))
     if among not in ("holding", "all"):
         raise ValueError(f"among must be 'holding' or 'all', got {among!r}")
@@ -285,7 +299,7 @@ def verdicts(
     ``error_rose`` (``≥ rise``, default 20%). P1: the LSR fails where the error rose; the
     condition predicts it where it stops holding.
     """
-    tau = _check_tau(tau)
+    tau = check_tau(tau)
     bs = _check_runs(batch_sizes, ("lrs", lrs), ("ratios", ratios), ("test_errors", test_errors))
     rise = _check_finite(rise, "rise", positive=True)
     errs = [_check_finite(e, "test_errors entries") for e in test_errors]

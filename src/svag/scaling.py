@@ -44,6 +44,7 @@ __all__ = [
     "adamw_timescale_rule",
     "beta_halflife_rule",
     "linear_rule",
+    "reaches",
     "rule_limit",
     "sde_constants",
     "sde_rule",
@@ -312,6 +313,12 @@ def rule_limit(hp: Any, rule: str) -> float:
     betas = [values["beta"]] if key == "beta" else list(values["betas"])
     limits = [1.0 / (1.0 - _check_beta(x, "beta")) for x in betas if x != 0]
     return min(limits, default=math.inf)
+
+
+def reaches(hp: Any, rule: str, kappa: float) -> bool:
+    """Whether ``rule`` can scale ``hp`` by ``κ``: ``κ`` below :func:`rule_limit`, with the same rounding slack as
+    the rule's own check (``10·(1 − 0.9)`` is 1 up to rounding: β1 would be 0, and :func:`sqrt_rule` refuses it)."""
+    return kappa < rule_limit(hp, rule) * (1 - INTEGER_TOL)
 
 
 def sde_constants(hp: Any, rule: str | Callable[[Any, float], Any]) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from svag.noise import pool_window
 from svag.noise_window import PRECONDITIONED
 from svag.records import write_csv, write_json, write_text
 from svag.runfolder import Run, RunFolder
-from svag.scaling import INTEGER_TOL, RULES, rule_limit, sde_rule
+from svag.scaling import RULES, reaches, rule_limit, sde_rule
 from svag.schedules import OnSteps, Warmup, schedule_from_dict
 
 __all__ = [
@@ -70,8 +70,8 @@ class Measure:
 
     def config(self, base: RunConfig, kappa: float) -> RunConfig:
         """The sweep's run at ``κ``: ``rule(base, κ)``, refused in one line past the rule's own limit."""
-        limit = rule_limit(base, self.rule)
-        if kappa >= limit * (1 - INTEGER_TOL):  # at the limit up to rounding: β1 would be 0 (sqrt_rule refuses)
+        if not reaches(base, self.rule, kappa):
+            limit = rule_limit(base, self.rule)
             raise ValueError(
                 f"--verify {round(base.batch_size * kappa)}: κ = {kappa:g} is past the {self.rule_name} rule's own "
                 f"limit κ(1 − β1) < 1 (betas {tuple(base.betas)}): batch sizes below {base.batch_size * limit:.4g} only"

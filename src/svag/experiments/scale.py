@@ -37,7 +37,7 @@ from svag.experiments.compare import check_jobs, ensemble_note, seed_jobs, use_e
 from svag.experiments.executors import run_jobs
 from svag.records import read_json, write_csv, write_json, write_text
 from svag.runfolder import Run, RunFolder
-from svag.scaling import ADAPTIVE, INTEGER_TOL, RULES, rule_limit, sde_constants, sde_rule
+from svag.scaling import ADAPTIVE, RULES, reaches, rule_limit, sde_constants, sde_rule
 
 __all__ = [
     "RULES",
@@ -383,8 +383,7 @@ RULE_METRICS = ("test_loss", "test_acc")  # what a rule must preserve to "hold" 
 def reachable(base: RunConfig, rule: str, batch_sizes: Sequence[int]) -> tuple[list[int], list[int]]:
     """``(reached, skipped)``: the batch sizes ``rule`` can scale ``base`` to (:func:`svag.scaling.rule_limit`) and
     those past its own limit (the square-root rule's ``κ(1 − β1) < 1``)."""
-    limit = rule_limit(base, rule)
-    reached = [b for b in batch_sizes if b / base.batch_size < limit * (1 - INTEGER_TOL)]
+    reached = [b for b in batch_sizes if reaches(base, rule, b / base.batch_size)]
     return reached, [b for b in batch_sizes if b not in reached]
 
 

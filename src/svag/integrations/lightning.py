@@ -82,7 +82,7 @@ from svag.batch_loss import scalar_loss
 from svag.clock import Clock, check_l
 from svag.data.loader import StepBatches
 from svag.data.sampling import PairSampler
-from svag.lsr import prediction_line, window_prediction
+from svag.lsr import check_tau, check_window, prediction_line, window_prediction
 from svag.noise import MicroBatchSums, NoiseAccumulator, _Preserved, pair_estimates
 from svag.runner.recorder import NOISE_KEYS
 from svag.runner.timeline import TIME_RTOL
@@ -147,16 +147,11 @@ class NoiseCallback(Callback):
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
-        if window is not None:
-            ok = len(window) == 2 and all(isinstance(v, numbers.Real) and math.isfinite(v) for v in window)
-            if not (ok and 0 <= window[0] < window[1]):
-                raise ValueError(f"window must be (start, end) epochs with 0 <= start < end, got {window!r}")
-        if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not (math.isfinite(tau) and tau > 0):
-            raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+        window, tau = check_window(window), check_tau(tau)
         if log_every_n_steps is not None and (not isinstance(log_every_n_steps, int) or log_every_n_steps < 1):
             raise ValueError(f"log_every_n_steps must be an integer >= 1 or None, got {log_every_n_steps!r}")
         self.batch_size, self.fraction, self.tau = batch_size, float(fraction), float(tau)
-        self.window = None if window is None else (float(window[0]), float(window[1]))
+        self.window = window
         self.seed = check_seed(seed)
         self.period = round(1 / self.fraction)  # as the runner: every period-th step
         self.dataset, self.loss_fn, self.log_every, self.verbose = dataset, loss_fn, log_every_n_steps, verbose

@@ -56,7 +56,7 @@ import torch
 from accelerate.utils import send_to_device
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from svag.lsr import prediction_line, window_prediction
+from svag.lsr import check_tau, check_window, prediction_line, window_prediction
 from svag.noise import NoiseAccumulator, _Preserved, from_microbatches, from_pair
 from svag.runner.recorder import NOISE_KEYS
 from svag.seeds import check_seed, generator
@@ -106,14 +106,9 @@ class NoiseCallback(TrainerCallback):
             isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1
         ):
             raise ValueError(f"fraction must be in (0, 1] or None, got {fraction!r}")
-        if window is not None:
-            ok = len(window) == 2 and all(isinstance(v, numbers.Real) and math.isfinite(v) for v in window)
-            if not (ok and 0 <= window[0] < window[1]):
-                raise ValueError(f"window must be (start, end) epochs with 0 <= start < end, got {window!r}")
-        if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not (math.isfinite(tau) and tau > 0):
-            raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+        window, tau = check_window(window), check_tau(tau)
         self.trainer, self.fraction, self.tau, self.verbose = trainer, fraction, float(tau), verbose
-        self.window = None if window is None else (float(window[0]), float(window[1]))
+        self.window = window
         self.seed = check_seed(seed)
         self._gen = generator(self.seed, "noise_batches")
         self.records: list[dict[str, Any]] = []
