@@ -44,7 +44,11 @@ TORCH = "torch==2.13.0"  # the version the project is tested with
 APT_PACKAGE = "dataset-fashion-mnist"
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")  # where that package puts the data set
 COMMANDS = ("demo", "test", "svag")
-EXTRAS = {"demo": ("dev",), "svag": ("dev",), "test": ("dev", "lightning", "ray", "tensorboard", "transformers")}
+EXTRAS = {
+    "demo": ("dev",),
+    "svag": ("dev",),
+    "test": ("dev", "docs", "lightning", "ray", "tensorboard", "transformers"),
+}
 
 
 def _say(msg: str) -> None:

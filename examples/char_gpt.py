@@ -151,6 +151,7 @@ def init_norms(text: CharText, size: Size, ls=(1, 2, 4), draws: int = 20) -> lis
         amp, batch = [], []
         for _ in range(draws):
             b1, b2 = text.batch(size.batch_size, gen), text.batch(size.batch_size, gen)
+            opt.zero_grad()  # measured, not stepped: the last draw's gradient is discarded on purpose
             out = svag.amplified_backward(opt, lambda b, model=model: model(*b), b1, b2, return_grads=True)
             amp.append(float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])))
             batch.append(float(torch.nn.utils.get_total_norm([g for g in out.grads[0] if g is not None])))

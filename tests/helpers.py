@@ -154,3 +154,14 @@ def interrupt_at_step(monkeypatch, cfg, out, step: int, **run_kwargs) -> None:
             runner.run(cfg, out, progress=False, **run_kwargs)
     finally:
         monkeypatch.setattr(Group, "step", original)
+
+
+def max_replica_error(ens, singles) -> float:
+    """The largest absolute difference between replica ``k`` of a stacked ensemble and ``singles[k]``, over every
+    entry of their state dicts (the same keys asserted)."""
+    err = 0.0
+    for k, single in enumerate(singles):
+        got, ref = ens.replica_state_dict(k), single.state_dict()
+        assert got.keys() == ref.keys()
+        err = max(err, max(float((got[n].double() - ref[n].double()).abs().max()) for n in ref))
+    return err

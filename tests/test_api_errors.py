@@ -19,10 +19,6 @@ TINY = dict(n_train=256, n_test=128, epochs=1)
 LSR = dict(n_train=256, n_test=128, epochs=3, milestones=(2.0,))
 
 
-def make_model(input_shape, num_classes):
-    return nn.Sequential(nn.Flatten(), nn.Linear(40, num_classes))
-
-
 class Trained(Exception):
     """Raised by the tripwire: the call got as far as building a run."""
 
@@ -153,7 +149,6 @@ BAD = [
     (_compare, dict(ngd="yes"), T, "ngd must be True or False, got 'yes'"),
     (_compare, dict(ngd=True, gradient_noise="gaussian"), V, "but gradient_noise is already gaussian"),
     (_compare, dict(ensemble="bogus"), V, "ensemble must be one of auto, on, off, got 'bogus'"),
-    (_compare, dict(model=make_model, ensemble="on"), V, "--ensemble on stacks the built-in models only"),
     (_compare, dict(jobs=0), V, "jobs must be an integer >= 1, got 0"),
     (_compare, dict(jobs=True), V, "jobs must be an integer >= 1, got True"),
     (_compare, dict(jobs="2"), V, "jobs must be an integer >= 1, got '2'"),
@@ -179,6 +174,7 @@ BAD = [
     ),
     (_scale, dict(rule="sqrt", optimizer="adam", batch_sizes=(100000,)), V, "is out of range for the sqrt rule"),
     (_scale, dict(seeds=0), V, "seeds must be an integer >= 1, got 0"),
+    (_scale, dict(rule="sqrt", rules=("linear", "sqrt")), V, "give rule or rules, not both: got rule='sqrt'"),
     (_scale, dict(ensemble="x"), V, "ensemble must be one of auto, on, off, got 'x'"),
     (_scale, dict(jobs=0), V, "jobs must be an integer >= 1, got 0"),
     (_scale, dict(resume="yes"), T, "resume must be True or False"),

@@ -51,3 +51,14 @@ def test_lsr_from_python(tmp_path, monkeypatch, capsys):
     result = json.loads((out / sf.LSR_JSON).read_text())
     assert f"B* = {result['B_star']:.4g}" in printed and "B =   64: G/N" in printed
     assert RunFolder(out / "B32").config()["model"] == "python:make_model"
+
+
+def test_hf_trainer_noise(tmp_path, monkeypatch, capsys):
+    """The Hugging Face Trainer example at 8 steps: two logged intervals of micro-batch G/N and the prediction."""
+    monkeypatch.chdir(tmp_path)
+    module = runpy.run_path(str(EXAMPLES / "hf_trainer_noise.py"))
+    noise = module["main"](["--steps", "8", "--logging-steps", "4", "--out", str(tmp_path / "hf")])
+    out = capsys.readouterr().out
+    assert noise.estimator == "microbatch" and [r["step"] for r in noise.records] == [4, 8]
+    assert noise.prediction["count"] == 8 and noise.prediction["B_star"] > 0
+    assert out.count("B_simple") == 2 and "svag: G/N =" in out

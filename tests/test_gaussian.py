@@ -222,9 +222,10 @@ def test_mean_loss_groups_with_different_l_and_no_trainable_parameter_are_refuse
     with pytest.raises(ValueError, match=r"one loss per sample, shape \(4,\).*Task.loss is not per-sample"):
         _step(task=TASK.loss)
     model = _mlp()
-    groups = [{"params": model[0].parameters(), "l": 2.0}, {"params": model[2].parameters(), "l": 4.0}]
+    opt = svag.SVAG([{"params": model[0].parameters()}, {"params": model[2].parameters()}], lr=0.1, l=2.0)
+    opt.param_groups[1]["l"] = 4.0  # SVAG refuses groups of different l; one changed in place reaches the step
     with pytest.raises(ValueError, match=r"one variance factor for all param groups, got \[2\.0, 4\.0\]"):
-        _step(model, opt=svag.SVAG(groups, lr=0.1))
+        _step(model, opt=opt)
     for p in model.parameters():
         p.requires_grad_(False)
     with pytest.raises(ValueError, match="none of the optimizer's parameters requires grad"):

@@ -14,11 +14,11 @@ from types import ModuleType
 import pytest
 
 import svag
+from documents import documents
 from helpers import ROOT
 from svag._moved import MOVED
 
-DOCUMENTS = ["README.md", "EXPERIMENTS.md", "BENCHMARKS.md", *sorted(p.relative_to(ROOT).as_posix()
-             for p in (ROOT / "docs").rglob("*.md"))]  # fmt: skip
+DOCUMENTS = [*documents(), "mkdocs.yml"]  # the README, EXPERIMENTS.md, BENCHMARKS.md, the site's pages and its nav
 CORE = ["optim", "adaptive", "step", "amplify", "clock", "noise", "lsr", "scaling", "schedules", "seeds", "task",
         "gaussian", "per_sample", "batch_loss"]  # fmt: skip
 

@@ -267,6 +267,7 @@ _DDP_WORKER = textwrap.dedent(
     if rank == 0:
         grads = [p.grad.flatten().tolist() for p in model.parameters()]
         json.dump({"calls": len(calls), "grads": grads}, open(sys.argv[1], "w"))
+    dist.barrier()  # neither rank tears gloo down while the other still talks to it
     dist.destroy_process_group()
     """
 )

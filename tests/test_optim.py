@@ -110,15 +110,16 @@ def test_param_groups_behave_as_separate_optimizers():
     layers = list(a.children())
     opt_a = svag.SVAG(
         [
-            {"params": layers[0].parameters(), "l": 2.0},
-            {"params": layers[2].parameters(), "lr": 0.05, "l": 8.0},
+            {"params": layers[0].parameters()},
+            {"params": layers[2].parameters(), "lr": 0.05, "weight_decay": 0.0},
         ],
         lr=0.2,
+        l=2.0,
         weight_decay=0.01,
     )
     lb = list(b.children())
     opt_b1 = svag.SVAG(lb[0].parameters(), lr=0.2, l=2.0, weight_decay=0.01)
-    opt_b2 = svag.SVAG(lb[2].parameters(), lr=0.05, l=8.0, weight_decay=0.01)
+    opt_b2 = svag.SVAG(lb[2].parameters(), lr=0.05, l=2.0, weight_decay=0.0)
     for k in range(5):
         for o in (opt_a, opt_b1, opt_b2):
             o.zero_grad()

@@ -228,10 +228,12 @@ def test_resume_refuses_a_changed_or_missing_plugin(tmp_path, capsys):
     assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == before  # nothing lost
 
 
-def test_ensemble_on_is_refused_for_a_plugin_model(tmp_path, capsys):
+def test_ensemble_on_stacks_a_plugin_model(tmp_path):
+    """``--ensemble on`` trains a plug-in model's seeds as one stacked ensemble (svag.runner.ensemble.stack)."""
     argv = ["compare", "--out", str(tmp_path / "c"), "--model", "svag.models.mlp:MLP", "--ensemble", "on"]
-    err = _error(capsys, [*argv, "--ls", "1,2", "--seeds", "2", *SMALL])
-    assert "--ensemble on stacks the built-in models only" in err and not (tmp_path / "c").exists()
+    assert main([*argv, "--ls", "1,2", "--seeds", "2", "--epochs", "1", *SMALL]) == 0
+    env = json.loads((tmp_path / "c" / "l2_seed1" / "env.json").read_text())
+    assert env["trained_with_replicas"] == 2
 
 
 def test_a_factory_that_cannot_run_on_the_meta_device_is_built_for_real(tmp_path):

@@ -54,7 +54,7 @@ def test_changing_the_torch_choice_reinstalls(run_py):
 def test_the_test_command_installs_the_optional_extras(run_py):
     """CI runs the integrations' tests: `test` asks for every extra, the demo only for `dev`."""
     argv = run_py.pip_project_argv("py", ROOT, run_py.EXTRAS["test"])
-    assert argv[-1].endswith("[dev,lightning,ray,tensorboard,transformers]")
+    assert argv[-1].endswith("[dev,docs,lightning,ray,tensorboard,transformers]")
     assert run_py.EXTRAS["demo"] == ("dev",)
     fp = run_py._fingerprint({})
     assert run_py.installed_extras(fp, fp) == {"dev"}  # a stamp of an earlier release
@@ -177,7 +177,9 @@ def test_demo_runs_on_one_thread_unless_told(monkeypatch):
 
 
 def _readme_torchrun_line() -> list[str]:
-    (line,) = [line for line in README.splitlines() if line.startswith("torchrun --standalone ")]  # one node
+    """The one-node line of the clusters guide (it moved there from the README)."""
+    guide = (ROOT / "docs" / "guides" / "clusters.md").read_text()
+    (line,) = [line for line in guide.splitlines() if line.startswith("torchrun --standalone ")]  # one node
     return shlex.split(line)
 
 

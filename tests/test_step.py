@@ -100,21 +100,12 @@ def test_return_grads_gives_independent_batch_gradients():
             torch.testing.assert_close(p.grad, g, rtol=0, atol=1e-13)
 
 
-def test_groups_with_different_l_combine_per_group():
-    """Different amplification per group: each group gets coefficients(l_group)."""
-    torch.manual_seed(0)
+def test_groups_with_different_l_are_refused():
+    """One clock for all groups (issue 27): different amplification per group is refused in one line
+    (tests/test_open_step_misuse.py checks every path)."""
     w1, w2 = nn.Parameter(torch.randn(3)), nn.Parameter(torch.randn(3))
-    opt = svag.SVAG([{"params": [w1], "l": 2.0}, {"params": [w2], "l": 8.0}], lr=0.0)
-    x1, x2 = torch.randn(3), torch.randn(3)
-
-    def loss(x):
-        return (w1 * x).sum() + (w2 * x).pow(2).sum()
-
-    svag.train_step(opt, loss, x1, x2)
-    a1, a2 = svag.coefficients(2.0)
-    torch.testing.assert_close(w1.grad, a1 * x1 + a2 * x2, rtol=0, atol=1e-14)
-    a1, a2 = svag.coefficients(8.0)
-    torch.testing.assert_close(w2.grad, a1 * 2 * w2 * x1**2 + a2 * 2 * w2 * x2**2, rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match=r"param groups must share one l .* got l=2 in group 0 and l=8 in group 1"):
+        svag.SVAG([{"params": [w1], "l": 2.0}, {"params": [w2], "l": 8.0}], lr=0.0)
 
 
 def test_missing_second_batch_raises():

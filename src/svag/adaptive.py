@@ -29,8 +29,10 @@ ratio whose growth along the square-root rule says where that rule must fail (:m
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -97,14 +99,41 @@ def transformed_hyperparameters(
         ``{"lr": η/ℓ, "betas": β' (same shape as ``betas``), "eps": ε·ℓ}``; ``l = 1`` returns
         the inputs unchanged (as floats).
     """
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr < 0:
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
     l = check_l(l)
     if isinstance(betas, numbers.Real):
         new_betas: float | tuple[float, ...] = svag_beta(betas, l)
     else:
         new_betas = tuple(svag_beta(b, l) for b in betas)
-    return {"lr": float(lr) / l, "betas": new_betas, "eps": check_eps(eps) * l}
+    return {"lr": _svag_lr(lr, l), "betas": new_betas, "eps": check_eps(eps) * l}
+
+
+def _svag_lr(lr: float, l: float) -> float:
+    """``η' = η/ℓ`` of :func:`transformed_hyperparameters` (``l`` already checked), refusing an LR that is not finite
+    and ``>= 0`` (a schedule sets it between the checks of the param groups)."""
+    if not 0 <= lr < math.inf:
+        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+    return float(lr) / l
+
+
+@functools.lru_cache(maxsize=256)
+def _adam_constants(
+    beta1: float, beta2: float, eps: float, l: float, weight_decay: float, decoupled: bool
+) -> tuple[float, float, float, float]:
+    """``(β1', β2', ε', λ')`` of :func:`svag_adam` (:func:`transformed_hyperparameters`, and
+    :func:`svag_decoupled_weight_decay` when ``decoupled``), remembered: a group's are the same at every step, so a
+    step only divides its LR (which a schedule changes) by ``ℓ``."""
+    hp = transformed_hyperparameters(0.0, (beta1, beta2), eps, l)
+    wd_ = svag_decoupled_weight_decay(weight_decay, l) if decoupled else weight_decay
+    return (*hp["betas"], hp["eps"], wd_)
+
+
+@functools.lru_cache(maxsize=256)
+def _rmsprop_constants(beta: float, eps: float, l: float) -> tuple[float, float]:
+    """``(β', ε')`` of :func:`svag_rmsprop` (:func:`transformed_hyperparameters`), remembered as for Adam."""
+    hp = transformed_hyperparameters(0.0, beta, eps, l)
+    return hp["betas"], hp["eps"]
 
 
 def svag_decoupled_weight_decay(weight_decay: float, l: float) -> float:
@@ -147,6 +176,7 @@ def svag_adam(
     decoupled_weight_decay: bool = False,
     foreach: bool | None = None,
     fused: bool | None = None,
+    step_tensors: list[torch.Tensor] | None = None,
 ) -> None:
     r"""Functional core of :class:`SVAGAdam` and :class:`SVAGAdamW`: one Adam step with the transformed
     hyperparameters.
@@ -168,16 +198,19 @@ def svag_adam(
 
     ``foreach``/``fused``: the same update on torch's multi-tensor or fused Adam kernels
     (``torch.optim.adam.adam``) with the transformed hyperparameters; ``l = 1`` is
-    ``torch.optim.Adam``/``AdamW`` with the same flag.
+    ``torch.optim.Adam``/``AdamW`` with the same flag. Those kernels count steps in scalar tensors they
+    increment themselves: ``step_tensors`` (holding ``k − 1``; :func:`kernel_step_tensors`) are used when
+    given, else made from ``steps``.
     """
-    hp = transformed_hyperparameters(lr, (beta1, beta2), eps, l)
-    lr_, (b1, b2), eps_ = hp["lr"], hp["betas"], hp["eps"]
-    wd_ = svag_decoupled_weight_decay(weight_decay, l) if decoupled_weight_decay else weight_decay
+    b1, b2, eps_, wd_ = _adam_constants(beta1, beta2, eps, l, weight_decay, decoupled_weight_decay)
+    lr_ = _svag_lr(lr, l)
     if foreach or fused:
         from torch.optim.adam import adam
 
-        adam(params, grads, exp_avgs, exp_avg_sqs, [], _kernel_steps(params, steps, bool(fused)), foreach=foreach,
-             fused=fused, decoupled_weight_decay=decoupled_weight_decay, amsgrad=False, beta1=b1, beta2=b2, lr=lr_,
+        if step_tensors is None:
+            step_tensors = kernel_step_tensors(params, steps, bool(fused))
+        adam(params, grads, exp_avgs, exp_avg_sqs, [], step_tensors, foreach=foreach, fused=fused,
+             decoupled_weight_decay=decoupled_weight_decay, amsgrad=False, beta1=b1, beta2=b2, lr=lr_,
              weight_decay=wd_, eps=eps_, maximize=False)  # fmt: skip
         return
     for param, grad, exp_avg, exp_avg_sq, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
@@ -208,6 +241,7 @@ def svag_rmsprop(
     l: float,
     bias_correction: bool = True,
     foreach: bool | None = None,
+    step_tensors: list[torch.Tensor] | None = None,
 ) -> None:
     r"""Functional core of :class:`SVAGRMSprop` (transformed hyperparameters as in :func:`svag_adam`):
 
@@ -220,10 +254,11 @@ def svag_rmsprop(
     ``foreach`` (``bias_correction=False`` only): the same update on torch's ``foreach`` RMSprop kernel
     (``torch.optim.rmsprop.rmsprop``, no centering, no momentum); ``l = 1`` is
     ``torch.optim.RMSprop(alpha=beta, foreach=True)``. With bias correction the kernels are Adam's with
-    ``β1 = 0``, which keep a first moment: :func:`svag_adam`, as :class:`SVAGRMSprop` does.
+    ``β1 = 0``, which keep a first moment: :func:`svag_adam`, as :class:`SVAGRMSprop` does. ``step_tensors``:
+    as for :func:`svag_adam`.
     """
-    hp = transformed_hyperparameters(lr, beta, eps, l)
-    lr_, b, eps_ = hp["lr"], hp["betas"], hp["eps"]
+    b, eps_ = _rmsprop_constants(beta, eps, l)
+    lr_ = _svag_lr(lr, l)
     if foreach:
         if bias_correction:
             raise ValueError(
@@ -232,8 +267,10 @@ def svag_rmsprop(
             )
         from torch.optim.rmsprop import rmsprop
 
-        rmsprop(params, grads, exp_avg_sqs, [], [], _kernel_steps(params, steps, False), foreach=True, lr=lr_,
-                alpha=b, eps=eps_, weight_decay=weight_decay, momentum=0.0, centered=False)  # fmt: skip
+        if step_tensors is None:
+            step_tensors = kernel_step_tensors(params, steps, False)
+        rmsprop(params, grads, exp_avg_sqs, [], [], step_tensors, foreach=True, lr=lr_, alpha=b, eps=eps_,
+                weight_decay=weight_decay, momentum=0.0, centered=False)  # fmt: skip
         return
     for param, grad, exp_avg_sq, step in zip(params, grads, exp_avg_sqs, steps):
         if weight_decay != 0:
@@ -283,7 +320,7 @@ def preconditioner_weights(
     return denom.add_(eps_).reciprocal_()
 
 
-def _kernel_steps(params: list[torch.Tensor], steps: list[int], fused: bool) -> list[torch.Tensor]:
+def kernel_step_tensors(params: list[torch.Tensor], steps: list[int], fused: bool) -> list[torch.Tensor]:
     """The step tensors torch's kernels take: torch counts steps in scalar tensors and increments them
     itself, so they are made from the SVAG step count ``k − 1`` (the optimizer's state keeps the int)."""
     from torch.optim.optimizer import _get_scalar_dtype
@@ -350,14 +387,42 @@ class _AdaptiveSVAG(SVAGOptimizer):
                                               group["l"], bias_correction=bias_correction))  # fmt: skip
         return out if any(w is not None for w in out) else None
 
+    def _step_tensors(self, group: dict[str, Any], params: list, steps: list[int], fused: bool) -> list[torch.Tensor]:
+        """The kernels' step tensors for this step of ``group`` (:func:`kernel_step_tensors`), reused from its last
+        kernel step while they hold ``k − 1`` of the same parameters (the int count of the state is the owner; these
+        are a cache of it, rebuilt after a load, a change of flags or of the parameters with gradients), so a step
+        makes no tensor: what torch's own optimizers save by keeping the tensors in their state."""
+        last = self._counters.get(id(group))
+        if (
+            last is not None
+            and last[3] == fused
+            and last[2] == steps
+            and len(last[0]) == len(params)
+            and all(map(operator.is_, last[0], params))
+        ):
+            return last[1]
+        return kernel_step_tensors(params, steps, fused)
+
+    def _stepped_kernel(self, group: dict[str, Any], params: list, steps: list[int], tensors: list, fused: bool):
+        """Remember the step tensors a kernel step of ``group`` incremented to ``steps`` (used by the next step)."""
+        self._counters[id(group)] = (params, tensors, [k + 1 for k in steps], fused)
+
+    @property
+    def _counters(self) -> dict[int, tuple]:
+        counters = self.__dict__.get("_kernel_counters")  # not pickled, copied or saved: rebuilt from the ints
+        if counters is None:
+            counters = self.__dict__["_kernel_counters"] = {}
+        return counters
+
     def _states(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> tuple[list[dict[str, Any]], list[int]]:
-        states, steps = [], []
+        states, steps, every = [], [], self.state
         for p in params:
-            state = self.state[p]
-            _init_state(state, p, self._state_keys)
-            state["step"] = int(state["step"]) + 1  # the SVAG step count k of the bias corrections
+            state = every[p]
+            if not state:
+                _init_state(state, p, self._state_keys)
+            k = state["step"] = int(state["step"]) + 1  # the SVAG step count k of the bias corrections
             states.append(state)
-            steps.append(state["step"])
+            steps.append(k)
         return states, steps
 
 
@@ -383,7 +448,7 @@ class SVAGAdam(_AdaptiveSVAG):
             with the same λ, and then goes through the moments and the LR ``lr/l`` like the gradient.
             In the SDE λ only changes the loss, so no SDE constant involves it (P2 §5: coupled L2
             decay is also unchanged by the square-root rule).
-        l: P2's ℓ, a real ``>= 1`` (papers: 1, 2, 4, 8); may differ per param group. ``l = 1`` is
+        l: P2's ℓ, a real ``>= 1`` (papers: 1, 2, 4, 8), one for all param groups. ``l = 1`` is
             Adam, bit for bit equal to ``torch.optim.Adam(params, lr, betas, eps, weight_decay)``
             (its single-tensor path, the default on CPU).
         foreach, fused: torch's multi-tensor or fused Adam kernel with the transformed hyperparameters
@@ -443,7 +508,14 @@ class SVAGAdam(_AdaptiveSVAG):
         exp_avgs, exp_avg_sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
         hyper = {"lr": group["lr"], "beta1": beta1, "beta2": beta2, "eps": group["eps"], "l": group["l"]}
         hyper.update(weight_decay=group["weight_decay"], decoupled_weight_decay=self._decoupled)
-        svag_adam(params, grads, exp_avgs, exp_avg_sqs, steps, foreach=group["foreach"], fused=group["fused"], **hyper)
+        foreach, fused = group["foreach"], group["fused"]
+        if not (foreach or fused):
+            svag_adam(params, grads, exp_avgs, exp_avg_sqs, steps, **hyper)
+            return
+        tensors = self._step_tensors(group, params, steps, bool(fused))
+        svag_adam(params, grads, exp_avgs, exp_avg_sqs, steps, foreach=foreach, fused=fused, step_tensors=tensors,
+                  **hyper)  # fmt: skip
+        self._stepped_kernel(group, params, steps, tensors, bool(fused))
 
 
 class SVAGAdamW(SVAGAdam):
@@ -574,10 +646,19 @@ class SVAGRMSprop(_AdaptiveSVAG):
                 if "exp_avg" not in state:
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             exp_avgs = [s["exp_avg"] for s in states]
-            flags = {"foreach": group["foreach"], "fused": group["fused"]}
-            svag_adam(params, grads, exp_avgs, exp_avg_sqs, steps, beta1=0.0, beta2=beta, **flags, **hyper)
+            fused = bool(group["fused"])
+            tensors = self._step_tensors(group, params, steps, fused)
+            svag_adam(params, grads, exp_avgs, exp_avg_sqs, steps, beta1=0.0, beta2=beta, foreach=group["foreach"],
+                      fused=group["fused"], step_tensors=tensors, **hyper)  # fmt: skip
+            self._stepped_kernel(group, params, steps, tensors, fused)
             return
         for state in states:  # the Adam kernels' scratch first moment, when this group was on them before
             state.pop("exp_avg", None)
-        svag_rmsprop(params, grads, exp_avg_sqs, steps, beta=beta, bias_correction=group["bias_correction"],
-                     foreach=group["foreach"], **hyper)  # fmt: skip
+        correction = group["bias_correction"]
+        if not group["foreach"]:
+            svag_rmsprop(params, grads, exp_avg_sqs, steps, beta=beta, bias_correction=correction, **hyper)
+            return
+        tensors = self._step_tensors(group, params, steps, False)
+        svag_rmsprop(params, grads, exp_avg_sqs, steps, beta=beta, bias_correction=correction, foreach=True,
+                     step_tensors=tensors, **hyper)  # fmt: skip
+        self._stepped_kernel(group, params, steps, tensors, False)

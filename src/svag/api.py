@@ -7,7 +7,15 @@ callable receives and returns), every other setting as a :class:`svag.config.Run
 (keywords, or ``config=``), and writes exactly what the command of the same name writes (run
 folders, summaries, verdicts, figures), through the same sweeps (:mod:`svag.experiments`). It
 returns a result whose tables are lists of dicts (``result.table(name)``) and load into pandas with
-``result.to_pandas(name)`` (pandas is not a dependency of svag: it is imported only then).
+``result.to_pandas(name)`` (pandas is not a dependency of svag: it is imported only then); its ``repr``
+is the headline (the folder, the runs' statuses, the answer), each table shown by its size. A
+comparison prints its verdict as ``svag compare`` does with ``result.print_verdicts()``
+(:meth:`CompareResult.print_verdicts`; the lines alone: :meth:`CompareResult.verdict_lines`).
+
+**Data** given as values: a pair ``(train, test)`` (or ``(train, test, num_classes)``) whose splits are each
+a pair of tensors or of NumPy arrays ``(inputs, labels)`` (arrays are taken as ``torch.from_numpy`` gives
+them, then inputs become float32 and labels must be integer class indices, as for tensors), or map-style
+Datasets (:mod:`svag.data.plugin`).
 
 Objects importable by name (a function or class defined in a module, not in ``__main__``) are
 recorded as ``module:qualname``: their runs resume from anywhere (and ``jobs > 1`` works). Anything
@@ -87,10 +95,40 @@ def _pandas():
     return pandas
 
 
+class _Rows(list):
+    """A table's place in a result's repr: its size, not its rows."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} row{'' if len(self) == 1 else 's'}>"
+
+
+class _Statuses(dict):
+    """The runs' statuses in a result's repr: how many runs ended how (``<8 runs: 7 completed, 1 diverged>``)."""
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for status in self.values():
+            counts[status] = counts.get(status, 0) + 1
+        return f"<{len(self)} runs: {', '.join(f'{n} {s}' for s, n in counts.items())}>"
+
+
 class _Tables:
-    """``table(name)``: a list of dicts; ``to_pandas(name)``: the same as a ``pandas.DataFrame``."""
+    """``table(name)``: a list of dicts; ``to_pandas(name)``: the same as a ``pandas.DataFrame``; ``repr``: the
+    headline (:attr:`HEADLINE`: the folder, the statuses, the answer), each table shown by its size."""
 
     TABLES: tuple[str, ...] = ("records",)
+    HEADLINE: tuple[str, ...] = ()  # the fields repr shows as they are (tables and statuses are summarized)
+
+    def __repr__(self) -> str:
+        parts = []
+        for name in self.HEADLINE:
+            value = getattr(self, name)
+            if name == "statuses":
+                value = _Statuses(value)
+            elif name in self.TABLES or name == "rows":
+                value = _Rows(value)
+            parts.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     def table(self, name: str | None = None) -> list[dict]:
         name = name or self.TABLES[0]
@@ -103,23 +141,29 @@ class _Tables:
         return _pandas().DataFrame(self.table(name))
 
 
-@dataclass
+@dataclass(repr=False)
 class TrainResult(_Tables):
     """One run: its folder, its status and its records (``metrics.jsonl``)."""
 
+    HEADLINE = ("out_dir", "status", "records")
     out_dir: Path
     status: str
     records: list[dict]
 
 
-@dataclass
+@dataclass(repr=False)
 class CompareResult(_Tables):
     """An l-comparison: ``statuses`` per run folder; ``records`` of every run (with its ``run``
     name); ``summary`` (summary.csv's rows); ``verdicts`` (verdicts.csv's rows: gap SGD − SDE per
     metric and point, its interval, follows/departs/inconclusive) and the full ``report``, or
-    ``note`` saying why there is no verdict."""
+    ``note`` saying why there is no verdict.
+
+    ``print_verdicts()`` prints the verdict as ``svag compare`` does (``verdict_lines()``: the lines alone);
+    ``repr`` shows the folder, the statuses, the outcome of each metric at the end (:attr:`outcomes`) and the
+    tables' sizes."""
 
     TABLES = ("records", "summary", "verdicts")
+    HEADLINE = ("out_dir", "statuses", "outcomes", "note", "records", "summary", "verdicts")
     out_dir: Path
     statuses: dict[str, str]
     records: list[dict]
@@ -127,9 +171,40 @@ class CompareResult(_Tables):
     verdicts: list[dict] = field(default_factory=list)
     report: dict | None = None
     note: str | None = None
+    sequential: dict | None = None  # until_decided: sequential.json (the design, each look, each metric's decision)
+
+    @property
+    def outcomes(self) -> dict[str, str]:
+        """``{metric: follows | departs | inconclusive}`` at the end of the runs, for each metric with a margin."""
+        return {v["metric"]: v["outcome"] for v in self.verdicts if v.get("where") == "end" and v.get("outcome")}
+
+    def verdict_lines(self, where: str = "end") -> list[str]:
+        """One line per metric with a verdict at ``where`` (``"end"`` or ``"mid"``), as ``svag compare`` prints
+        them (:func:`svag.analysis.report_text.verdict_lines`), e.g. ``test_loss: follows its SDE — gap +0.004
+        [−0.010, 0.018] (δ = 0.021, 3 seeds)``; none when there is no verdict (:attr:`note` says why)."""
+        from svag.analysis.report_text import verdict_lines
+
+        if self.report is None:
+            return []
+        arguments.choice(where, "where", tuple(self.report["points"]))
+        return verdict_lines(self.report, where)
+
+    def print_verdicts(self, where: str = "end", file=None) -> None:
+        """Print the verdict at ``where`` (``"end"`` or ``"mid"``) to ``file`` (default: standard output) as
+        ``svag compare`` does: the question and how the SDE was extrapolated, then :meth:`verdict_lines`; or
+        ``no verdict:`` and the :attr:`note`."""
+        from svag.analysis.report_text import verdict_header
+
+        if self.report is None:
+            print("no verdict" + (f": {self.note}" if self.note else ""), file=file)
+            return
+        lines = self.verdict_lines(where)
+        print(verdict_header(self.report, where), file=file)
+        for line in lines:
+            print(f"  {line}", file=file)
 
 
-@dataclass
+@dataclass(repr=False)
 class LSRResult(_Tables):
     """The LSR test: ``B_star`` ± ``B_star_se`` (P1's B* = B0·τ·N/G over the baseline's window; for Adam,
     AdamW and RMSprop from the preconditioned G/N, with the square-root rule's own limit in
@@ -137,6 +212,7 @@ class LSRResult(_Tables):
     ``verdicts`` per batch size of the sweep, ``runs``, ``records``; ``result`` is lsr.json."""
 
     TABLES = ("verdicts", "runs", "records")
+    HEADLINE = ("out_dir", "B_star", "B_star_se", "B_simple", "verdicts", "runs", "records")
     out_dir: Path
     B_star: float
     B_star_se: float
@@ -147,12 +223,13 @@ class LSRResult(_Tables):
     records: list[dict]
 
 
-@dataclass
+@dataclass(repr=False)
 class ScaleResult(_Tables):
     """A batch-size sweep under a scaling rule: ``rows`` per batch size (scale_summary.csv),
     ``statuses``, ``records`` of every run."""
 
     TABLES = ("rows", "records")
+    HEADLINE = ("out_dir", "rule", "statuses", "rows", "records")
     out_dir: Path
     rule: str
     statuses: dict[str, str]
@@ -160,13 +237,14 @@ class ScaleResult(_Tables):
     records: list[dict]
 
 
-@dataclass
+@dataclass(repr=False)
 class RulesResult(_Tables):
     """Transfer rules side by side (``scale(..., rules=[...])``): ``answer`` (one line: where each rule held and
     departed), ``verdicts`` per rule and batch size (rules.csv), ``result`` (rules.json), ``statuses``,
     ``records`` of every run (``run`` is ``{rule}/B{B}_seed{s}``)."""
 
     TABLES = ("verdicts", "records")
+    HEADLINE = ("out_dir", "answer", "statuses", "verdicts", "records")
     out_dir: Path
     answer: str
     verdicts: list[dict]
@@ -342,6 +420,10 @@ def compare(
     progress: bool = False,
     plots: bool = True,
     threads: int | None = None,
+    until_decided: bool = False,
+    decide: list[str] | str | None = None,
+    max_seeds: int | None = None,
+    max_cpu_minutes: float | None = None,
     **fields: Any,
 ) -> CompareResult:
     """SGD and SVAG at every ``l`` of ``ls`` with seeds ``0..seeds-1`` (as ``svag compare``), the
@@ -349,12 +431,21 @@ def compare(
     ``wls``/``two_point``, ``fit_ls``, ``paired`` as :func:`svag.analysis.report.compute_verdicts`; needs
     ≥ 2 seeds and l = 1 among ≥ 2 l). ``ngd``: also P1's NGD per seed. ``threads``: as :func:`train`
     (``svag compare``'s default, PyTorch's own). Every argument is checked before the first run starts;
-    ``l`` and ``seed`` are the sweep's own (``ls``, ``seeds``)."""
+    ``l`` and ``seed`` are the sweep's own (``ls``, ``seeds``).
+
+    ``until_decided`` (as ``svag compare --until-decided``): ``seeds`` is the first look; seeds are added in
+    rounds (doubling, all ``l`` together, the same seed tree) until every metric of ``decide`` (default: those
+    with a margin) is decided or ``max_seeds`` (default 24) or ``max_cpu_minutes`` is reached, with Pocock-type
+    repeated confidence intervals (Jennison & Turnbull 1989; :mod:`svag.analysis.sequential`) valid under this
+    stopping. Needs ≥ 3 values of ``l`` with 1 among them and ``seeds >= 3``; ``fit``, ``fit_ls`` and ``paired``
+    are the design's own. The result's ``sequential`` holds ``sequential.json`` (the design, each look, each
+    metric's outcome and the seeds it was decided at); ``verdicts`` stays empty (a fixed-n verdict read after
+    optional stopping is not valid)."""
     from svag.analysis.report import missing_requirement, run_verdicts
     from svag.analysis.report_text import CSV_COLUMNS, csv_rows
     from svag.analysis.richardson import FITS
     from svag.analysis.summary import summary_rows
-    from svag.experiments.compare import run_compare, write_summary
+    from svag.experiments.compare import run_compare, write_figure, write_summary
 
     arguments.folder(out, "out")
     ls = arguments.ladder(ls, "ls")
@@ -366,9 +457,26 @@ def compare(
     _switches(ngd=ngd, resume=resume, progress=progress, plots=plots)
     jobs = arguments.count(jobs, "jobs", 1)
     n = _threads(threads, TORCH_THREADS)
+    arguments.switch(until_decided, "until_decided")
+    if until_decided:
+        from svag.experiments.sequential import MAX_SEEDS
+
+        decide = arguments.decide(decide, "decide", margins)
+        budget = (seeds, MAX_SEEDS if max_seeds is None else max_seeds, max_cpu_minutes, ls)
+        seeds, max_seeds, max_cpu_minutes = arguments.sequential_budget(
+            *budget, ("seeds", "max_seeds", "max_cpu_minutes", "ls")
+        )
+        if fit != "wls" or fit_ls is not None or paired is False:
+            raise ValueError("until_decided fits the ladder itself (paired seeds, c/l + d/l² from 4 l); "
+                             "leave fit, fit_ls and paired at their defaults")  # fmt: skip
+    elif decide is not None or max_seeds is not None or max_cpu_minutes is not None:
+        raise ValueError("decide, max_seeds and max_cpu_minutes belong to until_decided=True")
     cfg = _sweep_base(model, data, loss, config, fields, jobs, "compare")
     if ngd and cfg.gradient_noise == "gaussian":
         raise ValueError("ngd=True adds Gaussian-noise runs to SGD runs, but gradient_noise is already gaussian")
+    if until_decided:
+        return _compare_until_decided(cfg, ls, out, seeds, max_seeds, max_cpu_minutes, decide, margins, ngd,
+                                      ensemble, jobs, resume, progress, plots, n)  # fmt: skip
     with _on_threads(n):
         statuses = run_compare(cfg, ls, list(range(seeds)), out, resume=resume, progress=progress, jobs=jobs,
                                ensemble=ensemble, ngd=ngd, log=lambda m: None, sinks=record_sinks(cfg))  # fmt: skip
@@ -386,11 +494,34 @@ def compare(
             result.verdicts = [{c: r.get(c) for c in CSV_COLUMNS} for r in csv_rows(result.report)]  # same keys
         except ValueError as err:  # too few seeds left after a failed run, and the like
             result.note = str(err).splitlines()[0]
+    if plots:
+        write_figure(out, names=names)
     if plots and result.report is not None:
         from svag.analysis.plotting import plot_verdicts
 
         plot_verdicts(result.report, Path(out) / sweepfolder.VERDICTS_PNG)
     return result
+
+
+def _compare_until_decided(cfg, ls, out, first, max_seeds, budget, decide, margins, ngd, ensemble, jobs, resume,
+                           progress, plots, n) -> CompareResult:  # fmt: skip
+    """:func:`compare`'s ``until_decided`` mode (:func:`svag.experiments.sequential.run_until_decided`)."""
+    from svag.analysis.summary import summary_rows
+    from svag.experiments.compare import sweep_runs, write_figure, write_summary
+    from svag.experiments.sequential import run_until_decided
+
+    if cfg.gradient_noise == "gaussian":
+        raise ValueError("until_decided decides SGD's verdict; these runs use gradient_noise='gaussian'")
+    with _on_threads(n):
+        report = run_until_decided(cfg, ls, out, first=first, max_seeds=max_seeds, max_cpu_minutes=budget,
+                                   decide=decide, margins=margins, ngd=ngd, resume=resume, progress=progress, jobs=jobs,
+                                   ensemble=ensemble, log=lambda m: None, sinks=record_sinks(cfg))  # fmt: skip
+    names = list(report["statuses"])
+    write_summary(out, names=names)
+    if plots:
+        write_figure(out, names=names)
+    rows = summary_rows(sweep_runs(out, names))
+    return CompareResult(Path(out), report["statuses"], _records(Path(out), names), rows, sequential=report)
 
 
 def lsr_test(
@@ -416,14 +547,23 @@ def lsr_test(
     measures G/N over its equilibrium window (the last ``window`` of the first constant-LR phase)
     and predicts ``B* = B0·τ·N/G``; ``verify`` runs the linear-scaling sweep at those batch sizes,
     ``seeds`` seeds per batch size (default: ``svag lsr``'s; one when there is no sweep), stacked as
-    one ensemble per batch size where ``ensemble`` allows it (``auto``/``on``/``off``).
+    one ensemble per batch size where ``ensemble`` allows it (``auto``/``on``/``off``). A plug-in model gets
+    ``svag lsr``'s ``norm`` and ``scale_invariant`` only if its factory names them (else they are not recorded);
+    its other defaults, tuned for the built-in scale-invariant CNN, apply as they are
+    (:func:`svag.experiments.lsr_sweep.plugin_model_defaults`).
 
     ``threads``: PyTorch's intra-op threads while it trains, by default ``svag lsr``'s: one
     (:data:`~svag.experiments.defaults.LSR_THREADS`), or PyTorch's when ``OMP_NUM_THREADS`` is set, so
     that it gives ``svag lsr``'s numbers bit for bit; your thread count is put back after."""
     from dataclasses import replace
 
-    from svag.experiments.lsr_sweep import equilibrium_window_epochs, lsr_table, run_sweep, write_lsr_outputs
+    from svag.experiments.lsr_sweep import (
+        equilibrium_window_epochs,
+        lsr_table,
+        plugin_model_defaults,
+        run_sweep,
+        write_lsr_outputs,
+    )
 
     arguments.folder(out, "out")
     verify = arguments.batch_sizes(verify, "verify", allow_empty=True)
@@ -437,7 +577,7 @@ def lsr_test(
         config = {**RunConfig().to_dict(), **LSR_CONFIG}
         if fields.get("schedule", "multistep") != "multistep" and "milestones" not in fields:
             config["milestones"] = ()  # the default's decay belongs to its multistep (as `svag lsr --schedule`)
-    cfg = _config(model, data, loss, config, fields)
+    cfg, _ = plugin_model_defaults(_config(model, data, loss, config, fields))  # as `svag lsr`: what reaches it
     _check_jobs(cfg, jobs)
     span = equilibrium_window_epochs(cfg, window)
     if not cfg.noise_window:
@@ -497,6 +637,8 @@ def scale(
     arguments.folder(out, "out")
     batch_sizes = arguments.batch_sizes(batch_sizes, "batch_sizes")
     rule = arguments.choice(rule, "rule", ("auto", *RULES))
+    if rules is not None and rule != "auto":
+        raise ValueError(f"give rule or rules, not both: got rule={rule!r} and rules={rules!r} (rules compares them)")
     seeds = arguments.count(seeds, "seeds", 1)
     _switches(resume=resume, progress=progress, plots=plots)
     jobs = arguments.count(jobs, "jobs", 1)
@@ -540,11 +682,13 @@ def _rules(cfg, rules, batch_sizes, seeds: int, out: Path, threads: int, plots: 
     return RulesResult(out, result["answer"], verdicts, result, statuses, _records(out, list(statuses)))
 
 
-@dataclass
-class CBSResult:
+@dataclass(repr=False)
+class CBSResult(_Tables):
     """What :func:`cbs` produced: the folder, each run's status and one row per checkpoint (epoch, samples, CBS,
     ``B_simple``, ``B*``, the branches' mean final loss per κ; :func:`svag.experiments.cbs.cbs_table`)."""
 
+    TABLES = ("rows",)
+    HEADLINE = ("out", "rule", "statuses", "rows")
     out: Path
     rule: str
     statuses: dict[str, str]
@@ -579,6 +723,7 @@ def cbs(
     the largest ``κB`` whose final test loss stays within the relative ``epsilon`` of ``κ = 1``
     (:mod:`svag.experiments.cbs`). Every argument is checked before any run starts."""
     from svag.experiments.cbs import cbs_table, run_cbs, write_cbs
+    from svag.experiments.lsr_sweep import plugin_model_defaults
     from svag.scaling import RULES, sde_rule
 
     arguments.folder(out, "out")
@@ -591,9 +736,9 @@ def cbs(
     _switches(resume=resume, progress=progress, plots=plots)
     jobs = arguments.count(jobs, "jobs", 1)
     n = _threads(threads, LSR_THREADS)
-    if config is None and model is None and data is None:
+    if config is None:  # as `svag cbs`: its defaults, and a plug-in model records only the options it takes
         config = {**RunConfig().to_dict(), **CBS_CONFIG}
-    cfg = _sweep_base(model, data, loss, config, fields, jobs, "cbs")
+    cfg, _ = plugin_model_defaults(_sweep_base(model, data, loss, config, fields, jobs, "cbs"))
     rule = sde_rule(cfg.optimizer) if rule == "auto" else rule
     with _on_threads(n):
         statuses = run_cbs(cfg, out, rule=rule, kappas=kappas, points=points, branch_epochs=branch_epochs,

@@ -60,12 +60,14 @@ def _scalar(value: Any, text: str, n: int) -> float:
     return float(value.detach().reshape(()))
 
 
-def check_fit(model: torch.nn.Module, task, input_shape: tuple[int, ...], num_classes: int, names: dict) -> None:
+def check_fit(model: torch.nn.Module, task, input_shape: tuple[int, ...], num_classes: int, names: dict,
+              label_shape: tuple[int, ...] = ()) -> None:  # fmt: skip
     """Check the model, the data and the loss fit together before a run starts (one line each):
     the model maps a batch of 2 samples (on the ``meta`` device when ``model`` lives there: no
-    memory, no arithmetic) to ``(2, num_classes)``; the loss returns a scalar that depends on the
-    logits (backward can run through it) and is the **mean** of its values on the one-sample batches
-    (checked on random float64 logits, seed 0)."""
+    memory, no arithmetic) to ``(2, *label_shape, num_classes)`` (one logit per class, per position when
+    a sample has labels of shape ``label_shape``, e.g. a sequence's next tokens); the loss returns a scalar
+    that depends on the logits (backward can run through it) and is the **mean** of its values on the
+    one-sample batches (checked on random float64 logits, seed 0)."""
     model_name, data_name, loss_name = names["model"], names["data"], names["loss"]
     if not any(p.requires_grad for p in model.parameters()):
         raise PluginError(f"model {model_name!r} has no parameter that requires grad (none, or all frozen); svag "
@@ -82,11 +84,13 @@ def check_fit(model: torch.nn.Module, task, input_shape: tuple[int, ...], num_cl
                 f"model {model_name!r} fails on a batch of shape {tuple(probe.shape)} from data {data_name!r} "
                 f"({first_line(err)}); it must map (batch, *input_shape) to (batch, num_classes={num_classes})"
             ) from None
-    if out is not None and (not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes)):
+    expected = (2, *label_shape, num_classes)
+    if out is not None and (not isinstance(out, torch.Tensor) or tuple(out.shape) != expected):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        per = f" per label position {tuple(label_shape)}" if label_shape else ""
         raise PluginError(
             f"model {model_name!r} maps a batch of shape {tuple(probe.shape)} from data {data_name!r} to {got}; "
-            f"expected (2, {num_classes}): one logit per class"
+            f"expected {expected}: one logit per class{per}"
         )
     if out is not None and not out.requires_grad:
         raise PluginError(
@@ -94,8 +98,8 @@ def check_fit(model: torch.nn.Module, task, input_shape: tuple[int, ...], num_cl
             ".detach(), numpy or torch.no_grad() in forward); svag differentiates the loss through the outputs"
         )
     gen = torch.Generator().manual_seed(0)
-    logits = torch.randn(4, num_classes, dtype=torch.float64, generator=gen).requires_grad_()
-    target = torch.arange(4) % num_classes
+    logits = torch.randn(4, *label_shape, num_classes, dtype=torch.float64, generator=gen).requires_grad_()
+    target = torch.arange(4 * math.prod(label_shape)).reshape(4, *label_shape) % num_classes
     try:
         value = task.loss(logits, target)
         whole = _scalar(value, loss_name, 4)
@@ -108,8 +112,8 @@ def check_fit(model: torch.nn.Module, task, input_shape: tuple[int, ...], num_cl
     except PluginError:
         raise
     except Exception as err:
-        raise PluginError(f"loss {loss_name!r} fails on logits of shape (4, {num_classes}) and int64 class "
-                          f"labels ({first_line(err)})") from None  # fmt: skip
+        raise PluginError(f"loss {loss_name!r} fails on logits of shape {tuple(logits.shape)} and int64 class "
+                          f"labels of shape {tuple(target.shape)} ({first_line(err)})") from None  # fmt: skip
     mean, total = sum(parts) / 4, sum(parts)
     if not math.isclose(whole, mean, rel_tol=1e-6, abs_tol=1e-9):
         how = "the sum over the batch" if math.isclose(whole, total, rel_tol=1e-6) else "not the mean of the samples'"

@@ -138,6 +138,11 @@ class RunConfig:
         "--noise-fraction of the steps) or microbatch (l = 1: the --micro-batches gradients of every step, no extra "
         "compute; with W processes the W·M micro-batches; svag.noise.from_microbatch_sums)",
     )
+    micro_noise_every: int = _f(
+        1,
+        "--noise-source microbatch: measure on every k-th step (1: every step; the measurement reads each "
+        "micro-batch's gradient once, 3-16%% of a small CPU step, BENCHMARKS.md; k divides that by k)",
+    )
     # bookkeeping
     seed: int = _f(0, "root of the run's seed tree: init, data order, augmentation, G/N batches (svag.seeds)")
     eval_every: float = _f(1.0, "evaluation interval in SGD-equivalent epochs of continuous time")
@@ -250,6 +255,7 @@ class RunConfig:
                 f"noise_source microbatch needs --micro-batches >= 2 (the estimate compares micro-batches), "
                 f"got {self.micro_batches}"
             )
+        positive("micro_noise_every", integer=True)
         if self.noise_source == "microbatch" and self.l != 1:
             raise ValueError(
                 f"noise_source microbatch applies to l = 1, got l={self.l:g}: SVAG's two batches give the pairs "

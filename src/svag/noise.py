@@ -79,6 +79,7 @@ __all__ = [
     "measure_noise",
     "pair_estimates",
     "pool_window",
+    "squared_norm",
 ]
 
 GradLike = torch.Tensor | Sequence[torch.Tensor | None]
@@ -210,34 +211,66 @@ class MicroBatchSums:
     def reset(self) -> None:
         """Start a new step."""
         self.count = 0
-        self.sum_sq: Any = 0.0
+        self._sum_sq: Any = 0.0  # what add_sq gave, and the norms below once reduced
+        self._norms: list[torch.Tensor] = []  # unstacked add: each tensor's norm, reduced once per step
+        self._weights: list[float] = []  # 1/scale² of each norm above
 
-    def _sq(self, grads: GradLike) -> Any:
-        parts = [grads] if isinstance(grads, torch.Tensor) else [g for g in grads if g is not None]
-        if not parts:
-            return 0.0
-        if not self.stacked:  # one fused norm per tensor in its own dtype, squared and summed in float64
-            norms = torch.stack(torch._foreach_norm([g.detach() for g in parts])).to(torch.float64)
-            return float((norms * norms).sum())
-        return sum((g.detach().flatten(1).to(torch.float64) ** 2).sum(1) for g in parts)
+    @property
+    def sum_sq(self) -> Any:
+        """``S = Σ_j ‖g_j‖²`` so far (a float, or ``(K,)`` float64 when stacked)."""
+        if self._norms:  # one reduction for all the step's micro-batches: the per-add cost is one fused norm
+            norms = torch.stack(self._norms).to(torch.float64)
+            weights = torch.tensor(self._weights, dtype=torch.float64, device=norms.device)
+            self._sum_sq = self._sum_sq + float((norms * norms * weights).sum())
+            self._norms, self._weights = [], []
+        return self._sum_sq
+
+    def squared_norm(self, grads: GradLike) -> Any:
+        """:func:`squared_norm` of ``grads`` (stacked when this is)."""
+        return squared_norm(grads, self.stacked)
 
     def add(self, grads: GradLike, scale: float = 1.0) -> None:
         """Add micro-batch ``j``: ``grads`` is ``scale·g_j`` (a tensor or per-parameter list, ``None`` = 0),
         e.g. what a backward of ``scale·loss_j`` added to ``.grad`` (``scale = 1/M`` for a mean over ``M``)."""
-        self.add_sq(self._sq(grads) / (float(scale) ** 2))
+        if self.stacked:
+            self.add_sq(self.squared_norm(grads) / (float(scale) ** 2))
+            return
+        parts = _parts(grads)
+        if parts:
+            self._norms.extend(torch._foreach_norm(parts))
+            self._weights.extend([1.0 / float(scale) ** 2] * len(parts))
+        self.count += 1
 
     def add_sq(self, sq: Any, count: int = 1) -> None:
         """Add ``Σ‖g_j‖²`` of ``count`` micro-batches computed elsewhere (a float, or ``(K,)`` when stacked)."""
-        self.sum_sq = self.sum_sq + sq
+        self._sum_sq = self._sum_sq + sq
         self.count += int(count)
 
     def result(self, mean: GradLike, scale: float = 1.0) -> tuple[Any, Any]:
         """``(Ĝ, N̂)`` at ``B = M·b`` from the accumulated gradient ``scale·ḡ`` (a tensor or per-parameter list)."""
-        return self.result_sq(self._sq(mean) / (float(scale) ** 2))
+        return self.result_sq(self.squared_norm(mean) / (float(scale) ** 2))
 
     def result_sq(self, mean_sq: Any) -> tuple[Any, Any]:
         """``(Ĝ, N̂)`` from ``‖ḡ‖²`` computed elsewhere (e.g. of a data-parallel gradient after its all-reduce)."""
         return from_microbatch_sums(self.count, self.sum_sq, mean_sq)
+
+
+def squared_norm(grads: GradLike, stacked: bool = False) -> Any:
+    """``‖g‖²`` of a tensor or per-parameter list (``None`` = 0) in float64: a float; with ``stacked`` every
+    tensor has a leading axis of ``K`` runs and the result is their ``(K,)`` float64 tensor."""
+    parts = _parts(grads)
+    if not parts:
+        return 0.0
+    if not stacked:  # one fused norm per tensor in its own dtype, squared and summed in float64
+        norms = torch.stack(torch._foreach_norm(parts)).to(torch.float64)
+        return float((norms * norms).sum())
+    return sum((g.flatten(1).to(torch.float64) ** 2).sum(1) for g in parts)
+
+
+def _parts(grads: GradLike) -> list[torch.Tensor]:
+    """The tensors of ``grads`` (a tensor or a per-parameter list, ``None`` left out), detached."""
+    parts = [grads] if isinstance(grads, torch.Tensor) else [g for g in grads if g is not None]
+    return [g.detach() if g.requires_grad else g for g in parts]
 
 
 def from_pair(g1: GradLike, g2: GradLike, weights: GradLike | None = None) -> tuple[float, float]:

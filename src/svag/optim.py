@@ -118,10 +118,14 @@ class _Clocked:
     def _validate_group(self, group: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def _check_groups(self, groups: list[dict[str, Any]]) -> None:
+        """Checks across param groups (none unless a subclass says otherwise)."""
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)  # type: ignore[misc]
         try:
             self._validate_group(self.param_groups[-1])
+            self._check_groups(self.param_groups)
         except Exception:
             self.param_groups.pop()  # a refused group is not kept
             raise
@@ -133,21 +137,47 @@ class _Clocked:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """``torch.optim``'s, plus :attr:`sde_time`; each loaded group passes the constructor's checks
-        first, and the optimizer is left unchanged when one does not."""
+        first, and the optimizer is left unchanged when one does not.
+
+        A state dict without ``"sde_time"`` (one a ``torch.optim`` optimizer saved) is refused: loading it would
+        restart the continuous time at 0, and with it every schedule on ``t`` (a warm-up would run again). Say
+        the time it reached (``state_dict["sde_time"] = t``: its steps times ``clock().step_time(lr)``), or 0.0
+        to restart the clock on purpose; its groups then take this optimizer's ``l`` (a ``torch.optim``
+        optimizer's moments were built at ``l = 1``).
+        """
         state_dict = dict(state_dict)
-        sde_time = _check_nonneg(state_dict.pop("sde_time", 0.0), "sde_time")
+        if "sde_time" not in state_dict:
+            raise ValueError(self._no_time_message(state_dict))
+        sde_time = _check_nonneg(state_dict.pop("sde_time"), "sde_time")
         saved = state_dict.get("param_groups")
         if isinstance(saved, list) and len(saved) == len(self.param_groups):
+            candidates = []
             for saved_group, group in zip(saved, self.param_groups):
                 candidate = {**self.defaults, **{k: v for k, v in saved_group.items() if k != "params"}}
                 candidate["params"] = group["params"]
                 self._validate_group(candidate)
+                candidates.append(candidate)
+            self._check_groups(candidates)
         super().load_state_dict(state_dict)  # type: ignore[misc]
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)  # groups saved before a hyperparameter existed
             self._validate_group(group)
         self._sde_time = sde_time
+
+    def _no_time_message(self, state_dict: dict[str, Any]) -> str:
+        name = type(self).__name__
+        msg = (
+            f"{name}.load_state_dict: the state_dict has no 'sde_time' (it was not saved by a svag optimizer: "
+            "torch.optim's, say), so loading it would restart the continuous time at 0 and every schedule on it "
+            "(the warm-up) with it; set state_dict['sde_time'] to the time it reached (its steps times "
+            "opt.clock().step_time(lr)), or to 0.0 to restart the clock on purpose"
+        )
+        saved = state_dict.get("param_groups")
+        l = self.param_groups[0].get("l", 1.0)
+        if l != 1.0 and isinstance(saved, list) and any(isinstance(g, dict) and "l" not in g for g in saved):
+            msg += f"; its moments were built at l = 1, this optimizer has l={l:g} (they take this l when loaded)"
+        return msg
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()  # type: ignore[misc]
@@ -249,6 +279,17 @@ class SVAGOptimizer(_Clocked, Optimizer):
     def _update_group(self, group: dict[str, Any], params: list, grads: list) -> None:
         raise NotImplementedError
 
+    def _check_groups(self, groups: list[dict[str, Any]]) -> None:
+        """One ``l`` for all groups: time is one clock (:attr:`sde_time` and the schedules on it follow group 0's),
+        so groups amplified by different ``l`` would each live in a time of their own."""
+        first = groups[0]["l"]
+        for i, group in enumerate(groups):
+            if group["l"] != first:
+                raise ValueError(
+                    f"param groups must share one l (one clock: sde_time and the schedules on it are group 0's), "
+                    f"got l={first:g} in group 0 and l={group['l']:g} in group {i}; amplify every group by the same l"
+                )
+
     def _validate_group(self, group: dict[str, Any]) -> None:
         group["l"] = check_l(group["l"])
         group["lr"] = _check_nonneg(group["lr"], "lr")
@@ -258,6 +299,9 @@ class SVAGOptimizer(_Clocked, Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        groups = self.param_groups
+        if len(groups) > 1 and any(g["l"] != groups[0]["l"] for g in groups):
+            self._check_groups(groups)  # an l changed in place since the groups were checked
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -300,8 +344,8 @@ class SVAG(SVAGOptimizer):
         params: parameters or param groups, as for any ``torch.optim`` optimizer.
         lr: the learning rate η **of the SGD run being simulated** (not η/l); a schedule sets
             ``group["lr"] = η(t)``.
-        l: amplification factor, a real ``>= 1``; may differ per param group. ``l = 1`` is SGD,
-            bit for bit equal to ``torch.optim.SGD(params, lr, weight_decay=weight_decay)``.
+        l: amplification factor, a real ``>= 1``, one for all param groups (they share one clock). ``l = 1``
+            is SGD, bit for bit equal to ``torch.optim.SGD(params, lr, weight_decay=weight_decay)``.
         weight_decay: L2 coefficient λ, applied as ``λx`` and **not** amplified.
         heavy_ball: β in [0, 1). The simulated run is SGD with heavy-ball momentum β at LR η, whose
             small-LR SDE is that of plain SGD at ``heavy_ball_lr(η, β) = η/(1−β)`` (Wang et al. 2023,

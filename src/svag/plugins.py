@@ -64,6 +64,7 @@ from typing import Any
 
 __all__ = [
     "KINDS",
+    "MODEL_OPTIONS",
     "PluginError",
     "as_spec",
     "call",
@@ -73,12 +74,14 @@ __all__ = [
     "fingerprints",
     "first_line",
     "is_spec",
+    "keywords",
     "registered",
     "resolve",
 ]
 
 PYTHON = "python:"  # prefix of objects registered in this process by the Python API
 KINDS = ("model", "data", "loss")
+MODEL_OPTIONS = ("norm", "width", "scale_invariant")  # the config's model options a model factory may take
 _REGISTRY: dict[str, tuple[Any, str | None]] = {}  # "python:NAME" -> (object, fingerprint)
 _DATASET_TENSORS = ("train_x", "train_y", "test_x", "test_y")
 
@@ -305,7 +308,7 @@ def as_spec(obj: Any, kind: str) -> str:
 
 
 # -- calling the user's callables ------------------------------------------------------------------
-def _keywords(fn: Callable, offered: dict[str, Any], kind: str, text: str) -> dict[str, Any]:
+def keywords(fn: Callable, offered: dict[str, Any], kind: str, text: str) -> dict[str, Any]:
     """The entries of ``offered`` that ``fn``'s signature names (all with ``**kwargs``); a required
     parameter svag does not pass is refused."""
     try:
@@ -327,9 +330,9 @@ def _keywords(fn: Callable, offered: dict[str, Any], kind: str, text: str) -> di
 
 
 def call(fn: Callable, offered: dict[str, Any], kind: str, text: str) -> Any:
-    """``fn(**kwargs)`` with the entries of ``offered`` that its signature names (:func:`_keywords`);
+    """``fn(**kwargs)`` with the entries of ``offered`` that its signature names (:func:`keywords`);
     any failure of the user's code is a :class:`PluginError` of one line naming the call."""
-    return _call(fn, _keywords(fn, offered, kind, text), kind, text)
+    return _call(fn, keywords(fn, offered, kind, text), kind, text)
 
 
 def _call(fn: Callable, kwargs: dict, kind: str, text: str) -> Any:

@@ -13,9 +13,10 @@ Three ways to backpropagate the amplified loss, all giving ``p.grad = a1 g1 + a2
   (``benchmarks/bench_step.py``).
 - ``"fused"``: both forwards, then one backward of ``a1·loss1 + a2·loss2`` (the official code).
 - ``"reference"``: ``g1`` and ``g2`` by two separate backward passes (each set aside before the
-  next), combined per parameter group: the slow, obviously correct path, also used when groups
-  differ in ``l``, when the two gradients are wanted for the noise estimates and when each is
-  clipped (``max_norm``).
+  next), combined per parameter group: the slow, obviously correct path, also used when the two
+  gradients are wanted for the noise estimates and when each is clipped (``max_norm``). (SVAG's
+  optimizers hold one ``l`` for all groups; an optimizer of one's own whose groups differ in
+  ``variance_factor`` gets each group's coefficients here.)
 
 :func:`amplified_backward` is the open form: it only fills ``.grad`` (clipping, ``GradScaler``,
 micro-batches and DDP's ``no_sync`` fit around it); :func:`train_step` is it plus ``optimizer.step()``.
@@ -29,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -168,7 +170,10 @@ def amplified_backward(
     - **Micro-batches.** ``micro_batches=k`` splits every tensor of each batch into ``k`` chunks
       along dim 0 (``torch.tensor_split``) and backpropagates ``a·(n_c/B)·loss_c`` per chunk:
       ``Σ_c (n_c/B)·mean_c = mean_B``, so the gradient equals the unchunked one up to rounding
-      (layers that couple samples, BatchNorm, then see chunk statistics).
+      (layers that couple samples, BatchNorm, then see chunk statistics). This is the accumulation:
+      each call zeroes ``.grad`` first, so one call per micro-batch (a nanoGPT loop) would keep only
+      the last, and a second call before ``optimizer.step()`` is refused (after ``zero_grad()``, or a
+      step a ``GradScaler`` skipped on inf/nan, a call is accepted: nothing is lost).
     - **DDP.** With ``no_sync=ddp_model.no_sync``, every forward/backward but the last runs inside
       it, so gradients are all-reduced once per step (``mode="accumulate"``; once per batch when the
       two batch gradients are needed apart: ``max_norm``, ``return_grads``, ``"reference"``).
@@ -187,17 +192,21 @@ def amplified_backward(
       and covariance ``v·Cov clip_c(∇L_γ)`` (``a1 + a2 = 1``, ``a1² + a2² = v``), so every ``l``
       simulates the SDE of the clipped run (drift ``E clip_c``, diffusion ``η·Cov clip_c``). With a
       scaler the threshold is ``c`` times the current scale (the gradients are scaled). EXPERIMENTS.md
-      ("Language models at CPU scale") measures both.
+      ("Language models at CPU scale") measures both. The norm is taken over the optimizer's trainable
+      parameters **in its group order** (``[p for g in opt.param_groups for p in g["params"]]``): at
+      ``l = 1`` it is ``clip_grad_norm_`` over that list bit for bit, and equals
+      ``clip_grad_norm_(model.parameters(), c)`` only up to rounding when the groups list the
+      parameters in another order (nanoGPT's decay / no-decay groups do): the per-tensor norms are
+      summed in a different order.
 
     Args:
         optimizer, loss_fn, batch1, batch2: as for :func:`train_step`.
         mode: ``"accumulate"`` (default), ``"fused"`` or ``"reference"`` (module docstring); all
-            give the same gradient up to rounding. ``"reference"`` is used automatically when
-            param groups have different amplification, and whenever the two batch gradients are
-            needed apart (``max_norm``, ``return_grads``).
+            give the same gradient up to rounding. ``"reference"`` is used automatically whenever the
+            two batch gradients are needed apart (``max_norm``, ``return_grads``).
         micro_batches: ``k >= 1`` chunks per batch.
-        max_norm: clip each batch's gradient (2-norm over the optimizer's trainable parameters) to
-            this before combining; ``None``: no clipping.
+        max_norm: clip each batch's gradient (2-norm over the optimizer's trainable parameters, taken in
+            the optimizer's group order: "Clipping" above) to this before combining; ``None``: no clipping.
         scaler: a ``torch.amp.GradScaler`` (fp16), or ``None``.
         no_sync: a DDP model's ``no_sync`` (a callable returning a context manager), or ``None``.
         return_grads: also return ``(g1, g2)`` (implies ``"reference"``).
@@ -218,6 +227,8 @@ def amplified_backward(
             returned no scalar loss; ``batch2`` missing when ``l > 1``, or the same batch as
             ``batch1`` (see :func:`_check_two_batches`); a bad ``mode``, ``micro_batches`` or
             ``max_norm``; ``no_sync`` with ``mode="fused"``.
+        RuntimeError: a second call before ``optimizer.step()`` while ``.grad`` still holds the first
+            call's gradient ("Micro-batches" above).
     """
     factors = _group_factors(optimizer)
     single = all(f == 1.0 for f in factors)
@@ -244,11 +255,13 @@ def amplified_backward(
                 "alone); under DDP the ranks are the micro-batches: svag.integrations.ddp.register_noise_hook"
             )
         mode = "accumulate" if mode == "fused" else mode
+    trainable = [p for params in _trainable(optimizer) for p in params]
+    _check_stepped(optimizer, trainable, _caller)
     run = _Backward(loss_fn, k, scaler, no_sync, _caller)
     if micro_noise is not False:
         run.sums = micro_noise if isinstance(micro_noise, MicroBatchSums) else MicroBatchSums()
         run.sums.reset()
-        run.params = [p for params in _trainable(optimizer) for p in params]
+        run.params = trainable
     micro_noise = micro_noise is not False
     per_batch = return_grads or max_norm is not None
     if single and not per_batch:
@@ -272,7 +285,52 @@ def amplified_backward(
     mark = getattr(optimizer, "mark_amplified", None)
     if mark is not None:
         mark()
+    _left_for_step(optimizer, trainable)
     return out
+
+
+# -- one amplified_backward per optimizer step ------------------------------------------------------
+_LEFT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # optimizer -> the .grad tensors the call left
+_HOOKED: weakref.WeakSet = weakref.WeakSet()  # optimizers whose step() forgets their entry (a step post-hook)
+
+
+def _stepped(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    _LEFT.pop(optimizer, None)
+
+
+def _left_for_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
+    """Remember the ``.grad`` tensors this call filled, until ``optimizer.step()`` runs (a step post-hook)."""
+    if optimizer not in _HOOKED:
+        optimizer.register_step_post_hook(_stepped)
+        _HOOKED.add(optimizer)
+    _LEFT[optimizer] = [None if p.grad is None else weakref.ref(p.grad) for p in params]
+
+
+def _check_stepped(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], caller: str) -> None:
+    """Refuse a call that would zero the gradient the previous call left for a step that has not run.
+
+    Each call zeroes ``.grad`` first, so calling once per micro-batch (the way a nanoGPT loop accumulates)
+    keeps only the last micro-batch: ``micro_batches=k`` is the accumulation. A gradient that is no longer
+    there is no loss: ``.grad`` replaced (``zero_grad()``, a backward of one's own), zeroed in place
+    (``zero_grad(set_to_none=False)``), or not finite (a ``GradScaler`` skipped the step).
+    """
+    left = _LEFT.get(optimizer)
+    if left is None or len(left) != len(params):
+        return
+    grads = [p.grad for p in params]
+    if any((g is None) != (r is None) or (r is not None and r() is not g) for g, r in zip(grads, left)):
+        return
+    present = [g for g in grads if g is not None]
+    if not present or not all(bool(torch.isfinite(g).all()) for g in present):
+        return
+    if not any(bool(g.any()) for g in present):
+        return
+    raise RuntimeError(
+        f"{caller}: called again before optimizer.step() (it zeroes .grad, so the previous call's gradient would "
+        "be lost: calling it once per micro-batch keeps only the last one); to accumulate micro-batches pass the "
+        "whole batch with micro_batches=k (each batch split into k chunks, their gradients accumulated), and "
+        "call optimizer.zero_grad() first to discard a gradient on purpose"
+    )
 
 
 def _check_micro_batches(k: Any) -> int:
@@ -390,12 +448,12 @@ def _leading(batch: Any) -> int:
 def _add_held(params: list[torch.Tensor], held: list[torch.Tensor | None]) -> None:
     """``p.grad ← held + p.grad`` in place into ``held`` (``None`` counts as 0): the accumulation autograd
     would have done had ``.grad`` not been emptied."""
+    both = [(h, p.grad) for p, h in zip(params, held) if h is not None and p.grad is not None]
+    if both:  # one fused add over the parameters (a loop of add_ costs more than the add on small models)
+        torch._foreach_add_([h for h, _ in both], [g for _, g in both])
     for p, h in zip(params, held):
-        if h is None:
-            continue
-        if p.grad is not None:
-            h.add_(p.grad)
-        p.grad = h
+        if h is not None:
+            p.grad = h
 
 
 def checked_loss(loss: torch.Tensor, caller: str = "train_step") -> torch.Tensor:

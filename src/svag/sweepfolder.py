@@ -11,6 +11,8 @@ file                       what it holds (writer)
 ``verdicts.md/.csv/.json`` the verdict per metric and time (:mod:`svag.analysis.report`; ``svag lsr``
                            writes its own verdict table under the same names)
 ``verdicts.png``           the verdict figure (:func:`svag.analysis.plotting.plot_verdicts`)
+``sequential.json/.md``    ``svag compare --until-decided``: the design, each look, each metric's decision
+                           (:mod:`svag.experiments.sequential`)
 ``compare.png``            SGD-vs-SVAG curves (:func:`svag.analysis.plotting.plot_compare`)
 ``lsr.json``, ``lsr.png``  the LSR test's result and P1's figure (:mod:`svag.experiments.lsr_sweep`)
 ``scale.json``             the rule and each ``B``'s hyperparameters (:mod:`svag.experiments.scale`)
@@ -62,6 +64,8 @@ __all__ = [
     "SCALE_PNG",
     "SCALE_SUMMARY_CSV",
     "SCALE_SUMMARY_MD",
+    "SEQUENTIAL_JSON",
+    "SEQUENTIAL_MD",
     "SUMMARY_CSV",
     "SUMMARY_MD",
     "VERDICTS_CSV",
@@ -87,9 +91,10 @@ SCALE_JSON, SCALE_PNG = "scale.json", "scale.png"
 SCALE_SUMMARY_MD, SCALE_SUMMARY_CSV = "scale_summary.md", "scale_summary.csv"
 RULES_JSON, RULES_MD, RULES_CSV, RULES_PNG = "rules.json", "rules.md", "rules.csv", "rules.png"
 CBS_JSON, CBS_MD, CBS_CSV, CBS_PNG = "cbs.json", "cbs.md", "cbs.csv", "cbs.png"
+SEQUENTIAL_JSON, SEQUENTIAL_MD = "sequential.json", "sequential.md"
 FILES = (SUMMARY_MD, SUMMARY_CSV, VERDICTS_MD, VERDICTS_CSV, VERDICTS_JSON, VERDICTS_PNG, COMPARE_PNG, LSR_JSON,
          LSR_PNG, SCALE_JSON, SCALE_PNG, SCALE_SUMMARY_MD, SCALE_SUMMARY_CSV, RULES_JSON, RULES_MD, RULES_CSV,
-         RULES_PNG, CBS_JSON, CBS_MD, CBS_CSV, CBS_PNG)  # fmt: skip
+         RULES_PNG, CBS_JSON, CBS_MD, CBS_CSV, CBS_PNG, SEQUENTIAL_JSON, SEQUENTIAL_MD)  # fmt: skip
 
 
 def rule_folder(rule: str) -> str:

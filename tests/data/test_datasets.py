@@ -55,8 +55,13 @@ def _ds(**kw):
 def test_array_dataset():
     ds = _ds()
     assert ds.input_shape == (3,) and ds.n_train == 4 and ds.n_test == 2 and ds.augment is None
-    with pytest.raises(DataError, match=r"toy: train inputs must be \(n, \*input_shape\) and labels \(n,\), got"):
+    with pytest.raises(
+        DataError, match=r"toy: train inputs must be \(n, \*input_shape\) and labels \(n,\) or \(n, ...\), got"
+    ):
         _ds(train_y=torch.zeros(3, dtype=torch.int64))
+    assert _ds(
+        train_y=torch.zeros(4, 5, dtype=torch.int64), test_y=torch.zeros(2, 5, dtype=torch.int64)
+    ).label_shape == (5,)
     with pytest.raises(DataError, match=r"toy: test labels must be int64 and inputs float, got torch.int32"):
         _ds(test_y=torch.zeros(2, dtype=torch.int32))
     with pytest.raises(DataError, match=r"toy: train and test samples differ in shape: \(3,\) vs \(5,\)"):

@@ -94,3 +94,39 @@ def test_bad_inputs_are_refused_in_one_line_before_any_work(tmp_path, capsys, fl
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_python_api_gives_the_commands_table(tmp_path, capsys):
+    """``svag.cbs`` with the command's settings trains the same runs and returns the rows of ``cbs.json``."""
+    import svag
+
+    assert main(["cbs", "--out", str(tmp_path / "cli"), *TINY, "--threads", "1"]) == 0
+    capsys.readouterr()
+    res = svag.cbs(
+        "mlp", "teacher-student", out=tmp_path / "api", n_train=128, n_test=64, width=16, batch_size=8, lr=0.05,
+        epochs=1.0, eval_every=0.25, device="cpu", points=2, kappas=(1, 2, 4), seeds=2, branch_epochs=0.5, threads=1,
+    )  # fmt: skip
+    cli = json.loads((tmp_path / "cli" / sweepfolder.CBS_JSON).read_text())["result"]["rows"]
+    assert (
+        res.rule == "linear" and set(res.statuses.values()) == {"completed"} and len(res.statuses) == 2 * 2 + 3 * 2 * 2
+    )
+    assert [(r["cbs"], r["B_simple"]) for r in res.rows] == [(r["cbs"], r["B_simple"]) for r in cli]
+    assert (tmp_path / "api" / sweepfolder.CBS_PNG).is_file()
+
+
+def test_adam_predictions_use_the_preconditioned_gn(tmp_path, capsys):
+    """Adam's baseline records the preconditioned G/N (``*_pre``): the table's B_simple is B over its pooled ratio,
+    said in the table's first line; the branches follow the square-root rule."""
+    from svag.noise import pool_window
+    from svag.records import read_jsonl
+
+    out = tmp_path / "cbs"
+    flags = list(TINY)
+    flags[flags.index("--kappas") + 1] = "1,2"
+    assert main(["cbs", "--out", str(out), *flags, "--optimizer", "adam", "--lr", "0.003", "--threads", "1"]) == 0
+    assert "G/N preconditioned by the optimizer's 1/(√v + ε)" in capsys.readouterr().out
+    result = json.loads((out / sweepfolder.CBS_JSON).read_text())["result"]
+    assert result["gn"] == "preconditioned" and result["rule"] == "sqrt"
+    base = [r for s in (0, 1) for r in read_jsonl(out / f"base1_seed{s}" / "metrics.jsonl")]
+    pooled = pool_window([r for r in base if 0.5 / 2**0.5 <= r["epoch"] <= 0.5 * 2**0.5], suffix="_pre")
+    assert result["rows"][0]["B_simple"] == pytest.approx(8 / pooled.ratio, rel=1e-9)

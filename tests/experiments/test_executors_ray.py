@@ -248,14 +248,15 @@ def test_interrupted_driver_then_resume_skips_finished_runs(tmp_path, cluster, c
 
 def _stop_driver_and_resume(tmp_path, cluster, capsys, sig: int) -> None:
     """A driver process (joined to the cluster by its address) stopped by ``sig`` after one run completed and
-    while the other (16 times longer) is under way; `--resume` skips the finished run and continues the other from its
+    while the other (64 times longer: it outlasts the short run's worker start on a loaded machine) is under way;
+    `--resume` skips the finished run and continues the other from its
     checkpoint, ending equal to uninterrupted runs."""
     out = tmp_path / "sweep"
-    common = ["--ls", "1,16", "--seeds", "1", "--epochs", "2", "--eval-every", "0.125", "--checkpoint-every", "0.5",
+    common = ["--ls", "1,64", "--seeds", "1", "--epochs", "2", "--eval-every", "0.125", "--checkpoint-every", "0.5",
               "--ensemble", "off", "--no-progress", *TINY]  # fmt: skip
     args = ["compare", "--out", str(out), *common, "--cluster", "ray"]
     assert main(["--threads", "1", "compare", "--out", str(tmp_path / "ref"), *common]) == 0
-    ref = _metrics(tmp_path / "ref" / "l16_seed0")
+    ref = _metrics(tmp_path / "ref" / "l64_seed0")
     rng = random.Random(0)
     # stop in the first third of the long run: the rest (seconds) outlasts the signal's delivery and the
     # cancellation even on a loaded machine, so the run is always caught unfinished
@@ -263,13 +264,13 @@ def _stop_driver_and_resume(tmp_path, cluster, capsys, sig: int) -> None:
     env = {**os.environ, **RAY_ENV}
     driver = subprocess.Popen([sys.executable, "-m", "svag", *args, "--address", cluster], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    l1, l16 = out / "l1_seed0", out / "l16_seed0"
+    l1, long = out / "l1_seed0", out / "l64_seed0"
     deadline = time.monotonic() + 300  # generous: on a loaded 2-core machine the driver's start alone takes 30 s
     try:
         while (
             not (l1 / "status.json").is_file()
             or read_json(l1 / "status.json")["status"] != "completed"
-            or count_lines(l16 / "metrics.jsonl") < at
+            or count_lines(long / "metrics.jsonl") < at
         ):
             assert driver.poll() is None and time.monotonic() < deadline, driver.stderr.read().decode()[-3000:]
             time.sleep(0.005)
@@ -282,17 +283,17 @@ def _stop_driver_and_resume(tmp_path, cluster, capsys, sig: int) -> None:
     _, err = driver.communicate()
     if sig == signal.SIGINT:
         assert driver.returncode == 130 and "continue it with --resume" in err.decode(), err.decode()[-3000:]
-    killed_at = count_lines(l16 / "metrics.jsonl")
-    while _worker_pid("svag:l16_seed0") is not None:  # Ray ends a dead driver's tasks (measured: 0.05 s)
+    killed_at = count_lines(long / "metrics.jsonl")
+    while _worker_pid("svag:l64_seed0") is not None:  # Ray ends a dead driver's tasks (measured: 0.05 s)
         assert time.monotonic() < deadline + 60, "the dead driver's task is still running"
         time.sleep(0.005)
     # Ray stops a dead driver's tasks with SIGTERM: the run checkpoints and says so (or was killed outright)
-    assert read_json(l16 / "status.json")["status"] in ("running", "interrupted"), (killed_at, len(ref))
+    assert read_json(long / "status.json")["status"] in ("running", "interrupted"), (killed_at, len(ref))
     done_before = (l1 / "metrics.jsonl").stat().st_mtime_ns
     assert main([*args, "--resume"]) == 0
     assert "1 run(s) already completed, not run again: l1_seed0" in capsys.readouterr().out
     assert (l1 / "metrics.jsonl").stat().st_mtime_ns == done_before
-    assert _metrics(l16) == ref
+    assert _metrics(long) == ref
     assert _metrics(l1) == _metrics(tmp_path / "ref" / "l1_seed0")
 
 

@@ -198,7 +198,7 @@ def test_callback_state_round_trips():
 
 
 def test_bad_input_is_one_line():
-    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\], got 0"):
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\] or None, got 0"):
         NoiseCallback(16, fraction=0)
     with pytest.raises(ValueError, match="window must be"):
         NoiseCallback(16, window=(2, 1))

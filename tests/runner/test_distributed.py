@@ -57,6 +57,18 @@ def test_two_processes_equal_one_over_20_steps(tmp_path, dtype, tol):
     assert _max_diff(a, b) <= tol
 
 
+def test_two_processes_give_the_micro_batch_gn_of_one(tmp_path):
+    """--noise-source microbatch under torchrun: 2 processes × M = 2 micro-batches of 8 are the M = 4 micro-batches
+    of the single process's B = 32 (each process holds its contiguous half of the batch), so every record's G and
+    N equal the single run's to float64 rounding (one all-reduce of Σ‖g_j‖², the step's gradient all-reduced)."""
+    extra = ["--epochs", "1", "--eval-every", "0.25", "--dtype", "float64", "--noise-source", "microbatch"]
+    _single(tmp_path / "one", [*extra, "--micro-batches", "4"])
+    _torchrun(tmp_path / "two", [*extra, "--micro-batches", "2"])
+    a, b = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    assert [r["noise_count"] for r in a] == [r["noise_count"] for r in b] and a[-1]["noise_count"] > 0
+    assert _max_diff(a, b) <= 1e-10
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

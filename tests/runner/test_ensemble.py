@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import max_replica_error
 from svag import SVAG, train_step
 from svag.config import RunConfig
 from svag.models import build_model
@@ -37,15 +38,6 @@ def _models(name, norm, shape, dtype, width=2.0, si=False):
     return out
 
 
-def _max_err(ens, singles):
-    err = 0.0
-    for k, single in enumerate(singles):
-        got, ref = ens.replica_state_dict(k), single.state_dict()
-        assert got.keys() == ref.keys()
-        err = max(err, max(float((got[n].double() - ref[n].double()).abs().max()) for n in ref))
-    return err
-
-
 def _train_both(name, norm, shape, dtype, steps, l=4.0, width=2.0, si=False):
     models = _models(name, norm, shape, dtype, width, si)
     singles = [copy.deepcopy(m) for m in models]
@@ -67,20 +59,20 @@ def _train_both(name, norm, shape, dtype, steps, l=4.0, width=2.0, si=False):
 @pytest.mark.parametrize("norm", ["none", "bn", "gn"])
 def test_mlp_float64_25_steps(norm):
     ens, singles = _train_both("mlp", norm, (40,), torch.float64, 25)
-    assert _max_err(ens, singles) < 1e-10
+    assert max_replica_error(ens, singles) < 1e-10
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("norm", ["none", "bn", "gn"])
 def test_mlp_float64_200_steps(norm):
     ens, singles = _train_both("mlp", norm, (40,), torch.float64, 200)
-    assert _max_err(ens, singles) < 1e-10
+    assert max_replica_error(ens, singles) < 1e-10
 
 
 @pytest.mark.parametrize("norm,shape", [("bn", (1, 40)), ("gn", (1, 40)), ("bn", (3, 8, 8)), ("gn", (3, 8, 8))])
 def test_cnn_float64(norm, shape):
     ens, singles = _train_both("cnn", norm, shape, torch.float64, 60)
-    assert _max_err(ens, singles) < 1e-10
+    assert max_replica_error(ens, singles) < 1e-10
     x = torch.randn(5, *shape, dtype=torch.float64)
     ens.eval()
     for k, m in enumerate(singles):  # eval mode uses each replica's own running statistics
@@ -94,25 +86,25 @@ def test_resnet_family_float64(name, norm):
     # width 0.25 keeps 32 layers cheap; GroupNorm over 1-channel groups of 5 samples amplifies
     # rounding in deep nets, hence the looser 1e-7 there (observed ~4e-9)
     ens, singles = _train_both(name, norm, (1, 40), torch.float64, 5, width=0.25)
-    assert _max_err(ens, singles) < (1e-7 if norm == "gn" else 1e-10)
+    assert max_replica_error(ens, singles) < (1e-7 if norm == "gn" else 1e-10)
 
 
 def test_scale_invariant_and_frozen_head():
     ens, singles = _train_both("cnn", "bn", (1, 40), torch.float64, 20, si=True)
-    assert _max_err(ens, singles) < 1e-10
+    assert max_replica_error(ens, singles) < 1e-10
     assert all(p.requires_grad for p in ens.params)
     assert sum(p[0].numel() for p in ens.params) == sum(p.numel() for p in singles[0].parameters() if p.requires_grad)
 
 
 def test_mlp_float32_within_tolerance_20_steps():
     ens, singles = _train_both("mlp", "bn", (40,), torch.float32, 20)
-    assert _max_err(ens, singles) < 1e-4
+    assert max_replica_error(ens, singles) < 1e-4
 
 
 @pytest.mark.slow
 def test_mlp_float32_within_tolerance():
     ens, singles = _train_both("mlp", "bn", (40,), torch.float32, 100)
-    assert _max_err(ens, singles) < 1e-4
+    assert max_replica_error(ens, singles) < 1e-4
 
 
 def test_l1_sgd_and_replicas_stay_independent():

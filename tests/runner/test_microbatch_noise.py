@@ -53,6 +53,17 @@ def test_micro_estimate_agrees_with_pairs_on_the_same_trajectory(tmp_path):
         assert abs(diff) < 3 * se, (name, getattr(m, name), getattr(p, name), se)
 
 
+def test_micro_noise_every_kth_step_pools_those_steps_of_the_same_trajectory(tmp_path):
+    """--micro-noise-every 4: the trajectory is bit for bit unchanged and a quarter of the 32 steps are measured."""
+    cfg = replace(FAST, micro_batches=4, noise_source="microbatch")
+    run(cfg, tmp_path / "all", progress=False)
+    run(replace(cfg, micro_noise_every=4), tmp_path / "k", progress=False)
+    every, kth = _rows(tmp_path / "all"), _rows(tmp_path / "k")
+    for a, b in zip(every, kth, strict=True):
+        assert b["train_loss"] == a["train_loss"]
+    assert pool_window(every).m == 32 and pool_window(kth).m == 8
+
+
 def test_stacked_seeds_equal_single_runs(tmp_path):
     """Two seeds stacked (micro-batches split along the batch axis, per-replica sums) write the records of the
     two single runs: losses and G, N within 1e-9 (relative; batched kernels round differently)."""
@@ -84,6 +95,8 @@ def test_svag_runs_with_micro_batches(tmp_path):
         (dict(noise_source="microbatch"), "noise_source microbatch needs --micro-batches >= 2"),
         (dict(noise_source="microbatch", micro_batches=2, l=2.0), "noise_source microbatch applies to l = 1"),
         (dict(micro_batches=2, gradient_noise="gaussian"), "micro_batches applies to minibatch runs"),
+        (dict(micro_noise_every=0), "micro_noise_every must be an integer > 0, got 0"),
+        (dict(micro_noise_every=2.5), "micro_noise_every must be an integer > 0, got 2.5"),
     ],
 )
 def test_bad_values_raise(change, message):

@@ -100,6 +100,7 @@ def gap(
     weights: str = "seeds",
     alpha: float = 0.05,
     use: Sequence[float] | None = None,
+    order: int = 1,
 ) -> Gap:
     r"""The SGD-to-SDE gap ``Δ = μ_1 − μ_∞`` with its ``(1 − 2α)`` and ``(1 − α)`` t-intervals.
 
@@ -108,6 +109,8 @@ def gap(
     gaps (each seed's ``v_{1,s}`` minus its own extrapolation) and a t-interval with ``n − 1`` df, over
     the seeds complete on ``l = 1`` and the fit's ``l``; unpaired → ``Var = Σ w_l² s_l²/n_l`` with
     Welch–Satterthwaite df. ``sde`` carries ``μ̂_∞`` with its ``(1 − α)`` interval on the same seeds.
+    ``order=2`` fits ``μ_l = μ_∞ + c/l + d/l²`` (:func:`richardson_coefficients`; ``fit="wls"``, at
+    least 3 values of ``l``): no ``1/l²`` bias, a wider interval.
     """
     ls, v = _check_ladder(ls, values)
     alpha = _check_alpha(alpha)
@@ -115,7 +118,7 @@ def gap(
     sgd = _sgd_row(ls)
     if paired:
         v = _complete(v, np.union1d(rows, [sgd]))
-    c_inf, c_slope = _fit(ls, v, rows, fit, weights)
+    c_inf, c_slope = _fit(ls, v, rows, fit, weights, order)
     w = -c_inf
     w[sgd] += 1.0
     sde = _extrapolation(ls, v, rows, (c_inf, c_slope), fit, weights, paired, 1.0 - alpha)

@@ -1,6 +1,7 @@
 """Figures. Plotting only reads runs (:class:`svag.runfolder.Run`) and their aggregates
 (:mod:`svag.analysis.summary`); it never trains or recomputes a statistic. Optimizer names and clocks
-come from each run's ``derived`` (the optimizer's facts, saved by the runner)."""
+come from each run's ``derived`` (the optimizer's facts, saved by the runner), and so do the model options
+a title shows (only those that reached the model: :func:`svag.analysis.summary.model_text`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from svag.analysis.summary import aggregate
+from svag.analysis.summary import aggregate, model_text
 from svag.runfolder import Run
 
 __all__ = [
@@ -69,7 +70,7 @@ def plot_compare(
     axes[0][0].legend(fontsize=8)
     _title(
         fig,
-        f"{cfg['data']} / {cfg['model']} (norm={cfg['norm']}), {hyper}, B={cfg['batch_size']}, "
+        f"{model_text(cfg, runs[0].derived)}, {hyper}, B={cfg['batch_size']}, "
         f"λ={cfg['weight_decay']:g}: {base} vs {svag_name}, mean ± std over seeds",
     )
     return save_figure(fig, path)
@@ -113,7 +114,7 @@ def plot_scale(curves: dict, path: str | os.PathLike, *, base: Run, rule: str) -
     fig.supxlabel(_base_time_label(base), fontsize=9)
     what = {"linear": "η·κ", "sqrt": "η·√κ, 1−β → κ(1−β), ε/√κ"}.get(rule, rule)
     fig.suptitle(
-        f"{cfg['data']} / {cfg['model']} (norm={cfg['norm']}), {base.derived['optimizer_names']['simulated']}: "
+        f"{model_text(cfg, base.derived)}, {base.derived['optimizer_names']['simulated']}: "
         f"{rule} rule ({what}) from B0={b0}, η0={cfg['lr']:g}, same epochs; mean ± std over seeds",
         fontsize=10,
     )

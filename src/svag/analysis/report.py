@@ -48,7 +48,7 @@ from svag import sweepfolder
 from svag.analysis import equivalence as E
 from svag.analysis import richardson as V
 from svag.analysis.report_text import CSV_COLUMNS, csv_rows, markdown, verdict_lines
-from svag.analysis.summary import report_points
+from svag.analysis.summary import model_options, report_points
 from svag.clock import TIME_RTOL
 from svag.records import read_json, write_csv, write_json, write_text
 from svag.runfolder import Run, RunFolder, load_runs
@@ -464,7 +464,7 @@ def _setting(index: _Index) -> dict:
     sgd = next(r for (l, _), r in sorted(index.ladder.items()) if l == 1.0)
     cfg, names = sgd.config, sgd.derived.get("optimizer_names", {})
     keys = ("data", "model", "norm", "optimizer", "lr", "batch_size", "weight_decay", "epochs", "sampling")
-    return {**{k: cfg.get(k) for k in keys}, "names": names}
+    return {**{k: cfg.get(k) for k in keys}, "names": names, "model_options": model_options(cfg, sgd.derived)}
 
 
 # ---------------------------------------------------------------------------------------------- writing

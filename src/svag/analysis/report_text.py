@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-__all__ = ["CSV_COLUMNS", "OUTCOME_TEXT", "csv_rows", "markdown", "verdict_lines"]
+from svag.analysis.summary import model_text
+
+__all__ = ["CSV_COLUMNS", "OUTCOME_TEXT", "csv_rows", "markdown", "verdict_header", "verdict_lines"]
 
 
 def _fmt(x: float | None, digits: int) -> str:
@@ -38,6 +40,19 @@ def _pair(iv: Sequence[float], digits: int) -> str:
 
 
 OUTCOME_TEXT = {"follows": "follows its SDE", "departs": "departs from its SDE", "inconclusive": "inconclusive"}
+
+
+def verdict_header(report: Mapping, where: str = "end") -> str:
+    """The line printed above :func:`verdict_lines`: the question, when (``"mid"`` or ``"end"``), how the SDE
+    is extrapolated, the interval's level and whether the seeds are paired."""
+    j = report["points"][where]
+    when = "at the end" if where == "end" else "at mid-run"
+    fit = ", ".join(f"{l:g}" for l in report["fit_ls"])
+    return (
+        f"does SGD follow its SDE? {when} (epoch {report['epochs'][j]:g}), the gap SGD − SDE "
+        f"(SDE: {report['fit']} Richardson over l = {fit}) with its {report['level']:.0%} interval, "
+        f"{'paired' if report['paired'] else 'unpaired'} seeds:"
+    )
 
 
 def verdict_lines(report: Mapping, where: str = "end") -> list[str]:
@@ -90,6 +105,12 @@ def markdown(report: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _recorded(setting: Mapping) -> dict:
+    """What the runner recorded of the setting's run (``model_options``), as :func:`model_text` reads it; a
+    ``verdicts.json`` from before that record has none."""
+    return {"model_options": setting["model_options"]} if "model_options" in setting else {}
+
+
 def _section(title: str, *lines: str) -> list[str]:
     """A ``## title`` section of ``verdicts.md``: a blank line, the heading, a blank line, then ``lines``."""
     return ["", f"## {title}", "", *lines]
@@ -111,7 +132,7 @@ def _setting_lines(report: Mapping) -> list[str]:
     return [
         "# Does SGD follow its SDE? The verdict",
         "",
-        f"{s['data']} / {s['model']} (norm={s['norm']}), {names.get('simulated', s['optimizer'])} η={s['lr']:g}, "
+        f"{model_text(s, _recorded(s))}, {names.get('simulated', s['optimizer'])} η={s['lr']:g}, "
         f"B={s['batch_size']}, λ={s['weight_decay']:g}, {s['epochs']:g} epochs, sampling {s['sampling']}.",
         "",
         f"SGD is the l = 1 run; its SDE (l → ∞) is extrapolated from SVAG at l = {ls}: Richardson, μ_l = μ_∞ + c/l, "

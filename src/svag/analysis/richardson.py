@@ -196,10 +196,14 @@ def contrast(values: np.ndarray, weights: Sequence[float] | np.ndarray, *, paire
 
 
 def richardson_coefficients(
-    ls: Sequence[float] | np.ndarray, fit: str = "wls", variances: Sequence[float] | np.ndarray | None = None
+    ls: Sequence[float] | np.ndarray,
+    fit: str = "wls",
+    variances: Sequence[float] | np.ndarray | None = None,
+    order: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""Coefficients ``(c^∞_l, c^c_l)`` with ``μ̂_∞ = Σ_l c^∞_l μ_l`` and ``ĉ = Σ_l c^c_l μ_l`` for
-    ``μ_l = μ_∞ + c/l``.
+    ``μ_l = μ_∞ + c/l`` (``order=1``) or ``μ_l = μ_∞ + c/l + d/l²`` (``order=2``: the second-order
+    Richardson fit, unbiased for a ladder with a ``1/l²`` term, :mod:`svag.analysis.sequential`'s guard).
 
     * ``"two_point"`` on the two ``l`` given, ``l_a < l_b`` (the line through ``(1/l, μ_l)``):
       ``μ̂_∞ = (l_b μ_b − l_a μ_a)/(l_b − l_a)``, i.e. ``2μ_{2l} − μ_l`` when ``l_b = 2l_a``;
@@ -210,11 +214,19 @@ def richardson_coefficients(
       when ``variances`` is ``None`` or any of them is 0 (a deterministic metric). Two ``l`` give the
       two-point coefficients.
 
+    * ``order=2`` (``"wls"`` only): the same weighted least squares with ``X = [1, x, x²]``; needs
+      at least 3 values of ``l`` (3 interpolate: ``μ̂_∞ = (8μ_4 − 6μ_2 + μ_1)/3`` on ``l = 1, 2, 4``).
+
     The weights are treated as known: the intervals ignore their sampling noise.
     """
     x = 1.0 / np.asarray([check_l(l) for l in np.asarray(ls, dtype=object).reshape(-1)])
-    if x.size < 2 or np.unique(x).size != x.size:
-        raise ValueError(f"a fit needs at least 2 distinct values of l, got {(1.0 / x).tolist()}")
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 (c/l) or 2 (c/l + d/l²), got {order!r}")
+    if x.size < order + 1 or np.unique(x).size != x.size:
+        got = (1.0 / x).tolist()
+        raise ValueError(f"a fit of order {order} needs at least {order + 1} distinct values of l, got {got}")
+    if order == 2 and fit != "wls":
+        raise ValueError(f"the fit of order 2 is a least-squares fit (wls), got fit={fit!r}")
     if fit == "two_point":
         if x.size != 2:
             raise ValueError(f"the two-point fit takes exactly 2 values of l, got {(1.0 / x).tolist()}")
@@ -227,7 +239,7 @@ def richardson_coefficients(
         omega = 1.0 / var if usable else np.ones_like(x)
     else:
         raise ValueError(f"fit must be one of {', '.join(FITS)}, got {fit!r}")
-    design = np.stack([np.ones_like(x), x], 1)
+    design = np.stack([x**p for p in range(order + 1)], 1)
     coef = np.linalg.solve(design.T @ (omega[:, None] * design), design.T * omega)
     return coef[0], coef[1]
 
@@ -270,13 +282,15 @@ def _row_stats(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.nanmean(v, 1), np.nanvar(v, 1, ddof=1), n
 
 
-def _fit(ls: np.ndarray, v: np.ndarray, rows: np.ndarray, fit: str, weights: str) -> tuple[np.ndarray, np.ndarray]:
+def _fit(
+    ls: np.ndarray, v: np.ndarray, rows: np.ndarray, fit: str, weights: str, order: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Full-length (all rows of the ladder) coefficient vectors of ``μ̂_∞`` and ``ĉ``."""
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     _, var, n = _row_stats(v[rows])
     # ω_l = n_l (a common per-seed variance) or n_l/s_l² (each l's own): see extrapolate()
-    c_inf, c_slope = richardson_coefficients(ls[rows], fit, 1.0 / n if weights == "seeds" else var / n)
+    c_inf, c_slope = richardson_coefficients(ls[rows], fit, 1.0 / n if weights == "seeds" else var / n, order)
     full_inf, full_slope = np.zeros(len(ls)), np.zeros(len(ls))
     full_inf[rows], full_slope[rows] = c_inf, c_slope
     return full_inf, full_slope

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from svag.plugins import MODEL_OPTIONS, is_spec
 from svag.runfolder import Run, load_runs
 
 __all__ = [
@@ -22,9 +23,12 @@ __all__ = [
     "Curve",
     "Run",
     "aggregate",
+    "compact_table",
     "l_label",
     "load_runs",
     "markdown_table",
+    "model_options",
+    "model_text",
     "report_points",
     "summary_rows",
 ]
@@ -109,8 +113,9 @@ def report_points(n: int) -> dict[str, int]:
 
 
 def summary_rows(runs: list[Run], metrics: tuple[str, ...] = METRICS) -> list[dict]:
-    """Per ``l`` (and gradient noise): final and mid-run value of each metric (mean ± std over seeds)
-    and the distance of each mean to the largest SVAG ``l``'s mean (the l → ∞ proxy)."""
+    """Per ``l`` (and gradient noise): final and mid-run value of each metric (mean ± std over seeds, and the
+    standard error of the mean ``std/√n``, NaN for one seed) and the distance of each mean to the largest SVAG
+    ``l``'s mean (the l → ∞ proxy)."""
     table: dict[tuple[str, float], dict] = {}
     for metric in metrics:
         curves = aggregate(runs, metric)
@@ -124,6 +129,7 @@ def summary_rows(runs: list[Run], metrics: tuple[str, ...] = METRICS) -> list[di
             for where, j in (("mid", points["mid"]), ("final", points["end"])):
                 row[f"{metric}_{where}"] = float(c.mean[j])
                 row[f"{metric}_{where}_std"] = float(c.std[j])
+                row[f"{metric}_{where}_se"] = float(c.std[j]) / math.sqrt(c.n_seeds) if c.n_seeds > 1 else math.nan
                 k = min(j if where == "mid" else len(ref.mean) - 1, len(ref.mean) - 1)
                 row[f"{metric}_{where}_dist"] = abs(float(c.mean[j]) - float(ref.mean[k]))
             row["sde_time_final"] = float(c.sde_time[-1])
@@ -152,6 +158,56 @@ def markdown_table(rows: list[dict], metrics: tuple[str, ...]) -> str:
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def compact_table(rows: list[dict], metrics: tuple[str, ...]) -> str:
+    """The final value of each metric per l, ``mean ± SE`` over seeds, as plain aligned text that fits an
+    80-column terminal for the four metrics of the comparison's summary (:func:`markdown_table` holds the rest:
+    mid-run values, standard deviations, distances). A column shows its SEs to two significant figures (the
+    smallest SE's) and its means to as many decimals; past 4 decimals or 15 characters a cell shows 3
+    significant figures of the mean and 1 of the SE; one seed (no SE) shows the mean alone."""
+    epoch = next((r["epoch_final"] for r in rows if "epoch_final" in r), math.nan)
+    columns = []
+    for m in metrics:
+        pairs = [(r[f"{m}_final"], r.get(f"{m}_final_se", math.nan)) if f"{m}_final" in r else None for r in rows]
+        ses = [se for p in pairs if p is not None for se in p[1:] if math.isfinite(se) and se > 0]
+        decimals = max(0, 1 - math.floor(math.log10(min(ses)))) if ses else 4  # no spread: as markdown_table
+        columns.append([_mean_se(*p, decimals) if p is not None else "" for p in pairs])
+    head = ["l", "n", *metrics]
+    body = [[l_label(r["l"], r.get("gradient_noise", "minibatch")), str(r["seeds"]), *(c[i] for c in columns)]
+            for i, r in enumerate(rows)]  # fmt: skip
+    widths = [max(len(line[k]) for line in (head, *body)) for k in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in (head, *body)]
+    return "\n".join([f"final values (epoch {epoch:g}): mean ± SE over n seeds; full table: summary.md", *lines]) + "\n"
+
+
+def _mean_se(mean: float, se: float, decimals: int) -> str:
+    """``mean ± se`` with ``decimals`` decimals for :func:`compact_table` (its fallbacks: see there)."""
+    if not math.isfinite(mean):
+        return str(mean)
+    if not math.isfinite(se):
+        return f"{mean:.4g}"
+    text = f"{mean:.{decimals}f} ± {se:.{decimals}f}"
+    return text if decimals <= 4 and len(text) <= 15 else f"{mean:.3g} ± {se:.1g}"
+
+
+def model_options(config: dict, derived: dict) -> dict:
+    """The model options (:data:`svag.plugins.MODEL_OPTIONS`: norm, width, scale_invariant) that reached a
+    run's model: those the runner recorded (``derived["model_options"]``: a plug-in's factory takes only those
+    its signature names); for a folder from before that record, the config's for a built-in model (which takes
+    them all) and none for a plug-in (which may have taken none)."""
+    if "model_options" in derived:
+        return dict(derived["model_options"])
+    if is_spec(config.get("model")):
+        return {}
+    return {k: config[k] for k in MODEL_OPTIONS if k in config}
+
+
+def model_text(config: dict, derived: dict) -> str:
+    """``data / model`` as figures and verdicts show them, with ``(norm=...)`` where the norm reached the model
+    (:func:`model_options`)."""
+    norm = model_options(config, derived).get("norm")
+    return f"{config['data']} / {config['model']}" + (f" (norm={norm})" if norm is not None else "")
 
 
 def _fmt(x: float) -> str:

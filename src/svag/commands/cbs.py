@@ -30,6 +30,7 @@ from svag.experiments.cbs import (
     write_cbs,
 )
 from svag.experiments.defaults import CBS_CONFIG, LSR_THREADS
+from svag.experiments.lsr_sweep import plugin_model_defaults
 from svag.scaling import RULES, sde_rule
 
 THREADS = LSR_THREADS  # the small CNN of the default, as for svag lsr
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     arguments.count(args.points, "--points", 1)  # the Python API's checks (svag.experiments.arguments)
     arguments.positive(args.epsilon, "--epsilon")
     arguments.positive(args.branch_epochs, "--branch-epochs")
-    base = config_from_args(args, l=1.0, seed=0)
+    base, _ = plugin_model_defaults(config_from_args(args, l=1.0, seed=0))  # a plug-in: only the options it takes
     rule = sde_rule(base.optimizer) if args.rule == "auto" else args.rule
     out = Path(args.out)
     ends = checkpoint_epochs(base.epochs, args.points)

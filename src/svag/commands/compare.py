@@ -2,9 +2,10 @@
 (RUNS/l{l}_seed{s}/), then the summary table (summary.md, summary.csv) and the verdict: does SGD
 follow its SDE? For each metric at mid-run and at the end, the gap SGD − SDE (the SDE extrapolated
 from the l ladder) with its 95% interval and one of follows / departs / inconclusive against a
-margin (verdicts.md, verdicts.csv, verdicts.json, verdicts.png; one line per metric printed). The
-verdict needs at least 2 seeds and 2 values of l including 1: with fewer the runs still run and the
-verdict is skipped with a note. Draw the figures again with `svag plot RUNS`."""
+margin (verdicts.md, verdicts.csv, verdicts.json, verdicts.png; one line per metric printed), and the
+figure of each metric against effective steps per l (compare.png). The verdict needs at least 2 seeds and
+2 values of l including 1: with fewer the runs still run and the verdict is skipped with a note. Draw the
+figures again (other metrics, another x axis) with `svag plot RUNS`."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from svag.commands import floats, folder
 from svag.commands._executor import add_executor_arguments, executor_from_args
 from svag.config import add_config_arguments, config_from_args
 from svag.experiments import arguments
-from svag.experiments.compare import ENSEMBLE_MODES, run_compare, write_summary
+from svag.experiments.compare import ENSEMBLE_MODES, run_compare, write_figure, write_summary
 from svag.integrations import record_sinks
 
 
@@ -31,7 +32,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "splits the gap into non-Gaussian noise (SGD - NGD) and discretization (NGD - SDE)",
     )
     add_verdict_arguments(parser)
+    add_sequential_arguments(parser)
     add_sweep_arguments(parser, "l")
+
+
+def add_sequential_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``--until-decided`` (:mod:`svag.experiments.sequential`)."""
+    from svag.experiments.sequential import MAX_SEEDS
+
+    parser.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="add seeds in rounds (--seeds first, then doubling, all l together) until every --decide metric is "
+        "decided (follows or departs) or a budget is spent, with intervals valid under this stopping (Pocock-type "
+        "repeated confidence intervals, Jennison & Turnbull 1989); needs at least 3 values of l",
+    )
+    parser.add_argument(
+        "--decide",
+        default=None,
+        metavar="METRIC,...",
+        help="with --until-decided: the metrics to decide (default: every metric with a margin)",
+    )
+    parser.add_argument(
+        "--max-seeds", type=int, default=MAX_SEEDS, help="with --until-decided: the last look, seeds per l"
+    )
+    parser.add_argument(
+        "--max-cpu-minutes",
+        type=float,
+        default=None,
+        help="with --until-decided: stop before a round whose projected CPU time would pass this budget",
+    )
 
 
 def margin(text: str) -> tuple[str, str]:
@@ -102,7 +132,8 @@ def print_verdict(out, names: list[str] | None, options: dict) -> None:
     seeds left, no SGD) prints why instead. A damaged run folder (records repeating a time:
     :class:`svag.runfolder.RepeatedRecordsError`) is an error, not a missing verdict."""
     from svag.analysis.plotting import plot_verdicts
-    from svag.analysis.report import run_verdicts, verdict_lines
+    from svag.analysis.report import run_verdicts
+    from svag.analysis.report_text import verdict_header, verdict_lines
     from svag.runfolder import RepeatedRecordsError
 
     try:
@@ -113,13 +144,7 @@ def print_verdict(out, names: list[str] | None, options: dict) -> None:
         print(f"no verdict: {str(err).splitlines()[0]}")
         return
     fig = plot_verdicts(report, Path(out) / sweepfolder.VERDICTS_PNG)
-    end = report["points"]["end"]
-    fit = ", ".join(f"{l:g}" for l in report["fit_ls"])
-    print(
-        f"does SGD follow its SDE? at the end (epoch {report['epochs'][end]:g}), the gap SGD − SDE "
-        f"(SDE: {report['fit']} Richardson over l = {fit}) with its 95% interval, "
-        f"{'paired' if report['paired'] else 'unpaired'} seeds:"
-    )
+    print(verdict_header(report))
     for line in verdict_lines(report):
         print(f"  {line}")
     print(f"verdicts: {md} (mid-run and end) and {csv}; figure: {fig}")
@@ -188,7 +213,49 @@ def describe(cfg) -> str:
     return f"l = 1 is SGD at η={cfg.lr:g}, B={cfg.batch_size}; l > 1 is SVAG of that SGD run (P1): LR η/l, noise ×l"
 
 
+def run_sequential(args: argparse.Namespace, base) -> int:
+    """``svag compare --until-decided``: the rounds (:func:`svag.experiments.sequential.run_until_decided`),
+    the summary of every run, and where each chosen metric was decided."""
+    from svag.experiments.sequential import run_until_decided
+
+    margins = dict(args.margin)
+    decide = arguments.decide(args.decide, "--decide", margins)
+    shown = ("--seeds", "--max-seeds", "--max-cpu-minutes", "--ls")
+    first, max_seeds, budget = arguments.sequential_budget(
+        args.seeds, args.max_seeds, args.max_cpu_minutes, args.ls, shown
+    )
+    asked = [f for f, given in (("--fit two_point", args.fit != "wls"), ("--fit-ls", args.fit_ls is not None),
+                                ("--unpaired", args.unpaired)) if given]  # fmt: skip
+    if asked:
+        raise ValueError(f"--until-decided fits the ladder itself (paired seeds, c/l + d/l² from 4 l); drop {asked[0]}")
+    if base.gradient_noise == "gaussian":
+        raise ValueError("--until-decided decides SGD's verdict; these runs use --gradient-noise gaussian")
+    print(f"comparing SGD and SVAG at l = {', '.join(f'{l:g}' for l in args.ls)}, seeds in rounds until decided")
+    print(describe(base))
+    options = sweep_options(args, base)
+    with sweepfolder.hold(args.out):
+        report = run_until_decided(base, args.ls, args.out, first=first, max_seeds=max_seeds, max_cpu_minutes=budget,
+                                   decide=decide, margins=margins, ngd=args.ngd, **options)  # fmt: skip
+        names = list(report["statuses"])
+        md, csv = write_summary(args.out, names=names)
+        failed = print_failed(report["statuses"])
+        seq = Path(args.out) / sweepfolder.SEQUENTIAL_MD
+        print(f"runs in {args.out}; summary: {md} and {csv}; sequential verdict: {seq}")
+        decided = [m for m, row in report["metrics"].items() if row.get("decided_at")]
+        open_ = [m for m in report["metrics"] if m not in decided]
+        last = report["looks"][-1] if report["looks"] else {"seeds": 0, "cpu_minutes": 0.0}
+        print(f"stopped: {report['stopped']} ({last['seeds']} seeds per l, {last['cpu_minutes']:.1f} CPU minutes)")
+        print(f"decided: {', '.join(decided) or 'none'}" + (f"; not decided: {', '.join(open_)}" if open_ else ""))
+    return 1 if failed else 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if not args.ls:
+        raise ValueError("--ls must list at least one l >= 1, got none")
+    if args.until_decided:
+        return run_sequential(args, config_from_args(args, l=1.0, seed=0))
+    if args.decide is not None or args.max_cpu_minutes is not None:
+        raise ValueError("--decide and --max-cpu-minutes belong to --until-decided; add it or drop them")
     seeds = sweep_seeds(args)
     if not args.ls:
         raise ValueError("--ls must list at least one l >= 1, got none")
@@ -206,7 +273,8 @@ def run(args: argparse.Namespace) -> int:
     with sweepfolder.hold(args.out):  # the folder's one driver, from the runs to the verdict
         statuses = run_compare(base, args.ls, seeds, args.out, ngd=args.ngd, **sweep_options(args, base))
         md, csv = write_summary(args.out, names=list(statuses))  # this sweep's runs only
-        print(f"runs in {args.out}; summary: {md} and {csv}")
+        fig = write_figure(args.out, names=list(statuses))
+        print(f"runs in {args.out}; summary: {md} and {csv}; figure: {fig}")
         failed = print_failed(statuses)
         if skip:
             print(f"no verdict: {skip}")

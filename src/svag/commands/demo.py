@@ -21,7 +21,6 @@ from svag.commands import folder
 from svag.commands._executor import add_executor_arguments, executor_from_args
 from svag.config import RunConfig
 from svag.integrations import record_sinks
-from svag.runfolder import RunFolder
 
 DEMO = RunConfig(
     data="mnist1d",
@@ -55,10 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from svag.analysis.plotting import plot_compare
     from svag.analysis.report import missing_requirement
+    from svag.analysis.summary import compact_table, summary_rows
     from svag.commands.compare import print_verdict, sweep_seeds
-    from svag.experiments.compare import run_compare, write_summary
+    from svag.experiments.compare import TABLE_METRICS, run_compare, sweep_runs, write_figure, write_summary
 
     seeds = sweep_seeds(args)
     cfg = replace(DEMO, epochs=args.epochs).validate()
@@ -73,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
             cfg, LS, seeds, out, resume=True, progress=not args.no_progress,
             jobs=executor_from_args(args), sinks=record_sinks(cfg),
         )  # fmt: skip
-        runs = [RunFolder(out / n).load() for n in statuses if RunFolder(out / n).exists()]  # this sweep's runs only
-        fig = plot_compare(runs, out / sweepfolder.COMPARE_PNG)
-        md, csv = write_summary(out, names=list(statuses))
-        print(md.read_text(), end="")
+        fig = write_figure(out, names=list(statuses))  # this sweep's runs only
+        md, csv = write_summary(out, names=list(statuses))  # the full table (mid-run, final, |Δ| to l_max)
+        rows = summary_rows(sweep_runs(out, list(statuses)), TABLE_METRICS)
+        print(compact_table(rows, TABLE_METRICS), end="")  # the final values, in 80 columns
         skip = missing_requirement(LS, args.seeds)
         if skip:
             print(f"no verdict: {skip}")

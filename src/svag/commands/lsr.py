@@ -46,7 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(**LSR_CONFIG)
     parser.epilog = (
         "G/N is measured only inside the equilibrium window (--noise-window defaults to it), "
-        "with an extra batch at every SGD step there (--noise-fraction 1)."
+        "with an extra batch at every SGD step there (--noise-fraction 1). The defaults were tuned for the "
+        "built-in scale-invariant CNN (--model cnn --norm bn --scale-invariant) on MNIST-1D: a plug-in model "
+        "gets --norm and --scale-invariant only if its factory names them (else they are not recorded), and "
+        "the other defaults as they are."
     )
 
 
@@ -56,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         equilibrium_window,
         equilibrium_window_epochs,
         lsr_table,
+        plugin_model_defaults,
         run_sweep,
         write_lsr_outputs,
     )
@@ -72,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--verify needs the baseline config: run without --baseline to train it")
         equilibrium_window(dirs[0], args.window)  # a schedule without a constant-LR phase fails here
     else:
-        base = config_from_args(args)
+        base, note = plugin_model_defaults(config_from_args(args))  # a plug-in: only the options it takes
+        if note:
+            print(note)
         window = equilibrium_window_epochs(base, args.window)  # refuses a schedule without a constant-LR phase
         if not base.noise_window:  # spend the G/N budget where the test reads it
             base = replace(base, noise_window=window).validate()

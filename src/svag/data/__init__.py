@@ -65,6 +65,7 @@ class DataSize:
     input_shape: tuple[int, ...]  # one sample; inputs are float32
     num_classes: int
     streamed: tuple[str, ...] = ()  # splits read from a Dataset as the run goes, not held in memory
+    label_shape: tuple[int, ...] = ()  # one sample's labels: () one class, (T,) one per position (next tokens)
 
 
 def data_size(
@@ -89,7 +90,8 @@ def data_size(
     n_train, n_test = check_count("n_train", n_train), check_count("n_test", n_test)
     if is_spec(name):  # a plug-in's sizes are known once it has loaded (it is cached: the run reuses it)
         ds = load_dataset(name, root=root, n_train=n_train, n_test=n_test, seed=seed, datasets=datasets)
-        return DataSize(ds.n_train, ds.n_test, ds.input_shape, ds.num_classes, getattr(ds, "streamed", ()))
+        streamed, labels = getattr(ds, "streamed", ()), getattr(ds, "label_shape", ())
+        return DataSize(ds.n_train, ds.n_test, ds.input_shape, ds.num_classes, streamed, labels)
     # name -> (default/available train, test, input shape, classes, generated)
     known = {
         "mnist1d": (mnist1d.DEFAULT_N_TRAIN, mnist1d.DEFAULT_N_TEST, (1, 40), 10, True),

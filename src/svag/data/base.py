@@ -43,7 +43,7 @@ class ArrayDataset:
 
     name: str
     train_x: torch.Tensor  # float32, (n_train, *input_shape)
-    train_y: torch.Tensor  # int64, (n_train,), values in [0, num_classes)
+    train_y: torch.Tensor  # int64, (n_train,) or (n_train, ...) per position, values in [0, num_classes)
     test_x: torch.Tensor  # float32, (n_test, *input_shape)
     test_y: torch.Tensor  # int64, (n_test,)
     num_classes: int
@@ -51,9 +51,9 @@ class ArrayDataset:
 
     def __post_init__(self) -> None:
         for split, x, y in (("train", self.train_x, self.train_y), ("test", self.test_x, self.test_y)):
-            if x.dim() < 2 or y.dim() != 1 or len(x) != len(y):
+            if x.dim() < 2 or y.dim() < 1 or len(x) != len(y):
                 raise DataError(
-                    f"{self.name}: {split} inputs must be (n, *input_shape) and labels (n,), "
+                    f"{self.name}: {split} inputs must be (n, *input_shape) and labels (n,) or (n, ...), "
                     f"got {tuple(x.shape)} and {tuple(y.shape)}"
                 )
             if y.dtype != torch.int64 or not x.is_floating_point():
@@ -68,6 +68,11 @@ class ArrayDataset:
     def input_shape(self) -> tuple[int, ...]:
         """The shape of one sample, e.g. ``(1, 40)`` for MNIST-1D or ``(3, 32, 32)`` for CIFAR."""
         return tuple(self.train_x.shape[1:])
+
+    @property
+    def label_shape(self) -> tuple[int, ...]:
+        """The shape of one sample's labels: ``()`` (one class) or per position, e.g. ``(T,)`` next tokens."""
+        return tuple(self.train_y.shape[1:])
 
     @property
     def n_train(self) -> int:

@@ -1,15 +1,17 @@
 """A user's data as a plug-in (:mod:`svag.plugins` reads the text; this module adapts what the callable returns).
 
 ``load(n_train, n_test, seed, root) -> (train, test)`` or ``(train, test, num_classes)``, called with
-the keywords it names among those four; each split a pair of tensors ``(inputs, labels)`` or a
-map-style ``Dataset`` of ``(input, label)``, or a whole :class:`svag.data.ArrayDataset` (the full
-contract is in :mod:`svag.plugins`). Every failure is a :class:`svag.data.DataError` of one line.
+the keywords it names among those four; each split a pair of tensors ``(inputs, labels)`` (or of NumPy
+arrays, taken as ``torch.from_numpy`` gives them) or a map-style ``Dataset`` of ``(input, label)``, or a
+whole :class:`svag.data.ArrayDataset` (the full contract is in :mod:`svag.plugins`). Every failure is a
+:class:`svag.data.DataError` of one line that starts with the plug-in's name (``data '<text>'``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Subset
 
@@ -55,13 +57,37 @@ def _first(value: Any, split: str, text: str) -> Any:
     return first
 
 
+def _from_numpy(value: Any, split: str, part: str, text: str) -> Any:
+    """A NumPy array as the tensor ``torch.from_numpy`` makes of it (a copy where the array is read-only or
+    its strides are not C order, which ``from_numpy`` refuses or warns about); anything else as it is. The
+    tensor then follows a tensor's rules (inputs to float32, labels integer class indices)."""
+    if not isinstance(value, np.ndarray):
+        return value
+    if not (value.flags.writeable and value.flags.c_contiguous):
+        value = value.copy(order="C")
+    try:
+        return torch.from_numpy(value)
+    except TypeError:
+        raise DataError(f"data {text!r}: the {split} {part} are a NumPy array of dtype {value.dtype}; expected numbers "
+                        "(a float or integer dtype)") from None  # fmt: skip
+
+
 def _split(value: Any, split: str, text: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(inputs float32, labels int64)`` of one split: a pair of tensors or a map-style Dataset."""
-    expected = "a pair of tensors (inputs, labels) or a map-style torch.utils.data.Dataset of (input, label)"
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(t, torch.Tensor) for t in value):
-        x, y = value
-        if x.dim() < 1:
-            raise DataError(f"data {text!r}: the {split} inputs are a 0-d tensor; expected (n, *input_shape)")
+    """``(inputs float32, labels int64)`` of one split: a pair of tensors or of NumPy arrays (converted by
+    :func:`_from_numpy`), or a map-style Dataset."""
+    expected = (
+        "a pair of tensors or NumPy arrays (inputs, labels), or a map-style torch.utils.data.Dataset of (input, label)"
+    )
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(t, (torch.Tensor, np.ndarray))
+                                                                    for t in value):  # fmt: skip
+        x, y = (_from_numpy(v, split, part, text) for v, part in zip(value, ("inputs", "labels")))
+        if x.dim() < 2:
+            got = "are a 0-d tensor" if x.dim() == 0 else f"have shape {tuple(x.shape)}"
+            raise DataError(f"data {text!r}: the {split} inputs {got}; expected (n, *input_shape), one sample per "
+                            "row")  # fmt: skip
+        if y.dim() >= 1 and len(y) != len(x):
+            raise DataError(f"data {text!r}: the {split} split has {len(x)} inputs and {len(y)} labels; expected one "
+                            "label per input")  # fmt: skip
     elif _is_dataset(value):
         n = len(value)
         first = _first(value, split, text)
@@ -85,10 +111,10 @@ def _split(value: Any, split: str, text: str) -> tuple[torch.Tensor, torch.Tenso
             raise DataError(f"data {text!r}: the {split} samples differ in shape ({first_line(err)})") from None
     else:
         raise DataError(f"data {text!r}: the {split} split is a {type(value).__name__}; expected {expected}")
-    if y.dtype.is_floating_point or y.dtype == torch.bool or y.dim() != 1:
+    if y.dtype.is_floating_point or y.dtype == torch.bool or y.dim() < 1:
         raise DataError(
             f"data {text!r}: {split} labels are {y.dtype} of shape {tuple(y.shape)}; expected integer class indices "
-            "of shape (n,)"
+            "of shape (n,), or (n, ...) per position (e.g. next tokens) for a plug-in loss"
         )
     return x.to(torch.float32), y.to(torch.int64)
 
@@ -130,6 +156,9 @@ def load_data(text: str, *, n_train: int | None, n_test: int | None, seed: int, 
         idx = seeded_subset(len(x), asked, seed, what=f"data {text!r} {split}") if asked is not None else None
         cut.append((x, y) if idx is None else (x[idx], y[idx]))
     (tx, ty), (vx, vy) = cut
+    if tx.shape[1:] != vx.shape[1:]:
+        raise DataError(f"data {text!r}: train and test samples differ in shape: {tuple(tx.shape[1:])} vs "
+                        f"{tuple(vx.shape[1:])}")  # fmt: skip
     if len(tx) == 0:
         raise DataError(f"data {text!r} returned an empty training split (0 samples); a run needs at least one")
     labels_max = max(int(ty.max()), int(vy.max()) if len(vy) else 0)

@@ -19,12 +19,14 @@ __all__ = [
     "batch_sizes",
     "choice",
     "count",
+    "decide",
     "distinct",
     "fit_ls",
     "folder",
     "ladder",
     "margins",
     "positive",
+    "sequential_budget",
     "switch",
     "window",
 ]
@@ -149,3 +151,40 @@ def margins(value: Any, name: str) -> dict[str, Any]:
         except ValueError as err:
             raise ValueError(f"{name}[{metric!r}]: {err}; e.g. 0.02 or '5%'") from None
     return dict(value)
+
+
+def decide(value: Any, name: str, margins: Mapping[str, Any] | None = None) -> list[str] | None:
+    """The metrics ``--until-decided`` must decide (``None``: every metric with a margin): distinct
+    metric names, each with a margin (a default or one of ``margins``); a string ``'a,b'`` is split."""
+    from svag.analysis.equivalence import DEFAULT_MARGINS
+    from svag.analysis.report import METRICS
+
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+    listed = isinstance(names, Sequence) and not isinstance(names, (bytes, Mapping))
+    if not listed or not all(isinstance(m, str) for m in names):
+        raise TypeError(f"{name} must be a list of metric names, e.g. ['test_loss', 'weight_norm_sq'], got {value!r}")
+    valid = [m for m in METRICS if m in DEFAULT_MARGINS or m in (margins or {})]
+    wrong = [m for m in names if m not in valid]
+    if not names or wrong:
+        shown = repr(wrong[0]) if wrong else "none"
+        raise ValueError(f"{name} must name metrics with a margin, some of {', '.join(valid)}; got {shown}")
+    return distinct(list(names), f"{name}={value!r}")
+
+
+def sequential_budget(first: Any, max_seeds: Any, max_cpu_minutes: Any, ls: list[float], names: Sequence[str]) -> tuple:
+    """``(first, max_seeds, max_cpu_minutes)`` of a sequential comparison: a first look of at least 3 seeds
+    per ``l``, ``max_seeds`` no smaller, a CPU budget ``> 0`` or ``None``, and a ladder of at least 3 values
+    of ``l`` with ``l = 1`` (the guard of the extrapolation, :func:`svag.analysis.sequential.fit_order`).
+    ``names``: how the caller shows (seeds, max_seeds, max_cpu_minutes, ls)."""
+    first = count(first, names[0], 3)
+    max_seeds = count(max_seeds, names[1], first)
+    if max_cpu_minutes is not None:
+        max_cpu_minutes = positive(max_cpu_minutes, names[2])
+    if len(ls) < 3 or 1.0 not in ls:
+        raise ValueError(
+            f"the sequential verdict needs at least 3 values of l with l = 1 among them (to guard the extrapolation "
+            f"as seeds grow), got {names[3]}={_shown(ls)}"
+        )
+    return first, max_seeds, max_cpu_minutes

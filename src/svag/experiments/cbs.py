@@ -21,7 +21,9 @@ the ``κ = 1`` mean, relative) and read as :func:`svag.experiments.scale.rule_su
 **The predictions** at checkpoint ``p`` come from the baseline's own G/N records (``noise="pairs"``) pooled
 (:func:`svag.noise.pool_window`, every seed) over ``[e_p/√2, e_p·√2]``: McCandlish et al.'s
 ``B_simple = tr Σ/|G|² = B·N/G`` (``N`` = tr Σ_B at the baseline's ``B``) and P1's
-``B* = τ·B·N/G`` (:func:`svag.lsr.predict_from_window`, with its SE).
+``B* = τ·B·N/G`` (:func:`svag.lsr.predict_from_window`, with its SE); for Adam, AdamW and RMSprop the
+*preconditioned* ``G/N`` of :mod:`svag.noise` (record fields ``*_pre``; the ratio the square-root rule
+carries, issue 24) where the baseline recorded it (``--noise-source pairs``), else the plain one.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from svag.lsr import predict_from_window
 from svag.noise import pool_window
 from svag.records import read_json, write_csv, write_json, write_text
 from svag.runfolder import CHECKPOINT, RunFolder
-from svag.scaling import RULES, sde_rule
+from svag.scaling import ADAPTIVE, RULES, sde_rule
 
 __all__ = [
     "CBS_BRANCH_EPOCHS",
@@ -229,6 +231,10 @@ def cbs_table(out_dir: str | os.PathLike, alpha: float = 0.05) -> dict:
                 offset[s] += rs[-1]["epoch"]
                 epochs.append(offset[s])
         rows.append({"point": point["point"], "epoch": sum(epochs) / len(epochs) if epochs else math.nan})
+    # Adam/RMSprop: the preconditioned G/N (svag.noise, issue 24), the ratio P2's square-root rule carries
+    suffix = (
+        "_pre" if spec["base"]["optimizer"] in ADAPTIVE and any(r.get("G_pre") is not None for r in records) else ""
+    )
     n_train = None
     first = out / spec["points"][0]["segments"][0]
     if RunFolder(first).exists():
@@ -238,7 +244,7 @@ def cbs_table(out_dir: str | os.PathLike, alpha: float = 0.05) -> dict:
         row["samples"] = round(e * n_train) if n_train and math.isfinite(e) else None
         window = [r for r in records if math.isfinite(e) and e / WINDOW <= r["epoch"] <= e * WINDOW]
         try:
-            pooled = pool_window(window)
+            pooled = pool_window(window, suffix=suffix)
             pred = predict_from_window(B, pooled, tau)
             row.update(gn_ratio=pooled.ratio, gn_ratio_se=pooled.ratio_se, noise_count=pooled.m,
                        B_star=pred.B_star, B_star_se=pred.B_star_se, B_simple=pred.B_star / tau)  # fmt: skip
@@ -253,7 +259,8 @@ def cbs_table(out_dir: str | os.PathLike, alpha: float = 0.05) -> dict:
                    verdicts=decision["rows"])  # fmt: skip
     return {**{k: spec[k] for k in ("rule", "batch_size", "seeds", "kappas", "epsilon", "branch_epochs", "metric",
                                     "tau")}, "optimizer": spec["base"]["optimizer"], "lr": spec["base"]["lr"],
-            "alpha": alpha, "window": f"epochs in [e/{WINDOW:.4g}, e·{WINDOW:.4g}]", "rows": rows}  # fmt: skip
+            "alpha": alpha, "window": f"epochs in [e/{WINDOW:.4g}, e·{WINDOW:.4g}]",
+            "gn": "preconditioned" if suffix else "plain", "rows": rows}  # fmt: skip
 
 
 def _mean(values) -> float:
@@ -267,6 +274,15 @@ def _b(x: float | None, kappa: float | None = None, B: int | None = None) -> str
     return f"{x:.4g}" if x is not None and math.isfinite(x) else "–"
 
 
+def _stops(row: dict, B: int) -> str:
+    """Where the ladder stopped: the first κB that did not follow (undecided or departs), and the first that
+    departs when that is further up."""
+    und, dep = row["undecided_at"], row["departs_at"]
+    if und is not None and (dep is None or und < dep):
+        return f"undecided at {_b(None, und, B)}" + (f", departs at {_b(None, dep, B)}" if dep is not None else "")
+    return f"departs at {_b(None, dep, B)}" if dep is not None else "largest B tried"
+
+
 def cbs_markdown(result: dict) -> str:
     """One line per checkpoint: epoch, samples, CBS (and where the ladder stopped), ``B_simple``, ``B*``."""
     B = result["batch_size"]
@@ -274,16 +290,15 @@ def cbs_markdown(result: dict) -> str:
         f"{result['optimizer']} from B = {B}, η = {result['lr']:g}; branches of {result['branch_epochs']:g} epoch(s) "
         f"at κB under the {result['rule']} rule, κ ∈ {{{', '.join(f'{k:g}' for k in result['kappas'])}}}, "
         f"{len(result['seeds'])} seed(s); CBS = largest κB whose final {result['metric']} stays within "
-        f"ε = {100 * result['epsilon']:g}% of κ = 1 (paired equivalence verdict, α = {result['alpha']:g})",
+        f"ε = {100 * result['epsilon']:g}% of κ = 1 (paired equivalence verdict, α = {result['alpha']:g})"
+        + ("; G/N preconditioned by the optimizer's 1/(√v + ε)" if result.get("gn") == "preconditioned" else ""),
         "",
         "| checkpoint | epoch | samples | CBS | stops | B_simple = B·N/G | B* = τ·B·N/G | G/N | "
         + " | ".join(f"{result['metric']} κ={k:g}" for k in result["kappas"]) + " |",
         "|" + "---|" * (8 + len(result["kappas"])),
     ]  # fmt: skip
     for r in result["rows"]:
-        stops = (f"departs at {_b(None, r['departs_at'], B)}" if r["departs_at"] is not None
-                 else f"undecided at {_b(None, r['undecided_at'], B)}" if r["undecided_at"] is not None
-                 else "largest B tried")  # fmt: skip
+        stops = _stops(r, B)
         star = _b(r["B_star"]) + (f" ± {r['B_star_se']:.2g}" if math.isfinite(r["B_star_se"]) else "")
         lines.append(f"| {r['point']} | {r['epoch']:.4g} | {r['samples'] if r['samples'] is not None else '–'} | "
                      f"{r['cbs']:g} | {stops} | {_b(r['B_simple'])} | {star} | {_b(r['gn_ratio'])} | "

@@ -1,4 +1,5 @@
-"""SGD vs SVAG: the same config for a list of ``l`` and seeds, into one folder of runs."""
+"""SGD vs SVAG: the same config for a list of ``l`` and seeds, into one folder of runs; its summary table and
+its figure (``compare.png``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from svag import sweepfolder
-from svag.analysis.summary import load_runs, markdown_table, summary_rows
+from svag.analysis.summary import Run, load_runs, markdown_table, summary_rows
 from svag.config import RunConfig
 from svag.experiments.executors import Executor, Job, run_jobs
-from svag.plugins import is_spec
 from svag.records import check_writable, write_csv, write_text
 from svag.runfolder import RunFolder
 
@@ -21,7 +21,9 @@ __all__ = [
     "ensemble_note",
     "run_compare",
     "seed_jobs",
+    "sweep_runs",
     "use_ensemble",
+    "write_figure",
     "write_summary",
 ]
 
@@ -37,27 +39,23 @@ def ensemble_note(n_seeds: int, per: str) -> str:
 def use_ensemble(cfg: RunConfig, n_seeds: int, mode: str) -> bool:
     """Whether to train the seeds of one ``l`` together (stacked parameters, one process).
 
-    ``auto``: when there are several seeds and :func:`svag.runner.ensemble.is_faster` says the stacked
-    model beats running the seeds one after the other on this model (from
-    ``benchmarks/bench_ensemble.py``). Gaussian-noise runs (``gradient_noise="gaussian"``) stack only
-    with ``on``: their full-batch pass holds the activations of ``seeds × gaussian_chunk`` samples, and
-    ``auto`` trains them seed by seed (stacked, 8 seeds of the MNIST-1D MLP ran 2× faster).
+    ``on``: whenever there are several seeds, for the built-in models and a user's (:mod:`svag.plugins`)
+    alike; a model that cannot be stacked (:func:`svag.runner.ensemble.stack`'s trial step: dropout,
+    data-dependent control flow, ...) then trains its seeds one by one, with one line saying why.
+    ``auto``: when :func:`svag.runner.ensemble.is_faster` says the stacked model beats running the
+    seeds one after the other (measured by ``benchmarks/bench_ensemble.py``). Gaussian-noise runs
+    (``gradient_noise="gaussian"``) stack only with ``on``: their full-batch pass holds the activations
+    of ``seeds × gaussian_chunk`` samples, and ``auto`` trains them seed by seed (stacked, 8 seeds of the
+    MNIST-1D MLP ran 2× faster).
     """
     if mode not in ENSEMBLE_MODES:
         raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, got {mode!r}")
     if mode == "off" or n_seeds < 2 or (mode == "auto" and cfg.gradient_noise == "gaussian"):
         return False
-    if is_spec(cfg.model):  # a user's model (svag.plugins): svag.runner.ensemble stacks the built-in zoo only
-        if mode == "on":
-            raise ValueError(f"--ensemble on stacks the built-in models only, got the plug-in model {cfg.model!r}: "
-                             "its seeds train one by one (--ensemble auto or off)")  # fmt: skip
-        return False
     if mode == "on":
         return True
-    try:
-        from svag.runner.ensemble import is_faster
-    except ImportError:
-        return False
+    from svag.runner.ensemble import is_faster
+
     return bool(is_faster(cfg.model, n_seeds))
 
 
@@ -145,19 +143,32 @@ def seed_jobs(cfg: RunConfig, seeds: list[int], out: Path, names: list[str], tog
     ]  # fmt: skip
 
 
+def sweep_runs(runs_dir: str | os.PathLike, names: list[str] | None = None) -> list[Run]:
+    """The runs ``names`` of ``runs_dir`` (a sweep's own runs; default: every run under it), those that exist."""
+    if names is None:
+        return load_runs(runs_dir)
+    runs = [RunFolder(Path(runs_dir) / n).load() for n in names if RunFolder(Path(runs_dir) / n).exists()]
+    if not runs:
+        raise FileNotFoundError(f"none of the runs {names} is in {runs_dir}")
+    return runs
+
+
+def write_figure(runs_dir: str | os.PathLike, *, names: list[str] | None = None) -> Path:
+    """``compare.png`` in ``runs_dir``: each metric against effective steps, one line per l with its
+    ±1 std band over seeds (:func:`svag.analysis.plotting.plot_compare`), of the runs ``names`` (as
+    :func:`write_summary`). ``svag plot`` draws it again, with other metrics or another x axis."""
+    from svag.analysis.plotting import plot_compare
+
+    return plot_compare(sweep_runs(runs_dir, names), Path(runs_dir) / sweepfolder.COMPARE_PNG)
+
+
 def write_summary(
     runs_dir: str | os.PathLike, metrics: tuple[str, ...] = TABLE_METRICS, *, names: list[str] | None = None
 ) -> tuple[Path, Path]:
     """``summary.md`` and ``summary.csv`` in ``runs_dir``: per l, mid-run and final metrics
-    (mean ± std over seeds) and the distance of each l to the largest l. ``names``: read only
-    these run folders of ``runs_dir`` (a sweep's own runs; default: every run under it)."""
-    if names is None:
-        runs = load_runs(runs_dir)
-    else:
-        runs = [RunFolder(Path(runs_dir) / n).load() for n in names if RunFolder(Path(runs_dir) / n).exists()]
-        if not runs:
-            raise FileNotFoundError(f"none of the runs {names} is in {runs_dir}")
-    rows = summary_rows(runs, metrics)
+    (mean ± std over seeds, and the standard error of the mean) and the distance of each l to the largest l.
+    ``names``: read only these run folders of ``runs_dir`` (a sweep's own runs; default: every run under it)."""
+    rows = summary_rows(sweep_runs(runs_dir, names), metrics)
     md, csv = Path(runs_dir) / sweepfolder.SUMMARY_MD, Path(runs_dir) / sweepfolder.SUMMARY_CSV
     write_text(md, markdown_table(rows, metrics))
     write_csv(csv, rows)

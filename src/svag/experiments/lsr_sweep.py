@@ -25,6 +25,7 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,10 @@ from svag.config import RunConfig
 from svag.experiments.compare import check_jobs, ensemble_note, seed_jobs, use_ensemble
 from svag.experiments.executors import run_jobs
 from svag.lsr import envelope_batch, error_rise_batch, predict_from_window, suggest_batch_sizes, verdicts
+from svag.models.plugin import passed_options
 from svag.noise import pool_window
 from svag.noise_window import PRECONDITIONED
+from svag.plugins import MODEL_OPTIONS, is_spec
 from svag.records import write_csv, write_json, write_text
 from svag.runfolder import Run, RunFolder
 from svag.scaling import RULES, reaches, rule_limit, sde_rule
@@ -49,6 +52,7 @@ __all__ = [
     "equilibrium_window",
     "equilibrium_window_epochs",
     "lsr_table",
+    "plugin_model_defaults",
     "run_sweep",
     "slope_statement",
     "window_ratio",
@@ -106,6 +110,36 @@ def _after_warmup(window: tuple[float, float], warmup: float, unit: str) -> tupl
             f"(until {warmup:.4g}), where the LR is not yet constant: use a shorter --warmup or a smaller --window"
         )
     return window
+
+
+def plugin_model_defaults(cfg: RunConfig) -> tuple[RunConfig, str | None]:
+    """The LSR test's config for a plug-in model, and a line saying which of its defaults apply to it.
+
+    ``svag lsr``'s defaults (:data:`svag.experiments.defaults.LSR_CONFIG`) were tuned for the built-in
+    scale-invariant CNN on MNIST-1D. Its model options (``norm=bn``, ``scale_invariant=True``) reach a plug-in's
+    factory only where its signature names them (:func:`svag.models.plugin.passed_options`); the options it does
+    not take are put back to :class:`RunConfig`'s defaults, so that the runs record only what reached the model.
+    The other defaults (learning rate, batch size, weight decay, epochs and LR decay, evaluation and G/N
+    settings) apply as they are. A built-in model: ``(cfg, None)``.
+    """
+    if not is_spec(cfg.model):
+        return cfg, None
+    options = {k: getattr(cfg, k) for k in MODEL_OPTIONS}
+    taken = passed_options(cfg.model, options)
+    default = RunConfig()
+    unused = {k: v for k, v in options.items() if k not in taken and v != getattr(default, k)}
+    line = f"the plug-in model {cfg.model} takes " + (
+        f"{', '.join(taken)} of {', '.join(MODEL_OPTIONS)}" if taken else f"none of {', '.join(MODEL_OPTIONS)}"
+    )
+    if unused:
+        line += (f": {', '.join(f'{k}={v}' for k, v in unused.items())} do not reach it and are not recorded (its "
+                 "factory does not name them)")  # fmt: skip
+    line += (
+        "; svag lsr's other defaults (learning rate, batch size, weight decay, epochs and LR decay, evaluation and "
+        "G/N settings) apply as they are, but were tuned for the built-in scale-invariant CNN on MNIST-1D: check "
+        "the baseline's equilibrium line and set them with the flags"
+    )
+    return replace(cfg, **{k: getattr(default, k) for k in unused}).validate(), line
 
 
 def equilibrium_window_epochs(cfg: RunConfig, fraction: float = 1 / 6) -> tuple[float, float]:

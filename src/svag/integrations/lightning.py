@@ -4,11 +4,12 @@ Needs the optional extra (``pip install 'svag[lightning]'``); ``import svag`` ne
 module or Lightning: ``from svag.integrations.lightning import NoiseCallback``.
 
 **The callback.** :class:`NoiseCallback` measures P1's gradient signal ``G = ‖∇L‖²`` and noise
-``N = Tr Σ_B`` during an unmodified ``Trainer.fit``, with the runner's estimators
-(:mod:`svag.noise`): at every ``round(1/fraction)``-th optimizer step (inside ``window`` if given)
-it computes the gradient of one extra batch of ``B`` indices drawn i.i.d. from the training set with
-its own generator (the ``noise_batches`` stream of :mod:`svag.seeds`), at the parameters of the
-step, and pairs it with the step's own batch gradient (``on_after_backward``): the unbiased
+``N = Tr Σ_B`` during an unmodified ``Trainer.fit``, with the runner's estimators (:mod:`svag.noise`):
+at every ``k``-th optimizer step (inside ``window`` if given; by default ``k`` spreads ``TARGET_PAIRS``
+pairs over the window, ``k = round(1/fraction)`` with ``fraction=``) it computes the gradient of one extra
+batch of ``B`` indices drawn i.i.d. from the training set with its own generator (the ``noise_batches``
+stream of :mod:`svag.seeds`), at the parameters of the step, and pairs it with the step's own batch
+gradient (``on_after_backward``): the unbiased
 ``Ĝ = ⟨g1, g2⟩``, ``N̂ = ‖g1 − g2‖²/2`` (:func:`svag.noise.pair_estimates`), averaged apart over
 each logging interval (:class:`svag.noise.NoiseAccumulator`). This is exactly what ``svag train``
 does for an SGD run, so on the same trajectory both give the same numbers (a test checks it). The
@@ -17,13 +18,17 @@ are restored (as :func:`svag.noise.measure_noise` does), ``.grad`` is not touche
 RNG (dropout) is forked around it. A module trained with SVAG (:func:`svag_training_step`) hands
 its own two batch gradients to the callback instead, at every step of the window, as the runner does.
 
-At the end of each epoch (and every ``log_every_n_steps`` steps if given) it logs through the
-trainer's loggers ``svag/G``, ``svag/N``, ``svag/gn_ratio`` (G/N), their SEs and
-``svag/B_simple`` (``B·N/G``, McCandlish et al.'s simple noise scale). At the end of training it
-pools the window's records (:func:`svag.noise.pool_window`) and states P1's prediction
-``B* = B0·τ·N0/G0`` with its 95% interval (:func:`svag.lsr.predict_from_window`, the formula of
-``svag lsr``). P1 reads ``G/N`` at the equilibrium of the constant-LR phase: choose ``window``
-there (e.g. the last sixth of the first constant-LR phase, as ``svag lsr`` does).
+At the end of each epoch it logs through the module's ``log`` ``svag/G``, ``svag/N``, ``svag/gn_ratio``
+(G/N), their SEs, ``svag/noise_count`` and ``svag/B_simple`` (``B·N/G``, McCandlish et al.'s simple noise
+scale): they reach the loggers and ``trainer.logged_metrics``, and ``EarlyStopping``/``ModelCheckpoint`` can
+monitor them (``monitor="svag/gn_ratio"``). Every ``log_every_n_steps`` steps, if given, it writes them to the
+loggers at that step and into ``trainer.callback_metrics`` (monitorable; the trainer's own
+``log_every_n_steps`` does not thin them out). At the end of training it pools the window's records
+(:func:`svag.noise.pool_window`) and states P1's prediction ``B* = B0·τ·N0/G0`` with its 95% interval
+(:func:`svag.lsr.predict_from_window`, the formula of ``svag lsr``), in words when fewer than
+:data:`svag.lsr.FEW_ESTIMATES` pairs back the interval. P1 reads ``G/N`` at the equilibrium of the
+constant-LR phase: choose ``window`` there (e.g. the last sixth of the first constant-LR phase, as
+``svag lsr`` does).
 
 What it assumes: ``training_step`` returns the **mean** loss of the batch (a tensor, or a dict or
 tuple holding it: :mod:`svag.batch_loss`), or you pass ``loss_fn(module, batch)``; the data set of
@@ -82,7 +87,7 @@ from svag.batch_loss import scalar_loss
 from svag.clock import Clock, check_l
 from svag.data.loader import StepBatches
 from svag.data.sampling import PairSampler
-from svag.lsr import check_tau, check_window, prediction_line, window_prediction
+from svag.lsr import FEW_ESTIMATES, check_tau, check_window, prediction_line, window_prediction
 from svag.noise import MicroBatchSums, NoiseAccumulator, _Preserved, pair_estimates
 from svag.runner.recorder import NOISE_KEYS
 from svag.runner.timeline import TIME_RTOL
@@ -90,6 +95,9 @@ from svag.seeds import check_seed, generator, stream_seed
 from svag.step import amplified_backward
 
 __all__ = ["NoiseCallback", "pair_loader", "svag_training_step"]
+
+TARGET_PAIRS = 2 * FEW_ESTIMATES  # what the default spreads over the window: twice the count below which B* is rough
+ENDLESS_PERIOD = 50  # the default's period in a fit of unknown length (no max_steps, max_epochs=-1): fraction 0.02
 
 
 def _training_step_loss(module: LightningModule, batch: Any) -> torch.Tensor:
@@ -114,7 +122,12 @@ class NoiseCallback(Callback):
             extra batches have it; with ``accumulate_grad_batches = A`` it is ``A`` times the loader's batch.
         fraction: share of optimizer steps that draw the extra batch (cost ≈ ``fraction`` of the
             forward/backward work); the steps ``0, k, 2k, …`` with ``k = round(1/fraction)``, as
-            ``svag train --noise-fraction``. SVAG-trained modules measure at every step of the window.
+            ``svag train --noise-fraction``. Default ``None``: ``k = max(1, ⌊S/TARGET_PAIRS⌋)`` with ``S`` the
+            fit's optimizer steps in the window (``trainer.estimated_stepping_batches``), so about
+            ``TARGET_PAIRS = 2·FEW_ESTIMATES = 60`` pairs back ``B*`` whatever the run's length: a long run pays
+            little (``1/k``), a short one measures often (every step below 120 steps) instead of predicting
+            from a handful (the former default 0.02 gave 5 pairs in 2 epochs of ~125 steps); a fit of unknown
+            length measures every 50th step. SVAG-trained modules measure at every step of the window.
         window: ``(start, end)`` in epochs (``global_step`` / steps per epoch): measure only from
             ``start`` to ``end``, and predict ``B*`` from that window (default: the whole run).
         tau: P1's threshold ``τ`` on ``G/N`` (``B* = B0·τ·N/G``).
@@ -134,7 +147,7 @@ class NoiseCallback(Callback):
         self,
         batch_size: int,
         *,
-        fraction: float = 0.02,
+        fraction: float | None = None,
         window: tuple[float, float] | None = None,
         tau: float = 2.0,
         seed: int = 0,
@@ -145,15 +158,18 @@ class NoiseCallback(Callback):
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+        if fraction is not None and (
+            isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1
+        ):
+            raise ValueError(f"fraction must be in (0, 1] or None, got {fraction!r}")
         window, tau = check_window(window), check_tau(tau)
         if log_every_n_steps is not None and (not isinstance(log_every_n_steps, int) or log_every_n_steps < 1):
             raise ValueError(f"log_every_n_steps must be an integer >= 1 or None, got {log_every_n_steps!r}")
-        self.batch_size, self.fraction, self.tau = batch_size, float(fraction), float(tau)
+        self.batch_size, self.tau = batch_size, float(tau)
+        self.fraction = None if fraction is None else float(fraction)
         self.window = window
         self.seed = check_seed(seed)
-        self.period = round(1 / self.fraction)  # as the runner: every period-th step
+        self.period = 1 if fraction is None else round(1 / self.fraction)  # as the runner: every period-th step
         self.dataset, self.loss_fn, self.log_every, self.verbose = dataset, loss_fn, log_every_n_steps, verbose
         self._gen = generator(self.seed, "noise_batches")
         self.acc = NoiseAccumulator(self.batch_size)
@@ -170,6 +186,19 @@ class NoiseCallback(Callback):
         n = trainer.num_training_batches
         return float(n) if isinstance(n, (int, float)) and math.isfinite(n) and n > 0 else math.inf
 
+    def default_period(self, trainer: Trainer) -> int:
+        """``k = max(1, ⌊S/TARGET_PAIRS⌋)``, ``S`` the optimizer steps of the fit in the window (``fraction=None``)."""
+        total = float(trainer.estimated_stepping_batches)
+        per_epoch = self._steps_per_epoch(trainer)
+        if self.window is not None and math.isfinite(per_epoch):
+            start, end = (math.ceil(min(total, w * per_epoch)) for w in self.window)  # first steps in, past
+            steps = end - start
+        else:
+            steps = total
+        if not math.isfinite(steps):
+            return ENDLESS_PERIOD
+        return max(1, int(steps // TARGET_PAIRS))
+
     def in_window(self, trainer: Trainer) -> bool:
         """Whether the step about to be taken (``global_step``) lies in the window."""
         if self.window is None:
@@ -184,6 +213,8 @@ class NoiseCallback(Callback):
         if str(trainer.precision) not in ("32-true", "64-true", "32", "64"):
             raise ValueError(f"NoiseCallback needs full precision (32-true or 64-true), got {trainer.precision!r}")
         self._accumulate = int(trainer.accumulate_grad_batches) if pl_module.automatic_optimization else 1
+        if self.fraction is None:
+            self.period = self.default_period(trainer)
         self._sums.reset()
         self._before = None
         if self._accumulate > 1:  # the micro-batches are the estimator: no extra batch, no data set needed
@@ -264,13 +295,18 @@ class NoiseCallback(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:  # fmt: skip
         if self.log_every and trainer.global_step % self.log_every == 0:
-            self._record(trainer)
+            self._record(trainer, pl_module, at_step=True)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._record(trainer)
+        self._record(trainer, pl_module)
 
-    def _record(self, trainer: Trainer) -> None:
-        """Log the interval's G/N (if it has estimates) and start the next interval."""
+    def _record(self, trainer: Trainer, pl_module: LightningModule | None = None, at_step: bool = False) -> None:
+        """Log the interval's G/N (if it has estimates) and start the next interval.
+
+        At an epoch's end through ``pl_module.log`` (``on_epoch``: Lightning hands them to the loggers and to
+        ``logged_metrics``, and the monitoring callbacks, which run after, see them); at a step (``at_step``)
+        straight to the loggers, at that step, and into ``callback_metrics`` through ``pl_module.log``
+        (``logger=False``); after training (no ``pl_module``: ``log`` is not allowed there) to the loggers."""
         if self.acc.count == 0:
             return
         res = self.acc.result()
@@ -281,8 +317,12 @@ class NoiseCallback(Callback):
         row["B_simple"] = self.batch_size / res.ratio if res.ratio > 0 else math.inf
         self.records.append(row)
         metrics = {f"svag/{k}": float(v) for k, v in row.items() if k not in ("step", "epoch")}
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
+        if pl_module is not None:
+            to_loggers = not at_step and bool(trainer.loggers)  # Lightning warns of logger=True without a logger
+            pl_module.log_dict(metrics, on_step=at_step, on_epoch=not at_step, logger=to_loggers, batch_size=1)
+        if pl_module is None or at_step:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._record(trainer)  # the steps after the last epoch end (max_steps inside an epoch)
@@ -386,6 +426,7 @@ def svag_training_step(
     """
     if module.automatic_optimization:
         raise ValueError("svag_training_step needs manual optimization: set self.automatic_optimization = False")
+    _check_pair(pair)
     opt = module.optimizers()
     inner = getattr(opt, "optimizer", opt)  # Lightning wraps the optimizer; sde_time lives in the inner one
     if schedule is not None:
@@ -403,3 +444,23 @@ def svag_training_step(
         callback.add_pair(*out.grads)
     module.log("train_loss", out.loss1, prog_bar=True)
     return out.loss1
+
+
+def _check_pair(pair: Any) -> None:
+    """Refuse what cannot be ``(batch1, batch2)``: not a pair, or a plain batch of two tensors of different shapes or
+    dtypes (``(inputs, targets)`` from a plain ``DataLoader``). Two tensors of one shape and dtype may be either
+    (a pair of tensor batches, or ``(tokens, targets)``): they pass, so feed :func:`pair_loader`'s pairs."""
+    if isinstance(pair, (tuple, list)) and len(pair) == 2:
+        a, b = pair
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or (
+            a.shape == b.shape and a.dtype == b.dtype
+        ):
+            return
+        got = f"one batch of two tensors, {tuple(a.shape)} {a.dtype} and {tuple(b.shape)} {b.dtype}"
+    else:
+        size = f" of {len(pair)} items" if isinstance(pair, (tuple, list, dict)) else ""
+        got = f"a {type(pair).__name__}{size}"
+    raise ValueError(
+        f"svag_training_step: pair must be (batch1, batch2), the two batches of one step, got {got}: train on "
+        "pair_loader(dataset, batch_size, clock=opt.clock()) rather than a plain DataLoader"
+    )

@@ -21,8 +21,10 @@ padding: the usual packed LM data; with unequal token counts ``g_j`` weights the
 
 * ``gradient_accumulation_steps = M > 1``: the micro-batch estimator, no extra compute
   (:func:`svag.noise.from_microbatches` of ``g_1 … g_M``: ``Ĝ = (‖Σg_j‖² − Σ‖g_j‖²)/(M(M−1))``,
-  ``N̂ = (Σ‖g_j‖²/M − Ĝ)/M``, unbiased for ``‖G‖²`` and ``tr Σ/B``). It holds ``M`` gradient copies
-  during a measured step.
+  ``N̂ = (Σ‖g_j‖²/M − Ĝ)/M``, unbiased for ``‖G‖²`` and ``tr Σ/B``), streamed: no gradient is copied. Each
+  hook adds ``‖h‖²`` of its parameter to micro-batch ``j``'s sum and ``2⟨A, h⟩ + ‖h‖²`` to ``‖Σ h‖²``, where
+  ``A`` is what ``.grad`` holds before ``h`` joins it (:func:`svag.noise.from_microbatch_sums`; a parameter
+  whose hook fires twice in one micro-batch is refused, its ``‖g_j‖²`` would need a copy).
 * ``gradient_accumulation_steps = 1``: the extra-batch estimator of ``svag train``: at a measured step it
   computes, before the step's forward, the gradient of one extra batch of ``B`` indices drawn i.i.d. from
   the training set (the ``noise_batches`` stream of :mod:`svag.seeds`), collated by the training
@@ -57,7 +59,7 @@ from accelerate.utils import send_to_device
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from svag.lsr import check_tau, check_window, prediction_line, window_prediction
-from svag.noise import NoiseAccumulator, _Preserved, from_microbatches, from_pair
+from svag.noise import NoiseAccumulator, _Preserved, from_microbatch_sums, from_pair, squared_norm
 from svag.runner.recorder import NOISE_KEYS
 from svag.seeds import check_seed, generator
 
@@ -118,7 +120,8 @@ class NoiseCallback(TrainerCallback):
         self._params: list[torch.nn.Parameter] = []
         self._handles: list[Any] = []
         self._slot: dict[int, torch.Tensor] | None = None  # the micro-batch being captured (None: not capturing)
-        self._micro: list[dict[int, torch.Tensor]] = []
+        self._micro: list[float] = []  # micro-batch estimator: Σ‖h‖² of each complete micro-batch of the step
+        self._total_sq = 0.0  # ‖Σ_j h_j‖² so far (h_j: what micro-batch j's backward adds to .grad)
         self._extra: list[torch.Tensor | None] | None = None
         self._dataset: Any = None
         self._collate: Any = None
@@ -169,10 +172,26 @@ class NoiseCallback(TrainerCallback):
         self._irregular_last = batches % M != 0 or (not args.dataloader_drop_last and n % b != 0)
 
     def _capture(self, i: int, grad: torch.Tensor) -> None:
-        """Tensor hook of parameter ``i``: this backward's gradient, before it is added to ``.grad``."""
-        if self._slot is not None:
-            g = grad.detach()
-            self._slot[i] = g.clone() if i not in self._slot else self._slot[i] + g
+        """Tensor hook of parameter ``i``: this backward's gradient ``h``, before it is added to ``.grad``.
+
+        Extra-batch estimator: kept (one copy: the step's gradient). Micro-batch estimator: only
+        ``‖h‖²`` and ``2⟨A, h⟩ + ‖h‖²`` (``A = .grad`` before ``h`` joins it) are kept, in float64."""
+        if self._slot is None:
+            return
+        h = grad.detach()
+        if self.micro_batches == 1:  # a copy: autograd may adopt h as .grad, which clipping then scales in place
+            self._slot[i] = h.clone() if i not in self._slot else self._slot[i] + h
+            return
+        if i in self._slot:
+            raise RuntimeError(
+                f"NoiseCallback: parameter {i} received two gradients in one micro-batch (a second backward "
+                "through it before the micro-batch ended); the micro-batch estimator needs one per micro-batch"
+            )
+        sq = squared_norm(h)
+        self._slot[i] = sq
+        acc = self._params[i].grad
+        cross = 0.0 if acc is None else 2.0 * float(torch.dot(acc.flatten().float(), h.flatten().float()))
+        self._total_sq += cross + sq
 
     # -- one step -------------------------------------------------------------------------------------
     def _measured(self, state: TrainerState) -> bool:
@@ -185,7 +204,7 @@ class NoiseCallback(TrainerCallback):
         return self.window is None or self.window[0] <= epoch < self.window[1]
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
-        self._micro, self._slot, self._extra = [], None, None
+        self._micro, self._slot, self._extra, self._total_sq = [], None, None, 0.0
         if not self._measured(state):
             return
         if self.micro_batches == 1:
@@ -213,7 +232,7 @@ class NoiseCallback(TrainerCallback):
 
     def on_substep_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
         if self._slot is not None:  # micro-batch j < M is complete
-            self._micro.append(self._slot)
+            self._micro.append(sum(self._slot.values()))
             self._slot = {}
 
     def on_pre_optimizer_step(
@@ -221,15 +240,17 @@ class NoiseCallback(TrainerCallback):
     ):
         if self._slot is None:
             return
-        self._micro.append(self._slot)  # the last micro-batch, captured before clipping
-        self._slot = None
-        M = len(self._micro)
-        grads = [[M * g[i] if i in g else torch.zeros_like(p) for i, p in enumerate(self._params)] for g in self._micro]
-        self._micro = []
-        if M > 1:
-            G, N = from_microbatches(grads)
+        slot, self._slot = self._slot, None  # the last micro-batch, captured before clipping
+        if self.micro_batches > 1:
+            self._micro.append(sum(slot.values()))
+            M, sums = len(self._micro), self._micro
+            self._micro = []
+            if M < 2:
+                return
+            # g_j = M·h_j: Σ‖g_j‖² = M²·Σ‖h_j‖², and ḡ = Σ_j g_j/M = Σ_j h_j
+            G, N = from_microbatch_sums(M, M * M * float(sum(sums)), self._total_sq)
         elif self._extra is not None:
-            G, N = from_pair(grads[0], self._extra)
+            G, N = from_pair([slot.get(i) for i in range(len(self._params))], self._extra)
         else:
             return
         self._extra = None

@@ -8,7 +8,8 @@ module              what it owns
 ``folder``          whether a run folder can take a run (fresh, resumable, refused)
 ``signals``         SIGINT/SIGTERM as a request honoured at the loop's next consistent point
 ``engine``          one model or stacked seeds behind one interface (loss, evaluation)
-``ensemble``        stacked parameters of several seeds of the built-in zoo
+``ensemble``        stacked seeds: the zoo's hand-written layers, ``stack`` (which stacking), ``is_faster``
+``vmap_ensemble``   any ``nn.Module`` stacked through ``torch.func``, and its trial step
 ``recorder``        the records: evaluation, G/N pairs, m-batch G/N; hands each record to its sinks
 ``state``           what a checkpoint holds (samplers, generators, counters)
 ``timeline``        when things happen on continuous time (grid, checkpoints, G/N window, schedule)

@@ -137,7 +137,8 @@ def _described_model(cfg: RunConfig, size) -> torch.nn.Module:
         ) from None
     plugins = {k: getattr(cfg, k) for k in KINDS}
     if any(map(is_spec, plugins.values())):  # a user's model, data or loss: do they fit together?
-        check_fit(model, make_task(cfg.loss, size.num_classes), size.input_shape, size.num_classes, plugins)
+        task = make_task(cfg.loss, size.num_classes)
+        check_fit(model, task, size.input_shape, size.num_classes, plugins, label_shape=size.label_shape)
     return model
 
 

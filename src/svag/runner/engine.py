@@ -2,9 +2,10 @@
 
 The runner talks to an engine only: it hands it batches, asks for losses, metrics and
 checkpoint state per replica. :class:`SingleEngine` wraps one ``nn.Module`` (``K = 1``, the
-plain path with no stacking overhead); :class:`EnsembleEngine` wraps :class:`svag.runner.ensemble.Ensemble`
-(stacked parameters). Both take the run's :class:`svag.task.Task`, the one owner of the loss
-and the metrics. Each replica's state can be exported in the single-run format, so run folders
+plain path with no stacking overhead); :class:`EnsembleEngine` wraps K replicas with stacked
+parameters, as :func:`svag.runner.ensemble.stack` built them (the zoo's hand-written layers or
+``torch.func``). Both take the run's :class:`svag.task.Task`, the one owner of the loss and the
+metrics. Each replica's state can be exported in the single-run format, so run folders
 look the same whichever engine trained them.
 """
 
@@ -83,8 +84,9 @@ class SingleEngine:
 class EnsembleEngine(SingleEngine):
     """K replicas with stacked parameters: batches ``(x, y)`` with ``x`` of shape ``(K, B, ...)``.
 
-    ``self.model`` is the :class:`svag.runner.ensemble.Ensemble`; train mode and the buffer snapshot
-    for SGD's extra noise batch work as for one model.
+    ``self.model`` is the stacked model (:class:`svag.runner.ensemble.Ensemble` or
+    :class:`svag.runner.vmap_ensemble.VmapEnsemble`); train mode and the buffer snapshot for SGD's extra
+    noise batch work as for one model.
     """
 
     def __init__(self, ensemble, task: Task) -> None:

@@ -3,21 +3,36 @@
 The replicas are independent: replica ``k`` sees its own batches, keeps its own BatchNorm
 statistics, and the sum over replicas of their mean losses has, for each replica, exactly that
 replica's gradient. SVAG's update is elementwise, so one :class:`svag.SVAG` over the stacked
-parameters performs K independent runs.
+parameters performs K independent runs. :func:`stack` is what the runner calls; it returns one of
+two stackings with the same interface (``K``, ``params``, ``forward`` on ``(K, B, ...)``,
+``logits``, ``replica_state_dict``, ``load_replica_state_dicts``), or raises
+:class:`NotStackable` with the reason, and the runner then trains the seeds one by one.
 
-How the layers are stacked: activations of the convolutional part are in
+**Why two stackings.** :class:`Ensemble` (below) stacks the layers of the built-in zoo by hand;
+:class:`svag.runner.vmap_ensemble.VmapEnsemble` stacks any ``nn.Module`` through ``torch.func``
+(``vmap`` of ``functional_call``). On most of the zoo the hand-written layers are faster
+(``benchmarks/bench_ensemble.py``, K = 8, B = 32, SVAG l = 2, 2 shared CPU cores, one interleaved
+run): a step of the torch.func stacking takes 1.21× (MLP), 1.60× (BN CNN), 1.29× (PreResNet-32)
+and 0.93× (ResNet-32, within the noise of that loaded machine) the time of the hand-written one,
+and a whole 8-seed run of the CNN 1.61× (vmap runs BatchNorm's batching rule as two kernels plus
+an affine product, and 1-D max-pooling through its 2-D kernel). So the zoo's families
+(:data:`LAYERED`) keep the hand-written layers, and everything else (a user's model,
+:mod:`svag.plugins`) goes through ``torch.func``, after :func:`svag.runner.vmap_ensemble.trial`
+checked one stacked step against the replicas' own on one batch.
+
+How the layers are stacked by hand: activations of the convolutional part are in
 "channel layout" ``(B, K·C, ...)``, so convolutions become grouped convolutions (``groups=K``),
 BatchNorm normalizes ``K·C`` channels (per replica, per channel), GroupNorm uses ``K·G`` groups
 (per replica), and pooling and ReLU are unchanged; ``nn.Flatten`` switches to "replica layout"
 ``(K, B, F)``, where linear layers are batched matrix products (``torch.baddbmm``). ResNet
 option-A shortcuts pad each replica's channels. Supported: every model of :mod:`svag.models`
-(MLP, CNN, VGG, ResNet, PreResNet) and any model whose leaf layers are Flatten, Linear, Conv,
-BatchNorm, GroupNorm, pooling, ReLU and Identity and which calls them in registration order.
+(MLP, CNN, VGG, ResNet, PreResNet), which call their leaf layers in registration order.
 
-Measured speed (``benchmarks/bench_ensemble.py``, BENCHMARKS.md, 2 CPU cores): the step of a
-16-replica ensemble has 2.6× (MLP), 1.4× (small CNN) and 3.2× (ResNet-32) the throughput of 16
-sequential steps, and ``svag compare`` on the default MLP runs 16 seeds 3.6× faster end to end.
-:func:`is_faster` holds the verdict used by ``svag compare --ensemble auto``.
+Measured speed (``benchmarks/bench_ensemble.py``, BENCHMARKS.md, 2 shared CPU cores, K = 8): the
+stacked step has 2.4× (MLP), 2.2× (BN CNN), 2.7× (PreResNet-32), 3.2× (ResNet-32) and, through
+torch.func, 2.7× (a plug-in MLP) the throughput of 8 sequential steps; end to end, 8 seeds of
+half an MNIST-1D epoch ran 2.4× (CNN) and 2.2× (plug-in MLP) faster stacked. :func:`is_faster`
+holds the verdict used by ``svag compare --ensemble auto``.
 """
 
 from __future__ import annotations
@@ -29,9 +44,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from svag.models import MLP, VGG, PreResNet, ResNet, SmallCNN
 from svag.models.resnet import PadShortcut
+from svag.plugins import is_spec
+from svag.runner.vmap_ensemble import VmapEnsemble, trial
 
-__all__ = ["Ensemble", "is_faster", "supported"]
+__all__ = ["LAYERED", "Ensemble", "NotStackable", "is_faster", "stack", "supported"]
+
+# the zoo's families whose hand-written stacked layers measured faster than torch.func (module docstring)
+LAYERED = (MLP, SmallCNN, PreResNet, ResNet, VGG)
+
+
+class NotStackable(ValueError):
+    """The replicas cannot be trained as one stacked model (the message says why); train them one by one."""
+
+
+def stack(models: list[nn.Module], *, input_shape: tuple[int, ...], task, x: torch.Tensor,
+          y: torch.Tensor) -> nn.Module:  # fmt: skip
+    """The K replicas ``models`` as one stacked model: :class:`Ensemble` for the zoo's families
+    (:data:`LAYERED`), else :class:`svag.runner.vmap_ensemble.VmapEnsemble` once its
+    :func:`~svag.runner.vmap_ensemble.trial` step on ``(x, y)`` (``(K, B, ...)``, replica k's batch in
+    row k; nothing is changed by it) matched the replicas' own. Raises :class:`NotStackable`."""
+    if isinstance(models[0], LAYERED) and supported(models[0]):
+        return Ensemble(models, input_shape=input_shape)
+    ensemble = VmapEnsemble(models, input_shape=input_shape)
+    why = trial(ensemble, models, task, x, y)
+    if why is not None:
+        raise NotStackable(why)
+    return ensemble
+
 
 _ELEMENTWISE = (nn.ReLU, nn.Identity, nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
                 nn.AvgPool1d, nn.AvgPool2d)  # fmt: skip
@@ -48,8 +89,10 @@ def supported(model: nn.Module) -> bool:
 
 def is_faster(model: str, n_seeds: int) -> bool:
     """``svag compare --ensemble auto``: where the stacked ensemble measured faster than running
-    the seeds one by one on 2 CPU cores (``benchmarks/bench_ensemble.py``, BENCHMARKS.md)."""
-    return model in ("mlp", "cnn", "resnet32") and n_seeds >= 2
+    the seeds one by one on 2 CPU cores (``benchmarks/bench_ensemble.py``, BENCHMARKS.md): the MLP,
+    the CNN, PreResNet-32 and ResNet-32 of the zoo and a user's model (measured: a plug-in MLP,
+    through torch.func). VGG was not measured and runs its seeds one by one."""
+    return (model in ("mlp", "cnn", "preresnet32", "resnet32") or is_spec(model)) and n_seeds >= 2
 
 
 class _Stacked(nn.Module):

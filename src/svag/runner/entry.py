@@ -20,6 +20,7 @@ from svag.models import default_device
 from svag.runfolder import FolderInUseError, RunFolder
 from svag.runner.budget import check_budget, cost_notice
 from svag.runner.distributed import Dist, setup
+from svag.runner.ensemble import NotStackable
 from svag.runner.folder import prepare_folder
 from svag.runner.loop import Group
 from svag.runner.progress import notice
@@ -152,7 +153,14 @@ def _train(cfg, seeds, cfgs, folders, dist, device, resume, progress, sinks, sta
         torch.distributed.barrier()  # every rank has decided before rank 0 writes anything
     if all(resumable) and all(s == "completed" for s in statuses):
         return [RunResult(f.path, "completed", f.records()) for f in folders]
-    run = Group(cfg, [int(s) for s in seeds], folders, progress, dist, device)
+    try:
+        run = Group(cfg, [int(s) for s in seeds], folders, progress, dist, device)
+    except NotStackable as why:  # e.g. dropout, data-dependent control flow: the seeds one by one, as --ensemble off
+        if dist.main:
+            notice(f"training the {len(seeds)} seeds of model {cfg.model!r} one by one: stacking them failed, {why}")
+        alone = [[p] for p in starts] if starts else [[] for _ in seeds]
+        return [res for s, c, f, st in zip(seeds, cfgs, folders, alone)
+                for res in _train(cfg, [s], [c], [f], dist, device, resume, progress, sinks, st)]  # fmt: skip
     if all(resumable):
         run.load([f.load_checkpoint(map_location=run.device) for f in folders])
         for r, status in zip(run.replicas, statuses):

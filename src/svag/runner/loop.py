@@ -2,7 +2,9 @@
 
 ``run(config, out_dir)`` trains one model; ``run_replicas(config, seeds, out_dirs)`` trains
 several seeds of the same config at once (stacked parameters, :mod:`svag.runner.ensemble`) and
-writes exactly what the single runs would. What a folder holds is :mod:`svag.runfolder`'s
+writes exactly what the single runs would (a model that cannot be stacked raises
+:class:`svag.runner.ensemble.NotStackable` here, and :func:`svag.runner.run_replicas` trains its seeds
+one by one). What a folder holds is :mod:`svag.runfolder`'s
 business; what a record holds, :mod:`svag.runner.recorder`'s; what a checkpoint holds,
 :mod:`svag.runner.state`'s; when things happen, :mod:`svag.runner.timeline`'s (all on continuous time,
 whose clock belongs to the optimizer). This module builds those pieces and runs the loop.
@@ -53,13 +55,14 @@ from svag.data import load_dataset
 from svag.data.loader import TensorPairs, TrainLoader
 from svag.data.streamed import Chunks, fetch
 from svag.gaussian import gaussian_step
-from svag.noise import MicroBatchSums
-from svag.plugins import KINDS, fingerprints, is_spec
+from svag.models.plugin import passed_options
+from svag.noise import MicroBatchSums, squared_norm
+from svag.plugins import KINDS, MODEL_OPTIONS, fingerprints, is_spec
 from svag.runfolder import RunFolder
 from svag.runner import state as runstate
 from svag.runner.distributed import Dist
 from svag.runner.engine import EVAL_CHUNK, EnsembleEngine, SingleEngine
-from svag.runner.ensemble import Ensemble
+from svag.runner.ensemble import stack
 from svag.runner.progress import notice, progress_bar
 from svag.runner.recorder import Recorder, Tensors
 from svag.runner.signals import RunInterrupted, stop_on_signals
@@ -114,8 +117,9 @@ class Group:
             models = [torch.nn.SyncBatchNorm.convert_sync_batchnorm(m) for m in models]
         if len(models) == 1:
             self.engine: SingleEngine = SingleEngine(models[0], task)
-        else:
-            self.engine = EnsembleEngine(Ensemble(models, input_shape=ds.input_shape), task)
+        else:  # raises NotStackable (the runner then trains the seeds one by one)
+            x, y = self._trial_batch(len(models), cfg.batch_size)
+            self.engine = EnsembleEngine(stack(models, input_shape=ds.input_shape, task=task, x=x, y=y), task)
         n = self.data.n
         self.replicas = [runstate.Replica(cfg, s, f, n) for s, f in zip(seeds, folders)]
         self.loaders = []  # --loader-workers N: each replica's batches through DataLoader workers, same indices
@@ -158,6 +162,14 @@ class Group:
         )
         self.saved_step: int | None = None  # the step of the last checkpoint taken by this process
 
+    def _trial_batch(self, K: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of :func:`svag.runner.ensemble.stack`'s trial step, ``(K, b, ...)``: replica k takes the
+        ``b = min(B, n)`` in-memory training samples from ``k·b`` on (cyclically); no stream is drawn from."""
+        n = len(self.data.x)
+        b = min(batch_size, n)
+        idx = (torch.arange(K * b) % n).view(K, b).to(self.data.x.device)
+        return self.data.x[idx], self.data.y[idx]
+
     @property
     def t(self) -> float:
         return self.opt.sde_time
@@ -166,7 +178,8 @@ class Group:
         return [r for r in self.replicas if not r.diverged]
 
     def derived(self) -> dict[str, Any]:
-        """What ``config.json`` records besides the config: the timeline, the data, the clock."""
+        """What ``config.json`` records besides the config: the timeline, the data, the clock, the model options
+        that reached the model (a plug-in's factory takes those it names: :func:`svag.models.plugin.passed_options`)."""
         engine = self.engine
         return {
             **self.timeline.to_dict(),
@@ -179,6 +192,7 @@ class Group:
             "metrics": list(engine.task.metrics),
             "clock": self.clock.to_dict(),
             "optimizer_names": self.opt.names(),
+            "model_options": passed_options(self.cfg.model, {k: getattr(self.cfg, k) for k in MODEL_OPTIONS}),
             **({"gaussian_finite_population": self._finite_population} if self.gaussian else {}),
             **({"plugins": self._plugins()} if self._plugins() else {}),
         }
@@ -255,7 +269,7 @@ class Group:
         b1, b2 = self._batches()
         noise = self.noise_from <= self.opt.sde_time < self.noise_to
         extra = None
-        micro = noise and self.micro_sums is not None
+        micro = noise and self.micro_sums is not None and c.step % self.cfg.micro_noise_every == 0
         if micro:
             self.micro_mean_sq = None  # set by the step pre-hook (_micro_mean)
         elif noise and b2 is None and self.noise_period and c.step % self.noise_period == 0:
@@ -314,7 +328,7 @@ class Group:
         if self.micro_mean_sq is not None or self.micro_sums.count == 0:
             return
         grads = [g for g in self.engine.stacked_grads([p.grad for p in self.engine.params]) if g is not None]
-        self.micro_mean_sq = sum((g.detach().flatten(1).double() ** 2).sum(1) for g in grads)
+        self.micro_mean_sq = squared_norm(grads, stacked=True)
         sums, W = self.micro_sums, self.dist.world
         total = torch.as_tensor(sums.sum_sq, dtype=torch.float64, device=grads[0].device).reshape(-1).clone()
         count = sums.count
