@@ -165,3 +165,23 @@ def max_replica_error(ens, singles) -> float:
         assert got.keys() == ref.keys()
         err = max(err, max(float((got[n].double() - ref[n].double()).abs().max()) for n in ref))
     return err
+
+
+def train_ensemble_and_singles(ens, singles, shape, steps: int, l: float, dtype=None) -> None:
+    """``steps`` SVAG steps (lr 0.1, weight decay 5e-4, amplification ``l``) of a stacked ensemble ``ens`` and of
+    each plain model of ``singles`` on the same batches: replica ``k`` sees what ``singles[k]`` sees."""
+    from svag import SVAG, train_step
+    from svag.runner.engine import EnsembleEngine, SingleEngine
+    from svag.task import CrossEntropy
+
+    eng = EnsembleEngine(ens, CrossEntropy())
+    opt = SVAG(eng.params, lr=0.1, l=l, weight_decay=5e-4)
+    ref = [SingleEngine(m, CrossEntropy()) for m in singles]
+    ref_opts = [SVAG(e.params, lr=0.1, l=l, weight_decay=5e-4) for e in ref]
+    g = torch.Generator().manual_seed(5)
+    for _ in range(steps):
+        batches = [[(torch.randn(8, *shape, generator=g, dtype=dtype), torch.randint(0, 10, (8,), generator=g))
+                    for _ in range(2)] for _ in singles]  # fmt: skip
+        train_step(opt, eng.loss, eng.stack([b[0] for b in batches]), eng.stack([b[1] for b in batches]))
+        for k, (e, o) in enumerate(zip(ref, ref_opts)):
+            train_step(o, e.loss, *batches[k])

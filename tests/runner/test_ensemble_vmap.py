@@ -13,8 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import max_replica_error
-from svag import SVAG, train_step
+from helpers import max_replica_error, train_ensemble_and_singles
 from svag.models import build_model
 from svag.runner.engine import EnsembleEngine, SingleEngine, evaluate, grad_norm_sq
 from svag.runner.ensemble import Ensemble, NotStackable, stack
@@ -62,17 +61,7 @@ def _train_both(name, norm, shape, steps, width=1.0, l=4.0):
     models = _models(name, norm, shape, width)
     singles = [copy.deepcopy(m) for m in models]
     ens = VmapEnsemble(models, input_shape=shape)
-    eng = EnsembleEngine(ens, CrossEntropy())
-    opt = SVAG(eng.params, lr=0.1, l=l, weight_decay=5e-4)
-    ref = [SingleEngine(m, CrossEntropy()) for m in singles]
-    ref_opts = [SVAG(e.params, lr=0.1, l=l, weight_decay=5e-4) for e in ref]
-    g = torch.Generator().manual_seed(5)
-    for _ in range(steps):
-        batches = [[(torch.randn(8, *shape, generator=g), torch.randint(0, 10, (8,), generator=g))
-                    for _ in range(2)] for _ in SEEDS]  # fmt: skip
-        train_step(opt, eng.loss, eng.stack([b[0] for b in batches]), eng.stack([b[1] for b in batches]))
-        for k, (e, o) in enumerate(zip(ref, ref_opts)):
-            train_step(o, e.loss, *batches[k])
+    train_ensemble_and_singles(ens, singles, shape, steps, l)
     return ens, singles
 
 
