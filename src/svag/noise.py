@@ -225,15 +225,11 @@ class MicroBatchSums:
             self._norms, self._weights = [], []
         return self._sum_sq
 
-    def squared_norm(self, grads: GradLike) -> Any:
-        """:func:`squared_norm` of ``grads`` (stacked when this is)."""
-        return squared_norm(grads, self.stacked)
-
     def add(self, grads: GradLike, scale: float = 1.0) -> None:
         """Add micro-batch ``j``: ``grads`` is ``scale·g_j`` (a tensor or per-parameter list, ``None`` = 0),
         e.g. what a backward of ``scale·loss_j`` added to ``.grad`` (``scale = 1/M`` for a mean over ``M``)."""
         if self.stacked:
-            self.add_sq(self.squared_norm(grads) / (float(scale) ** 2))
+            self.add_sq(squared_norm(grads, stacked=True) / (float(scale) ** 2))
             return
         parts = _parts(grads)
         if parts:
@@ -248,22 +244,24 @@ class MicroBatchSums:
 
     def result(self, mean: GradLike, scale: float = 1.0) -> tuple[Any, Any]:
         """``(Ĝ, N̂)`` at ``B = M·b`` from the accumulated gradient ``scale·ḡ`` (a tensor or per-parameter list)."""
-        return self.result_sq(self.squared_norm(mean) / (float(scale) ** 2))
+        return self.result_sq(squared_norm(mean, self.stacked) / (float(scale) ** 2))
 
     def result_sq(self, mean_sq: Any) -> tuple[Any, Any]:
         """``(Ĝ, N̂)`` from ``‖ḡ‖²`` computed elsewhere (e.g. of a data-parallel gradient after its all-reduce)."""
         return from_microbatch_sums(self.count, self.sum_sq, mean_sq)
 
 
-def squared_norm(grads: GradLike, stacked: bool = False) -> Any:
-    """``‖g‖²`` of a tensor or per-parameter list (``None`` = 0) in float64: a float; with ``stacked`` every
-    tensor has a leading axis of ``K`` runs and the result is their ``(K,)`` float64 tensor."""
+def squared_norm(grads: GradLike, stacked: bool = False, as_tensor: bool = False) -> Any:
+    """``‖g‖²`` of a tensor or per-parameter list (``None`` = 0) in float64: a float (with ``as_tensor``, a 0-d
+    float64 tensor on the gradients' device: no synchronization, for a hook that runs per parameter); with
+    ``stacked`` every tensor has a leading axis of ``K`` runs and the result is their ``(K,)`` float64 tensor."""
     parts = _parts(grads)
     if not parts:
         return 0.0
     if not stacked:  # one fused norm per tensor in its own dtype, squared and summed in float64
         norms = torch.stack(torch._foreach_norm(parts)).to(torch.float64)
-        return float((norms * norms).sum())
+        total = (norms * norms).sum()
+        return total if as_tensor else float(total)
     return sum((g.flatten(1).to(torch.float64) ** 2).sum(1) for g in parts)
 
 

@@ -120,8 +120,8 @@ class NoiseCallback(TrainerCallback):
         self._params: list[torch.nn.Parameter] = []
         self._handles: list[Any] = []
         self._slot: dict[int, torch.Tensor] | None = None  # the micro-batch being captured (None: not capturing)
-        self._micro: list[float] = []  # micro-batch estimator: Σ‖h‖² of each complete micro-batch of the step
-        self._total_sq = 0.0  # ‖Σ_j h_j‖² so far (h_j: what micro-batch j's backward adds to .grad)
+        self._micro: list[Any] = []  # micro-batch estimator: Σ‖h‖² of each complete micro-batch (0-d tensors)
+        self._total_sq: Any = 0.0  # ‖Σ_j h_j‖² so far (h_j: what micro-batch j's backward adds to .grad)
         self._extra: list[torch.Tensor | None] | None = None
         self._dataset: Any = None
         self._collate: Any = None
@@ -187,11 +187,11 @@ class NoiseCallback(TrainerCallback):
                 f"NoiseCallback: parameter {i} received two gradients in one micro-batch (a second backward "
                 "through it before the micro-batch ended); the micro-batch estimator needs one per micro-batch"
             )
-        sq = squared_norm(h)
+        sq = squared_norm(h, as_tensor=True)  # tensors: no synchronization per parameter (read once per step)
         self._slot[i] = sq
         acc = self._params[i].grad
-        cross = 0.0 if acc is None else 2.0 * float(torch.dot(acc.flatten().float(), h.flatten().float()))
-        self._total_sq += cross + sq
+        cross = 0.0 if acc is None else 2.0 * torch.dot(acc.flatten().float(), h.flatten().float()).double()
+        self._total_sq = self._total_sq + cross + sq
 
     # -- one step -------------------------------------------------------------------------------------
     def _measured(self, state: TrainerState) -> bool:
@@ -248,7 +248,7 @@ class NoiseCallback(TrainerCallback):
             if M < 2:
                 return
             # g_j = M·h_j: Σ‖g_j‖² = M²·Σ‖h_j‖², and ḡ = Σ_j g_j/M = Σ_j h_j
-            G, N = from_microbatch_sums(M, M * M * float(sum(sums)), self._total_sq)
+            G, N = from_microbatch_sums(M, M * M * float(sum(sums)), float(self._total_sq))
         elif self._extra is not None:
             G, N = from_pair([slot.get(i) for i in range(len(self._params))], self._extra)
         else:
